@@ -1,0 +1,45 @@
+# The one definition of every check: CI (.ci/run), pre-commit and people all call these targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+# torch first, pinned: the local CPU wheel; a bare `torch` would pull gigabytes of CUDA packages.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install test test-fast lint format types check bench demo clean
+
+install: $(VENV)/.installed  ## create .venv with everything for CPU use (inference, training, API, dev tools)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -e ".[cpu,train,api,dev]"
+	touch $@
+
+test: install  ## the whole suite (what CI runs)
+	$(PYTHON) -m pytest
+
+test-fast: install  ## unit tests only, no model export
+	$(PYTHON) -m pytest -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+types: install
+	$(VENV)/bin/mypy
+
+check: lint types test  ## lint + types + tests
+
+bench: install  ## engine throughput against the transformers pipeline, measured in one run
+	$(PYTHON) bench/engine.py
+
+demo: install  ## the main job end to end on the embedded default
+	$(VENV)/bin/lepton demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

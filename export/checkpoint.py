@@ -1,0 +1,71 @@
+"""Hugging Face sequence-classification checkpoints: load one for export, with its labels and tokenizer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lepton_runtime.errors import ExportError
+from lepton_runtime.registry.checksums import content_sha256, sha256_file
+
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json")
+TRAINING_METRICS_FILE = "training_metrics.json"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the PyTorch model in eval mode and what the manifest needs to know of it."""
+
+    path: Path
+    model: Any  # transformers PreTrainedModel
+    labels: list[str]
+    architecture: str
+    num_attention_heads: int
+    hidden_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    tokenizer_file: Path
+    sha256: str
+    training_metrics: dict[str, Any]
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Load ``path`` as a sequence classifier with eager attention (the graph ONNX fusions recognise)."""
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise ExportError(f"{path} is not a Hugging Face checkpoint directory: config.json is missing")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    architectures = config.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise ExportError(
+            f"{path} is a {architectures or 'model of unknown architecture'} checkpoint, not a sequence"
+            " classifier; fine-tune it first (lepton train DATA --base DIR) and export the result"
+        )
+    tokenizer_file = path / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise ExportError(
+            f"{path} has no tokenizer.json (the fast tokenizer the engine loads);"
+            " save it with AutoTokenizer.from_pretrained(path).save_pretrained(path)"
+        )
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager")
+    model.eval()
+    id2label = model.config.id2label
+    labels = [str(id2label[i]) for i in range(len(id2label))]
+    metrics_path = path / TRAINING_METRICS_FILE
+    return Checkpoint(
+        path=path,
+        model=model,
+        labels=labels,
+        architecture=architectures[0],
+        num_attention_heads=model.config.num_attention_heads,
+        hidden_size=model.config.hidden_size,
+        vocab_size=model.config.vocab_size,
+        max_position_embeddings=model.config.max_position_embeddings,
+        tokenizer_file=tokenizer_file,
+        sha256=content_sha256({name: sha256_file(path / name) for name in CHECKPOINT_FILES if (path / name).is_file()}),
+        training_metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+    )

@@ -1,0 +1,153 @@
+"""``lepton export`` and ``lepton models``: publish checkpoints and manage the versions in the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from lepton_runtime import constants
+from lepton_runtime.registry import ModelRegistry
+from lepton_runtime.settings import load_settings
+
+console = Console(stderr=True)
+
+
+def _registry() -> ModelRegistry:
+    return ModelRegistry(load_settings().model_dir)
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Model name in the registry (lower-case letters, digits, . _ -).")
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    type=click.Choice(["fp32", "int8", "fp16"]),
+    help="Variants to publish (repeat). Default: fp32, plus int8 when --golden is given.",
+)
+@click.option(
+    "--golden",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSONL of real texts ({"text", "label"}; labels optional) that gates int8 and fp16.',
+)
+@click.option("--promote", "alias", default=None, help="Point this alias (e.g. production) at the new version.")
+@click.option(
+    "--max-length",
+    default=constants.DEFAULT_MAX_SEQUENCE_LENGTH,
+    show_default=True,
+    help="Tokens per text the model keeps; longer texts are truncated.",
+)
+@click.option("--opset", default=constants.DEFAULT_OPSET, show_default=True, help="ONNX opset.")
+def export_command(
+    checkpoint: Path,
+    name: str,
+    variants: tuple[str, ...],
+    golden: Path | None,
+    alias: str | None,
+    max_length: int,
+    opset: int,
+) -> None:
+    """Export CHECKPOINT (a Hugging Face sequence classifier) to ONNX and publish it.
+
+    The fp32 graph (with ONNX Runtime's transformer fusions) must match PyTorch within 1e-4 at
+    batch 1/7/64 x sequence 8/128, or nothing is published. int8 must stay within 0.5 point of
+    fp32's accuracy on the golden set (99% agreement without labels). fp16 is gated on a GPU,
+    else published as unverified. Prints the published reference, NAME@VERSION, on stdout.
+
+    \b
+    Example:
+      lepton export ./checkpoints/sentiment --name sentiment --golden val.jsonl --promote production
+    """
+    from export.publish import export_checkpoint
+
+    with console.status("exporting") as status:
+
+        def report(message: str) -> None:
+            console.log(message)
+            status.update(message)
+
+        version = export_checkpoint(
+            checkpoint,
+            _registry(),
+            name,
+            variants=variants or None,
+            golden=golden,
+            promote=alias,
+            max_sequence_length=max_length,
+            opset=opset,
+            report=report,
+        )
+    click.echo(version.reference)
+
+
+@click.group()
+def models() -> None:
+    """List, inspect, verify, promote, roll back and delete published model versions."""
+
+
+@models.command("list")
+@click.argument("name", required=False)
+def list_models(name: str | None) -> None:
+    """List models (or the versions of NAME) with their aliases and variants."""
+    registry = _registry()
+    table = Table("model", "version", "aliases", "variants", "created", "metrics")
+    for model in [name] if name else registry.list_models():
+        aliases = registry.aliases(model)
+        for version in registry.versions(model):
+            manifest = version.manifest
+            table.add_row(
+                model,
+                str(version.version),
+                ", ".join(a for a, v in sorted(aliases.items()) if v == version.version),
+                ", ".join(f"{k}{'' if v.verified else ' (unverified)'}" for k, v in manifest.variants.items()),
+                manifest.created_at,
+                ", ".join(f"{k}={v}" for k, v in manifest.metrics.items() if isinstance(v, float)),
+            )
+    Console().print(table)
+
+
+@models.command()
+@click.argument("reference")
+def show(reference: str) -> None:
+    """Print the manifest of REFERENCE (name, name@version or name@alias) as JSON."""
+    click.echo(json.dumps(_registry().resolve(reference).manifest.model_dump(), indent=2))
+
+
+@models.command()
+@click.argument("reference")
+def verify(reference: str) -> None:
+    """Check every file of REFERENCE against its manifest sha256; exit 2 naming any file that differs."""
+    version = _registry().verify(reference)
+    click.echo(f"{version.reference}: {len(version.manifest.files)} files verified")
+
+
+@models.command()
+@click.argument("reference")
+@click.option("--alias", default=constants.PRODUCTION_ALIAS, show_default=True, help="Alias to move.")
+def promote(reference: str, alias: str) -> None:
+    """Point ALIAS at the version REFERENCE names (the previous target is kept for rollback)."""
+    version = _registry().promote(reference, alias)
+    click.echo(f"{version.name}@{alias} -> {version.version}")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--alias", default=constants.PRODUCTION_ALIAS, show_default=True, help="Alias to move back.")
+def rollback(name: str, alias: str) -> None:
+    """Point ALIAS of NAME back at the version it named before its last move."""
+    version = _registry().rollback(name, alias)
+    click.echo(f"{name}@{alias} -> {version.version}")
+
+
+@models.command()
+@click.argument("reference")
+@click.option("--force", is_flag=True, help="Also drop aliases that point at this version.")
+def delete(reference: str, force: bool) -> None:
+    """Delete one version (refused while an alias points at it, unless --force)."""
+    version = _registry().delete(reference, force=force)
+    click.echo(f"deleted {version.reference}")

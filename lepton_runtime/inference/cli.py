@@ -1,0 +1,56 @@
+"""``lepton predict``: classify texts from the command line with a published model, one JSON object per text."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from lepton_runtime.settings import load_settings
+
+
+@click.command()
+@click.argument("reference")
+@click.argument("texts", nargs=-1)
+@click.option(
+    "--variant",
+    type=click.Choice(["auto", "fp32", "int8", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="Graph to run; auto = int8 on CPU (fp16 on CUDA) when verified, else fp32.",
+)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: LEPTON_DEVICE or cpu.")
+@click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores).")
+def predict(reference: str, texts: tuple[str, ...], variant: str, device: str | None, threads: int | None) -> None:
+    """Classify TEXTS (or lines of stdin) with model REFERENCE (name, name@version or name@alias).
+
+    Prints one JSON object per text, in order: label, score, all scores and the exact model
+    (name, version, sha256, variant, precision, provider). An invalid text prints an error object
+    in its place; the exit code is then 1.
+
+    \b
+    Example:
+      lepton predict sentiment@production "great film" "dull and slow"
+      cut -f2 reviews.tsv | lepton predict sentiment
+    """
+    from lepton_runtime.inference import Engine
+
+    settings = load_settings()
+    items = list(texts) or [line.rstrip("\n") for line in sys.stdin]
+    engine = Engine.load(
+        reference,
+        registry=settings.model_dir,
+        variant=variant,
+        device=device or settings.device,
+        intra_op_threads=threads if threads is not None else settings.intra_op_threads,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_items=settings.max_items,
+        max_text_chars=settings.max_text_chars,
+    )
+    failed = False
+    for result in engine.classify(items, errors="return"):
+        failed |= not hasattr(result, "label")
+        click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+    if failed:
+        sys.exit(1)

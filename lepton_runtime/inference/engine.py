@@ -1,0 +1,295 @@
+"""The Engine: loads one exported model and classifies texts with ONNX Runtime, fast and with provenance."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lepton_runtime import constants
+from lepton_runtime.errors import ModelNotFoundError
+from lepton_runtime.inference.batching import PaddedBatch, pad_batch, plan_batches
+from lepton_runtime.inference.prediction import ItemError, Prediction, Provenance
+from lepton_runtime.inference.providers import Device, create_session
+from lepton_runtime.inference.tokenization import TOKENIZER_FILE, EncodedText, TextEncoder
+from lepton_runtime.inference.validation import (
+    TextLimits,
+    check_request,
+    check_text,
+    overflow_issue,
+    raise_for_issues,
+)
+from lepton_runtime.registry.checksums import sha256_file
+from lepton_runtime.registry.manifest import MANIFEST_FILE, Manifest
+from lepton_runtime.registry.store import ModelRegistry, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+DEFAULT_ONNX_FILE = "model.onnx"
+VariantChoice = Literal["auto", "fp32", "int8", "fp16"]
+
+
+@dataclass
+class EngineStats:
+    """Running totals of the work done; padding efficiency = real tokens / padded tokens."""
+
+    texts: int = 0
+    batches: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    inference_s: float = 0.0
+
+    @property
+    def padding_efficiency(self) -> float:
+        return self.real_tokens / self.padded_tokens if self.padded_tokens else 1.0
+
+
+@dataclass(frozen=True)
+class EncodedRequest:
+    """What ``preprocess`` returns and ``forward`` takes: encoded texts, and whether one text was given."""
+
+    encoded: list[EncodedText]
+    single: bool = False
+    batches: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The files and facts the engine runs from, whether from a registry version or a bare directory."""
+
+    directory: Path
+    onnx_file: str
+    variant: str
+    precision: str
+    labels: list[str]
+    max_sequence_length: int
+    name: str
+    version: int | None
+    sha256: str
+
+
+class Engine:
+    """Classify texts with an exported model: sorted, token-budget batches on ONNX Runtime.
+
+    ``Engine(path)`` takes a registry version directory (verified against its manifest before
+    load) or a bare directory with ``model.onnx``, ``tokenizer.json`` and ``config.json``;
+    ``Engine.load("name@alias")`` resolves a registry reference. ``onnx_file`` runs another
+    graph of a bare directory (the export gates use it before a version is published).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        variant: VariantChoice = "auto",
+        device: Device = "cpu",
+        intra_op_threads: int = 0,
+        max_batch_tokens: int = constants.DEFAULT_MAX_BATCH_TOKENS,
+        max_batch_size: int = constants.DEFAULT_MAX_BATCH_SIZE,
+        max_items: int = constants.DEFAULT_MAX_ITEMS,
+        max_text_chars: int = constants.DEFAULT_MAX_TEXT_CHARS,
+        on_overflow: Literal["truncate", "error"] = "truncate",
+        onnx_file: str | None = None,
+        warm: bool = True,
+    ) -> None:
+        started = time.perf_counter()
+        self.model = _open_model(Path(path), variant, device, onnx_file)
+        self.device = device
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_size = max_batch_size
+        self.limits = TextLimits(max_items, max_text_chars, self.model.max_sequence_length, on_overflow)
+        self.encoder = TextEncoder(self.model.directory / TOKENIZER_FILE, self.model.max_sequence_length)
+        self.session = create_session(str(self.model.directory / self.model.onnx_file), device, intra_op_threads)
+        self.input_names = {node.name for node in self.session.get_inputs()}
+        self.provenance = Provenance(
+            model=self.model.name,
+            version=self.model.version,
+            sha256=self.model.sha256,
+            variant=self.model.variant,
+            precision=self.model.precision,
+            provider=self.session.get_providers()[0],
+        )
+        self.stats = EngineStats()
+        if warm:
+            self.classify(["warm-up"])
+            self.stats = EngineStats()
+        self.load_time_s = time.perf_counter() - started
+
+    @classmethod
+    def load(
+        cls,
+        reference: str,
+        *,
+        registry: ModelRegistry | str | Path | None = None,
+        **options: Any,
+    ) -> Engine:
+        """Resolve ``name``, ``name@version`` or ``name@alias`` in the registry and load that version.
+
+        ``registry`` defaults to ``LEPTON_MODEL_DIR`` (or ``./models``).
+        """
+        if not isinstance(registry, ModelRegistry):
+            if registry is None:
+                from lepton_runtime.settings import load_settings
+
+                registry = load_settings().model_dir
+            registry = ModelRegistry(registry)
+        return cls(registry.resolve(reference).path, **options)
+
+    # -- the fast path ---------------------------------------------------------------------------
+    def classify(self, texts: Sequence[Any], *, errors: Literal["raise", "return"] = "raise") -> list[Any]:
+        """Classify texts; results come back in input order.
+
+        With ``errors="raise"`` (default) any invalid text raises one InvalidInputError naming
+        every bad item; with ``errors="return"`` bad items become ItemError in their place and
+        the others are still classified.
+        """
+        items = check_request(texts, self.limits)
+        issues = {i: issue for i, text in enumerate(items) if (issue := check_text(i, text, self.limits))}
+        valid = [i for i in range(len(items)) if i not in issues]
+        encoded = self.encoder.encode([items[i] for i in valid]) if valid else []
+        if self.limits.on_overflow == "error":
+            for i, item in zip(valid, encoded, strict=True):
+                if item.truncated:
+                    issues[i] = overflow_issue(i, self.limits)
+        if issues and errors == "raise":
+            raise_for_issues([issues[i] for i in sorted(issues)], len(items))
+        keep = [(i, item) for i, item in zip(valid, encoded, strict=True) if i not in issues]
+        predictions = self._predict([item for _, item in keep])
+        results: list[Any] = [None] * len(items)
+        for (i, _), prediction in zip(keep, predictions, strict=True):
+            results[i] = prediction
+        for i, issue in issues.items():
+            results[i] = ItemError(i, "invalid_input", str(issue))
+        return results
+
+    # -- the seed-style API ----------------------------------------------------------------------
+    def preprocess(self, text: str | Sequence[str]) -> EncodedRequest:
+        """Validate and tokenise one text (or a list) for ``forward``."""
+        single = isinstance(text, str)
+        items = check_request([text] if single else text, self.limits)
+        issues = [issue for i, t in enumerate(items) if (issue := check_text(i, t, self.limits))]
+        if issues:
+            raise_for_issues(issues, len(items))
+        return EncodedRequest(self.encoder.encode(items), single=single)
+
+    def forward(self, request: EncodedRequest) -> dict[str, Any] | list[dict[str, Any]]:
+        """Run the model on a preprocessed request: a dict with label, score and scores (a list for many)."""
+        answers = [
+            {"label": p.label, "score": p.score, "scores": p.scores, "model": p.model.as_dict()}
+            for p in self._predict(request.encoded)
+        ]
+        return answers[0] if request.single else answers
+
+    # -- internals -------------------------------------------------------------------------------
+    def _predict(self, encoded: list[EncodedText]) -> list[Prediction]:
+        predictions: list[Prediction | None] = [None] * len(encoded)
+        lengths = [len(item.ids) for item in encoded]
+        for rows in plan_batches(lengths, self.max_batch_tokens, self.max_batch_size):
+            batch = pad_batch([encoded[i] for i in rows])
+            probabilities = _softmax(self._run(batch))
+            for row, index in enumerate(rows):
+                predictions[index] = self._prediction(probabilities[row], encoded[index].truncated)
+        self.stats.texts += len(encoded)
+        return [p for p in predictions if p is not None]
+
+    def _run(self, batch: PaddedBatch) -> np.ndarray:
+        feeds = {
+            "input_ids": batch.input_ids,
+            "attention_mask": batch.attention_mask,
+            "token_type_ids": batch.token_type_ids,
+        }
+        started = time.perf_counter()
+        (logits,) = self.session.run(["logits"], {k: v for k, v in feeds.items() if k in self.input_names})
+        self.stats.inference_s += time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.real_tokens += batch.real_tokens
+        self.stats.padded_tokens += batch.padded_tokens
+        return np.asarray(logits, dtype=np.float32)
+
+    def _prediction(self, probabilities: np.ndarray, truncated: bool) -> Prediction:
+        best = int(probabilities.argmax())
+        labels = self.model.labels
+        return Prediction(
+            label=labels[best],
+            score=float(probabilities[best]),
+            scores={label: float(p) for label, p in zip(labels, probabilities, strict=True)},
+            model=self.provenance,
+            truncated=truncated,
+        )
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
+    return probabilities
+
+
+def choose_variant(manifest: Manifest, variant: VariantChoice, device: Device) -> str:
+    """The variant to run: the one asked for, or (auto) the fastest verified one for the device."""
+    if variant != "auto":
+        if variant not in manifest.variants:
+            raise ModelNotFoundError(
+                f"model {manifest.name}@{manifest.version} has no {variant} variant"
+                f" (variants: {sorted(manifest.variants)}); export it with --variant {variant}"
+            )
+        if not manifest.variants[variant].verified:
+            logger.warning("loading unverified %s variant of %s@%s", variant, manifest.name, manifest.version)
+        return variant
+    preferred = "fp16" if device == "cuda" else "int8"
+    info = manifest.variants.get(preferred)
+    return preferred if info is not None and info.verified else "fp32"
+
+
+def _open_model(path: Path, variant: VariantChoice, device: Device, onnx_file: str | None) -> LoadedModel:
+    if (path / MANIFEST_FILE).is_file():
+        manifest = Manifest.read(path)
+        by_file = {info.file: name for name, info in manifest.variants.items()}
+        if onnx_file is not None and onnx_file not in by_file:
+            raise ModelNotFoundError(f"{onnx_file} is not a variant of {manifest.name}@{manifest.version}")
+        chosen = by_file[onnx_file] if onnx_file else choose_variant(manifest, variant, device)
+        info = manifest.variants[chosen]
+        version = ModelVersion(manifest.name, manifest.version, path, manifest)
+        version.verify([info.file, TOKENIZER_FILE])
+        return LoadedModel(
+            directory=path,
+            onnx_file=info.file,
+            variant=chosen,
+            precision=info.precision,
+            labels=manifest.labels,
+            max_sequence_length=manifest.max_sequence_length,
+            name=manifest.name,
+            version=manifest.version,
+            sha256=manifest.files[info.file].sha256,
+        )
+    return _open_bare_directory(path, variant, onnx_file or DEFAULT_ONNX_FILE)
+
+
+def _open_bare_directory(path: Path, variant: VariantChoice, onnx_file: str) -> LoadedModel:
+    """A directory of exported files without a manifest (not verified: nothing to verify against)."""
+    missing = [f for f in (onnx_file, TOKENIZER_FILE, CONFIG_FILE) if not (path / f).is_file()]
+    if missing:
+        raise ModelNotFoundError(
+            f"{path} is neither a registry version (no {MANIFEST_FILE}) nor a model directory"
+            f" (missing {', '.join(missing)}); pass a published reference or an exported directory"
+        )
+    config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    id2label = config.get("id2label") or {}
+    labels = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(len(id2label) or 2)]
+    return LoadedModel(
+        directory=path,
+        onnx_file=onnx_file,
+        variant="fp32" if variant == "auto" else variant,
+        precision="fp32" if variant == "auto" else variant,
+        labels=labels,
+        max_sequence_length=min(int(config.get("max_position_embeddings", 512)), constants.DEFAULT_MAX_SEQUENCE_LENGTH),
+        name=path.name,
+        version=None,
+        sha256=sha256_file(path / onnx_file),
+    )

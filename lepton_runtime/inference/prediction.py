@@ -1,0 +1,53 @@
+"""What the engine answers: a prediction with its provenance, or an error for one item."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Exactly which model made a prediction, and how it was run."""
+
+    model: str
+    version: int | None
+    sha256: str
+    variant: str
+    precision: str
+    provider: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The label with the highest probability, its probability, all probabilities, and provenance."""
+
+    label: str
+    score: float
+    scores: dict[str, float]
+    model: Provenance
+    truncated: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "score": self.score,
+            "scores": self.scores,
+            "truncated": self.truncated,
+            "model": self.model.as_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """Why one item of a request got no prediction; the others are unaffected."""
+
+    index: int
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "error": {"code": self.code, "message": self.message}}

@@ -1,0 +1,285 @@
+"""The model registry on disk: versions published atomically, aliases moved atomically, files verified.
+
+Layout under the root::
+
+    <name>/.lock              flock taken to number versions and to move aliases
+    <name>/aliases.json       {"production": {"version": 3, "history": [1, 2], ...}, ...}
+    <name>/.staging/<id>/     a version being written; never visible to readers
+    <name>/<version>/         a finished version: its files and manifest.json (written last)
+
+A version directory appears by one ``rename`` of a complete staging directory, so two processes
+publishing at once each get their own number and a reader never sees half a version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lepton_runtime.errors import InvalidInputError, ModelIntegrityError, ModelNotFoundError
+from lepton_runtime.registry.checksums import content_sha256, sha256_file
+from lepton_runtime.registry.manifest import MANIFEST_FILE, FileEntry, Manifest
+from lepton_runtime.registry.references import ModelReference, validate_alias, validate_model_name
+
+ALIASES_FILE = "aliases.json"
+LOCK_FILE = ".lock"
+STAGING_DIR = ".staging"
+# The alias a bare model name resolves to, when it is set.
+DEFAULT_ALIAS = "production"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One published version: its name, number, directory and manifest."""
+
+    name: str
+    version: int
+    path: Path
+    manifest: Manifest
+
+    @property
+    def reference(self) -> str:
+        """The exact reference of this version, ``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    def verify(self, files: list[str] | None = None) -> None:
+        """Check ``files`` (default: all in the manifest) against their sha256; raise naming each bad one."""
+        wanted = files if files is not None else sorted(self.manifest.files)
+        problems = []
+        for relative in wanted:
+            entry = self.manifest.files.get(relative)
+            path = self.path / relative
+            if entry is None:
+                problems.append(f"{relative}: not listed in the manifest")
+            elif not path.is_file():
+                problems.append(f"{relative}: missing")
+            elif path.stat().st_size != entry.size_bytes or sha256_file(path) != entry.sha256:
+                problems.append(f"{relative}: sha256 differs from the manifest (file changed or corrupt)")
+        if problems:
+            raise ModelIntegrityError(
+                f"model {self.reference} at {self.path} failed verification: "
+                + "; ".join(problems)
+                + ". Re-publish the version (lepton export) or delete it; do not load it."
+            )
+
+
+class StagedVersion:
+    """A version being written inside the registry; ``commit`` makes it visible in one rename."""
+
+    def __init__(self, registry: ModelRegistry, name: str, path: Path) -> None:
+        self.registry = registry
+        self.name = name
+        self.path = path
+        self.committed: ModelVersion | None = None
+
+    def commit(self, manifest: Manifest) -> ModelVersion:
+        """Hash every file, number the version, write the manifest last and publish it atomically."""
+        file_entries = {
+            str(path.relative_to(self.path)): FileEntry(sha256=sha256_file(path), size_bytes=path.stat().st_size)
+            for path in sorted(self.path.rglob("*"))
+            if path.is_file() and path.name != MANIFEST_FILE
+        }
+        for relative in file_entries:
+            _fsync_file(self.path / relative)
+        manifest = manifest.model_copy(
+            update={
+                "name": self.name,
+                "files": file_entries,
+                "content_sha256": content_sha256({k: v.sha256 for k, v in file_entries.items()}),
+            }
+        )
+        with self.registry._locked(self.name):
+            version = max(self.registry._version_numbers(self.name), default=0) + 1
+            manifest = manifest.model_copy(update={"version": version})
+            _fsync_file(manifest.write(self.path))
+            final = self.registry.root / self.name / str(version)
+            os.rename(self.path, final)
+            _fsync_dir(final.parent)
+        self.committed = ModelVersion(self.name, version, final, manifest)
+        return self.committed
+
+
+class ModelRegistry:
+    """Versions and aliases of models under one root directory (``LEPTON_MODEL_DIR``)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    # -- publishing ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def begin_publish(self, name: str) -> Iterator[StagedVersion]:
+        """Give a private directory to write a version into; it is removed unless committed."""
+        validate_model_name(name)
+        staging = self.root / name / STAGING_DIR / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        staged = StagedVersion(self, name, staging)
+        try:
+            yield staged
+        finally:
+            if staged.committed is None:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    # -- reading ------------------------------------------------------------------------------
+    def list_models(self) -> list[str]:
+        """Names of models that have at least one finished version."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self._version_numbers(p.name))
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every finished version of ``name``, oldest first."""
+        validate_model_name(name)
+        return [self._load(name, number) for number in sorted(self._version_numbers(name))]
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Alias -> version number for ``name``."""
+        validate_model_name(name)
+        return {alias: entry["version"] for alias, entry in self._read_aliases(name).items()}
+
+    def resolve(self, reference: str | ModelReference) -> ModelVersion:
+        """Find the version a reference names: an exact version, an alias, or (bare name) production else latest."""
+        ref = reference if isinstance(reference, ModelReference) else ModelReference.parse(reference)
+        numbers = self._version_numbers(ref.name)
+        if not numbers:
+            known = ", ".join(self.list_models()) or "none"
+            raise ModelNotFoundError(
+                f"model {ref.name!r} has no published version under {self.root} (published models: {known});"
+                " publish one with 'lepton export CHECKPOINT --name NAME'"
+            )
+        if ref.version is not None:
+            if ref.version not in numbers:
+                raise ModelNotFoundError(
+                    f"model {ref.name!r} has no version {ref.version} (versions: {sorted(numbers)})"
+                )
+            return self._load(ref.name, ref.version)
+        aliases = self.aliases(ref.name)
+        if ref.alias is not None:
+            if ref.alias not in aliases:
+                raise ModelNotFoundError(
+                    f"model {ref.name!r} has no alias {ref.alias!r} (aliases: {aliases or 'none'});"
+                    f" set it with 'lepton models promote {ref.name}@VERSION --alias {ref.alias}'"
+                )
+            return self._load(ref.name, aliases[ref.alias])
+        return self._load(ref.name, aliases.get(DEFAULT_ALIAS, max(numbers)))
+
+    def verify(self, reference: str | ModelReference) -> ModelVersion:
+        """Resolve a reference and check every file against the manifest; raise ModelIntegrityError if any differs."""
+        version = self.resolve(reference)
+        version.verify()
+        return version
+
+    # -- aliases ------------------------------------------------------------------------------
+    def promote(self, reference: str | ModelReference, alias: str = DEFAULT_ALIAS) -> ModelVersion:
+        """Point ``alias`` at the version ``reference`` names; the previous target is kept for rollback."""
+        validate_alias(alias)
+        version = self.resolve(reference)
+        with self._locked(version.name):
+            aliases = self._read_aliases(version.name)
+            entry = aliases.get(alias, {"version": None, "history": []})
+            if entry["version"] not in (None, version.version):
+                entry["history"].append(entry["version"])
+            entry["version"] = version.version
+            entry["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            aliases[alias] = entry
+            self._write_aliases(version.name, aliases)
+        return version
+
+    def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> ModelVersion:
+        """Point ``alias`` back at the version it named before its last move."""
+        validate_alias(alias)
+        validate_model_name(name)
+        with self._locked(name):
+            aliases = self._read_aliases(name)
+            entry = aliases.get(alias)
+            if not entry or not entry["history"]:
+                raise InvalidInputError(
+                    f"alias {name}@{alias} has no earlier version to roll back to;"
+                    f" promote one explicitly with 'lepton models promote {name}@VERSION --alias {alias}'"
+                )
+            entry["version"] = entry["history"].pop()
+            entry["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            self._write_aliases(name, aliases)
+        return self._load(name, entry["version"])
+
+    def delete(self, reference: str | ModelReference, *, force: bool = False) -> ModelVersion:
+        """Remove one version; refused while an alias points at it, unless ``force`` (which drops those aliases)."""
+        version = self.resolve(reference)
+        with self._locked(version.name):
+            aliases = self._read_aliases(version.name)
+            pointing = sorted(a for a, e in aliases.items() if e["version"] == version.version)
+            if pointing and not force:
+                raise InvalidInputError(
+                    f"{version.reference} is the target of alias(es) {', '.join(pointing)};"
+                    " promote another version first, or pass --force to drop those aliases"
+                )
+            for alias in pointing:
+                del aliases[alias]
+            for entry in aliases.values():
+                entry["history"] = [v for v in entry["history"] if v != version.version]
+            self._write_aliases(version.name, aliases)
+            trash = version.path.parent / STAGING_DIR / f"deleted-{version.version}-{uuid.uuid4().hex}"
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(version.path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        return version
+
+    # -- internals ----------------------------------------------------------------------------
+    def _version_numbers(self, name: str) -> list[int]:
+        directory = self.root / name
+        if not directory.is_dir():
+            return []
+        return [int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / MANIFEST_FILE).is_file()]
+
+    def _load(self, name: str, number: int) -> ModelVersion:
+        path = self.root / name / str(number)
+        if not (path / MANIFEST_FILE).is_file():
+            raise ModelNotFoundError(f"model {name}@{number} has no manifest at {path}")
+        return ModelVersion(name, number, path, Manifest.read(path))
+
+    def _read_aliases(self, name: str) -> dict[str, Any]:
+        path = self.root / name / ALIASES_FILE
+        if not path.is_file():
+            return {}
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    def _write_aliases(self, name: str, aliases: dict[str, Any]) -> None:
+        path = self.root / name / ALIASES_FILE
+        temporary = path.with_name(f".{ALIASES_FILE}.{uuid.uuid4().hex}")
+        temporary.write_text(json.dumps(aliases, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _fsync_file(temporary)
+        os.replace(temporary, path)
+        _fsync_dir(path.parent)
+
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        directory = self.root / name
+        directory.mkdir(parents=True, exist_ok=True)
+        with (directory / LOCK_FILE).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as stream:
+        os.fsync(stream.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

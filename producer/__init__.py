@@ -1,0 +1,1 @@
+"""Producers: the Python client, HTTP API and CLI that enqueue jobs (never import onnxruntime or torch)."""
