@@ -49,8 +49,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
             f"{path} has no tokenizer.json (the fast tokenizer the engine loads);"
             " save it with AutoTokenizer.from_pretrained(path).save_pretrained(path)"
         )
+    import transformers
     from transformers import AutoModelForSequenceClassification
 
+    transformers.logging.disable_progress_bar()
     model = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager")
     model.eval()
     id2label = model.config.id2label

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from importlib.metadata import entry_points
 
@@ -58,6 +59,7 @@ def cli(verbose: bool) -> None:
 
 def main() -> None:
     """Run the CLI; a LeptonError becomes one line on stderr and exit code 2 (no traceback)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from disk, never from a hub
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

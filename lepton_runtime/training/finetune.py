@@ -101,8 +101,11 @@ def fine_tune(
 ) -> TrainingResult:
     """Fine-tune ``base`` on ``data``; keep the best epoch (by validation accuracy) in ``output_dir``."""
     import torch
+    import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
+    transformers.logging.set_verbosity_error()  # the "newly initialized head" report is expected here
+    transformers.logging.disable_progress_bar()
     if data.labels is None:
         raise InvalidInputError(f"{data.source}: training needs a label on every row")
     labels = sorted(set(data.labels) | set(validation.labels if validation and validation.labels else []))
