@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lepton_runtime.constants import DEFAULT_MAX_BATCH_TOKENS
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 RESULTS = ROOT / "bench" / "results"
@@ -28,7 +30,9 @@ THREADS = 2
 
 
 def load_texts(count: int) -> list[str]:
-    texts = [json.loads(line)["text"] for name in ("sst2", "banking77") for line in (DATASETS / name / "dev.jsonl").open()]
+    texts = [
+        json.loads(line)["text"] for name in ("sst2", "banking77") for line in (DATASETS / name / "dev.jsonl").open()
+    ]
     random.Random(7).shuffle(texts)
     return texts[:count]
 
@@ -66,7 +70,10 @@ def main() -> None:
     version = ModelRegistry(ROOT / args.registry).resolve(args.model)
     checkpoint_dir = Path(version.manifest.source["checkpoint"])
     texts, count, repeats = load_texts(args.texts), args.texts, args.repeats
-    print(f"model {version.reference} (checkpoint {checkpoint_dir}), {count} real texts, {THREADS} threads, median of {repeats}")
+    print(
+        f"model {version.reference} (checkpoint {checkpoint_dir}), {count} real texts,"
+        f" {THREADS} threads, median of {repeats}"
+    )
     rows: list[tuple[str, float, str]] = []
 
     def record(name: str, rate: float, note: str = "") -> float:
@@ -79,27 +86,53 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir)
     classifier = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
     probe = texts[:400]
-    probe_rates = {bs: median_rate(lambda bs=bs: classifier(probe, batch_size=bs, truncation=True), len(probe), 1) for bs in (1, 8, 16, 32, 64)}
+    probe_rates = {
+        bs: median_rate(lambda bs=bs: classifier(probe, batch_size=bs, truncation=True), len(probe), 1)
+        for bs in (1, 8, 16, 32, 64)
+    }
     best_bs = max(probe_rates, key=lambda bs: probe_rates[bs])
-    print(f"  pipeline batch-size probe on 400 texts: { {bs: round(r) for bs, r in probe_rates.items()} } -> best {best_bs}")
-    pipeline_rate = record(f"transformers pipeline, best batch size ({best_bs})",
-                           median_rate(lambda: classifier(texts, batch_size=best_bs, truncation=True), count, repeats))
+    print(
+        f"  pipeline batch-size probe on 400 texts: { ({bs: round(r) for bs, r in probe_rates.items()}) }"
+        f" -> best {best_bs}"
+    )
+    pipeline_rate = record(
+        f"transformers pipeline, best batch size ({best_bs})",
+        median_rate(lambda: classifier(texts, batch_size=best_bs, truncation=True), count, repeats),
+    )
 
     def torch_pass(order: list[int], batch_size: int, bf16: bool) -> None:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for start in range(0, len(order), batch_size):
-                batch = tokenizer([texts[i] for i in order[start : start + batch_size]], padding=True, truncation=True, max_length=128, return_tensors="pt")
+                batch = tokenizer(
+                    [texts[i] for i in order[start : start + batch_size]],
+                    padding=True,
+                    truncation=True,
+                    max_length=128,
+                    return_tensors="pt",
+                )
                 model(**batch)
 
     arrival = list(range(count))
     by_length = sorted(arrival, key=lambda i: len(tokenizer(texts[i])["input_ids"]))
-    record("PyTorch eager fp32, arrival order, bs 32", median_rate(lambda: torch_pass(arrival, 32, False), count, repeats))
-    record("PyTorch bf16 autocast, length-sorted, bs 64", median_rate(lambda: torch_pass(by_length, 64, True), count, repeats), "best PyTorch on this CPU")
+    record(
+        "PyTorch eager fp32, arrival order, bs 32", median_rate(lambda: torch_pass(arrival, 32, False), count, repeats)
+    )
+    record(
+        "PyTorch bf16 autocast, length-sorted, bs 64",
+        median_rate(lambda: torch_pass(by_length, 64, True), count, repeats),
+        "best PyTorch on this CPU",
+    )
 
     # -- the Engine, as published -------------------------------------------------------------------
     engines = {variant: Engine(version.path, variant=variant, intra_op_threads=THREADS) for variant in ("fp32", "int8")}
-    fp32_rate = record("Engine fp32 (fused graph, sorted token-budget batches)", median_rate(lambda: engines["fp32"].classify(texts), count, repeats))
-    int8_rate = record("Engine int8 (per-channel, sorted token-budget batches)", median_rate(lambda: engines["int8"].classify(texts), count, repeats))
+    fp32_rate = record(
+        "Engine fp32 (fused graph, sorted token-budget batches)",
+        median_rate(lambda: engines["fp32"].classify(texts), count, repeats),
+    )
+    int8_rate = record(
+        "Engine int8 (per-channel, sorted token-budget batches)",
+        median_rate(lambda: engines["int8"].classify(texts), count, repeats),
+    )
     fp32_labels = [p.label for p in engines["fp32"].classify(texts)]
     int8_labels = [p.label for p in engines["int8"].classify(texts)]
     agreement = float(np.mean(np.asarray(fp32_labels) == np.asarray(int8_labels)))
@@ -108,12 +141,21 @@ def main() -> None:
     if golden_path.is_file():
         golden = read_labelled(golden_path)
         for variant, engine in engines.items():
-            accuracy[variant] = float(np.mean([p.label == t for p, t in zip(engine.classify(golden.texts), golden.labels or [], strict=True)]))
+            accuracy[variant] = float(
+                np.mean([p.label == t for p, t in zip(engine.classify(golden.texts), golden.labels or [], strict=True)])
+            )
 
     # -- length-aware batching alone: same variant (int8), same batch size (32) --------------------
-    int8_bs32 = Engine(version.path, variant="int8", intra_op_threads=THREADS, max_batch_size=32, max_batch_tokens=10**9)
-    arrival_rate = record("Engine int8 bs 32, arrival order (no sorting)", median_rate(lambda: [int8_bs32.classify(texts[i : i + 32]) for i in range(0, count, 32)], count, repeats))
-    sorted_rate = record("Engine int8 bs 32, length-sorted", median_rate(lambda: int8_bs32.classify(texts), count, repeats))
+    int8_bs32 = Engine(
+        version.path, variant="int8", intra_op_threads=THREADS, max_batch_size=32, max_batch_tokens=10**9
+    )
+    arrival_rate = record(
+        "Engine int8 bs 32, arrival order (no sorting)",
+        median_rate(lambda: [int8_bs32.classify(texts[i : i + 32]) for i in range(0, count, 32)], count, repeats),
+    )
+    sorted_rate = record(
+        "Engine int8 bs 32, length-sorted", median_rate(lambda: int8_bs32.classify(texts), count, repeats)
+    )
 
     # -- what else ONNX Runtime offers -------------------------------------------------------------
     with tempfile.TemporaryDirectory() as scratch:
@@ -124,24 +166,31 @@ def main() -> None:
         export_onnx(load_checkpoint(checkpoint_dir).model, work / "unfused.onnx", version.manifest.opset)
         quantize_int8(work / "unfused.onnx", work / "int8-per-tensor.onnx", Int8Recipe("per-tensor", per_channel=False))
         quantize_int8(work / "fused.onnx", work / "int8-fused.onnx", Int8Recipe("per-channel", per_channel=True))
-        for onnx_file, label in (("unfused.onnx", "fp32 without offline fusions (ORT fuses online)"),
-                                 ("int8-per-tensor.onnx", "int8 per-tensor"), ("int8-fused.onnx", "int8 per-channel of the fused graph")):
+        for onnx_file, label in (
+            ("unfused.onnx", "fp32 without offline fusions (ORT fuses online)"),
+            ("int8-per-tensor.onnx", "int8 per-tensor"),
+            ("int8-fused.onnx", "int8 per-channel of the fused graph"),
+        ):
             engine = Engine(work, onnx_file=onnx_file, intra_op_threads=THREADS)
             agree = float(np.mean(np.asarray([p.label for p in engine.classify(texts)]) == np.asarray(fp32_labels)))
-            record(f"option: {label}", median_rate(lambda engine=engine: engine.classify(texts), count, repeats), f"agreement with fp32 {agree:.3f}")
-    for budget in (512, 1024, 4096):
+            record(
+                f"option: {label}",
+                median_rate(lambda engine=engine: engine.classify(texts), count, repeats),
+                f"agreement with fp32 {agree:.3f}",
+            )
+    for budget in (512, 2048, 4096):
         engine = Engine(version.path, variant="int8", intra_op_threads=THREADS, max_batch_tokens=budget)
-        record(f"option: int8, token budget {budget} (default 2048)", median_rate(lambda engine=engine: engine.classify(texts), count, repeats))
-    import os
-    os.environ["LEPTON_BENCH_NO_SPIN"] = "1"
-    from lepton_runtime.inference import providers
-
-    providers.ALLOW_SPINNING = "0"
-    engine = Engine(version.path, variant="int8", intra_op_threads=THREADS)
+        record(
+            f"option: int8, token budget {budget} (default {DEFAULT_MAX_BATCH_TOKENS})",
+            median_rate(lambda engine=engine: engine.classify(texts), count, repeats),
+        )
+    engine = Engine(version.path, variant="int8", intra_op_threads=THREADS, allow_spinning=False)
     record("option: int8, thread spinning off", median_rate(lambda: engine.classify(texts), count, repeats))
-    providers.ALLOW_SPINNING = "1"
     engine = Engine(version.path, variant="int8", intra_op_threads=1)
-    record("option: int8, 1 thread (2 worker processes would run 2 of these)", median_rate(lambda: engine.classify(texts), count, repeats))
+    record(
+        "option: int8, 1 thread (2 worker processes would run 2 of these)",
+        median_rate(lambda: engine.classify(texts), count, repeats),
+    )
 
     # -- summary -----------------------------------------------------------------------------------
     bf16_rate = rows[2][1]
@@ -154,16 +203,23 @@ def main() -> None:
         f"int8 argmax agreement with fp32 on {count} texts: {agreement:.4f}",
     ]
     if accuracy:
-        summary.append(f"held-out accuracy ({golden_path.name}): fp32 {accuracy['fp32']:.4f}, int8 {accuracy['int8']:.4f}"
-                       f" (drop {(accuracy['fp32'] - accuracy['int8']) * 100:.2f} points, limit 0.5)")
+        summary.append(
+            f"held-out accuracy ({golden_path.name}): fp32 {accuracy['fp32']:.4f}, int8 {accuracy['int8']:.4f}"
+            f" (drop {(accuracy['fp32'] - accuracy['int8']) * 100:.2f} points, limit 0.5)"
+        )
     print("\n" + "\n".join(summary))
     write_report(rows, summary, pipeline_rate, version.reference, count, repeats)
 
 
-def write_report(rows: list[tuple[str, float, str]], summary: list[str], pipeline_rate: float, model: str, count: int, repeats: int) -> None:
+def write_report(
+    rows: list[tuple[str, float, str]], summary: list[str], pipeline_rate: float, model: str, count: int, repeats: int
+) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    lines = [f"# bench/engine.py\n\nModel {model}, {count} real texts, {THREADS} threads, median of {repeats}.\n",
-             "| backend | texts/s | vs pipeline | note |", "| --- | ---: | ---: | --- |"]
+    lines = [
+        f"# bench/engine.py\n\nModel {model}, {count} real texts, {THREADS} threads, median of {repeats}.\n",
+        "| backend | texts/s | vs pipeline | note |",
+        "| --- | ---: | ---: | --- |",
+    ]
     lines += [f"| {name} | {rate:.0f} | {rate / pipeline_rate:.2f}x | {note} |" for name, rate, note in rows]
     (RESULTS / "engine.md").write_text("\n".join(lines) + "\n\n```\n" + "\n".join(summary) + "\n```\n")
     import matplotlib
@@ -174,7 +230,10 @@ def write_report(rows: list[tuple[str, float, str]], summary: list[str], pipelin
     figure, axis = plt.subplots(figsize=(10, 0.42 * len(rows) + 1.2))
     names = [name for name, _, _ in rows][::-1]
     rates = [rate for _, rate, _ in rows][::-1]
-    colours = ["tab:blue" if name.startswith("Engine") else "tab:gray" if name.startswith("option") else "tab:orange" for name in names]
+    colours = [
+        "tab:blue" if name.startswith("Engine") else "tab:gray" if name.startswith("option") else "tab:orange"
+        for name in names
+    ]
     axis.barh(names, rates, color=colours)
     axis.axvline(pipeline_rate, color="black", linestyle="--", linewidth=1, label="transformers pipeline (best bs)")
     axis.set_xlabel(f"texts per second ({THREADS} threads, median)")

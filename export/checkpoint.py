@@ -52,7 +52,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     import transformers
     from transformers import AutoModelForSequenceClassification
 
-    transformers.logging.disable_progress_bar()
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     model = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager")
     model.eval()
     id2label = model.config.id2label

@@ -11,8 +11,9 @@ REDIS_KEY_PREFIX = "lepton:"
 
 # Tokens per text kept by default at export; longer texts are truncated (or refused, by policy).
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
-# Padded tokens (rows x longest row) in one ONNX Runtime call; measured best on 2 cores: 1-2k.
-DEFAULT_MAX_BATCH_TOKENS = 2048
+# Padded tokens (rows x longest row) in one ONNX Runtime call; bench/engine.py measured 512-1024
+# best on 2 cores (int8 MiniLM: 1561 texts/s at 1024, 1428 at 2048, 1355 at 4096).
+DEFAULT_MAX_BATCH_TOKENS = 1024
 # Rows in one ONNX Runtime call, whatever their length.
 DEFAULT_MAX_BATCH_SIZE = 256
 # Texts in one classify call; bulk jobs split larger inputs into chunks.

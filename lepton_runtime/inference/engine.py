@@ -97,6 +97,7 @@ class Engine:
         max_text_chars: int = constants.DEFAULT_MAX_TEXT_CHARS,
         on_overflow: Literal["truncate", "error"] = "truncate",
         onnx_file: str | None = None,
+        allow_spinning: bool = True,
         warm: bool = True,
     ) -> None:
         started = time.perf_counter()
@@ -106,7 +107,9 @@ class Engine:
         self.max_batch_size = max_batch_size
         self.limits = TextLimits(max_items, max_text_chars, self.model.max_sequence_length, on_overflow)
         self.encoder = TextEncoder(self.model.directory / TOKENIZER_FILE, self.model.max_sequence_length)
-        self.session = create_session(str(self.model.directory / self.model.onnx_file), device, intra_op_threads)
+        self.session = create_session(
+            str(self.model.directory / self.model.onnx_file), device, intra_op_threads, allow_spinning
+        )
         self.input_names = {node.name for node in self.session.get_inputs()}
         self.provenance = Provenance(
             model=self.model.name,

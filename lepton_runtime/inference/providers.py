@@ -12,8 +12,6 @@ from lepton_runtime.errors import ProviderUnavailableError
 Device = Literal["cpu", "cuda"]
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
-# Keep ONNX Runtime's worker threads spinning between calls: faster on dedicated cores.
-ALLOW_SPINNING = "1"
 
 
 def providers_for(device: Device) -> list[Any]:
@@ -30,21 +28,27 @@ def providers_for(device: Device) -> list[Any]:
     return [(CUDA_PROVIDER, {"device_id": 0}), CPU_PROVIDER]
 
 
-def session_options(intra_op_threads: int) -> ort.SessionOptions:
-    """Session options for throughput: a fixed thread count, sequential execution, all graph optimisations."""
+def session_options(intra_op_threads: int, allow_spinning: bool = True) -> ort.SessionOptions:
+    """Session options for throughput: a fixed thread count, sequential execution, all graph optimisations.
+
+    Spinning keeps ONNX Runtime's threads busy-waiting between calls: faster on dedicated cores,
+    wasteful when processes share them.
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads or (os.cpu_count() or 1)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", ALLOW_SPINNING)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     return options
 
 
-def create_session(model_path: str, device: Device, intra_op_threads: int) -> ort.InferenceSession:
+def create_session(
+    model_path: str, device: Device, intra_op_threads: int, allow_spinning: bool = True
+) -> ort.InferenceSession:
     """Create a session and refuse it if CUDA was asked for but ONNX Runtime fell back to the CPU."""
     session = ort.InferenceSession(
-        model_path, sess_options=session_options(intra_op_threads), providers=providers_for(device)
+        model_path, sess_options=session_options(intra_op_threads, allow_spinning), providers=providers_for(device)
     )
     active = session.get_providers()
     if device == "cuda" and active[0] != CUDA_PROVIDER:

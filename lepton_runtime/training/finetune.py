@@ -104,8 +104,8 @@ def fine_tune(
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-    transformers.logging.set_verbosity_error()  # the "newly initialized head" report is expected here
-    transformers.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # a new head is expected
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if data.labels is None:
         raise InvalidInputError(f"{data.source}: training needs a label on every row")
     labels = sorted(set(data.labels) | set(validation.labels if validation and validation.labels else []))
