@@ -106,7 +106,11 @@ def list_models(name: str | None) -> None:
                 ", ".join(a for a, v in sorted(aliases.items()) if v == version.version),
                 ", ".join(f"{k}{'' if v.verified else ' (unverified)'}" for k, v in manifest.variants.items()),
                 manifest.created_at,
-                ", ".join(f"{k}={v}" for k, v in manifest.metrics.items() if isinstance(v, float)),
+                ", ".join(
+                    f"{short}={manifest.metrics[key]:.3f}"
+                    for key, short in (("validation_accuracy", "val acc"), ("golden_fp32_accuracy", "golden acc"))
+                    if isinstance(manifest.metrics.get(key), float)
+                ),
             )
     Console().print(table)
 

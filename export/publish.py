@@ -74,7 +74,7 @@ def export_checkpoint(
         metrics: dict[str, Any] = dict(checkpoint.training_metrics)
         reference = predicted_labels(directory, VARIANT_FILES["fp32"], golden_set.texts) if golden_set else None
         if golden_set and reference and golden_set.labels:
-            metrics["golden_fp32_accuracy"] = infos_accuracy(reference, golden_set.labels)
+            metrics["golden_fp32_accuracy"] = _accuracy(reference, golden_set.labels)
         if "int8" in wanted and golden_set and reference:
             infos["int8"] = _publish_int8(raw, directory, golden_set, reference, report)
         if "fp16" in wanted:
@@ -106,7 +106,7 @@ def export_checkpoint(
     return version
 
 
-def infos_accuracy(predicted: list[str], truth: list[str]) -> float:
+def _accuracy(predicted: list[str], truth: list[str]) -> float:
     return round(sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth), 4)
 
 
