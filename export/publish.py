@@ -11,7 +11,7 @@ from typing import Any
 from export.checkpoint import load_checkpoint
 from export.onnx_graph import INPUT_NAMES, export_onnx, fuse_transformer_graph
 from export.parity import check_parity
-from export.quality import compare_predictions, predicted_labels
+from export.quality import accuracy, compare_predictions, predicted_labels
 from export.quantization import INT8_RECIPES, convert_fp16, quantize_int8
 from lepton_runtime import constants
 from lepton_runtime.errors import InputIssue, InvalidInputError, QualityGateError
@@ -74,7 +74,7 @@ def export_checkpoint(
         metrics: dict[str, Any] = dict(checkpoint.training_metrics)
         reference = predicted_labels(directory, VARIANT_FILES["fp32"], golden_set.texts) if golden_set else None
         if golden_set and reference and golden_set.labels:
-            metrics["golden_fp32_accuracy"] = _accuracy(reference, golden_set.labels)
+            metrics["golden_fp32_accuracy"] = round(accuracy(reference, golden_set.labels), 4)
         if "int8" in wanted and golden_set and reference:
             infos["int8"] = _publish_int8(raw, directory, golden_set, reference, report)
         if "fp16" in wanted:
@@ -104,10 +104,6 @@ def export_checkpoint(
         registry.promote(version.reference, promote)
         report(f"{name}@{promote} -> {version.version}")
     return version
-
-
-def _accuracy(predicted: list[str], truth: list[str]) -> float:
-    return round(sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth), 4)
 
 
 def _wanted_variants(variants: Sequence[str] | None, golden: Path | None) -> list[str]:

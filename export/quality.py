@@ -31,6 +31,11 @@ def predicted_labels(directory: Path, onnx_file: str, texts: list[str], device: 
     return [p.label for p in engine.classify(texts)]
 
 
+def accuracy(predicted: list[str], truth: list[str]) -> float:
+    """Share of predicted labels equal to the true ones."""
+    return float(np.mean(np.asarray(predicted) == np.asarray(truth)))
+
+
 def compare_predictions(
     reference: list[str],
     candidate: list[str],
@@ -43,9 +48,8 @@ def compare_predictions(
     agreement = float(np.mean(np.asarray(reference) == np.asarray(candidate)))
     figures: dict[str, Any] = {"golden_texts": len(reference), "agreement_with_fp32": round(agreement, 4)}
     if golden.labels is not None:
-        truth = np.asarray(golden.labels)
-        reference_accuracy = float(np.mean(np.asarray(reference) == truth))
-        candidate_accuracy = float(np.mean(np.asarray(candidate) == truth))
+        reference_accuracy = accuracy(reference, golden.labels)
+        candidate_accuracy = accuracy(candidate, golden.labels)
         drop_points = (reference_accuracy - candidate_accuracy) * 100
         figures |= {
             "fp32_accuracy": round(reference_accuracy, 4),

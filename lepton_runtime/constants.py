@@ -11,8 +11,8 @@ REDIS_KEY_PREFIX = "lepton:"
 
 # Tokens per text kept by default at export; longer texts are truncated (or refused, by policy).
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
-# Padded tokens (rows x longest row) in one ONNX Runtime call; bench/engine.py measured 512-1024
-# best on 2 cores (int8 MiniLM: 1561 texts/s at 1024, 1428 at 2048, 1355 at 4096).
+# Padded tokens (rows x longest row) in one ONNX Runtime call; bench/engine.py measured 1024 best
+# on 2 cores (int8 MiniLM, bench/results/engine.md: 1391 texts/s at 1024, 1243 at 512, 1155 at 2048).
 DEFAULT_MAX_BATCH_TOKENS = 1024
 # Rows in one ONNX Runtime call, whatever their length.
 DEFAULT_MAX_BATCH_SIZE = 256

@@ -69,8 +69,8 @@ def classify_and_time(version: ModelVersion, texts: LabelledTexts, threads: int)
         started = time.perf_counter()
         predictions = engine.classify(texts.texts)
         timings.append(time.perf_counter() - started)
-    accuracy = None
-    if texts.labels:
-        accuracy = sum(p.label == t for p, t in zip(predictions, texts.labels, strict=True)) / len(texts)
+    from export.quality import accuracy
+
+    held_out_accuracy = accuracy([p.label for p in predictions], texts.labels) if texts.labels else None
     samples = list(zip(texts.texts[:6], predictions[:6], strict=True))
-    return DemoReport(version, False, len(texts), accuracy, len(texts) / sorted(timings)[1], samples, engine)
+    return DemoReport(version, False, len(texts), held_out_accuracy, len(texts) / sorted(timings)[1], samples, engine)
