@@ -19,18 +19,21 @@ from lepton_runtime.errors import (
     ProviderUnavailableError,
     QualityGateError,
 )
+from lepton_runtime.prediction import ItemError, Prediction, Provenance
 from lepton_runtime.registry import ModelReference, ModelRegistry, ModelVersion
 from lepton_runtime.settings import LeptonSettings, load_settings
 
 if TYPE_CHECKING:
-    from lepton_runtime.inference import Engine, Prediction
+    from lepton_runtime.inference import Engine
 
 __version__ = "0.1.0"
 
 __all__ = [
     # inference
     "Engine",
+    "ItemError",
     "Prediction",
+    "Provenance",
     # model management
     "ModelReference",
     "ModelRegistry",
@@ -52,8 +55,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"Engine", "Prediction"}:
-        from lepton_runtime import inference
+    if name == "Engine":
+        from lepton_runtime.inference import Engine
 
-        return getattr(inference, name)
+        return Engine
     raise AttributeError(f"module 'lepton_runtime' has no attribute {name!r}")

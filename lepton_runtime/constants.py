@@ -4,8 +4,10 @@ from __future__ import annotations
 
 # Registry root when LEPTON_MODEL_DIR is not set.
 DEFAULT_MODEL_DIR = "./models"
-# Broker and result backend when LEPTON_REDIS_URL is not set (loopback only).
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Broker and result backend when LEPTON_REDIS_URL is not set: the Redis that `lepton up` starts on
+# loopback. Its own port, so that it never collides with a Redis already running on 6379.
+EMBEDDED_REDIS_PORT = 6390
+EMBEDDED_REDIS_URL = f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
 # Every Redis key of the project starts with this.
 REDIS_KEY_PREFIX = "lepton:"
 
@@ -37,3 +39,33 @@ DEFAULT_OPSET = 17
 # Aliases that the CLI and the training path know by name.
 PRODUCTION_ALIAS = "production"
 STAGING_ALIAS = "staging"
+
+# -- the queue ----------------------------------------------------------------------------------
+# Queues and task names of the contract (../DESIGN.md); producers send by these names.
+INFERENCE_QUEUE = "lepton.inference"
+TRAINING_QUEUE = "lepton.training"
+CLASSIFY_TASK = "lepton.classify"
+BULK_CHUNK_TASK = "lepton.bulk.chunk"
+# Texts per bulk chunk (one message); bench/queue.py measured the choice (bench/results/queue.md).
+DEFAULT_CHUNK_SIZE = 512
+# Largest chunk a client may ask for; bounds one message's memory and one redelivery's lost work.
+MAX_CHUNK_SIZE = 10_000
+# Deliveries of one message that may start without finishing (worker killed) before the next one
+# is dead-lettered instead of run.
+DEFAULT_MAX_DELIVERIES = 3
+# Hard time limit of an inference task (the child is killed), and the soft one (an exception).
+DEFAULT_TASK_TIME_LIMIT_S = 300.0
+DEFAULT_TASK_SOFT_TIME_LIMIT_S = 240.0
+# Redis visibility timeout margin above the longest hard time limit: an unacknowledged message is
+# delivered again only after this, so a task still running is never started twice.
+VISIBILITY_TIMEOUT_MARGIN_S = 60.0
+# Seconds between sweeps that give abandoned (unacknowledged, timed-out) messages back to a queue.
+DEFAULT_RESTORE_INTERVAL_S = 10.0
+# Transient failures: retries, and the exponential backoff between them (full jitter).
+DEFAULT_MAX_RETRIES = 5
+RETRY_BACKOFF_BASE_S = 1.0
+RETRY_BACKOFF_MAX_S = 60.0
+# Job records, results and dead letters are kept this long after their last change.
+DEFAULT_JOB_TTL_S = 7 * 24 * 3600
+# Memory that one worker process may spend on loaded models before the least recently used goes.
+DEFAULT_MODEL_MEMORY_BUDGET_MB = 2048

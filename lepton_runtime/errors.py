@@ -6,9 +6,15 @@
     ├── ModelNotFoundError         unknown_model        no such model, version or alias
     ├── ModelIntegrityError        corrupt_model        a file does not match its manifest checksum
     ├── ProviderUnavailableError   provider_unavailable the asked execution provider is not active
-    └── ExportError                export_failed        the checkpoint could not be exported
-        ├── ParityError            parity_failed        ONNX outputs differ from PyTorch
-        └── QualityGateError       quality_gate_failed  a quantised variant lost too much accuracy
+    ├── ExportError                export_failed        the checkpoint could not be exported
+    │   ├── ParityError            parity_failed        ONNX outputs differ from PyTorch
+    │   └── QualityGateError       quality_gate_failed  a quantised variant lost too much accuracy
+    ├── BrokerUnavailableError     broker_unavailable   Redis does not answer (transient)
+    ├── JobNotFoundError           unknown_job          no job with that id (or it expired)
+    ├── JobStateError              invalid_job_state    the job cannot do that in its state
+    ├── JobTimeoutError            job_timeout          a wait ended before the job did
+    ├── JobFailedError             job_failed           a task failed with an error that is not ours (a bug)
+    └── PoisonMessageError         worker_lost          a message kept killing the workers that ran it
 
 Each class carries ``code`` (stable, for APIs and dead letters) and ``transient`` (whether a
 retry can help). Messages say what was wrong and how to fix it.
@@ -91,15 +97,58 @@ class QualityGateError(ExportError):
     code = "quality_gate_failed"
 
 
+class BrokerUnavailableError(LeptonError):
+    """Raised when Redis (broker, result backend, job records) cannot be reached; a retry may help."""
+
+    code = "broker_unavailable"
+    transient = True
+
+
+class JobNotFoundError(LeptonError):
+    """Raised when a job id names no job (never submitted, or its records expired)."""
+
+    code = "unknown_job"
+
+
+class JobStateError(LeptonError):
+    """Raised when a job cannot do what was asked in its current state (e.g. retry a cancelled job)."""
+
+    code = "invalid_job_state"
+
+
+class JobTimeoutError(LeptonError):
+    """Raised when waiting for a job ends before the job does; the job itself goes on."""
+
+    code = "job_timeout"
+
+
+class JobFailedError(LeptonError):
+    """Raised to a caller when its task failed with an unexpected error on the worker (a bug, dead-lettered)."""
+
+    code = "job_failed"
+
+
+class PoisonMessageError(LeptonError):
+    """Raised when a message was delivered too often without finishing: it is dead-lettered, not run."""
+
+    code = "worker_lost"
+
+
 __all__ = [
+    "BrokerUnavailableError",
     "ExportError",
     "InputIssue",
     "InvalidInputError",
     "InvalidReferenceError",
+    "JobFailedError",
+    "JobNotFoundError",
+    "JobStateError",
+    "JobTimeoutError",
     "LeptonError",
     "ModelIntegrityError",
     "ModelNotFoundError",
     "ParityError",
+    "PoisonMessageError",
     "ProviderUnavailableError",
     "QualityGateError",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lepton_runtime import constants
@@ -16,9 +16,10 @@ class LeptonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LEPTON_", env_file=None, extra="ignore")
 
-    redis_url: SecretStr = Field(
-        default=SecretStr(constants.DEFAULT_REDIS_URL),
-        description="Broker and result backend URL; may carry a password, so it is never logged.",
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Broker and result backend URL; may carry a password, so it is never logged. "
+        "Unset: the embedded Redis that `lepton up` starts on loopback.",
     )
     model_dir: Path = Field(default=Path(constants.DEFAULT_MODEL_DIR), description="Registry root.")
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="Execution provider family.")
@@ -28,6 +29,45 @@ class LeptonSettings(BaseSettings):
     max_text_chars: int = Field(default=constants.DEFAULT_MAX_TEXT_CHARS, ge=1)
     api_tokens: list[SecretStr] = Field(default_factory=list, description="Bearer tokens of the API.")
     flower_basic_auth: SecretStr | None = Field(default=None, description="user:password for Flower.")
+    # the queue
+    chunk_size: int = Field(default=constants.DEFAULT_CHUNK_SIZE, ge=1, le=constants.MAX_CHUNK_SIZE)
+    max_deliveries: int = Field(default=constants.DEFAULT_MAX_DELIVERIES, ge=1)
+    max_retries: int = Field(default=constants.DEFAULT_MAX_RETRIES, ge=0)
+    task_time_limit_s: float = Field(default=constants.DEFAULT_TASK_TIME_LIMIT_S, gt=0)
+    task_soft_time_limit_s: float = Field(default=constants.DEFAULT_TASK_SOFT_TIME_LIMIT_S, gt=0)
+    visibility_timeout_s: float | None = Field(
+        default=None, gt=0, description="Unset: the hard time limit plus a margin."
+    )
+    restore_interval_s: float = Field(default=constants.DEFAULT_RESTORE_INTERVAL_S, gt=0)
+    job_ttl_s: int = Field(default=constants.DEFAULT_JOB_TTL_S, ge=60)
+    model_memory_budget_mb: int = Field(default=constants.DEFAULT_MODEL_MEMORY_BUDGET_MB, ge=64)
+
+    @property
+    def broker_url(self) -> str:
+        """The Redis URL to use (secret: never log it); the embedded default when none is configured."""
+        return self.redis_url.get_secret_value() if self.redis_url else constants.EMBEDDED_REDIS_URL
+
+    @property
+    def broker_configured(self) -> bool:
+        return self.redis_url is not None
+
+    @property
+    def effective_visibility_timeout_s(self) -> float:
+        return self.visibility_timeout_s or self.task_time_limit_s + constants.VISIBILITY_TIMEOUT_MARGIN_S
+
+    @model_validator(mode="after")
+    def _limits_are_ordered(self) -> LeptonSettings:
+        if self.task_soft_time_limit_s >= self.task_time_limit_s:
+            raise ValueError(
+                f"LEPTON_TASK_SOFT_TIME_LIMIT_S ({self.task_soft_time_limit_s}) must be below "
+                f"LEPTON_TASK_TIME_LIMIT_S ({self.task_time_limit_s})"
+            )
+        if self.effective_visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError(
+                f"LEPTON_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed LEPTON_TASK_TIME_LIMIT_S "
+                f"({self.task_time_limit_s}), or a task still running would be delivered a second time"
+            )
+        return self
 
 
 def load_settings() -> LeptonSettings:

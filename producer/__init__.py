@@ -1,1 +1,5 @@
-"""Producers: the Python client, HTTP API and CLI that enqueue jobs (never import onnxruntime or torch)."""
+"""Producers: the Python client (and, with it, the CLI) that submit jobs and follow them."""
+
+from producer.client import BulkJob, ClassifyJob, LeptonClient
+
+__all__ = ["BulkJob", "ClassifyJob", "LeptonClient"]

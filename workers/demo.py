@@ -1,31 +1,27 @@
-"""The demo job end to end: fine-tune MiniLM on real sentences, export, gate, publish, then classify and time it."""
+"""The demo job end to end: a published model (fine-tuned here if missing), `lepton up`, a bulk job, a summary."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lepton_runtime.errors import ModelNotFoundError
-from lepton_runtime.inference import Engine, Prediction
-from lepton_runtime.labelled_data import LabelledTexts, read_labelled
+from lepton_runtime.labelled_data import read_labelled
 from lepton_runtime.registry import ModelRegistry, ModelVersion
+from producer.inputs import read_items
 
 DEMO_MODEL = "sentiment"
 # The SST-2 development sentences that sit beside a checkout (../shared/datasets).
 DEFAULT_DEMO_DATA = Path("../shared/datasets/sst2/dev.jsonl")
-
-
-@dataclass
-class DemoReport:
-    version: ModelVersion
-    trained_now: bool
-    texts: int
-    accuracy: float | None
-    texts_per_s: float
-    samples: list[tuple[str, Prediction]]
-    engine: Engine
 
 
 def ensure_model(
@@ -61,16 +57,86 @@ def ensure_model(
     return version, True
 
 
-def classify_and_time(version: ModelVersion, texts: LabelledTexts, threads: int) -> DemoReport:
-    """Classify every text with the production model and measure texts per second (median of 3 passes)."""
-    engine = Engine(version.path, intra_op_threads=threads)
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        predictions = engine.classify(texts.texts)
-        timings.append(time.perf_counter() - started)
-    from export.quality import accuracy
+def labels_by_line(path: Path) -> dict[str, str]:
+    """The ``label`` of each JSONL line, keyed by line number (the id a bulk job gives a row without one)."""
+    labels = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip() and (label := json.loads(line).get("label")) is not None:
+                labels[str(number)] = str(label)
+    return labels
 
-    held_out_accuracy = accuracy([p.label for p in predictions], texts.labels) if texts.labels else None
-    samples = list(zip(texts.texts[:6], predictions[:6], strict=True))
-    return DemoReport(version, False, len(texts), held_out_accuracy, len(texts) / sorted(timings)[1], samples, engine)
+
+@dataclass
+class BulkSummary:
+    """How the demo's bulk job went, against the file's labels."""
+
+    rows: int
+    errors: int
+    accuracy_all: float | None
+    accuracy_held_out: float | None
+    held_out: int
+    samples: list[dict[str, Any]]
+
+
+def summarise(rows: list[dict[str, Any]], data: Path, held_out_texts: set[str]) -> BulkSummary:
+    """Accuracy of the output rows against the data file's labels, on all rows and on the held-out ones."""
+    labels = labels_by_line(data)
+    texts = {item_id: text for item_id, text in read_items(data)}
+    scored = [(row, labels[row["id"]]) for row in rows if "label" in row and row["id"] in labels]
+    held = [(row, gold) for row, gold in scored if texts[row["id"]] in held_out_texts]
+
+    def accuracy(pairs: list[tuple[dict[str, Any], str]]) -> float | None:
+        return sum(row["label"] == gold for row, gold in pairs) / len(pairs) if pairs else None
+
+    samples = [{**row, "text": texts[row["id"]]} for row in rows[:6] if "label" in row]
+    errors = sum("error" in row for row in rows)
+    return BulkSummary(len(rows), errors, accuracy(scored), accuracy(held), len(held), samples)
+
+
+class BackgroundFleet:
+    """``lepton up`` as a child process: started, awaited until it says ready, stopped with SIGTERM."""
+
+    def __init__(self, data_dir: Path, redis_port: int, flower_port: int) -> None:
+        self.command = [
+            sys.executable, "-m", "lepton_runtime", "up", "--data-dir", str(data_dir),
+            "--redis-port", str(redis_port), "--flower-port", str(flower_port),
+        ]  # fmt: skip
+        self.process: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+
+    def start(self, timeout_s: float = 240.0) -> None:
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        for line in self.process.stdout:  # blocks on the child's output: no polling
+            self.lines.append(line.rstrip())
+            if "lepton up: ready" in line:
+                return
+            if time.monotonic() > deadline:
+                break
+        self.stop()
+        raise RuntimeError("`lepton up` did not become ready:\n" + "\n".join(self.lines[-20:]))
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM (lepton up then stops worker, Flower and Redis in order); return its exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.lines += [line.rstrip() for line in self.process.stdout]
+        return self.process.returncode
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

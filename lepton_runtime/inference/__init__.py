@@ -2,7 +2,7 @@
 
 from lepton_runtime.inference.batching import pad_batch, plan_batches
 from lepton_runtime.inference.engine import Engine, EngineStats, choose_variant
-from lepton_runtime.inference.prediction import ItemError, Prediction, Provenance
+from lepton_runtime.prediction import ItemError, Prediction, Provenance
 
 __all__ = [
     "Engine",

@@ -15,7 +15,6 @@ import numpy as np
 from lepton_runtime import constants
 from lepton_runtime.errors import ModelNotFoundError
 from lepton_runtime.inference.batching import PaddedBatch, pad_batch, plan_batches
-from lepton_runtime.inference.prediction import ItemError, Prediction, Provenance
 from lepton_runtime.inference.providers import Device, create_session
 from lepton_runtime.inference.tokenization import TOKENIZER_FILE, EncodedText, TextEncoder
 from lepton_runtime.inference.validation import (
@@ -25,6 +24,7 @@ from lepton_runtime.inference.validation import (
     overflow_issue,
     raise_for_issues,
 )
+from lepton_runtime.prediction import ItemError, Prediction, Provenance
 from lepton_runtime.registry.checksums import sha256_file
 from lepton_runtime.registry.manifest import MANIFEST_FILE, Manifest
 from lepton_runtime.registry.store import ModelRegistry, ModelVersion

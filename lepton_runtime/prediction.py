@@ -1,4 +1,4 @@
-"""What the engine answers: a prediction with its provenance, or an error for one item."""
+"""What a model answers, shared by the engine and producers: a prediction with provenance, or an error for one item."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ class Provenance:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Provenance:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -40,6 +44,16 @@ class Prediction:
             "model": self.model.as_dict(),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Prediction:
+        return cls(
+            label=data["label"],
+            score=data["score"],
+            scores=data["scores"],
+            model=Provenance.from_dict(data["model"]),
+            truncated=data.get("truncated", False),
+        )
+
 
 @dataclass(frozen=True)
 class ItemError:
@@ -51,3 +65,7 @@ class ItemError:
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "error": {"code": self.code, "message": self.message}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ItemError:
+        return cls(index=data["index"], code=data["error"]["code"], message=data["error"]["message"])

@@ -1,0 +1,82 @@
+"""Dead letters: tasks that failed for good, kept per queue with their cause until replayed or dropped."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from typing import Any, cast
+
+import redis
+from pydantic import BaseModel, Field
+
+from lepton_runtime.constants import DEFAULT_JOB_TTL_S, INFERENCE_QUEUE, TRAINING_QUEUE
+from lepton_runtime.errors import JobNotFoundError
+from lepton_runtime.jobs.keys import dead_letter_key
+
+KNOWN_QUEUES = (INFERENCE_QUEUE, TRAINING_QUEUE)
+
+
+class DeadLetter(BaseModel):
+    """One task that will not succeed by itself: what it was, why it failed, how often it was tried."""
+
+    id: str = Field(description="The task id; `lepton dlq replay ID` sends the task again.")
+    queue: str
+    task: str
+    args: list[Any] = Field(description="The task's arguments (a bulk chunk's are a reference: job id, chunk).")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    payload_ref: str | None = Field(default=None, description="Where a bulk chunk's texts live in Redis.")
+    code: str = Field(description="Stable error code, e.g. worker_lost, corrupt_model, internal_error.")
+    message: str
+    traceback: str | None = None
+    attempts: int = Field(description="Deliveries and retries that ran before it was dead-lettered.")
+    first_seen: float
+    last_seen: float
+
+
+class DeadLetterStore:
+    """The ``lepton:dlq:<queue>`` hashes: add (merging repeats of one task), list, take out."""
+
+    def __init__(self, client: redis.Redis, *, ttl_s: int = DEFAULT_JOB_TTL_S) -> None:
+        self.redis = client
+        self.ttl_s = ttl_s
+
+    def add(self, letter: DeadLetter) -> DeadLetter:
+        """Record a dead letter; a task dead-lettered again keeps its first_seen and adds its attempts."""
+        key = dead_letter_key(letter.queue)
+        previous = self.redis.hget(key, letter.id)
+        if previous:
+            earlier = DeadLetter.model_validate_json(cast(str, previous))
+            letter = letter.model_copy(
+                update={"first_seen": earlier.first_seen, "attempts": earlier.attempts + letter.attempts}
+            )
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, letter.id, letter.model_dump_json())
+            pipe.expire(key, self.ttl_s)
+            pipe.execute()
+        return letter
+
+    def list(self, queue: str | None = None) -> builtins.list[DeadLetter]:
+        """Every dead letter (of one queue, or of all known ones), oldest first."""
+        letters = []
+        for name in [queue] if queue else self._queues():
+            letters += [DeadLetter.model_validate_json(raw) for raw in self.redis.hvals(dead_letter_key(name))]
+        return sorted(letters, key=lambda letter: letter.first_seen)
+
+    def take(self, letter_id: str) -> DeadLetter:
+        """Remove one dead letter and return it (to replay it)."""
+        for name in self._queues():
+            raw = self.redis.hget(dead_letter_key(name), letter_id)
+            if raw is not None and self.redis.hdel(dead_letter_key(name), letter_id):
+                return DeadLetter.model_validate_json(cast(str, raw))
+        raise JobNotFoundError(f"no dead letter {letter_id!r}; see them with `lepton dlq list`")
+
+    def _queues(self) -> builtins.list[str]:
+        prefix = dead_letter_key("")
+        found = {cast(str, key)[len(prefix) :] for key in self.redis.scan_iter(match=f"{prefix}*", count=100)}
+        return sorted(found | set(KNOWN_QUEUES))
+
+
+def new_dead_letter(**fields: Any) -> DeadLetter:
+    """A dead letter first and last seen now."""
+    now = time.time()
+    return DeadLetter(first_seen=now, last_seen=now, **fields)

@@ -1,0 +1,80 @@
+"""The Celery configuration both sides share: JSON only, queues, key prefix, acks and time limits.
+
+Producers build a send-only Celery app from it and workers the full one, so a setting that both
+must agree on (serialisation, key prefix, routes) is written once. It is plain data: importing
+this module imports neither celery nor any worker code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lepton_runtime.constants import (
+    BULK_CHUNK_TASK,
+    CLASSIFY_TASK,
+    INFERENCE_QUEUE,
+    REDIS_KEY_PREFIX,
+    TRAINING_QUEUE,
+)
+from lepton_runtime.settings import LeptonSettings
+
+TASK_QUEUES = {CLASSIFY_TASK: INFERENCE_QUEUE, BULK_CHUNK_TASK: INFERENCE_QUEUE}
+# Message priorities (Redis: lower runs first): one-shot requests before bulk chunks.
+PRIORITY_STEPS = (0, 3, 6, 9)
+INTERACTIVE_PRIORITY = 0
+BULK_PRIORITY = 6
+# Results of one-shot tasks (`lepton.classify`) are kept this long in the result backend.
+RESULT_TTL_S = 24 * 3600
+
+
+def celery_config(settings: LeptonSettings) -> dict[str, Any]:
+    """Celery settings (lower-case names) for ``app.conf.update``."""
+    transport = {
+        "global_keyprefix": REDIS_KEY_PREFIX,
+        "visibility_timeout": settings.effective_visibility_timeout_s,
+        # give abandoned messages back every restore interval (kombu scans every Nth call otherwise)
+        "unacked_restore_interval": settings.restore_interval_s,
+        "unacked_restore_throttle": 1,
+        # one list per priority, consumed strictly in order: a one-text request never waits behind
+        # a bulk job's thousands of chunks
+        "priority_steps": list(PRIORITY_STEPS),
+        "queue_order_strategy": "priority",
+        "socket_timeout": 30,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+        "retry_on_timeout": True,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.broker_url,
+        # JSON only: a pickle message is refused before it is decoded
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "event_serializer": "json",
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"global_keyprefix": REDIS_KEY_PREFIX, "retry_policy": {"timeout": 5.0}},
+        "result_expires": RESULT_TTL_S,
+        "result_extended": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_default_queue": INFERENCE_QUEUE,
+        "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
+        "task_create_missing_queues": True,
+        # at-least-once: acknowledge after the task, give the message back if its process dies
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": settings.task_soft_time_limit_s,
+        "task_track_started": True,
+        # events for Flower
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+    }
+
+
+__all__ = ["BULK_PRIORITY", "INTERACTIVE_PRIORITY", "TASK_QUEUES", "TRAINING_QUEUE", "celery_config"]

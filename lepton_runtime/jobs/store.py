@@ -1,0 +1,288 @@
+"""Bulk jobs in Redis: create a job from texts, move its chunks through their states, stream its results."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import Any, Literal, cast
+
+import redis
+
+from lepton_runtime.constants import DEFAULT_JOB_TTL_S
+from lepton_runtime.errors import InvalidInputError, JobNotFoundError, JobStateError, JobTimeoutError
+from lepton_runtime.jobs import scripts
+from lepton_runtime.jobs.keys import JOB_INDEX_KEY, JobKeys, idempotency_key
+from lepton_runtime.jobs.schemas import ChunkFailure, JobStatus, Progress
+
+StartDecision = Literal["run", "done", "failed", "cancelled", "missing"]
+# Chunks written to (or read from) Redis per round trip.
+CHUNKS_PER_ROUND_TRIP = 64
+# Failed chunks listed in a status (the counters hold the full number).
+MAX_FAILURES_SHOWN = 20
+_COUNTERS = ("done_texts", "done_chunks", "failed_chunks", "cancelled_chunks", "error_items", "chunk_runs")
+
+
+class JobStore:
+    """The one place that knows how a bulk job is kept in Redis (keys in ``lepton_runtime.jobs.keys``).
+
+    Producers create jobs and read status and results; workers start, complete and fail chunks.
+    Every change of a chunk's state is one Lua script, so a chunk delivered twice is counted once.
+    """
+
+    def __init__(self, client: redis.Redis, *, ttl_s: int = DEFAULT_JOB_TTL_S) -> None:
+        self.redis = client
+        self.ttl_s = ttl_s
+        self._start = client.register_script(scripts.START_CHUNK)
+        self._complete = client.register_script(scripts.COMPLETE_CHUNK)
+        self._fail = client.register_script(scripts.FAIL_CHUNK)
+        self._cancel = client.register_script(scripts.CANCEL_JOB)
+        self._requeue = client.register_script(scripts.REQUEUE_FAILED)
+
+    # -- producers -------------------------------------------------------------------------------
+    def create(
+        self,
+        items: Iterable[tuple[str, str]],
+        *,
+        model: str,
+        model_version: str,
+        model_sha256: str,
+        source: str,
+        chunk_size: int,
+        idempotency_key_value: str | None = None,
+    ) -> tuple[str, bool]:
+        """Record a job of ``(id, text)`` items split into chunks; return (job id, whether it is new).
+
+        With an idempotency key already used, nothing is written and the first job's id comes back.
+        The record is written after the inputs and the key after the record, so a crash part-way
+        leaves no job that points at missing inputs.
+        """
+        if idempotency_key_value and (existing := self._job_for_key(idempotency_key_value)):
+            return existing, False
+        job_id = uuid.uuid4().hex
+        keys = JobKeys(job_id)
+        try:
+            total_texts, total_chunks = self._write_inputs(keys, items, chunk_size)
+            if total_texts == 0:
+                raise InvalidInputError(f"{source}: no texts to classify; give at least one")
+        except BaseException:
+            self.redis.delete(*keys.all())  # bad input part-way: leave nothing behind
+            raise
+        now = time.time()
+        record = {
+            "id": job_id,
+            "state": "queued",
+            "model": model,
+            "model_version": model_version,
+            "model_sha256": model_sha256,
+            "source": source,
+            "total_texts": total_texts,
+            "total_chunks": total_chunks,
+            "chunk_size": chunk_size,
+            "created_at": now,
+            "cancelled": "0",
+            **dict.fromkeys(_COUNTERS, 0),
+        }
+        with self.redis.pipeline() as pipe:
+            pipe.hset(keys.record, mapping=record)  # type: ignore[arg-type]
+            for key in (keys.record, keys.inputs, keys.chunk_states):
+                pipe.expire(key, self.ttl_s)
+            pipe.zadd(JOB_INDEX_KEY, {job_id: now})
+            pipe.execute()
+        if idempotency_key_value and (winner := self.claim_key(idempotency_key_value, job_id)) != job_id:
+            self.redis.delete(*keys.all())  # another submission with this key won the race
+            self.redis.zrem(JOB_INDEX_KEY, job_id)
+            return winner, False
+        return job_id, True
+
+    def claim_key(self, key: str, job_id: str) -> str:
+        """Bind an idempotency key to ``job_id`` unless it is bound already; return the job it names."""
+        if self.redis.set(idempotency_key(key), job_id, nx=True, ex=self.ttl_s):
+            return job_id
+        return cast(str, self.redis.get(idempotency_key(key)))
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a job persistently: chunks not yet started are skipped by every worker, now or later."""
+        if self._call(self._cancel, job_id) == "missing":
+            raise self._not_found(job_id)
+        return self.status(job_id)
+
+    def requeue_failed(self, job_id: str, chunks: list[int] | None = None) -> list[int]:
+        """Mark the failed chunks (all, or those listed) queued again; return their indices to enqueue."""
+        requeued = [int(index) for index in self._call(self._requeue, job_id, *(chunks or []))]
+        if requeued == [-1]:
+            raise self._not_found(job_id)
+        if requeued == [-2]:
+            raise JobStateError(f"job {job_id} was cancelled, so it cannot be retried; submit its texts again")
+        return requeued
+
+    # -- workers ---------------------------------------------------------------------------------
+    def start_chunk(self, job_id: str, chunk: int) -> StartDecision:
+        """Claim a chunk for processing; anything but 'run' means skip it (and say why)."""
+        return cast(StartDecision, self._call(self._start, job_id, chunk))
+
+    def chunk_inputs(self, job_id: str, chunk: int) -> list[tuple[str, str]]:
+        raw = self.redis.hget(JobKeys(job_id).inputs, str(chunk))
+        if raw is None:
+            raise JobNotFoundError(f"job {job_id} has no inputs for chunk {chunk} (expired or already succeeded)")
+        return [(str(item_id), text) for item_id, text in json.loads(cast(str, raw))]
+
+    def complete_chunk(self, job_id: str, chunk: int, rows: list[str], error_items: int) -> bool:
+        """Store a chunk's output rows once; False if they were already stored (a redelivery)."""
+        return bool(self._call(self._complete, job_id, chunk, "\n".join(rows), len(rows), error_items))
+
+    def fail_chunk(self, job_id: str, chunk: int, code: str, message: str) -> None:
+        self._call(self._fail, job_id, chunk, json.dumps({"code": code, "message": message}))
+
+    # -- everyone --------------------------------------------------------------------------------
+    def status(self, job_id: str) -> JobStatus:
+        keys = JobKeys(job_id)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.record)
+            pipe.hscan(keys.chunk_errors, count=MAX_FAILURES_SHOWN)
+            record, (_, errors) = pipe.execute()
+        if not record:
+            raise self._not_found(job_id)
+        failures = [
+            ChunkFailure(chunk=int(index), **json.loads(error))
+            for index, error in sorted(errors.items(), key=lambda item: int(item[0]))[:MAX_FAILURES_SHOWN]
+        ]
+        return _status_from_record(record, failures)
+
+    def wait(
+        self,
+        job_id: str,
+        timeout_s: float | None,
+        *,
+        on_progress: Callable[[JobStatus], None] | None = None,
+        progress_interval_s: float = 0.5,
+    ) -> JobStatus:
+        """Block until the job reaches a final state (woken by its finished channel, not by polling)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(JobKeys(job_id).finished_channel)
+        try:
+            while True:
+                status = self.status(job_id)  # read after subscribing: no finish slips between
+                if on_progress:
+                    on_progress(status)
+                if status.finished:
+                    return status
+                left_s = None if deadline is None else deadline - time.monotonic()
+                if left_s is not None and left_s <= 0:
+                    raise JobTimeoutError(
+                        f"job {job_id} is still {status.state} after {timeout_s} s "
+                        f"({status.done_texts}/{status.total_texts} texts); wait longer or check "
+                        f"`lepton jobs status {job_id}`"
+                    )
+                step_s = progress_interval_s if on_progress else (left_s if left_s is not None else 60.0)
+                pubsub.get_message(timeout=step_s if left_s is None else min(step_s, left_s))
+        finally:
+            pubsub.close()
+
+    def results(self, job_id: str) -> Iterator[str]:
+        """The job's output rows (JSON lines) in input order, once it has finished.
+
+        Failed chunks yield one error row per text (``{"id", "error": {"code", "message"}}``), so
+        the output always holds every input exactly once.
+        """
+        status = self.status(job_id)
+        if status.state not in {"succeeded", "failed"}:
+            raise JobStateError(
+                f"job {job_id} is {status.state}; results stream once it has succeeded or failed "
+                f"(`lepton jobs status {job_id}`)"
+            )
+        keys = JobKeys(job_id)
+        indices = iter(range(status.total_chunks))
+        while batch := list(islice(indices, CHUNKS_PER_ROUND_TRIP)):
+            blobs = self.redis.hmget(keys.results, [str(i) for i in batch])
+            for index, blob in zip(batch, blobs, strict=True):
+                if blob is not None:
+                    yield from cast(str, blob).split("\n")
+                else:
+                    yield from self._error_rows(job_id, index)
+
+    def list_jobs(self, limit: int = 20) -> list[JobStatus]:
+        """The most recent jobs, newest first (expired ones are dropped from the index)."""
+        statuses = []
+        for job_id in self.redis.zrevrange(JOB_INDEX_KEY, 0, limit - 1):
+            try:
+                statuses.append(self.status(cast(str, job_id)))
+            except JobNotFoundError:
+                self.redis.zrem(JOB_INDEX_KEY, cast(str, job_id))
+        return statuses
+
+    def chunk_runs(self, job_id: str) -> dict[int, int]:
+        """How many times each chunk was started (redeliveries and retries included)."""
+        runs = self.redis.hgetall(JobKeys(job_id).chunk_runs)
+        return {int(index): int(count) for index, count in runs.items()}
+
+    # -- internals -------------------------------------------------------------------------------
+    def _write_inputs(self, keys: JobKeys, items: Iterable[tuple[str, str]], chunk_size: int) -> tuple[int, int]:
+        total_texts = total_chunks = 0
+        iterator = iter(items)
+        while True:
+            pending: dict[str, str] = {}
+            while len(pending) < CHUNKS_PER_ROUND_TRIP and (chunk := list(islice(iterator, chunk_size))):
+                pending[str(total_chunks)] = json.dumps(chunk, ensure_ascii=False)
+                total_chunks += 1
+                total_texts += len(chunk)
+            if not pending:
+                return total_texts, total_chunks
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(keys.inputs, mapping=pending)  # type: ignore[arg-type]
+                pipe.hset(keys.chunk_states, mapping=dict.fromkeys(pending, "queued"))
+                pipe.expire(keys.inputs, self.ttl_s)  # a producer killed part-way leaves nothing forever
+                pipe.expire(keys.chunk_states, self.ttl_s)
+                pipe.execute()
+
+    def _error_rows(self, job_id: str, chunk: int) -> Iterator[str]:
+        keys = JobKeys(job_id)
+        error = self.redis.hget(keys.chunk_errors, str(chunk))
+        detail = json.loads(cast(str, error)) if error else {"code": "not_run", "message": "the chunk never ran"}
+        for item_id, _ in self.chunk_inputs(job_id, chunk):
+            yield json.dumps({"id": item_id, "error": detail}, ensure_ascii=False)
+
+    def _job_for_key(self, key: str) -> str | None:
+        job_id = self.redis.get(idempotency_key(key))
+        return cast(str, job_id) if job_id and self.redis.exists(JobKeys(cast(str, job_id)).record) else None
+
+    def _call(self, script: Any, job_id: str, chunk: int | str = -1, *extra: Any) -> Any:
+        keys = JobKeys(job_id)
+        args = [keys.finished_channel, self.ttl_s, time.time(), chunk, *extra]
+        return script(keys=keys.all(), args=args)
+
+    @staticmethod
+    def _not_found(job_id: str) -> JobNotFoundError:
+        return JobNotFoundError(f"no job {job_id!r} (never submitted, or expired); list jobs with `lepton jobs list`")
+
+
+def _status_from_record(record: dict[str, str], failures: list[ChunkFailure]) -> JobStatus:
+    counters = {name: int(record.get(name, 0)) for name in _COUNTERS}
+    started_at = float(record["started_at"]) if "started_at" in record else None
+    finished_at = float(record["finished_at"]) if "finished_at" in record else None
+    total = int(record["total_texts"])
+    rate = eta = None
+    if started_at is not None and counters["done_texts"]:
+        elapsed_s = (finished_at or time.time()) - started_at
+        rate = counters["done_texts"] / elapsed_s if elapsed_s > 0 else None
+        eta = (total - counters["done_texts"]) / rate if rate else None
+    return JobStatus(
+        id=record["id"],
+        state=record["state"],  # type: ignore[arg-type]
+        model=record["model"],
+        model_version=record["model_version"],
+        model_sha256=record["model_sha256"],
+        source=record["source"],
+        total_texts=total,
+        total_chunks=int(record["total_chunks"]),
+        chunk_size=int(record["chunk_size"]),
+        created_at=float(record["created_at"]),
+        started_at=started_at,
+        finished_at=finished_at,
+        progress=Progress(done=counters["done_texts"], total=total, texts_per_s=rate, eta_s=eta),
+        failures=failures,
+        **counters,
+    )

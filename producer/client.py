@@ -1,0 +1,241 @@
+"""The Python client: submit classify and bulk jobs by task name, follow them, fetch results, retry, cancel.
+
+It sends tasks by their stable names and never imports worker code, onnxruntime or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult
+
+from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK, INFERENCE_QUEUE
+from lepton_runtime.errors import InvalidInputError, JobFailedError, JobTimeoutError, LeptonError
+from lepton_runtime.jobs import JobStatus, JobStore, broker_errors, celery_config, connect
+from lepton_runtime.jobs.protocol import BULK_PRIORITY, INTERACTIVE_PRIORITY
+from lepton_runtime.prediction import ItemError, Prediction, Provenance
+from lepton_runtime.registry import ModelRegistry, ModelVersion
+from lepton_runtime.settings import LeptonSettings, load_settings
+from producer.inputs import items_from_texts, read_items
+
+# How long `ClassifyJob.wait` waits by default.
+DEFAULT_WAIT_S = 30.0
+# States of a Celery task, as job states.
+_TASK_STATES = {
+    "PENDING": "queued",
+    "RECEIVED": "queued",
+    "STARTED": "running",
+    "RETRY": "queued",
+    "SUCCESS": "succeeded",
+    "FAILURE": "failed",
+    "REVOKED": "cancelled",
+}
+
+
+@dataclass
+class ClassifyJob:
+    """A queued ``lepton.classify``: ``wait`` returns one Prediction (or ItemError) per text, in order."""
+
+    id: str
+    result: AsyncResult
+    created: bool = True
+
+    @property
+    def state(self) -> str:
+        return _TASK_STATES.get(self.result.state, "queued")
+
+    def wait(self, timeout_s: float | None = DEFAULT_WAIT_S) -> list[Prediction | ItemError]:
+        try:
+            answer = self.result.get(timeout=timeout_s, propagate=False)
+        except CeleryTimeoutError:
+            raise JobTimeoutError(
+                f"classify job {self.id} not finished after {timeout_s} s (state {self.state}); is a worker "
+                "running for the lepton.inference queue? (`lepton up` or `lepton worker`)"
+            ) from None
+        if self.result.failed():
+            error = self.result.result
+            if isinstance(error, LeptonError):
+                raise error
+            raise JobFailedError(f"classify job {self.id} failed: {type(error).__name__}: {error}")
+        provenance = Provenance.from_dict(answer["model"])
+        return [
+            ItemError.from_dict(item) if "error" in item else Prediction(model=provenance, **item)
+            for item in answer["predictions"]
+        ]
+
+
+@dataclass
+class BulkJob:
+    """A submitted bulk job; ``wait`` follows it and writes ``output`` (JSON lines, input order) when done."""
+
+    id: str
+    client: LeptonClient
+    output: Path | None = None
+    created: bool = True
+
+    def status(self) -> JobStatus:
+        return self.client.status(self.id)
+
+    def wait(
+        self, timeout_s: float | None = None, *, on_progress: Callable[[JobStatus], None] | None = None
+    ) -> JobStatus:
+        status = self.client.wait(self.id, timeout_s, on_progress=on_progress)
+        if self.output is not None and status.state in {"succeeded", "failed"}:
+            self.client.write_results(self.id, self.output)
+        return status
+
+    def results(self) -> Iterator[dict[str, Any]]:
+        return self.client.results(self.id)
+
+
+class LeptonClient:
+    """Submit and follow jobs. Settings come from ``LEPTON_*`` (``LEPTON_REDIS_URL``, ``LEPTON_MODEL_DIR``)
+    unless given; model references are resolved once, here, to the exact version every result records."""
+
+    def __init__(self, settings: LeptonSettings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self._url = self.settings.broker_url
+        self.redis = connect(self._url)
+        self.jobs = JobStore(self.redis, ttl_s=self.settings.job_ttl_s)
+        self.registry = ModelRegistry(self.settings.model_dir)
+        self.celery = Celery("lepton-producer", set_as_current=False)
+        self.celery.conf.update(celery_config(self.settings))
+
+    def close(self) -> None:
+        self.redis.close()
+        self.celery.close()
+
+    def __enter__(self) -> LeptonClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- one-shot ----------------------------------------------------------------------------------
+    def classify(self, texts: Sequence[str], *, model: str, idempotency_key: str | None = None) -> ClassifyJob:
+        """Queue ``lepton.classify`` for a few texts (up to LEPTON_MAX_ITEMS); returns at once."""
+        if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
+            raise InvalidInputError(f"texts: expected a list of strings, got {type(texts).__name__}")
+        if len(texts) > self.settings.max_items:
+            raise InvalidInputError(
+                f"texts: {len(texts)} items is over the limit of {self.settings.max_items} for one classify "
+                "call; use submit_bulk for more"
+            )
+        version = self.resolve(model)
+        task_id = uuid.uuid4().hex
+        with broker_errors(self._url):
+            if idempotency_key and (first := self.jobs.claim_key(idempotency_key, task_id)) != task_id:
+                return ClassifyJob(first, AsyncResult(first, app=self.celery), created=False)
+            result = self.celery.send_task(
+                CLASSIFY_TASK,
+                args=[list(texts), version.reference, version.manifest.content_sha256],
+                task_id=task_id,
+                queue=INFERENCE_QUEUE,
+                priority=INTERACTIVE_PRIORITY,
+            )
+        return ClassifyJob(result.id, result)
+
+    # -- bulk --------------------------------------------------------------------------------------
+    def submit_bulk(
+        self,
+        source: str | os.PathLike[str] | Sequence[str],
+        *,
+        model: str,
+        output: str | os.PathLike[str] | None = None,
+        chunk_size: int | None = None,
+        text_field: str = "text",
+        id_field: str = "id",
+        idempotency_key: str | None = None,
+    ) -> BulkJob:
+        """Queue a bulk job over a file (JSONL, CSV, plain lines) or a list of texts, in chunks."""
+        chunk_size = chunk_size or self.settings.chunk_size
+        if not 1 <= chunk_size <= 10_000:
+            raise InvalidInputError(f"chunk_size: {chunk_size} is outside 1..10000")
+        version = self.resolve(model)
+        if isinstance(source, str | os.PathLike):
+            path = Path(source)
+            items: Any = read_items(path, text_field=text_field, id_field=id_field)
+            label = str(path)
+        else:
+            items, label = items_from_texts(source), "<list>"
+        with broker_errors(self._url):
+            job_id, created = self.jobs.create(
+                items,
+                model=model,
+                model_version=version.reference,
+                model_sha256=version.manifest.content_sha256,
+                source=label,
+                chunk_size=chunk_size,
+                idempotency_key_value=idempotency_key,
+            )
+            if created:
+                self._enqueue_chunks(job_id, range(self.jobs.status(job_id).total_chunks))
+        return BulkJob(job_id, self, Path(output) if output is not None else None, created)
+
+    def status(self, job_id: str) -> JobStatus:
+        with broker_errors(self._url):
+            return self.jobs.status(job_id)
+
+    def wait(
+        self, job_id: str, timeout_s: float | None = None, *, on_progress: Callable[[JobStatus], None] | None = None
+    ) -> JobStatus:
+        """Block until the job succeeds, fails or is cancelled (``JobTimeoutError`` after ``timeout_s``)."""
+        with broker_errors(self._url):
+            return self.jobs.wait(job_id, timeout_s, on_progress=on_progress)
+
+    def results(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """The output rows in input order: ``{"id", "label", "score", "model"}`` or ``{"id", "error"}``."""
+        with broker_errors(self._url):
+            for line in self.jobs.results(job_id):
+                yield json.loads(line)
+
+    def write_results(self, job_id: str, output: str | os.PathLike[str]) -> int:
+        """Write the output as JSON lines to ``output`` (atomically: a partial file never has its name)."""
+        target = Path(output)
+        partial = target.with_name(f".{target.name}.partial")
+        rows = 0
+        with broker_errors(self._url), partial.open("w", encoding="utf-8") as handle:
+            for line in self.jobs.results(job_id):
+                handle.write(line + "\n")
+                rows += 1
+        partial.replace(target)
+        return rows
+
+    def retry(self, job_id: str) -> list[int]:
+        """Run the failed chunks again (only those); returns their indices."""
+        with broker_errors(self._url):
+            chunks = self.jobs.requeue_failed(job_id)
+            self._enqueue_chunks(job_id, chunks)
+        return chunks
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Cancel for good: no worker starts another chunk of it, even after a restart."""
+        with broker_errors(self._url):
+            return self.jobs.cancel(job_id)
+
+    def list_jobs(self, limit: int = 20) -> list[JobStatus]:
+        with broker_errors(self._url):
+            return self.jobs.list_jobs(limit)
+
+    def resolve(self, model: str) -> ModelVersion:
+        """The exact version a reference names now (``name`` -> production, else the latest)."""
+        return self.registry.resolve(model)
+
+    def _enqueue_chunks(self, job_id: str, chunks: Sequence[int] | range) -> None:
+        with self.celery.producer_or_acquire() as producer:
+            for chunk in chunks:
+                self.celery.send_task(
+                    BULK_CHUNK_TASK,
+                    args=[job_id, chunk],
+                    queue=INFERENCE_QUEUE,
+                    priority=BULK_PRIORITY,
+                    producer=producer,
+                )

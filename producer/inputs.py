@@ -1,0 +1,97 @@
+"""Texts of a bulk job read from a file as ``(id, text)`` pairs, streamed, with errors naming the line.
+
+    .jsonl / .ndjson   one JSON object per line; the text in ``text_field``, an id in ``id_field`` if present
+    .csv               a header row; the text in column ``text_field``, an id in column ``id_field`` if present
+    anything else      plain text, one text per line (blank lines skipped)
+
+Without an id the line number (1-based) is the id, so output rows can be matched to input lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from lepton_runtime.errors import InputIssue, InvalidInputError
+
+JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+
+
+def items_from_texts(texts: Sequence[Any]) -> Iterator[tuple[str, Any]]:
+    """A list's texts with their index as id; their content is checked by the workers, item by item."""
+    if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
+        raise InvalidInputError(f"texts: expected a list of strings, got {type(texts).__name__}")
+    return ((str(index), text) for index, text in enumerate(texts))
+
+
+def read_items(path: Path, *, text_field: str = "text", id_field: str = "id") -> Iterator[tuple[str, str]]:
+    """Stream ``(id, text)`` from a JSONL, CSV or plain-text file; raise InvalidInputError naming the line."""
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file", issues=[InputIssue("path", "file not found")])
+    suffix = path.suffix.lower()
+    if suffix in JSONL_SUFFIXES:
+        return _jsonl_items(path, text_field, id_field)
+    if suffix == ".csv":
+        return _csv_items(path, text_field, id_field)
+    return _plain_items(path)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Decoded lines (newline kept) with their 1-based number; invalid UTF-8 names its line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InvalidInputError(
+                    f"{path}: line {number} is not valid UTF-8 (byte {error.start} of the line); "
+                    "re-encode the file as UTF-8",
+                    issues=[InputIssue(f"{path.name}:{number}", "invalid UTF-8")],
+                ) from None
+            yield number, line.removeprefix("\ufeff") if number == 1 else line
+
+
+def _jsonl_items(path: Path, text_field: str, id_field: str) -> Iterator[tuple[str, str]]:
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InvalidInputError(f"{path}: line {number} is not valid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise InvalidInputError(f"{path}: line {number} is a JSON {type(row).__name__}; expected an object")
+        text = row.get(text_field)
+        if not isinstance(text, str):
+            problem = "is missing" if text is None else f"is a JSON {type(text).__name__}, not a string"
+            raise InvalidInputError(
+                f"{path}: line {number}: field {text_field!r} {problem}; every line needs a string "
+                f"{text_field!r} (or choose the field with --text-field)",
+                issues=[InputIssue(f"{path.name}:{number}.{text_field}", problem)],
+            )
+        yield str(row.get(id_field, number)), text
+
+
+def _csv_items(path: Path, text_field: str, id_field: str) -> Iterator[tuple[str, str]]:
+    reader = csv.DictReader(line for _, line in _lines(path))
+    if reader.fieldnames is None or text_field not in reader.fieldnames:
+        raise InvalidInputError(
+            f"{path}: no {text_field!r} column (columns: {reader.fieldnames or []}); "
+            "choose the text column with --text-field",
+            issues=[InputIssue(f"{path.name}:1", f"missing column {text_field!r}")],
+        )
+    for row in reader:
+        text = row.get(text_field)
+        if text is None:
+            raise InvalidInputError(f"{path}: line {reader.line_num} has fewer columns than the header")
+        yield str(row.get(id_field) or reader.line_num), text
+
+
+def _plain_items(path: Path) -> Iterator[tuple[str, str]]:
+    for number, line in _lines(path):
+        text = line.rstrip("\r\n")
+        if text.strip():
+            yield str(number), text

@@ -1,0 +1,22 @@
+"""The Celery app of the workers: the shared protocol, the contract's tasks, and the boot hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import Celery
+
+from lepton_runtime.jobs import celery_config
+from lepton_runtime.settings import LeptonSettings
+from workers import boot
+from workers.guard import LeptonTask
+from workers.tasks import register_tasks
+
+
+def create_app(settings: LeptonSettings, *, include: Sequence[str] = ()) -> Celery:
+    """A Celery app for ``settings``; ``include`` names extra task modules to import in the worker."""
+    app = Celery("lepton", task_cls=LeptonTask, include=list(include), set_as_current=True)
+    app.conf.update(celery_config(settings))
+    register_tasks(app)
+    boot.connect_signals()
+    return app

@@ -1,0 +1,51 @@
+"""What the tasks do, as plain functions over the runtime's stores and engines (testable without a broker)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lepton_runtime.inference.cache import EngineCache
+from lepton_runtime.inference.engine import Engine
+from lepton_runtime.jobs import JobStore
+from lepton_runtime.prediction import ItemError, Prediction
+
+
+def classify_texts(engine: Engine, texts: list[Any]) -> dict[str, Any]:
+    """Predictions for a few texts in input order (bad items become errors in place) and one provenance."""
+    answers = []
+    for result in engine.classify(texts, errors="return"):
+        if isinstance(result, ItemError):
+            answers.append(result.as_dict())
+        else:
+            answers.append(
+                {"label": result.label, "score": result.score, "scores": result.scores, "truncated": result.truncated}
+            )
+    return {"model": engine.provenance.as_dict(), "predictions": answers}
+
+
+def run_chunk(jobs: JobStore, engines: EngineCache, job_id: str, chunk: int) -> dict[str, Any]:
+    """Classify one chunk of a bulk job and store its rows once; skip chunks done, failed or cancelled."""
+    decision = jobs.start_chunk(job_id, chunk)
+    if decision != "run":
+        return {"job": job_id, "chunk": chunk, "skipped": decision}
+    job = jobs.status(job_id)
+    items = jobs.chunk_inputs(job_id, chunk)
+    engine = engines.get(job.model_version, content_sha256=job.model_sha256)
+    results = engine.classify([text for _, text in items], errors="return")
+    provenance = json.dumps(engine.provenance.as_dict())
+    rows = [_row(item_id, result, provenance) for (item_id, _), result in zip(items, results, strict=True)]
+    errors = sum(isinstance(result, ItemError) for result in results)
+    written = jobs.complete_chunk(job_id, chunk, rows, errors)
+    return {"job": job_id, "chunk": chunk, "texts": len(rows), "errors": errors, "written": written}
+
+
+def _row(item_id: str, result: Prediction | ItemError, provenance_json: str) -> str:
+    """One output line: ``{"id", "label", "score", "model"}``, or ``{"id", "error": {"code", "message"}}``."""
+    identity = json.dumps(item_id, ensure_ascii=False)
+    if isinstance(result, ItemError):
+        error = json.dumps({"code": result.code, "message": result.message}, ensure_ascii=False)
+        return f'{{"id": {identity}, "error": {error}}}'
+    truncated = ', "truncated": true' if result.truncated else ""
+    label = json.dumps(result.label, ensure_ascii=False)
+    return f'{{"id": {identity}, "label": {label}, "score": {result.score:.6f}{truncated}, "model": {provenance_json}}}'

@@ -1,0 +1,114 @@
+"""The base of every Lepton task: bounded redeliveries, retries with backoff, and dead letters with the cause.
+
+a message is delivered -> counted; more starts than ``max_deliveries`` -> dead letter, not run
+the task raises a transient error -> retried with exponential backoff and full jitter
+it raises a permanent error       -> fails at once with the error's stable code
+it raises anything else           -> a bug: no retry, dead letter with the traceback
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from billiard.einfo import ExceptionInfo
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
+
+from lepton_runtime.constants import INFERENCE_QUEUE, RETRY_BACKOFF_BASE_S, RETRY_BACKOFF_MAX_S
+from lepton_runtime.errors import InvalidInputError, LeptonError, PoisonMessageError
+from lepton_runtime.jobs import new_dead_letter
+from workers.runtime import WorkerRuntime, current
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR = "internal_error"
+TIME_LIMIT = "time_limit"
+
+
+def error_code(error: BaseException) -> str:
+    """The stable code of a failure, for results, job records and dead letters."""
+    if isinstance(error, LeptonError):
+        return error.code
+    if isinstance(error, SoftTimeLimitExceeded):
+        return TIME_LIMIT
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        return "broker_unavailable"
+    if isinstance(error, MemoryError):
+        return "out_of_memory"
+    return INTERNAL_ERROR
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether trying again later can help: Redis unreachable, out of memory, or a LeptonError saying so."""
+    if isinstance(error, LeptonError):
+        return error.transient
+    return isinstance(error, redis.ConnectionError | redis.TimeoutError | MemoryError)
+
+
+class LeptonTask(Task):  # type: ignore[misc]
+    """Counts deliveries, retries transient errors, dead-letters what cannot succeed by itself."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        runtime = current()
+        task_id = self.request.id
+        starts = runtime.deliveries.started(task_id)
+        limit = runtime.settings.max_deliveries
+        if starts > limit:
+            runtime.deliveries.finished(task_id)
+            error = PoisonMessageError(
+                f"{self.name} {task_id} started {starts - 1} times and its worker died each time "
+                f"(limit LEPTON_MAX_DELIVERIES={limit}); it was dead-lettered without running. "
+                f"Find the cause in the worker logs, then `lepton dlq replay {task_id}`"
+            )
+            error.attempts = starts - 1  # type: ignore[attr-defined]
+            raise error
+        try:
+            result = self.run(*args, **kwargs)
+        except Exception as error:
+            runtime.deliveries.finished(task_id)
+            if is_transient(error):
+                countdown_s = get_exponential_backoff_interval(
+                    RETRY_BACKOFF_BASE_S, self.request.retries, RETRY_BACKOFF_MAX_S, full_jitter=True
+                )
+                logger.warning("%s %s: %s; retry in %.1f s", self.name, task_id, error, countdown_s)
+                raise self.retry(exc=error, countdown=countdown_s, max_retries=runtime.settings.max_retries) from error
+            raise
+        runtime.deliveries.finished(task_id)
+        return result
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: ExceptionInfo
+    ) -> None:
+        """Record the failure where its owner will look: the job (``gave_up``) and, unless the input was
+        at fault (replaying it cannot help), the dead letters of the task's queue."""
+        runtime = current()
+        code = error_code(exc)
+        self.gave_up(runtime, args, code, str(exc))
+        if isinstance(exc, InvalidInputError):
+            return
+        queue = (self.request.delivery_info or {}).get("routing_key") or INFERENCE_QUEUE
+        runtime.dead_letters.add(
+            new_dead_letter(
+                id=task_id,
+                queue=queue,
+                task=self.name,
+                args=list(args),
+                kwargs=dict(kwargs),
+                payload_ref=self.payload_ref(args),
+                code=code,
+                message=str(exc),
+                traceback=einfo.traceback if code in {INTERNAL_ERROR, TIME_LIMIT} else None,
+                attempts=getattr(exc, "attempts", self.request.retries + 1),
+            )
+        )
+        logger.error("%s %s dead-lettered [%s]: %s", self.name, task_id, code, exc)
+
+    def gave_up(self, runtime: WorkerRuntime, args: tuple[Any, ...], code: str, message: str) -> None:
+        """Hook: tell the task's own records that it failed for good."""
+
+    def payload_ref(self, args: tuple[Any, ...]) -> str | None:
+        """Hook: where the task's input lives when it is not in its arguments."""
+        return None
