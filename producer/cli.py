@@ -179,7 +179,10 @@ def jobs_list(limit: int) -> None:
     """The most recent jobs, newest first."""
     with LeptonClient() as client:
         statuses = client.list_jobs(limit)
-    table = Table("id", "state", "model", "texts", "done", "failed chunks", "source")
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=32)  # copied into other commands: never cut
+    for name in ("state", "model", "texts", "done", "failed chunks", "source"):
+        table.add_column(name, overflow="fold")
     for status in statuses:
         table.add_row(
             status.id,

@@ -11,6 +11,8 @@ import pytest
 from lepton_runtime.labelled_data import LabelledTexts, read_labelled
 from lepton_runtime.registry import ModelRegistry, ModelVersion
 
+pytest_plugins = ["tests.queue_fixtures"]
+
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 SST2 = SHARED_DATASETS / "sst2" / "dev.jsonl"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lepton_runtime.errors import JobNotFoundError
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import JobStore
@@ -30,7 +31,12 @@ def run_chunk(jobs: JobStore, engines: EngineCache, job_id: str, chunk: int) -> 
     if decision != "run":
         return {"job": job_id, "chunk": chunk, "skipped": decision}
     job = jobs.status(job_id)
-    items = jobs.chunk_inputs(job_id, chunk)
+    try:
+        items = jobs.chunk_inputs(job_id, chunk)
+    except JobNotFoundError:
+        if jobs.start_chunk(job_id, chunk) == "done":  # a twin delivery finished the job meanwhile
+            return {"job": job_id, "chunk": chunk, "skipped": "done"}
+        raise
     engine = engines.get(job.model_version, content_sha256=job.model_sha256)
     results = engine.classify([text for _, text in items], errors="return")
     provenance = json.dumps(engine.provenance.as_dict())

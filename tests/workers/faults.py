@@ -1,0 +1,36 @@
+"""Faults for worker tests, loaded into a real worker with ``--include tests.workers.faults``.
+
+A text equal to POISON kills the process that classifies it (SIGKILL, like the OOM killer); a text
+equal to HANG makes the process tell the test (a Redis list) and then wait forever, so the test
+knows the worker is in the middle of that chunk when it kills it. The faults live inside
+``Engine.classify``, so they strike after the delivery was counted, like a real crash.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+from lepton_runtime.inference.engine import Engine
+from lepton_runtime.jobs import connect
+
+POISON = "__lepton_test_poison__"
+HANG = "__lepton_test_hang__"
+HANGING_KEY = "lepton:test:hanging"
+
+_classify = Engine.classify
+
+
+def _classify_with_faults(self: Engine, texts: Any, **options: Any) -> Any:
+    if POISON in texts:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if HANG in texts:
+        with connect(os.environ["LEPTON_REDIS_URL"]) as client:
+            client.rpush(HANGING_KEY, os.getpid())
+        threading.Event().wait()
+    return _classify(self, texts, **options)
+
+
+Engine.classify = _classify_with_faults  # type: ignore[method-assign]

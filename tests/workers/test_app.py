@@ -1,0 +1,34 @@
+"""The Celery app keeps the contract: exactly its task names, JSON only, at-least-once delivery, events on."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from lepton_runtime.settings import LeptonSettings
+from workers.app import create_app
+
+
+def test_the_app_registers_exactly_the_contract_and_is_safe_by_default() -> None:
+    settings = LeptonSettings(redis_url=SecretStr("redis://:secret@127.0.0.1:1/0"))
+    app = create_app(settings)
+    assert sorted(name for name in app.tasks if not name.startswith("celery.")) == [
+        "lepton.bulk.chunk",
+        "lepton.classify",
+    ]
+    conf = app.conf
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json" and conf.result_accept_content == ["json"]
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
+    assert conf.worker_send_task_events and conf.task_send_sent_event and conf.task_track_started
+    assert conf.task_soft_time_limit < conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
+    assert conf.broker_transport_options["global_keyprefix"] == "lepton:"
+    assert {route["queue"] for route in conf.task_routes.values()} == {"lepton.inference"}
+
+
+def test_settings_refuse_a_visibility_timeout_below_the_time_limit() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="LEPTON_VISIBILITY_TIMEOUT_S"):
+        LeptonSettings(task_time_limit_s=600, task_soft_time_limit_s=500, visibility_timeout_s=300)
+    with pytest.raises(ValidationError, match="LEPTON_TASK_SOFT_TIME_LIMIT_S"):
+        LeptonSettings(task_time_limit_s=60, task_soft_time_limit_s=60)

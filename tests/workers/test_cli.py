@@ -1,0 +1,136 @@
+"""The workers' commands on real processes: `lepton up` starts and stops everything, dead letters replay,
+a CUDA worker without CUDA refuses to start, and submit/jobs follow a job from the shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+from celery.result import AsyncResult
+from click.testing import CliRunner
+from pydantic import SecretStr
+
+from lepton_runtime.cli import cli
+from lepton_runtime.errors import ModelIntegrityError
+from lepton_runtime.labelled_data import LabelledTexts
+from lepton_runtime.registry import ModelRegistry, ModelVersion
+from lepton_runtime.settings import LeptonSettings
+from producer import LeptonClient
+from producer.client import ClassifyJob
+from tests.queue_fixtures import REPO_ROOT, TEST_LIMITS, WorkerProcess, _free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_lepton_up_runs_a_job_and_leaves_nothing_running(
+    published: ModelVersion, sst2: LabelledTexts, tmp_path: Path
+) -> None:
+    redis_port, flower_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "LEPTON_REDIS_URL"}  # no broker configured
+    env |= {"LEPTON_MODEL_DIR": str(published.path.parent.parent), **TEST_LIMITS}
+    command = [sys.executable, "-m", "lepton_runtime", "up", "-c", "1", "--redis-port", str(redis_port),
+               "--flower-port", str(flower_port), "--data-dir", str(tmp_path / "up")]  # fmt: skip
+    up = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert up.stdout is not None
+    seen = []
+    for line in up.stdout:  # blocks on its output until it says ready
+        seen.append(line)
+        if "lepton up: ready" in line:
+            break
+    assert up.poll() is None, "".join(seen)
+    children = psutil.Process(up.pid).children(recursive=True)
+    assert len(children) >= 4  # redis-server, worker main and pool process, flower
+
+    settings = LeptonSettings(
+        redis_url=SecretStr(f"redis://127.0.0.1:{redis_port}/0"), model_dir=published.path.parent.parent
+    )
+    with LeptonClient(settings) as client:
+        status = client.submit_bulk(sst2.texts[:300], model="tiny", chunk_size=50).wait(120)
+    assert status.state == "succeeded" and status.done_texts == 300
+
+    up.send_signal(signal.SIGINT)
+    assert up.wait(timeout=90) == 0, up.stdout.read()
+    assert "lepton up: stopped" in up.stdout.read()
+    assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", redis_port)) != 0  # Redis is gone too
+    assert (tmp_path / "up" / "redis" / "appendonlydir").is_dir()  # and it kept an append-only file
+
+
+def test_a_corrupt_model_is_dead_lettered_once_and_replays_under_the_same_id(
+    start_worker: Callable[..., WorkerProcess],
+    queue_env: dict[str, str],
+    queue_settings: LeptonSettings,
+    copy_of_published: ModelRegistry,
+    redis_client: redis.Redis,
+) -> None:
+    version = copy_of_published.resolve("tiny")
+    damaged = version.path / version.manifest.variants["int8"].file
+    original = damaged.read_bytes()
+    damaged.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+    env = {**queue_env, "LEPTON_MODEL_DIR": str(copy_of_published.root)}
+    start_worker(env=env)
+    client = LeptonClient(queue_settings.model_copy(update={"model_dir": copy_of_published.root}))
+    job = client.classify(["a fine film"], model="tiny")
+    with pytest.raises(ModelIntegrityError, match=r"model\.int8\.onnx"):
+        job.wait(60)
+
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["dlq", "list", "--json"], env=env, catch_exceptions=False)
+    (letter,) = [json.loads(line) for line in listed.output.splitlines()]
+    assert (letter["id"], letter["code"], letter["attempts"], letter["task"]) == (
+        job.id, "corrupt_model", 1, "lepton.classify",
+    )  # fmt: skip
+    damaged.write_bytes(original)  # the operator fixes the cause, then replays
+    replayed = runner.invoke(cli, ["dlq", "replay", "--all"], env=env, catch_exceptions=False)
+    assert '"replayed": 1' in replayed.output
+    again = ClassifyJob(job.id, AsyncResult(job.id, app=client.celery))
+    assert again.wait(60)[0].label in {"negative", "positive"}  # the same id now holds the answer
+    assert runner.invoke(cli, ["dlq", "list", "--json"], env=env).output.strip() == ""
+
+
+def test_submit_and_jobs_follow_a_job_from_the_shell(
+    start_worker: Callable[..., WorkerProcess], queue_env: dict[str, str], sst2: LabelledTexts, tmp_path: Path
+) -> None:
+    source = tmp_path / "reviews.txt"
+    source.write_text("\n".join(sst2.texts[:200]) + "\n")
+    start_worker()
+    runner = CliRunner()
+    submitted = runner.invoke(
+        cli, ["submit", str(source), "--model", "tiny", "--chunk-size", "50", "--out", str(tmp_path / "out.jsonl")],
+        env=queue_env, catch_exceptions=False,
+    )  # fmt: skip
+    assert submitted.exit_code == 0, submitted.output
+    job_id = submitted.output.splitlines()[0].strip()
+    assert "succeeded: 200/200 texts" in submitted.output
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows] == [str(i) for i in range(1, 201)]  # line numbers
+    status = runner.invoke(cli, ["jobs", "status", job_id], env=queue_env, catch_exceptions=False).output
+    assert f"{job_id} succeeded: 200/200 texts" in status
+    results = runner.invoke(cli, ["jobs", "results", job_id], env=queue_env, catch_exceptions=False).output
+    assert [json.loads(line)["id"] for line in results.splitlines()] == [row["id"] for row in rows]
+    assert job_id in runner.invoke(cli, ["jobs", "list"], env=queue_env, catch_exceptions=False).output
+    assert "no failed chunk" in runner.invoke(cli, ["jobs", "retry", job_id], env=queue_env).output
+
+
+def test_a_cuda_worker_without_cuda_refuses_to_start(queue_env: dict[str, str]) -> None:
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has the CUDA provider")
+    done = subprocess.run(
+        [sys.executable, "-m", "lepton_runtime", "worker", "--device", "cuda"],
+        cwd=REPO_ROOT, env={**os.environ, **queue_env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "provider_unavailable" in done.stderr and "available execution providers" in done.stderr
