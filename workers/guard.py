@@ -54,10 +54,11 @@ class LeptonTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         runtime = current()
         task_id = self.request.id
-        starts = runtime.deliveries.started(task_id)
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        starts = runtime.deliveries.started(task_id, redelivered=redelivered)
         limit = runtime.settings.max_deliveries
         if starts > limit:
-            runtime.deliveries.finished(task_id)
+            runtime.deliveries.finished(task_id, redelivered=redelivered)
             error = PoisonMessageError(
                 f"{self.name} {task_id} started {starts - 1} times and its worker died each time "
                 f"(limit LEPTON_MAX_DELIVERIES={limit}); it was dead-lettered without running. "
@@ -68,7 +69,7 @@ class LeptonTask(Task):  # type: ignore[misc]
         try:
             result = self.run(*args, **kwargs)
         except Exception as error:
-            runtime.deliveries.finished(task_id)
+            runtime.deliveries.finished(task_id, redelivered=redelivered)
             if is_transient(error):
                 countdown_s = get_exponential_backoff_interval(
                     RETRY_BACKOFF_BASE_S, self.request.retries, RETRY_BACKOFF_MAX_S, full_jitter=True
@@ -76,7 +77,7 @@ class LeptonTask(Task):  # type: ignore[misc]
                 logger.warning("%s %s: %s; retry in %.1f s", self.name, task_id, error, countdown_s)
                 raise self.retry(exc=error, countdown=countdown_s, max_retries=runtime.settings.max_retries) from error
             raise
-        runtime.deliveries.finished(task_id)
+        runtime.deliveries.finished(task_id, redelivered=redelivered)
         return result
 
     def on_failure(

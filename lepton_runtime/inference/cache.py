@@ -24,6 +24,7 @@ _MIB = 1024 * 1024
 class CachedEngine:
     engine: Engine
     memory_mb: float
+    content_sha256: str
 
 
 class EngineCache:
@@ -51,6 +52,10 @@ class EngineCache:
 
     def get(self, reference: str, *, content_sha256: str | None = None) -> Engine:
         """The engine of ``reference`` (loaded and warmed on first use); checks the version's identity."""
+        cached = self._engines.get(reference)  # an exact ``name@N`` never changes: no registry read
+        if cached is not None and (not content_sha256 or cached.content_sha256 == content_sha256):
+            self._engines.move_to_end(reference)
+            return cached.engine
         version = self.registry.resolve(reference)
         if content_sha256 and version.manifest.content_sha256 != content_sha256:
             raise ModelIntegrityError(
@@ -68,7 +73,7 @@ class EngineCache:
         load_s = time.perf_counter() - started
         grown_mb = (self._process.memory_info().rss - rss_before) / _MIB
         file_mb = (version.path / engine.model.onnx_file).stat().st_size / _MIB
-        self._engines[key] = CachedEngine(engine, max(grown_mb, file_mb))
+        self._engines[key] = CachedEngine(engine, max(grown_mb, file_mb), version.manifest.content_sha256)
         logger.info(
             "loaded %s (%s) in %.2f s, %.0f MiB", key, engine.provenance.variant, load_s, max(grown_mb, file_mb)
         )

@@ -31,6 +31,11 @@ class JobKeys:
         return f"{self._base}:inputs"
 
     @property
+    def chunk_positions(self) -> str:
+        """Hash: chunk index -> JSON list of each of its texts' position in the input."""
+        return f"{self._base}:positions"
+
+    @property
     def chunk_states(self) -> str:
         """Hash: chunk index -> queued | running | done | failed | cancelled."""
         return f"{self._base}:chunks"
@@ -56,7 +61,10 @@ class JobKeys:
         return f"{self._base}:finished"
 
     def all(self) -> list[str]:
-        return [self.record, self.inputs, self.chunk_states, self.chunk_runs, self.chunk_errors, self.results]
+        return [
+            self.record, self.inputs, self.chunk_states, self.chunk_runs, self.chunk_errors, self.results,
+            self.chunk_positions,
+        ]  # fmt: skip
 
 
 def idempotency_key(key: str) -> str:

@@ -57,7 +57,6 @@ def celery_config(settings: LeptonSettings) -> dict[str, Any]:
         "broker_transport_options": transport,
         "result_backend_transport_options": {"global_keyprefix": REDIS_KEY_PREFIX, "retry_policy": {"timeout": 5.0}},
         "result_expires": RESULT_TTL_S,
-        "result_extended": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "task_default_queue": INFERENCE_QUEUE,
@@ -69,10 +68,11 @@ def celery_config(settings: LeptonSettings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.task_time_limit_s,
         "task_soft_time_limit": settings.task_soft_time_limit_s,
-        "task_track_started": True,
-        # events for Flower
+        # events for Flower: received, started, succeeded, failed, retried (the worker sends them);
+        # no "sent" event and no STARTED state write, each an extra Redis write on the one-text path
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,
+        "task_track_started": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
     }
 

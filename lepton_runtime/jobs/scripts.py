@@ -1,7 +1,7 @@
 """The Lua scripts that change a bulk job's state atomically, so redelivered or concurrent chunks count once.
 
 Every script takes the same KEYS (JobKeys.all(): record, inputs, chunk states, chunk runs, chunk
-errors, results) and starts its ARGV with: finished channel, TTL in seconds, now (epoch seconds),
+errors, results, chunk positions) and starts its ARGV with: finished channel, TTL in seconds, now (epoch seconds),
 chunk index. Completion is detected by counters (done + failed == total), never by a chord.
 """
 

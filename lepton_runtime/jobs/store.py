@@ -20,6 +20,10 @@ from lepton_runtime.jobs.schemas import ChunkFailure, JobStatus, Progress
 StartDecision = Literal["run", "done", "failed", "cancelled", "missing"]
 # Chunks written to (or read from) Redis per round trip.
 CHUNKS_PER_ROUND_TRIP = 64
+# Texts are grouped by length within windows of this many chunks, so that each chunk's batches
+# carry little padding (as in one in-process call over all texts); results are put back in input
+# order window by window, so memory stays bounded by one window.
+SORT_WINDOW_CHUNKS = 16
 # Failed chunks listed in a status (the counters hold the full number).
 MAX_FAILURES_SHOWN = 20
 _COUNTERS = ("done_texts", "done_chunks", "failed_chunks", "cancelled_chunks", "error_items", "chunk_runs")
@@ -81,13 +85,14 @@ class JobStore:
             "total_texts": total_texts,
             "total_chunks": total_chunks,
             "chunk_size": chunk_size,
+            "sort_window_chunks": SORT_WINDOW_CHUNKS,
             "created_at": now,
             "cancelled": "0",
             **dict.fromkeys(_COUNTERS, 0),
         }
         with self.redis.pipeline() as pipe:
             pipe.hset(keys.record, mapping=record)  # type: ignore[arg-type]
-            for key in (keys.record, keys.inputs, keys.chunk_states):
+            for key in (keys.record, keys.inputs, keys.chunk_states, keys.chunk_positions):
                 pipe.expire(key, self.ttl_s)
             pipe.zadd(JOB_INDEX_KEY, {job_id: now})
             pipe.execute()
@@ -195,14 +200,19 @@ class JobStore:
                 f"(`lepton jobs status {job_id}`)"
             )
         keys = JobKeys(job_id)
-        indices = iter(range(status.total_chunks))
-        while batch := list(islice(indices, CHUNKS_PER_ROUND_TRIP)):
-            blobs = self.redis.hmget(keys.results, [str(i) for i in batch])
-            for index, blob in zip(batch, blobs, strict=True):
-                if blob is not None:
-                    yield from cast(str, blob).split("\n")
-                else:
-                    yield from self._error_rows(job_id, index)
+        window = int(cast(str, self.redis.hget(keys.record, "sort_window_chunks") or 1))
+        for first in range(0, status.total_chunks, window):
+            batch = [str(index) for index in range(first, min(first + window, status.total_chunks))]
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(keys.results, batch)
+                pipe.hmget(keys.chunk_positions, batch)
+                blobs, positions = pipe.execute()
+            placed: list[tuple[int, str]] = []
+            for index, blob, where in zip(batch, blobs, positions, strict=True):
+                lines = blob.split("\n") if blob is not None else list(self._error_rows(job_id, int(index)))
+                placed += zip(json.loads(where), lines, strict=True)
+            placed.sort(key=lambda pair: pair[0])
+            yield from (line for _, line in placed)
 
     def list_jobs(self, limit: int = 20) -> list[JobStatus]:
         """The most recent jobs, newest first (expired ones are dropped from the index)."""
@@ -221,22 +231,28 @@ class JobStore:
 
     # -- internals -------------------------------------------------------------------------------
     def _write_inputs(self, keys: JobKeys, items: Iterable[tuple[str, str]], chunk_size: int) -> tuple[int, int]:
+        """Write the chunks window by window: texts of similar length together, positions kept."""
         total_texts = total_chunks = 0
         iterator = iter(items)
-        while True:
-            pending: dict[str, str] = {}
-            while len(pending) < CHUNKS_PER_ROUND_TRIP and (chunk := list(islice(iterator, chunk_size))):
-                pending[str(total_chunks)] = json.dumps(chunk, ensure_ascii=False)
+        while window := list(islice(iterator, chunk_size * SORT_WINDOW_CHUNKS)):
+            by_length = sorted(
+                range(len(window)), key=lambda i: len(window[i][1]) if isinstance(window[i][1], str) else 0
+            )
+            inputs, positions = {}, {}
+            for start in range(0, len(window), chunk_size):
+                members = by_length[start : start + chunk_size]
+                inputs[str(total_chunks)] = json.dumps([window[i] for i in members], ensure_ascii=False)
+                positions[str(total_chunks)] = json.dumps([total_texts + i for i in members])
                 total_chunks += 1
-                total_texts += len(chunk)
-            if not pending:
-                return total_texts, total_chunks
+            total_texts += len(window)
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(keys.inputs, mapping=pending)  # type: ignore[arg-type]
-                pipe.hset(keys.chunk_states, mapping=dict.fromkeys(pending, "queued"))
-                pipe.expire(keys.inputs, self.ttl_s)  # a producer killed part-way leaves nothing forever
-                pipe.expire(keys.chunk_states, self.ttl_s)
+                pipe.hset(keys.inputs, mapping=inputs)  # type: ignore[arg-type]
+                pipe.hset(keys.chunk_positions, mapping=positions)  # type: ignore[arg-type]
+                pipe.hset(keys.chunk_states, mapping=dict.fromkeys(inputs, "queued"))
+                for key in (keys.inputs, keys.chunk_positions, keys.chunk_states):
+                    pipe.expire(key, self.ttl_s)  # a producer killed part-way leaves nothing forever
                 pipe.execute()
+        return total_texts, total_chunks
 
     def _error_rows(self, job_id: str, chunk: int) -> Iterator[str]:
         keys = JobKeys(job_id)

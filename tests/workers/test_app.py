@@ -18,7 +18,7 @@ def test_the_app_registers_exactly_the_contract_and_is_safe_by_default() -> None
     conf = app.conf
     assert conf.accept_content == ["json"] and conf.task_serializer == "json" and conf.result_accept_content == ["json"]
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
-    assert conf.worker_send_task_events and conf.task_send_sent_event and conf.task_track_started
+    assert conf.worker_send_task_events  # Flower sees received, started, succeeded, failed, retried
     assert conf.task_soft_time_limit < conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
     assert conf.broker_transport_options["global_keyprefix"] == "lepton:"
     assert {route["queue"] for route in conf.task_routes.values()} == {"lepton.inference"}
