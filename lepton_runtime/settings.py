@@ -14,7 +14,7 @@ from lepton_runtime import constants
 class LeptonSettings(BaseSettings):
     """Everything an entry point needs to know about its environment; nothing below reads env itself."""
 
-    model_config = SettingsConfigDict(env_prefix="LEPTON_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LEPTON_", env_file=None, extra="ignore", env_ignore_empty=True)
 
     redis_url: SecretStr | None = Field(
         default=None,

@@ -22,13 +22,3 @@ def test_the_app_registers_exactly_the_contract_and_is_safe_by_default() -> None
     assert conf.task_soft_time_limit < conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
     assert conf.broker_transport_options["global_keyprefix"] == "lepton:"
     assert {route["queue"] for route in conf.task_routes.values()} == {"lepton.inference"}
-
-
-def test_settings_refuse_a_visibility_timeout_below_the_time_limit() -> None:
-    import pytest
-    from pydantic import ValidationError
-
-    with pytest.raises(ValidationError, match="LEPTON_VISIBILITY_TIMEOUT_S"):
-        LeptonSettings(task_time_limit_s=600, task_soft_time_limit_s=500, visibility_timeout_s=300)
-    with pytest.raises(ValidationError, match="LEPTON_TASK_SOFT_TIME_LIMIT_S"):
-        LeptonSettings(task_time_limit_s=60, task_soft_time_limit_s=60)
