@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from lepton_runtime.errors import InputIssue, InvalidInputError
+from lepton_runtime.text_files import csv_rows, jsonl_rows
 
 
 @dataclass(frozen=True)
@@ -27,17 +25,7 @@ def read_labelled(
     path: Path, *, text_field: str = "text", label_field: str = "label", require_labels: bool = False
 ) -> LabelledTexts:
     """Read a .jsonl or .csv file; raise InvalidInputError naming the line and field of the first problem."""
-    try:
-        raw = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise InvalidInputError(f"{path}: file not found") from None
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise InvalidInputError(
-            f"{path}: line {line} is not valid UTF-8 (byte {error.start}); re-encode the file as UTF-8",
-            issues=[InputIssue(f"{path.name}:{line}", "invalid UTF-8")],
-        ) from None
-    rows = _csv_rows(raw, path) if path.suffix.lower() == ".csv" else _jsonl_rows(raw, path)
+    rows = list(csv_rows(path, text_field) if path.suffix.lower() == ".csv" else jsonl_rows(path))
     if not rows:
         raise InvalidInputError(f"{path}: the file has no rows; give at least one labelled text")
     texts, labels = [], []
@@ -58,23 +46,3 @@ def read_labelled(
     if require_labels and not labelled:
         raise InvalidInputError(f"{path}: no row has a {label_field!r} field; labels are required here")
     return LabelledTexts(texts, labelled or None, str(path))
-
-
-def _jsonl_rows(raw: str, path: Path) -> list[tuple[int, dict[str, object]]]:
-    rows = []
-    for line, content in enumerate(raw.splitlines(), start=1):
-        if not content.strip():
-            continue
-        try:
-            row = json.loads(content)
-        except json.JSONDecodeError as error:
-            raise InvalidInputError(f"{path}: line {line} is not valid JSON ({error.msg})") from None
-        if not isinstance(row, dict):
-            raise InvalidInputError(f"{path}: line {line} is a JSON {type(row).__name__}, expected an object")
-        rows.append((line, row))
-    return rows
-
-
-def _csv_rows(raw: str, path: Path) -> list[tuple[int, dict[str, object]]]:
-    reader = csv.DictReader(io.StringIO(raw))
-    return [(index + 2, dict(row)) for index, row in enumerate(reader)]

@@ -9,13 +9,12 @@ Without an id the line number (1-based) is the id, so output rows can be matched
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from lepton_runtime.errors import InputIssue, InvalidInputError
+from lepton_runtime.text_files import csv_rows, jsonl_rows, lines
 
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 
@@ -29,7 +28,7 @@ def items_from_texts(texts: Sequence[Any]) -> Iterator[tuple[str, Any]]:
 
 def read_items(path: Path, *, text_field: str = "text", id_field: str = "id") -> Iterator[tuple[str, str]]:
     """Stream ``(id, text)`` from a JSONL, CSV or plain-text file; raise InvalidInputError naming the line."""
-    if not path.is_file():
+    if not path.is_file():  # checked now: the reading itself is lazy
         raise InvalidInputError(f"{path}: no such file", issues=[InputIssue("path", "file not found")])
     suffix = path.suffix.lower()
     if suffix in JSONL_SUFFIXES:
@@ -39,31 +38,8 @@ def read_items(path: Path, *, text_field: str = "text", id_field: str = "id") ->
     return _plain_items(path)
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Decoded lines (newline kept) with their 1-based number; invalid UTF-8 names its line."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise InvalidInputError(
-                    f"{path}: line {number} is not valid UTF-8 (byte {error.start} of the line); "
-                    "re-encode the file as UTF-8",
-                    issues=[InputIssue(f"{path.name}:{number}", "invalid UTF-8")],
-                ) from None
-            yield number, line.removeprefix("\ufeff") if number == 1 else line
-
-
 def _jsonl_items(path: Path, text_field: str, id_field: str) -> Iterator[tuple[str, str]]:
-    for number, line in _lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InvalidInputError(f"{path}: line {number} is not valid JSON ({error.msg})") from None
-        if not isinstance(row, dict):
-            raise InvalidInputError(f"{path}: line {number} is a JSON {type(row).__name__}; expected an object")
+    for number, row in jsonl_rows(path):
         text = row.get(text_field)
         if not isinstance(text, str):
             problem = "is missing" if text is None else f"is a JSON {type(text).__name__}, not a string"
@@ -76,22 +52,12 @@ def _jsonl_items(path: Path, text_field: str, id_field: str) -> Iterator[tuple[s
 
 
 def _csv_items(path: Path, text_field: str, id_field: str) -> Iterator[tuple[str, str]]:
-    reader = csv.DictReader(line for _, line in _lines(path))
-    if reader.fieldnames is None or text_field not in reader.fieldnames:
-        raise InvalidInputError(
-            f"{path}: no {text_field!r} column (columns: {reader.fieldnames or []}); "
-            "choose the text column with --text-field",
-            issues=[InputIssue(f"{path.name}:1", f"missing column {text_field!r}")],
-        )
-    for row in reader:
-        text = row.get(text_field)
-        if text is None:
-            raise InvalidInputError(f"{path}: line {reader.line_num} has fewer columns than the header")
-        yield str(row.get(id_field) or reader.line_num), text
+    for number, row in csv_rows(path, text_field):
+        yield str(row.get(id_field) or number), row[text_field]
 
 
 def _plain_items(path: Path) -> Iterator[tuple[str, str]]:
-    for number, line in _lines(path):
+    for number, line in lines(path):
         text = line.rstrip("\r\n")
         if text.strip():
             yield str(number), text

@@ -30,14 +30,14 @@ def run_chunk(jobs: JobStore, engines: EngineCache, job_id: str, chunk: int) -> 
     decision = jobs.start_chunk(job_id, chunk)
     if decision != "run":
         return {"job": job_id, "chunk": chunk, "skipped": decision}
-    job = jobs.status(job_id)
+    model_version, model_sha256 = jobs.model_of(job_id)
     try:
         items = jobs.chunk_inputs(job_id, chunk)
     except JobNotFoundError:
         if jobs.start_chunk(job_id, chunk) == "done":  # a twin delivery finished the job meanwhile
             return {"job": job_id, "chunk": chunk, "skipped": "done"}
         raise
-    engine = engines.get(job.model_version, content_sha256=job.model_sha256)
+    engine = engines.get(model_version, content_sha256=model_sha256)
     results = engine.classify([text for _, text in items], errors="return")
     provenance = json.dumps(engine.provenance.as_dict())
     rows = [_row(item_id, result, provenance) for (item_id, _), result in zip(items, results, strict=True)]

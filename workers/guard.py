@@ -14,7 +14,7 @@ from typing import Any
 import redis
 from billiard.einfo import ExceptionInfo
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 
 from lepton_runtime.constants import INFERENCE_QUEUE, RETRY_BACKOFF_BASE_S, RETRY_BACKOFF_MAX_S
@@ -32,7 +32,7 @@ def error_code(error: BaseException) -> str:
     """The stable code of a failure, for results, job records and dead letters."""
     if isinstance(error, LeptonError):
         return error.code
-    if isinstance(error, SoftTimeLimitExceeded):
+    if isinstance(error, SoftTimeLimitExceeded | TimeLimitExceeded):
         return TIME_LIMIT
     if isinstance(error, redis.ConnectionError | redis.TimeoutError):
         return "broker_unavailable"

@@ -128,6 +128,13 @@ class JobStore:
         """Claim a chunk for processing; anything but 'run' means skip it (and say why)."""
         return cast(StartDecision, self._call(self._start, job_id, chunk))
 
+    def model_of(self, job_id: str) -> tuple[str, str]:
+        """The exact model version of a job and its content sha256, as resolved at submit."""
+        version, sha256 = self.redis.hmget(JobKeys(job_id).record, ["model_version", "model_sha256"])
+        if version is None:
+            raise self._not_found(job_id)
+        return cast(str, version), cast(str, sha256)
+
     def chunk_inputs(self, job_id: str, chunk: int) -> list[tuple[str, str]]:
         raw = self.redis.hget(JobKeys(job_id).inputs, str(chunk))
         if raw is None:

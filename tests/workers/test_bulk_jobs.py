@@ -182,3 +182,20 @@ def test_an_idempotent_resubmission_returns_the_same_job_and_runs_it_once(
     status = first.wait(WAIT_S)
     assert status.state == "succeeded"
     assert status.chunk_runs == status.total_chunks == 5  # enqueued once
+
+
+def test_a_chunk_over_its_time_limit_fails_the_job_with_time_limit(
+    start_worker: Callable[..., WorkerProcess],
+    client: LeptonClient,
+    redis_client: redis.Redis,
+    sst2: LabelledTexts,
+) -> None:
+    texts = sst2.texts[:300]
+    texts[5] = HANG  # runs past the soft time limit (5 s in these tests)
+    worker = start_worker(extra=FAULTS)
+    status = client.submit_bulk(texts, model="tiny", chunk_size=100).wait(WAIT_S)
+    assert status.state == "failed"
+    assert (status.done_chunks, [f.code for f in status.failures]) == (2, ["time_limit"])
+    (letter,) = DeadLetterStore(redis_client).list()
+    assert letter.code == "time_limit" and letter.traceback and "SoftTimeLimitExceeded" in letter.traceback
+    assert worker.process.poll() is None
