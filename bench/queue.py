@@ -21,23 +21,19 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
-import signal  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import uuid  # noqa: E402
 
 from pydantic import SecretStr  # noqa: E402
 
 from lepton_runtime.inference import Engine  # noqa: E402
-from lepton_runtime.jobs import connect  # noqa: E402
-from lepton_runtime.jobs.keys import worker_ready_key  # noqa: E402
 from lepton_runtime.registry import ModelRegistry  # noqa: E402
 from lepton_runtime.settings import LeptonSettings  # noqa: E402
 from producer import LeptonClient  # noqa: E402
 from workers.embedded import LocalRedis  # noqa: E402
+from workers.processes import WorkerProcess  # noqa: E402
 from workers.runtime import available_cores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,28 +53,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-class Worker:
-    """A real `lepton worker` with the given shape, started and awaited until its processes are warm."""
-
-    def __init__(self, env: dict[str, str], model: str, processes: int, threads: int, log: Path) -> None:
-        self.name = f"bench-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
-        command = [sys.executable, "-m", "lepton_runtime", "worker", "--name", self.name, "-c", str(processes),
-                   "--threads", str(threads), "--warm", model, "-l", "warning"]  # fmt: skip
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                                        start_new_session=True)  # fmt: skip
-        with connect(env["LEPTON_REDIS_URL"]) as client:
-            for _ in range(processes):
-                if client.blpop([worker_ready_key(self.name)], timeout=300) is None:
-                    raise SystemExit(f"worker not ready; see {log}")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def median_rate(run: object, count: int, repeats: int) -> float:
@@ -131,11 +105,17 @@ def main() -> None:
             assert status.state == "succeeded", status
             assert sum(1 for _ in client.jobs.results(job.id)) == count
 
+        workers: list[WorkerProcess] = []
         try:
             shapes = [(cores, 1), (1, cores)] if cores > 1 else [(1, 1)]
             best: dict[str, float] = {}
             for processes, threads in shapes:
-                worker = Worker(env, version.reference, processes, threads, log)
+                worker = WorkerProcess(
+                    env, log, processes=processes, arguments=["--threads", str(threads), "--warm", version.reference],
+                    name_prefix="bench", cwd=ROOT,
+                )  # fmt: skip
+                workers.append(worker)
+                worker.wait_ready()
                 sizes = chunk_sizes if (processes, threads) == shapes[0] else [int(max(best, key=best.__getitem__))]
                 for size in sizes:
                     bulk(size)  # warm the path (first results hash, first connections)
@@ -149,6 +129,8 @@ def main() -> None:
                     one_text = round_trips(client, engine, version.reference, texts, args.round_trips)
                 worker.stop()
         finally:
+            for started in workers:
+                started.stop()
             client.close()
             redis_server.stop()
 

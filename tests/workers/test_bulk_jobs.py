@@ -17,8 +17,8 @@ from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
-from tests.queue_fixtures import WorkerProcess
 from tests.workers.faults import HANG, HANGING_KEY, POISON
+from workers.processes import WorkerProcess
 
 pytestmark = pytest.mark.slow
 FAULTS = ["--include", "tests.workers.faults"]
@@ -85,7 +85,7 @@ def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
     first = start_worker(extra=FAULTS)
     job = client.submit_bulk(texts, model="tiny", chunk_size=100)
 
-    assert redis_client.blpop([HANGING_KEY], timeout=WAIT_S), first.log()
+    assert redis_client.blpop([HANGING_KEY], timeout=WAIT_S), first.log_tail()
     during = client.status(job.id)
     assert during.state == "running" and 0 < during.done_chunks < during.total_chunks
     first.kill()  # SIGKILL, main process and pool: its chunk is unacknowledged
@@ -151,7 +151,7 @@ def test_cancel_holds_across_a_worker_restart(
     texts[250] = HANG  # the first worker is inside the chunk that holds it when the job is cancelled
     first = start_worker(extra=FAULTS)
     job = client.submit_bulk(texts, model="tiny", chunk_size=100)
-    assert redis_client.blpop([HANGING_KEY], timeout=WAIT_S), first.log()
+    assert redis_client.blpop([HANGING_KEY], timeout=WAIT_S), first.log_tail()
 
     assert client.cancel(job.id).state == "cancelled"
     first.kill()

@@ -14,7 +14,7 @@ from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
-from tests.queue_fixtures import WorkerProcess
+from workers.processes import WorkerProcess
 
 pytestmark = pytest.mark.slow
 

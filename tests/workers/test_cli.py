@@ -26,7 +26,8 @@ from lepton_runtime.registry import ModelRegistry, ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
 from producer.client import ClassifyJob
-from tests.queue_fixtures import REPO_ROOT, TEST_LIMITS, WorkerProcess, _free_port
+from tests.queue_fixtures import REPO_ROOT, TEST_LIMITS, free_port
+from workers.processes import WorkerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.slow
 def test_lepton_up_runs_a_job_and_leaves_nothing_running(
     published: ModelVersion, sst2: LabelledTexts, tmp_path: Path
 ) -> None:
-    redis_port, flower_port = _free_port(), _free_port()
+    redis_port, flower_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "LEPTON_REDIS_URL"}  # no broker configured
     env |= {"LEPTON_MODEL_DIR": str(published.path.parent.parent), **TEST_LIMITS}
     command = [sys.executable, "-m", "lepton_runtime", "up", "-c", "1", "--redis-port", str(redis_port),
