@@ -34,7 +34,7 @@ def run_chunk(jobs: JobStore, engines: EngineCache, job_id: str, chunk: int) -> 
     try:
         items = jobs.chunk_inputs(job_id, chunk)
     except JobNotFoundError:
-        if jobs.start_chunk(job_id, chunk) == "done":  # a twin delivery finished the job meanwhile
+        if jobs.chunk_state(job_id, chunk) == "done":  # a twin delivery finished the job meanwhile
             return {"job": job_id, "chunk": chunk, "skipped": "done"}
         raise
     engine = engines.get(model_version, content_sha256=model_sha256)

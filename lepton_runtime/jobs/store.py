@@ -128,6 +128,10 @@ class JobStore:
         """Claim a chunk for processing; anything but 'run' means skip it (and say why)."""
         return cast(StartDecision, self._call(self._start, job_id, chunk))
 
+    def chunk_state(self, job_id: str, chunk: int) -> str | None:
+        """queued | running | done | failed | cancelled, or None for no such chunk."""
+        return cast(str | None, self.redis.hget(JobKeys(job_id).chunk_states, str(chunk)))
+
     def model_of(self, job_id: str) -> tuple[str, str]:
         """The exact model version of a job and its content sha256, as resolved at submit."""
         version, sha256 = self.redis.hmget(JobKeys(job_id).record, ["model_version", "model_sha256"])
