@@ -106,6 +106,7 @@ def main() -> None:
             assert sum(1 for _ in client.jobs.results(job.id)) == count
 
         workers: list[WorkerProcess] = []
+        one_text: dict[str, list[float]] = {}
         try:
             shapes = [(cores, 1), (1, cores)] if cores > 1 else [(1, 1)]
             best: dict[str, float] = {}
@@ -126,7 +127,18 @@ def main() -> None:
                     if (processes, threads) == shapes[0]:
                         best[str(size)] = rate
                 if (processes, threads) == shapes[0]:
-                    one_text = round_trips(client, engine, version.reference, texts, args.round_trips)
+                    label = f"`lepton.classify`, default worker (prefork, {processes} x {threads} thread)"
+                    one_text[label] = queued_latency(client, version.reference, texts, args.round_trips)
+                worker.stop()
+            for threads in sorted({1, cores}):
+                worker = WorkerProcess(
+                    env, log, arguments=["--pool", "solo", "--threads", str(threads), "--warm", version.reference],
+                    name_prefix="bench", cwd=ROOT,
+                )  # fmt: skip
+                workers.append(worker)
+                worker.wait_ready()
+                label = f"`lepton.classify`, solo-pool worker (1 x {threads} thread{'s' if threads > 1 else ''})"
+                one_text[label] = queued_latency(client, version.reference, texts, args.round_trips)
                 worker.stop()
         finally:
             for started in workers:
@@ -134,34 +146,40 @@ def main() -> None:
             client.close()
             redis_server.stop()
 
+    # in process last, with no worker running: each loop alone, so neither steals the other's cores
+    one_text[f"Engine.classify in process (1 x {cores} threads)"] = local_latency(engine, texts, args.round_trips)
     best_size = max(best, key=best.get)  # type: ignore[arg-type]
     report(rows, one_text, in_process, best_size, count, repeats, version.reference, cores)
 
 
-def round_trips(client: LeptonClient, engine: Engine, model: str, texts: list[str], count: int) -> dict[str, float]:
-    """Sequential one-text requests: through the queue, and the same call in process."""
-    queued, local = [], []
-    for text in texts[:count]:
+WARM_UP_CALLS = 20
+
+
+def queued_latency(client: LeptonClient, model: str, texts: list[str], count: int) -> list[float]:
+    """Milliseconds of sequential one-text `lepton.classify` round trips (after a warm-up)."""
+    timings = []
+    for text in texts[: count + WARM_UP_CALLS]:
         started = time.perf_counter()
         client.classify([text], model=model).wait(30)
-        queued.append((time.perf_counter() - started) * 1000)
+        timings.append((time.perf_counter() - started) * 1000)
+    print(f"  one text through the queue: p50 {percentile(timings[WARM_UP_CALLS:], 0.5):.2f} ms")
+    return timings[WARM_UP_CALLS:]
+
+
+def local_latency(engine: Engine, texts: list[str], count: int) -> list[float]:
+    """Milliseconds of the same one-text calls in process."""
+    timings = []
+    for text in texts[: count + WARM_UP_CALLS]:
         started = time.perf_counter()
         engine.classify([text])
-        local.append((time.perf_counter() - started) * 1000)
-    figures = {
-        "queue_p50_ms": percentile(queued, 0.5),
-        "queue_p99_ms": percentile(queued, 0.99),
-        "local_p50_ms": percentile(local, 0.5),
-        "local_p99_ms": percentile(local, 0.99),
-    }
-    print("  one text: queue p50 {queue_p50_ms:.2f} ms p99 {queue_p99_ms:.2f} ms; in process p50 {local_p50_ms:.2f} ms "
-          "p99 {local_p99_ms:.2f} ms".format(**figures))  # fmt: skip
-    return figures
+        timings.append((time.perf_counter() - started) * 1000)
+    print(f"  one text in process: p50 {percentile(timings[WARM_UP_CALLS:], 0.5):.2f} ms")
+    return timings[WARM_UP_CALLS:]
 
 
 def report(
     rows: list[tuple[str, float, str]],
-    one_text: dict[str, float],
+    one_text: dict[str, list[float]],
     in_process: float,
     best_size: str,
     count: int,
@@ -171,7 +189,8 @@ def report(
 ) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     best_rate = max(rate for name, rate, _ in rows if name.startswith("bulk"))
-    added_ms = one_text["queue_p50_ms"] - one_text["local_p50_ms"]
+    local_label = next(label for label in one_text if "in process" in label)
+    local_p50_ms = percentile(one_text[local_label], 0.5)
     lines = [
         "# Queue overhead: bulk jobs and one-text round trips through Redis and a real worker",
         "",
@@ -185,16 +204,16 @@ def report(
         f"**Best bulk: {best_rate:,.0f} texts/s = {best_rate / in_process:.2f}x the in-process Engine**"
         f" (best chunk size {best_size}).",
         "",
-        "| one text, sequential | p50 ms | p99 ms |",
-        "| --- | ---: | ---: |",
-        f"| `lepton.classify` through Redis and a worker | {one_text['queue_p50_ms']:.2f} |"
-        f" {one_text['queue_p99_ms']:.2f} |",
-        f"| Engine.classify in process | {one_text['local_p50_ms']:.2f} | {one_text['local_p99_ms']:.2f} |",
-        "",
-        f"**The queue adds {added_ms:.2f} ms at p50.**",
+        "| one text, sequential | p50 ms | p99 ms | p50 above in process |",
+        "| --- | ---: | ---: | ---: |",
+        *[
+            f"| {label} | {percentile(ms, 0.5):.2f} | {percentile(ms, 0.99):.2f} |"
+            f" {percentile(ms, 0.5) - local_p50_ms:+.2f} ms |"
+            for label, ms in one_text.items()
+        ],
     ]
     (RESULTS / "queue.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[-8:]))
+    print("\n".join(lines[-(len(one_text) + 5) :]))
     import matplotlib
 
     matplotlib.use("Agg")

@@ -26,6 +26,8 @@ from lepton_runtime.registry import ModelRegistry, ModelVersion
 from lepton_runtime.settings import LeptonSettings, load_settings
 from producer.inputs import items_from_texts, read_items
 
+# Characters of a text shown in task arguments (Flower, logs); the task itself gets all of them.
+TEXT_REPR_CHARS = 60
 # How long `ClassifyJob.wait` waits by default.
 DEFAULT_WAIT_S = 30.0
 # States of a Celery task, as job states.
@@ -96,6 +98,12 @@ class BulkJob:
         return self.client.results(self.id)
 
 
+def texts_repr(texts: Sequence[Any], model: str) -> str:
+    """What Flower and the logs show of a classify task: the count, the first text cut short, the model."""
+    first = repr(texts[0])[: TEXT_REPR_CHARS - 1] + "…" if texts else "-"
+    return f"[{len(texts)} text{'s' if len(texts) != 1 else ''}: {first}, {model!r}]"
+
+
 class LeptonClient:
     """Submit and follow jobs. Settings come from ``LEPTON_*`` (``LEPTON_REDIS_URL``, ``LEPTON_MODEL_DIR``)
     unless given; model references are resolved once, here, to the exact version every result records."""
@@ -140,6 +148,7 @@ class LeptonClient:
                 task_id=task_id,
                 queue=INFERENCE_QUEUE,
                 priority=INTERACTIVE_PRIORITY,
+                argsrepr=texts_repr(texts, version.reference),
             )
         return ClassifyJob(result.id, result)
 
