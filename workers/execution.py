@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from lepton_runtime.errors import JobNotFoundError
@@ -10,6 +11,8 @@ from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import JobStore
 from lepton_runtime.prediction import ItemError, Prediction
+
+_CHUNK_INDEX = re.compile(r"^texts\[\d+\]")
 
 
 def classify_texts(engine: Engine, texts: list[Any]) -> dict[str, Any]:
@@ -50,7 +53,9 @@ def _row(item_id: str, result: Prediction | ItemError, provenance_json: str) -> 
     """One output line: ``{"id", "label", "score", "model"}``, or ``{"id", "error": {"code", "message"}}``."""
     identity = json.dumps(item_id, ensure_ascii=False)
     if isinstance(result, ItemError):
-        error = json.dumps({"code": result.code, "message": result.message}, ensure_ascii=False)
+        # the row's id says which text; its place inside the chunk would only mislead
+        message = _CHUNK_INDEX.sub("text", result.message, count=1)
+        error = json.dumps({"code": result.code, "message": message}, ensure_ascii=False)
         return f'{{"id": {identity}, "error": {error}}}'
     truncated = ', "truncated": true' if result.truncated else ""
     label = json.dumps(result.label, ensure_ascii=False)
