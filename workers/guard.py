@@ -8,7 +8,9 @@ it raises anything else           -> a bug: no retry, dead letter with the trace
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from traceback import format_exc
 from typing import Any
 
 import redis
@@ -64,18 +66,20 @@ class LeptonTask(Task):  # type: ignore[misc]
                 f"(limit LEPTON_MAX_DELIVERIES={limit}); it was dead-lettered without running. "
                 f"Find the cause in the worker logs, then `lepton dlq replay {task_id}`"
             )
-            error.attempts = starts - 1  # type: ignore[attr-defined]
+            self._record_failure(runtime, task_id, error, args, kwargs, attempts=starts - 1, traceback=None)
             raise error
         try:
             result = self.run(*args, **kwargs)
         except Exception as error:
             runtime.deliveries.finished(task_id, redelivered=redelivered)
-            if is_transient(error):
+            retries = self.request.retries
+            if is_transient(error) and retries < runtime.settings.max_retries:
                 countdown_s = get_exponential_backoff_interval(
-                    RETRY_BACKOFF_BASE_S, self.request.retries, RETRY_BACKOFF_MAX_S, full_jitter=True
+                    RETRY_BACKOFF_BASE_S, retries, RETRY_BACKOFF_MAX_S, full_jitter=True
                 )
                 logger.warning("%s %s: %s; retry in %.1f s", self.name, task_id, error, countdown_s)
                 raise self.retry(exc=error, countdown=countdown_s, max_retries=runtime.settings.max_retries) from error
+            self._record_failure(runtime, task_id, error, args, kwargs, attempts=retries + 1, traceback=format_exc())
             raise
         runtime.deliveries.finished(task_id, redelivered=redelivered)
         return result
@@ -83,29 +87,44 @@ class LeptonTask(Task):  # type: ignore[misc]
     def on_failure(
         self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: ExceptionInfo
     ) -> None:
-        """Record the failure where its owner will look: the job (``gave_up``) and, unless the input was
-        at fault (replaying it cannot help), the dead letters of the task's queue."""
-        runtime = current()
-        code = error_code(exc)
-        self.gave_up(runtime, args, code, str(exc))
-        if isinstance(exc, InvalidInputError):
-            return
-        queue = (self.request.delivery_info or {}).get("routing_key") or INFERENCE_QUEUE
-        runtime.dead_letters.add(
-            new_dead_letter(
-                id=task_id,
-                queue=queue,
-                task=self.name,
-                args=list(args),
-                kwargs=dict(kwargs),
-                payload_ref=self.payload_ref(args),
-                code=code,
-                message=str(exc),
-                traceback=einfo.traceback if code in {INTERNAL_ERROR, TIME_LIMIT} else None,
-                attempts=getattr(exc, "attempts", self.request.retries + 1),
+        """Failures that never passed through ``__call__`` (a hard time limit kills the process and Celery
+        reports it from the worker's main process) are recorded here."""
+        if not getattr(exc, "_lepton_recorded", False):
+            self._record_failure(current(), task_id, exc, args, kwargs, attempts=1, traceback=einfo.traceback)
+
+    def _record_failure(
+        self,
+        runtime: WorkerRuntime,
+        task_id: str,
+        error: BaseException,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        attempts: int,
+        traceback: str | None,
+    ) -> None:
+        """Dead letter first (unless the input was at fault: replaying it cannot help), then the task's own
+        records (``gave_up``), both before Celery stores the failure: whoever sees the failure finds them."""
+        code = error_code(error)
+        if not isinstance(error, InvalidInputError):
+            runtime.dead_letters.add(
+                new_dead_letter(
+                    id=task_id,
+                    queue=(self.request.delivery_info or {}).get("routing_key") or INFERENCE_QUEUE,
+                    task=self.name,
+                    args=list(args),
+                    kwargs=dict(kwargs),
+                    payload_ref=self.payload_ref(args),
+                    code=code,
+                    message=str(error),
+                    traceback=traceback if code in {INTERNAL_ERROR, TIME_LIMIT} else None,
+                    attempts=attempts,
+                )
             )
-        )
-        logger.error("%s %s dead-lettered [%s]: %s", self.name, task_id, code, exc)
+            logger.error("%s %s dead-lettered [%s]: %s", self.name, task_id, code, error)
+        self.gave_up(runtime, args, code, str(error))
+        with contextlib.suppress(AttributeError):  # some exceptions refuse new attributes
+            error._lepton_recorded = True  # type: ignore[attr-defined]
 
     def gave_up(self, runtime: WorkerRuntime, args: tuple[Any, ...], code: str, message: str) -> None:
         """Hook: tell the task's own records that it failed for good."""
