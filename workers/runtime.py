@@ -77,6 +77,7 @@ class WorkerRuntime:
 
 _configured: tuple[LeptonSettings, WorkerOptions] | None = None
 _runtime: WorkerRuntime | None = None
+_runtime_pid: int | None = None
 
 
 def configure(settings: LeptonSettings, options: WorkerOptions) -> None:
@@ -90,12 +91,13 @@ def pool_kind() -> str:
 
 
 def current() -> WorkerRuntime:
-    """This process's runtime, built on first use."""
-    global _runtime
-    if _runtime is None:
+    """This process's runtime, built on first use, and built again in a process forked after that
+    (the main process may build one to report a hard time limit; its pool processes need their own)."""
+    global _runtime, _runtime_pid
+    if _runtime is None or _runtime_pid != os.getpid():
         if _configured is None:
             raise RuntimeError("the worker runtime is not configured; start workers with `lepton worker`")
-        _runtime = WorkerRuntime(*_configured)
+        _runtime, _runtime_pid = WorkerRuntime(*_configured), os.getpid()
     return _runtime
 
 

@@ -2,22 +2,27 @@
 
 A text equal to POISON kills the process that classifies it (SIGKILL, like the OOM killer); a text
 equal to HANG makes the process tell the test (a Redis list) and then wait forever, so the test
-knows the worker is in the middle of that chunk when it kills it. The faults live inside
+knows the worker is in the middle of that chunk when it kills it; STUCK waits through the soft
+time limit, so only the hard one (the pool process is killed) ends it. The faults live inside
 ``Engine.classify``, so they strike after the delivery was counted, like a real crash.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import connect
 
 POISON = "__lepton_test_poison__"
 HANG = "__lepton_test_hang__"
+STUCK = "__lepton_test_stuck__"  # hangs and ignores the soft time limit: only the hard limit ends it
 HANGING_KEY = "lepton:test:hanging"
 
 _classify = Engine.classify
@@ -30,6 +35,10 @@ def _classify_with_faults(self: Engine, texts: Any, **options: Any) -> Any:
         with connect(os.environ["LEPTON_REDIS_URL"]) as client:
             client.rpush(HANGING_KEY, os.getpid())
         threading.Event().wait()
+    if STUCK in texts:
+        while True:
+            with contextlib.suppress(SoftTimeLimitExceeded):
+                threading.Event().wait()
     return _classify(self, texts, **options)
 
 

@@ -17,7 +17,7 @@ from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
-from tests.workers.faults import HANG, HANGING_KEY, POISON
+from tests.workers.faults import HANG, HANGING_KEY, POISON, STUCK
 from workers.processes import WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -199,4 +199,21 @@ def test_a_chunk_over_its_time_limit_fails_the_job_with_time_limit(
     assert (status.done_chunks, [f.code for f in status.failures]) == (2, ["time_limit"])
     (letter,) = DeadLetterStore(redis_client).list()
     assert letter.code == "time_limit" and letter.traceback and "SoftTimeLimitExceeded" in letter.traceback
+    assert worker.process.poll() is None
+
+
+def test_a_chunk_killed_at_its_hard_time_limit_still_fails_its_job(
+    start_worker: Callable[..., WorkerProcess],
+    client: LeptonClient,
+    redis_client: redis.Redis,
+    sst2: LabelledTexts,
+) -> None:
+    texts = sst2.texts[:300]
+    texts[5] = STUCK  # ignores the soft limit: the pool process is killed at the hard one (6 s here)
+    worker = start_worker(extra=FAULTS)
+    status = client.submit_bulk(texts, model="tiny", chunk_size=100).wait(WAIT_S)
+    assert status.state == "failed"  # the job does not wait forever for the killed chunk
+    assert (status.done_chunks, [f.code for f in status.failures]) == (2, ["time_limit"])
+    (letter,) = DeadLetterStore(redis_client).list()
+    assert letter.code == "time_limit"
     assert worker.process.poll() is None
