@@ -156,11 +156,11 @@ def jobs_results(job_id: str, output: Path | None) -> None:
 @jobs.command("retry")
 @click.argument("job_id")
 def jobs_retry(job_id: str) -> None:
-    """Run the failed chunks of a job again (and only those)."""
+    """Run the failed chunks of a job again (and only those), and send any its producer never sent."""
     with LeptonClient() as client:
         chunks = client.retry(job_id)
     click.echo(
-        f"requeued {len(chunks)} failed chunks of {job_id}: {chunks}" if chunks else f"{job_id}: no failed chunk"
+        f"requeued {len(chunks)} chunks of {job_id} (failed, or never sent): {chunks}" if chunks else f"{job_id}: no failed chunk"
     )
 
 

@@ -187,6 +187,7 @@ class LeptonClient:
             )
             if created:
                 self._enqueue_chunks(job_id, range(self.jobs.status(job_id).total_chunks))
+                self.jobs.mark_enqueued(job_id)
         return BulkJob(job_id, self, Path(output) if output is not None else None, created)
 
     def status(self, job_id: str) -> JobStatus:
@@ -219,10 +220,12 @@ class LeptonClient:
         return rows
 
     def retry(self, job_id: str) -> list[int]:
-        """Run the failed chunks again (only those); returns their indices."""
+        """Run the failed chunks again (only those), and send the chunks a producer that died while
+        submitting never sent; returns their indices."""
         with broker_errors(self._url):
-            chunks = self.jobs.requeue_failed(job_id)
+            chunks = sorted(set(self.jobs.requeue_failed(job_id)) | set(self.jobs.unsent_chunks(job_id)))
             self._enqueue_chunks(job_id, chunks)
+            self.jobs.mark_enqueued(job_id)
         return chunks
 
     def cancel(self, job_id: str) -> JobStatus:

@@ -123,6 +123,18 @@ class JobStore:
             raise JobStateError(f"job {job_id} was cancelled, so it cannot be retried; submit its texts again")
         return requeued
 
+    def mark_enqueued(self, job_id: str) -> None:
+        """Record that every chunk of the job was sent (a producer may die before it gets here)."""
+        self.redis.hsetnx(JobKeys(job_id).record, "enqueued_at", time.time())
+
+    def unsent_chunks(self, job_id: str) -> list[int]:
+        """Chunks still queued in a job whose producer never finished sending them (else none)."""
+        keys = JobKeys(job_id)
+        if self.redis.hexists(keys.record, "enqueued_at") or self.redis.hget(keys.record, "cancelled") == "1":
+            return []
+        states = self.redis.hgetall(keys.chunk_states)
+        return sorted(int(index) for index, state in states.items() if state == "queued")
+
     # -- workers ---------------------------------------------------------------------------------
     def start_chunk(self, job_id: str, chunk: int) -> StartDecision:
         """Claim a chunk for processing; anything but 'run' means skip it (and say why)."""

@@ -17,6 +17,7 @@ from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
+from producer.inputs import items_from_texts
 from tests.workers.faults import HANG, HANGING_KEY, POISON, STUCK
 from workers.processes import WorkerProcess
 
@@ -217,3 +218,22 @@ def test_a_chunk_killed_at_its_hard_time_limit_still_fails_its_job(
     (letter,) = DeadLetterStore(redis_client).list()
     assert letter.code == "time_limit"
     assert worker.process.poll() is None
+
+
+def test_retry_sends_the_chunks_a_producer_died_before_sending(
+    start_worker: Callable[..., WorkerProcess], client: LeptonClient, sst2: LabelledTexts
+) -> None:
+    version = client.resolve("tiny")
+    job_id, _ = client.jobs.create(  # recorded, then the producer died: no chunk was ever sent
+        items_from_texts(sst2.texts[:300]),
+        model="tiny",
+        model_version=version.reference,
+        model_sha256=version.manifest.content_sha256,
+        source="<list>",
+        chunk_size=100,
+    )
+    start_worker()
+    assert client.retry(job_id) == [0, 1, 2]
+    status = client.wait(job_id, WAIT_S)
+    assert status.state == "succeeded" and status.chunk_runs == 3
+    assert client.retry(job_id) == []  # sent now: nothing more to send
