@@ -159,9 +159,10 @@ def jobs_retry(job_id: str) -> None:
     """Run the failed chunks of a job again (and only those), and send any its producer never sent."""
     with LeptonClient() as client:
         chunks = client.retry(job_id)
-    click.echo(
-        f"requeued {len(chunks)} chunks of {job_id} (failed, or never sent): {chunks}" if chunks else f"{job_id}: no failed chunk"
-    )
+    if chunks:
+        click.echo(f"requeued {len(chunks)} chunks of {job_id} (failed, or never sent): {chunks}")
+    else:
+        click.echo(f"{job_id}: no failed chunk")
 
 
 @jobs.command("cancel")
