@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from lepton_runtime.constants import MAX_CHUNK_SIZE
 from lepton_runtime.jobs import JobStatus
 from producer.client import LeptonClient
 
@@ -30,7 +31,9 @@ console = Console(stderr=True)
 )
 @click.option("--text-field", default="text", show_default=True, help="JSONL field or CSV column with the text.")
 @click.option("--id-field", default="id", show_default=True, help="Field or column with an id (else the line number).")
-@click.option("--chunk-size", type=click.IntRange(1, 10_000), default=None, help="Texts per chunk (LEPTON_CHUNK_SIZE).")
+@click.option(
+    "--chunk-size", type=click.IntRange(1, MAX_CHUNK_SIZE), default=None, help="Texts per chunk (LEPTON_CHUNK_SIZE)."
+)
 @click.option("--idempotency-key", default=None, help="Submitting again with the same key returns the same job.")
 @click.option("--no-wait", is_flag=True, help="Print the job id and return; follow it with `lepton jobs status`.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Stop waiting after this many seconds.")

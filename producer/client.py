@@ -17,7 +17,7 @@ from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
-from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK, INFERENCE_QUEUE
+from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK, INFERENCE_QUEUE, MAX_CHUNK_SIZE
 from lepton_runtime.errors import InvalidInputError, JobFailedError, JobTimeoutError, LeptonError
 from lepton_runtime.jobs import JobStatus, JobStore, broker_errors, celery_config, connect
 from lepton_runtime.jobs.protocol import BULK_PRIORITY, INTERACTIVE_PRIORITY
@@ -166,8 +166,8 @@ class LeptonClient:
     ) -> BulkJob:
         """Queue a bulk job over a file (JSONL, CSV, plain lines) or a list of texts, in chunks."""
         chunk_size = chunk_size or self.settings.chunk_size
-        if not 1 <= chunk_size <= 10_000:
-            raise InvalidInputError(f"chunk_size: {chunk_size} is outside 1..10000")
+        if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+            raise InvalidInputError(f"chunk_size: {chunk_size} is outside 1..{MAX_CHUNK_SIZE}")
         version = self.resolve(model)
         if isinstance(source, str | os.PathLike):
             path = Path(source)
@@ -186,7 +186,7 @@ class LeptonClient:
                 idempotency_key_value=idempotency_key,
             )
             if created:
-                self._enqueue_chunks(job_id, range(self.jobs.status(job_id).total_chunks))
+                self._enqueue_chunks(job_id, range(self.jobs.chunk_count(job_id)))
                 self.jobs.mark_enqueued(job_id)
         return BulkJob(job_id, self, Path(output) if output is not None else None, created)
 

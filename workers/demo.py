@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -17,7 +16,7 @@ from typing import Any
 from lepton_runtime.errors import ModelNotFoundError
 from lepton_runtime.labelled_data import read_labelled
 from lepton_runtime.registry import ModelRegistry, ModelVersion
-from producer.inputs import read_items
+from lepton_runtime.text_files import jsonl_rows
 
 DEMO_MODEL = "sentiment"
 # The SST-2 development sentences that sit beside a checkout (../shared/datasets).
@@ -57,16 +56,6 @@ def ensure_model(
     return version, True
 
 
-def labels_by_line(path: Path) -> dict[str, str]:
-    """The ``label`` of each JSONL line, keyed by line number (the id a bulk job gives a row without one)."""
-    labels = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip() and (label := json.loads(line).get("label")) is not None:
-                labels[str(number)] = str(label)
-    return labels
-
-
 @dataclass
 class BulkSummary:
     """How the demo's bulk job went, against the file's labels."""
@@ -81,8 +70,12 @@ class BulkSummary:
 
 def summarise(rows: list[dict[str, Any]], data: Path, held_out_texts: set[str]) -> BulkSummary:
     """Accuracy of the output rows against the data file's labels, on all rows and on the held-out ones."""
-    labels = labels_by_line(data)
-    texts = {item_id: text for item_id, text in read_items(data)}
+    texts, labels = {}, {}
+    for number, row in jsonl_rows(data):  # ids as a bulk job gives them: the row's id, else its line number
+        item_id = str(row.get("id", number))
+        texts[item_id] = row["text"]
+        if row.get("label") is not None:
+            labels[item_id] = str(row["label"])
     scored = [(row, labels[row["id"]]) for row in rows if "label" in row and row["id"] in labels]
     held = [(row, gold) for row, gold in scored if texts[row["id"]] in held_out_texts]
 

@@ -22,9 +22,9 @@ def classify_texts(engine: Engine, texts: list[Any]) -> dict[str, Any]:
         if isinstance(result, ItemError):
             answers.append(result.as_dict())
         else:
-            answers.append(
-                {"label": result.label, "score": result.score, "scores": result.scores, "truncated": result.truncated}
-            )
+            answer = result.as_dict()
+            del answer["model"]  # one provenance for the whole answer, below
+            answers.append(answer)
     return {"model": engine.provenance.as_dict(), "predictions": answers}
 
 

@@ -14,7 +14,6 @@ from lepton_runtime.constants import (
     CLASSIFY_TASK,
     INFERENCE_QUEUE,
     REDIS_KEY_PREFIX,
-    TRAINING_QUEUE,
 )
 from lepton_runtime.settings import LeptonSettings
 
@@ -77,4 +76,4 @@ def celery_config(settings: LeptonSettings) -> dict[str, Any]:
     }
 
 
-__all__ = ["BULK_PRIORITY", "INTERACTIVE_PRIORITY", "TASK_QUEUES", "TRAINING_QUEUE", "celery_config"]
+__all__ = ["BULK_PRIORITY", "INTERACTIVE_PRIORITY", "TASK_QUEUES", "celery_config"]

@@ -144,6 +144,12 @@ class JobStore:
         """queued | running | done | failed | cancelled, or None for no such chunk."""
         return cast(str | None, self.redis.hget(JobKeys(job_id).chunk_states, str(chunk)))
 
+    def chunk_count(self, job_id: str) -> int:
+        count = self.redis.hget(JobKeys(job_id).record, "total_chunks")
+        if count is None:
+            raise self._not_found(job_id)
+        return int(cast(str, count))
+
     def model_of(self, job_id: str) -> tuple[str, str]:
         """The exact model version of a job and its content sha256, as resolved at submit."""
         version, sha256 = self.redis.hmget(JobKeys(job_id).record, ["model_version", "model_sha256"])
