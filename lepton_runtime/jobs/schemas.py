@@ -27,10 +27,6 @@ class Progress(BaseModel):
     texts_per_s: float | None = Field(default=None, description="Texts per second since the first chunk started.")
     eta_s: float | None = Field(default=None, description="Seconds left at the current rate.")
 
-    @property
-    def fraction(self) -> float:
-        return self.done / self.total if self.total else 1.0
-
 
 class JobStatus(BaseModel):
     """A bulk job as its record in Redis says now."""
