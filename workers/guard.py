@@ -53,6 +53,9 @@ def is_transient(error: BaseException) -> bool:
 class LeptonTask(Task):  # type: ignore[misc]
     """Counts deliveries, retries transient errors, dead-letters what cannot succeed by itself."""
 
+    #: the "succeeded" log line shows this much of the answer (Celery walks it all up to 1 KiB otherwise)
+    resultrepr_maxsize = 120
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         runtime = current()
         task_id = self.request.id

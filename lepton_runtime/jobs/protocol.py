@@ -22,6 +22,7 @@ TASK_QUEUES = {CLASSIFY_TASK: INFERENCE_QUEUE, BULK_CHUNK_TASK: INFERENCE_QUEUE}
 PRIORITY_STEPS = (0, 3, 6, 9)
 INTERACTIVE_PRIORITY = 0
 BULK_PRIORITY = 6
+RESULT_BACKEND_CLASS = "lepton_runtime.jobs.result_backend:LeptonResultBackend"
 # Results of one-shot tasks (`lepton.classify`) are kept this long in the result backend.
 RESULT_TTL_S = 24 * 3600
 
@@ -46,7 +47,9 @@ def celery_config(settings: LeptonSettings) -> dict[str, Any]:
     }
     return {
         "broker_url": settings.broker_url,
-        "result_backend": settings.broker_url,
+        # Celery's Redis backend with a one-round-trip store (jobs/result_backend.py), named by path:
+        # importing this module still imports no celery
+        "result_backend": f"{RESULT_BACKEND_CLASS}+{settings.broker_url}",
         # JSON only: a pickle message is refused before it is decoded
         "task_serializer": "json",
         "result_serializer": "json",

@@ -113,6 +113,7 @@ class ModelRegistry:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._loaded: dict[tuple[str, int], tuple[tuple[int, int, int], ModelVersion]] = {}
 
     # -- publishing ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -240,10 +241,20 @@ class ModelRegistry:
         return [int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / MANIFEST_FILE).is_file()]
 
     def _load(self, name: str, number: int) -> ModelVersion:
+        """The version ``name@number``; its manifest is parsed once per file (a producer resolves per request)."""
         path = self.root / name / str(number)
-        if not (path / MANIFEST_FILE).is_file():
-            raise ModelNotFoundError(f"model {name}@{number} has no manifest at {path}")
-        return ModelVersion(name, number, path, Manifest.read(path))
+        try:
+            stat = (path / MANIFEST_FILE).stat()
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"model {name}@{number} has no manifest at {path}") from None
+        # a deleted and re-published number is a new file: inode, mtime and size tell it apart
+        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        cached = self._loaded.get((name, number))
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        version = ModelVersion(name, number, path, Manifest.read(path))
+        self._loaded[(name, number)] = (signature, version)
+        return version
 
     def _read_aliases(self, name: str) -> dict[str, Any]:
         path = self.root / name / ALIASES_FILE

@@ -88,6 +88,19 @@ def test_delete_is_refused_while_an_alias_points_at_the_version(tmp_path: Path) 
     assert registry.list_models() == []
 
 
+def test_a_reader_sees_a_deleted_and_republished_number_as_the_new_version(tmp_path: Path) -> None:
+    reader, writer = ModelRegistry(tmp_path), ModelRegistry(tmp_path)  # a producer and `lepton models`
+    _publish(writer, "m", b"1")
+    old = _publish(writer, "m", b"old")
+    assert reader.resolve("m@2").manifest.content_sha256 == old.manifest.content_sha256
+    writer.delete("m@2")
+    with pytest.raises(ModelNotFoundError):
+        reader.resolve("m@2")
+    new = _publish(writer, "m", b"new bytes")
+    assert new.version == 2
+    assert reader.resolve("m@2").manifest.content_sha256 == new.manifest.content_sha256 != old.manifest.content_sha256
+
+
 def test_a_failed_publish_leaves_nothing_visible(tmp_path: Path) -> None:
     registry = ModelRegistry(tmp_path)
     with pytest.raises(RuntimeError), registry.begin_publish("m") as staged:
