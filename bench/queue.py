@@ -29,12 +29,12 @@ import time  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from lepton_runtime.inference import Engine  # noqa: E402
+from lepton_runtime.machine import available_cores  # noqa: E402
 from lepton_runtime.registry import ModelRegistry  # noqa: E402
 from lepton_runtime.settings import LeptonSettings  # noqa: E402
 from producer import LeptonClient  # noqa: E402
 from workers.embedded import LocalRedis  # noqa: E402
 from workers.processes import WorkerProcess  # noqa: E402
-from workers.runtime import available_cores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"

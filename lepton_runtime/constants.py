@@ -46,6 +46,7 @@ INFERENCE_QUEUE = "lepton.inference"
 TRAINING_QUEUE = "lepton.training"
 CLASSIFY_TASK = "lepton.classify"
 BULK_CHUNK_TASK = "lepton.bulk.chunk"
+TRAIN_TASK = "lepton.train"
 # Texts per bulk chunk (one message). bench/queue.py, 2 cores, 6,000 texts: chunks of 128 / 256 /
 # 512 / 1024 ran at 0.94 / 1.03 / 1.01 / 0.98x the in-process Engine; 512 sends half the messages of 256.
 DEFAULT_CHUNK_SIZE = 512
@@ -70,3 +71,14 @@ RETRY_BACKOFF_MAX_S = 60.0
 DEFAULT_JOB_TTL_S = 7 * 24 * 3600
 # Memory that one worker process may spend on loaded models before the least recently used goes.
 DEFAULT_MODEL_MEMORY_BUDGET_MB = 2048
+
+# Training runs (`lepton.train`): hard and soft time limits; the training queue's visibility timeout
+# is the hard limit plus VISIBILITY_TIMEOUT_MARGIN_S, so a long run is never started twice.
+DEFAULT_TRAIN_TIME_LIMIT_S = 6 * 3600.0
+DEFAULT_TRAIN_SOFT_TIME_LIMIT_S = 6 * 3600.0 - 300.0
+# Where training runs keep their checkpoints, curves and validation splits.
+DEFAULT_CHECKPOINT_DIR = "./checkpoints"
+# Largest training file a producer may send through Redis (the rows travel with the run).
+MAX_TRAINING_DATA_BYTES = 64 * 1024 * 1024
+# The metric that decides promotion: a new version goes to production when it is at least this good.
+PROMOTION_METRIC = "validation_accuracy"

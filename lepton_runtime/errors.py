@@ -14,6 +14,7 @@
     ├── JobStateError              invalid_job_state    the job cannot do that in its state
     ├── JobTimeoutError            job_timeout          a wait ended before the job did
     ├── JobFailedError             job_failed           a task failed with an error that is not ours (a bug)
+    ├── JobCancelledError          cancelled            the job was cancelled while it ran
     └── PoisonMessageError         worker_lost          a message kept killing the workers that ran it
 
 Each class carries ``code`` (stable, for APIs and dead letters) and ``transient`` (whether a
@@ -128,6 +129,12 @@ class JobFailedError(LeptonError):
     code = "job_failed"
 
 
+class JobCancelledError(LeptonError):
+    """Raised inside a running job when its cancel flag is seen; the job stops and publishes nothing."""
+
+    code = "cancelled"
+
+
 class PoisonMessageError(LeptonError):
     """Raised when a message was delivered too often without finishing: it is dead-lettered, not run."""
 
@@ -140,6 +147,7 @@ __all__ = [
     "InputIssue",
     "InvalidInputError",
     "InvalidReferenceError",
+    "JobCancelledError",
     "JobFailedError",
     "JobNotFoundError",
     "JobStateError",

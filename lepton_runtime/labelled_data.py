@@ -46,3 +46,21 @@ def read_labelled(
     if require_labels and not labelled:
         raise InvalidInputError(f"{path}: no row has a {label_field!r} field; labels are required here")
     return LabelledTexts(texts, labelled or None, str(path))
+
+
+def check_trainable(data: LabelledTexts, *, what: str = "training data") -> None:
+    """Raise InvalidInputError (naming the file and the problem) unless ``data`` can train a classifier."""
+    if data.labels is None:
+        raise InvalidInputError(
+            f"{data.source}: {what} has no labels; every row needs a 'label' (or the --label-field column)",
+            issues=[InputIssue("label", "missing")],
+        )
+    counts: dict[str, int] = {}
+    for label in data.labels:
+        counts[label] = counts.get(label, 0) + 1
+    if len(counts) < 2:
+        only = next(iter(counts), "")
+        raise InvalidInputError(
+            f"{data.source}: {what} has one label only ({only!r}, {len(data)} rows); a classifier needs at least two",
+            issues=[InputIssue("label", "one distinct value")],
+        )

@@ -41,6 +41,12 @@ class LeptonSettings(BaseSettings):
     restore_interval_s: float = Field(default=constants.DEFAULT_RESTORE_INTERVAL_S, gt=0)
     job_ttl_s: int = Field(default=constants.DEFAULT_JOB_TTL_S, ge=60)
     model_memory_budget_mb: int = Field(default=constants.DEFAULT_MODEL_MEMORY_BUDGET_MB, ge=64)
+    # training
+    checkpoint_dir: Path = Field(
+        default=Path(constants.DEFAULT_CHECKPOINT_DIR), description="Where training runs keep checkpoints."
+    )
+    train_time_limit_s: float = Field(default=constants.DEFAULT_TRAIN_TIME_LIMIT_S, gt=0)
+    train_soft_time_limit_s: float = Field(default=constants.DEFAULT_TRAIN_SOFT_TIME_LIMIT_S, gt=0)
 
     @property
     def broker_url(self) -> str:
@@ -55,12 +61,22 @@ class LeptonSettings(BaseSettings):
     def effective_visibility_timeout_s(self) -> float:
         return self.visibility_timeout_s or self.task_time_limit_s + constants.VISIBILITY_TIMEOUT_MARGIN_S
 
+    @property
+    def training_visibility_timeout_s(self) -> float:
+        """Visibility timeout of workers that consume the training queue: above the longest run."""
+        return max(self.effective_visibility_timeout_s, self.train_time_limit_s + constants.VISIBILITY_TIMEOUT_MARGIN_S)
+
     @model_validator(mode="after")
     def _limits_are_ordered(self) -> LeptonSettings:
         if self.task_soft_time_limit_s >= self.task_time_limit_s:
             raise ValueError(
                 f"LEPTON_TASK_SOFT_TIME_LIMIT_S ({self.task_soft_time_limit_s}) must be below "
                 f"LEPTON_TASK_TIME_LIMIT_S ({self.task_time_limit_s})"
+            )
+        if self.train_soft_time_limit_s >= self.train_time_limit_s:
+            raise ValueError(
+                f"LEPTON_TRAIN_SOFT_TIME_LIMIT_S ({self.train_soft_time_limit_s}) must be below "
+                f"LEPTON_TRAIN_TIME_LIMIT_S ({self.train_time_limit_s})"
             )
         if self.effective_visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError(

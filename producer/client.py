@@ -1,4 +1,4 @@
-"""The Python client: submit classify and bulk jobs by task name, follow them, fetch results, retry, cancel.
+"""The Python client: submit classify, bulk and training jobs by task name, follow them, fetch results, retry, cancel.
 
 It sends tasks by their stable names and never imports worker code, onnxruntime or torch.
 """
@@ -17,12 +17,38 @@ from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
-from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK, INFERENCE_QUEUE, MAX_CHUNK_SIZE
-from lepton_runtime.errors import InvalidInputError, JobFailedError, JobTimeoutError, LeptonError
-from lepton_runtime.jobs import JobStatus, JobStore, broker_errors, celery_config, connect
+from lepton_runtime.constants import (
+    BULK_CHUNK_TASK,
+    CLASSIFY_TASK,
+    INFERENCE_QUEUE,
+    MAX_CHUNK_SIZE,
+    MAX_TRAINING_DATA_BYTES,
+    TRAIN_TASK,
+    TRAINING_QUEUE,
+)
+from lepton_runtime.errors import (
+    InputIssue,
+    InvalidInputError,
+    JobFailedError,
+    JobNotFoundError,
+    JobTimeoutError,
+    LeptonError,
+)
+from lepton_runtime.jobs import (
+    JobStatus,
+    JobStore,
+    PromotePolicy,
+    TrainingRuns,
+    TrainingStatus,
+    TrainRequest,
+    broker_errors,
+    celery_config,
+    connect,
+)
 from lepton_runtime.jobs.protocol import BULK_PRIORITY, INTERACTIVE_PRIORITY
+from lepton_runtime.labelled_data import LabelledTexts, check_trainable, read_labelled
 from lepton_runtime.prediction import ItemError, Prediction, Provenance
-from lepton_runtime.registry import ModelRegistry, ModelVersion
+from lepton_runtime.registry import ModelRegistry, ModelVersion, validate_model_name
 from lepton_runtime.settings import LeptonSettings, load_settings
 from producer.inputs import items_from_texts, read_items
 
@@ -98,6 +124,24 @@ class BulkJob:
         return self.client.results(self.id)
 
 
+@dataclass
+class TrainingJob:
+    """A submitted training run; ``wait`` follows it to succeeded (a new version), failed or cancelled."""
+
+    id: str
+    client: LeptonClient
+    created: bool = True
+
+    def status(self) -> TrainingStatus:
+        return self.client.training_status(self.id)
+
+    def wait(
+        self, timeout_s: float | None = None, *, on_progress: Callable[[TrainingStatus], None] | None = None
+    ) -> TrainingStatus:
+        with broker_errors(self.client._url):
+            return self.client.training.wait(self.id, timeout_s, on_progress=on_progress)
+
+
 def texts_repr(texts: Sequence[Any], model: str) -> str:
     """What Flower and the logs show of a classify task: the count, the first text cut short, the model."""
     first = repr(texts[0])[: TEXT_REPR_CHARS - 1] + "…" if texts else "-"
@@ -113,6 +157,7 @@ class LeptonClient:
         self._url = self.settings.broker_url
         self.redis = connect(self._url)
         self.jobs = JobStore(self.redis, ttl_s=self.settings.job_ttl_s)
+        self.training = TrainingRuns(self.redis, ttl_s=self.settings.job_ttl_s)
         self.registry = ModelRegistry(self.settings.model_dir)
         self.celery = Celery("lepton-producer", set_as_current=False)
         self.celery.conf.update(celery_config(self.settings))
@@ -194,6 +239,87 @@ class LeptonClient:
         with broker_errors(self._url):
             return self.jobs.status(job_id)
 
+    def describe(self, job_id: str) -> JobStatus | TrainingStatus:
+        """The status of any job: a bulk job or a training run."""
+        with broker_errors(self._url):
+            try:
+                return self.jobs.status(job_id)
+            except JobNotFoundError:
+                if self.training.exists(job_id):
+                    return self.training.status(job_id)
+                raise JobNotFoundError(
+                    f"no job {job_id!r} (bulk or training; never submitted, or expired); list jobs with "
+                    "`lepton jobs list`"
+                ) from None
+
+    # -- training ----------------------------------------------------------------------------------
+    def train(
+        self,
+        data: str | os.PathLike[str],
+        *,
+        name: str,
+        base: str | os.PathLike[str] | None = None,
+        validation: str | os.PathLike[str] | None = None,
+        text_field: str = "text",
+        label_field: str = "label",
+        epochs: int = 3,
+        learning_rate: float = 5e-5,
+        batch_size: int = 16,
+        max_length: int = 128,
+        promote: PromotePolicy = "auto",
+        idempotency_key: str | None = None,
+    ) -> TrainingJob:
+        """Queue ``lepton.train``: fine-tune ``base`` (default MiniLM-L6) on a labelled file and publish ``name``.
+
+        The file is read and checked here (bad rows fail at once, naming the line) and its rows travel
+        with the run in Redis, so a worker on another machine needs only the base checkpoint.
+        """
+        validate_model_name(name)
+        request = TrainRequest(
+            name=name,
+            base=_worker_path(base),
+            source=str(data),
+            validation_source=str(validation) if validation is not None else None,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_length=max_length,
+            promote=promote,
+        )
+        train_set = read_labelled(Path(data), text_field=text_field, label_field=label_field, require_labels=True)
+        check_trainable(train_set)
+        validation_set = None
+        if validation is not None:
+            validation_set = read_labelled(
+                Path(validation), text_field=text_field, label_field=label_field, require_labels=True
+            )
+            check_trainable(validation_set, what="validation data")
+        rows, validation_rows = _rows(train_set), _rows(validation_set) if validation_set else []
+        size_bytes = sum(len(row["text"]) + len(row["label"]) for row in [*rows, *validation_rows])
+        if size_bytes > MAX_TRAINING_DATA_BYTES:
+            raise InvalidInputError(
+                f"{data}: {size_bytes:,} bytes of text is over the limit of {MAX_TRAINING_DATA_BYTES:,} for one "
+                "training run; sample the file, or train where it is (`lepton train` without --submit)",
+                issues=[InputIssue("data", "too large")],
+            )
+        with broker_errors(self._url):
+            run_id, created = self.training.create(
+                request, rows, validation_rows, idempotency_key_value=idempotency_key
+            )
+            if created:
+                self.celery.send_task(
+                    TRAIN_TASK,
+                    args=[run_id],
+                    task_id=run_id,
+                    queue=TRAINING_QUEUE,
+                    argsrepr=f"[{name!r}: {len(rows)} rows from {Path(data).name}, {epochs} epochs]",
+                )
+        return TrainingJob(run_id, self, created)
+
+    def training_status(self, run_id: str) -> TrainingStatus:
+        with broker_errors(self._url):
+            return self.training.status(run_id)
+
     def wait(
         self, job_id: str, timeout_s: float | None = None, *, on_progress: Callable[[JobStatus], None] | None = None
     ) -> JobStatus:
@@ -228,9 +354,14 @@ class LeptonClient:
             self.jobs.mark_enqueued(job_id)
         return chunks
 
-    def cancel(self, job_id: str) -> JobStatus:
-        """Cancel for good: no worker starts another chunk of it, even after a restart."""
+    def cancel(self, job_id: str) -> JobStatus | TrainingStatus:
+        """Cancel for good, even across worker restarts: a bulk job starts no other chunk; a training run
+        that has not started never will, and a running one stops at its next step and publishes nothing."""
         with broker_errors(self._url):
+            if self.training.exists(job_id):
+                status = self.training.cancel(job_id)
+                self.celery.control.revoke(job_id)  # a worker holding the message skips it at once
+                return status
             return self.jobs.cancel(job_id)
 
     def list_jobs(self, limit: int = 20) -> list[JobStatus]:
@@ -251,3 +382,15 @@ class LeptonClient:
                     priority=BULK_PRIORITY,
                     producer=producer,
                 )
+
+
+def _rows(data: LabelledTexts) -> list[dict[str, str]]:
+    return [{"text": text, "label": label} for text, label in zip(data.texts, data.labels or [], strict=True)]
+
+
+def _worker_path(path: str | os.PathLike[str] | None) -> str | None:
+    """A base checkpoint as the worker should see it: absolute when it exists here (same machine)."""
+    if path is None:
+        return None
+    local = Path(path)
+    return str(local.resolve()) if local.exists() else str(path)

@@ -26,11 +26,11 @@ def sst2() -> LabelledTexts:
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, sst2: LabelledTexts) -> Path:
-    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, fine-tuned for a few steps on real SST-2 sentences."""
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained 2-layer, 32-wide BERT checkpoint with MiniLM's tokenizer (a base to fine-tune)."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from lepton_runtime.training import TrainingConfig, default_base_model, fine_tune
+    from lepton_runtime.training import default_base_model
 
     base = tmp_path_factory.mktemp("tiny-base")
     config = BertConfig(
@@ -47,6 +47,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, sst2: LabelledText
     BertForSequenceClassification(config).save_pretrained(base)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(default_base_model() / name, base / name)
+    return base
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, sst2: LabelledTexts) -> Path:
+    """The tiny BERT fine-tuned for a few steps on real SST-2 sentences."""
+    from lepton_runtime.training import TrainingConfig, fine_tune
+
+    base = tiny_base
     out = tmp_path_factory.mktemp("tiny-checkpoint")
     sample = LabelledTexts(sst2.texts[:1500], sst2.labels[:1500] if sst2.labels else None, sst2.source)
     result = fine_tune(sample, base, out, TrainingConfig(epochs=4, learning_rate=3e-3, head_learning_rate=3e-3))

@@ -89,8 +89,10 @@ def start_worker(
     """Start real workers (ready when returned); all are stopped after the test."""
     started: list[WorkerProcess] = []
 
-    def start(concurrency: int = 1, extra: list[str] | None = None, env: dict[str, str] | None = None) -> WorkerProcess:
-        arguments = ["--threads", "1", "--warm", "tiny@production", *(extra or [])]
+    def start(
+        concurrency: int = 1, extra: list[str] | None = None, env: dict[str, str] | None = None, warm: bool = True
+    ) -> WorkerProcess:
+        arguments = ["--threads", "1", *(["--warm", "tiny@production"] if warm else []), *(extra or [])]
         worker = WorkerProcess(
             {**os.environ, **queue_env, **(env or {})},
             tmp_path / f"worker-{len(started)}.log",

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-from lepton_runtime.constants import EMBEDDED_REDIS_PORT, INFERENCE_QUEUE, PRODUCTION_ALIAS
+from lepton_runtime.constants import EMBEDDED_REDIS_PORT, INFERENCE_QUEUE, PRODUCTION_ALIAS, TRAINING_QUEUE
 from lepton_runtime.errors import ProviderUnavailableError
 from lepton_runtime.jobs import DeadLetterStore, JobStore, broker_errors, connect
 from lepton_runtime.registry import ModelRegistry
@@ -24,16 +24,24 @@ from lepton_runtime.settings import LeptonSettings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
+KNOWN_QUEUES = (INFERENCE_QUEUE, TRAINING_QUEUE)
 
 
 @click.command()
-@click.option("-Q", "--queues", default=INFERENCE_QUEUE, show_default=True, help="Comma-separated queues to consume.")
+@click.option(
+    "-Q",
+    "--queues",
+    default=INFERENCE_QUEUE,
+    show_default=True,
+    help=f"Comma-separated queues to consume: {INFERENCE_QUEUE}, {TRAINING_QUEUE} (fine-tuning; one process, "
+    "a visibility timeout above LEPTON_TRAIN_TIME_LIMIT_S).",
+)
 @click.option(
     "-c",
     "--concurrency",
     type=click.IntRange(1),
     default=None,
-    help="Worker processes. Default: one per core on CPU (each with 1 thread), 1 on CUDA.",
+    help="Worker processes. Default: one per core on CPU (each with 1 thread), 1 on CUDA or for training.",
 )
 @click.option(
     "--threads",
@@ -83,7 +91,7 @@ def worker(
     max_memory_mb: int | None,
     loglevel: str,
 ) -> None:
-    """Run a Celery worker for Lepton tasks (lepton.classify, lepton.bulk.chunk).
+    """Run a Celery worker for Lepton tasks (lepton.classify, lepton.bulk.chunk; lepton.train on the training queue).
 
     Messages are acknowledged after the task, given back if the worker dies, and dead-lettered
     after LEPTON_MAX_DELIVERIES starts that never finished. Models are loaded and warmed in each
@@ -93,16 +101,24 @@ def worker(
     Examples:
       lepton worker                          # CPU, one process per core
       lepton worker --device cuda -c 1       # one GPU process, refuses to start without CUDA
+      lepton worker -Q lepton.training       # fine-tuning runs (PyTorch; CUDA when present)
     """
     from workers import runtime
     from workers.app import create_app
 
     settings = load_settings()
+    consumed = [queue.strip() for queue in queues.split(",") if queue.strip()]
+    unknown = sorted(set(consumed) - set(KNOWN_QUEUES))
+    if unknown or not consumed:
+        raise click.BadParameter(f"{unknown or queues!r}: the queues are {', '.join(KNOWN_QUEUES)}", param_hint="-Q")
+    training_only = consumed == [TRAINING_QUEUE]
     chosen_device = device or settings.device
-    processes, threads_per_process = pool_shape_for(chosen_device, concurrency, threads or settings.intra_op_threads)
-    warm_models = list(warm) or production_models(ModelRegistry(settings.model_dir))
+    processes, threads_per_process = pool_shape_for(
+        chosen_device, concurrency or (1 if training_only else None), threads or settings.intra_op_threads
+    )
+    warm_models = list(warm) or ([] if training_only else production_models(ModelRegistry(settings.model_dir)))
     if chosen_device == "cuda":
-        check_cuda(settings, warm_models)
+        check_cuda(settings, warm_models, training=TRAINING_QUEUE in consumed, inference=INFERENCE_QUEUE in consumed)
     worker_name = name or f"lepton-{os.getpid()}@{socket.gethostname()}"
     runtime.configure(
         settings,
@@ -114,7 +130,7 @@ def worker(
             warm=warm_models,
         ),
     )
-    app = create_app(settings, include=include)
+    app = create_app(settings, include=include, consumes=consumed)
     argv = [
         "worker", "-Q", queues, "-c", str(processes), "-P", pool, "-n", worker_name, "-l", loglevel,
         "-E", "--without-mingle", "--without-gossip",
@@ -141,12 +157,23 @@ def production_models(registry: ModelRegistry) -> list[str]:
     ]
 
 
-def check_cuda(settings: LeptonSettings, warm_models: list[str]) -> None:
-    """Refuse to start unless ONNX Runtime has the CUDA provider and really runs a model on it.
+def check_cuda(settings: LeptonSettings, warm_models: list[str], *, training: bool, inference: bool) -> None:
+    """Refuse to start unless ONNX Runtime has the CUDA provider and really runs a model on it (inference),
+    and PyTorch sees a GPU (training).
 
-    The probe runs in a spawned process: the worker's parent must never create a CUDA context,
+    The probes run in a spawned process: the worker's parent must never create a CUDA context,
     or the forked pool processes inherit a broken one.
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from workers.probe import probe_provider, probe_torch_cuda
+
+    if training:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            err_console.print(f"training on {pool.submit(probe_torch_cuda).result()}")
+    if not inference:
+        return
     import onnxruntime
 
     available = onnxruntime.get_available_providers()
@@ -158,11 +185,6 @@ def check_cuda(settings: LeptonSettings, warm_models: list[str]) -> None:
     if not warm_models:
         err_console.print("[yellow]no model to warm: the CUDA check stops at the provider list[/yellow]")
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from workers.probe import probe_provider
-
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         pool.submit(probe_provider, str(settings.model_dir), warm_models[0], "cuda").result()
 
@@ -330,10 +352,16 @@ def demo(data: Path | None, epochs: int, work_dir: Path) -> None:
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from lepton_runtime.labelled_data import read_labelled
-    from lepton_runtime.training.finetune import VALIDATION_FILE
     from producer.client import LeptonClient
-    from workers.demo import DEFAULT_DEMO_DATA, DEMO_MODEL, BackgroundFleet, ensure_model, free_port, summarise
+    from workers.demo import (
+        DEFAULT_DEMO_DATA,
+        DEMO_MODEL,
+        BackgroundFleet,
+        ensure_model,
+        free_port,
+        held_out_texts,
+        summarise,
+    )
 
     settings = load_settings()
     data = data or DEFAULT_DEMO_DATA
@@ -345,8 +373,10 @@ def demo(data: Path | None, epochs: int, work_dir: Path) -> None:
         task = progress.add_task("fine-tuning", total=None)
         version, _ = ensure_model(
             registry, data, work_dir, epochs,
-            on_step=lambda step, total, loss: progress.update(
-                task, completed=step, total=total, description=f"fine-tuning (loss {loss:.3f})"
+            on_progress=lambda update: progress.update(
+                task, completed=update.step, total=update.total_steps or None,
+                description=f"{update.phase} (epoch {update.epoch}/{update.epochs}"
+                + (f", loss {update.loss:.3f})" if update.loss is not None else ")"),
             ),
             report=lambda message: progress.console.log(message),
         )  # fmt: skip
@@ -374,9 +404,7 @@ def demo(data: Path | None, epochs: int, work_dir: Path) -> None:
     finally:
         code = fleet.stop()
         leftovers = [line for line in fleet.lines if "stopped" in line]
-    held_out_file = work_dir / "checkpoint" / VALIDATION_FILE
-    held_out = {text for text in read_labelled(held_out_file).texts} if held_out_file.is_file() else set()
-    summary = summarise(rows, data, held_out)
+    summary = summarise(rows, data, held_out_texts(version))
     table = Table("text", "label", "score", title=f"{version.reference} through the queue", title_justify="left")
     for sample in summary.samples:
         table.add_row(sample["text"][:70], sample["label"], f"{sample['score']:.3f}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lepton_runtime.errors import ModelNotFoundError
+from lepton_runtime.jobs import TrainingProgress, TrainRequest
 from lepton_runtime.labelled_data import read_labelled
 from lepton_runtime.registry import ModelRegistry, ModelVersion
 from lepton_runtime.text_files import jsonl_rows
@@ -28,32 +29,37 @@ def ensure_model(
     data: Path,
     work_dir: Path,
     epochs: int,
-    on_step: Callable[[int, int, float], None] | None,
+    on_progress: Callable[[TrainingProgress], None] | None,
     report: Callable[[str], None],
 ) -> tuple[ModelVersion, bool]:
-    """Return the production demo model, fine-tuning and publishing it first if there is none."""
+    """Return the production demo model, training and publishing it first (``lepton train``'s path) if there is none."""
     try:
         return registry.resolve(f"{DEMO_MODEL}@production"), False
     except ModelNotFoundError:
         pass
-    from export.publish import export_checkpoint
-    from lepton_runtime.training import TrainingConfig, default_base_model, fine_tune
+    from export.training_run import train_and_publish
+
+    report(f"fine-tuning MiniLM-L6 on {data} ({epochs} epochs, 80/20 split), as `lepton train` does")
+    outcome = train_and_publish(
+        read_labelled(data, require_labels=True),
+        TrainRequest(name=DEMO_MODEL, source=str(data), epochs=epochs),
+        registry=registry,
+        checkpoint_dir=work_dir / "checkpoints",
+        run_id="demo",
+        on_progress=on_progress,
+        report=report,
+    )
+    report(f"{outcome.version}: validation accuracy {outcome.metrics['validation_accuracy']:.3f}; {outcome.promotion}")
+    return registry.resolve(f"{DEMO_MODEL}@production"), True
+
+
+def held_out_texts(version: ModelVersion) -> set[str]:
+    """The validation split the version was trained without (kept beside its checkpoint), if it is here."""
     from lepton_runtime.training.finetune import VALIDATION_FILE
 
-    checkpoint = work_dir / "checkpoint"
-    report(f"fine-tuning MiniLM-L6 on {data} ({epochs} epochs, 80/20 split)")
-    result = fine_tune(
-        read_labelled(data, require_labels=True),
-        default_base_model(),
-        checkpoint,
-        TrainingConfig(epochs=epochs),
-        on_step=on_step,
-    )
-    report(f"validation accuracy {result.validation_accuracy:.3f} after {result.seconds:.0f} s; exporting")
-    version = export_checkpoint(
-        checkpoint, registry, DEMO_MODEL, golden=checkpoint / VALIDATION_FILE, promote="production", report=report
-    )
-    return version, True
+    checkpoint = version.manifest.source.get("checkpoint")
+    path = Path(checkpoint) / VALIDATION_FILE if checkpoint else None
+    return set(read_labelled(path).texts) if path is not None and path.is_file() else set()
 
 
 @dataclass

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from lepton_runtime.errors import JobNotFoundError
+from lepton_runtime.errors import JobCancelledError, JobNotFoundError
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
-from lepton_runtime.jobs import JobStore
+from lepton_runtime.jobs import JobStore, TrainingProgress, TrainingRuns
+from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.prediction import ItemError, Prediction
+from lepton_runtime.registry import ModelRegistry
+
+# A running training run looks at its cancel flag at most this often (it is asked at every step).
+CANCEL_CHECK_INTERVAL_S = 0.5
 
 _CHUNK_INDEX = re.compile(r"^texts\[\d+\]")
 
@@ -47,6 +55,57 @@ def run_chunk(jobs: JobStore, engines: EngineCache, job_id: str, chunk: int) -> 
     errors = sum(isinstance(result, ItemError) for result in results)
     written = jobs.complete_chunk(job_id, chunk, rows, errors)
     return {"job": job_id, "chunk": chunk, "texts": len(rows), "errors": errors, "written": written}
+
+
+def run_training(
+    runs: TrainingRuns,
+    registry: ModelRegistry,
+    checkpoint_dir: Path,
+    run_id: str,
+    on_progress: Callable[[TrainingProgress], None],
+) -> dict[str, Any]:
+    """Train and publish the run recorded under ``run_id``; skip runs finished or cancelled; honour a cancel."""
+    from export.training_run import train_and_publish  # torch and transformers: only in training workers
+
+    decision = runs.start(run_id)
+    if decision != "run":
+        return {"run": run_id, "skipped": decision}
+    request = runs.request(run_id)
+    train_rows, validation_rows = runs.rows(run_id)
+    validation = _labelled(validation_rows, request.validation_source) if validation_rows else None
+
+    def report(progress: TrainingProgress) -> None:
+        runs.report(run_id, progress)
+        on_progress(progress)
+
+    checked_at, cancelled = 0.0, False
+
+    def cancel_requested() -> bool:
+        nonlocal checked_at, cancelled
+        if not cancelled and time.monotonic() - checked_at >= CANCEL_CHECK_INTERVAL_S:
+            checked_at, cancelled = time.monotonic(), runs.cancel_requested(run_id)
+        return cancelled
+
+    try:
+        outcome = train_and_publish(
+            _labelled(train_rows, request.source),
+            request,
+            registry=registry,
+            checkpoint_dir=checkpoint_dir,
+            run_id=run_id,
+            validation=validation,
+            on_progress=report,
+            should_stop=cancel_requested,
+        )
+    except JobCancelledError as error:
+        runs.mark_cancelled(run_id)
+        return {"run": run_id, "state": "cancelled", "message": str(error)}
+    runs.succeed(run_id, outcome)
+    return {"run": run_id, "state": "succeeded", **outcome.model_dump()}
+
+
+def _labelled(rows: list[dict[str, str]], source: str | None) -> LabelledTexts:
+    return LabelledTexts([row["text"] for row in rows], [row["label"] for row in rows], source or "<rows>")
 
 
 def _row(item_id: str, result: Prediction | ItemError, provenance_json: str) -> str:

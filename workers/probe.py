@@ -10,3 +10,17 @@ def probe_provider(model_dir: str, reference: str, device: str) -> str:
     """Load ``reference`` on ``device``; the Engine raises ProviderUnavailableError if CUDA is not active."""
     engine = Engine(ModelRegistry(model_dir).resolve(reference).path, device=device)  # type: ignore[arg-type]
     return engine.provenance.provider
+
+
+def probe_torch_cuda() -> str:
+    """The GPU PyTorch would train on; raises ProviderUnavailableError when it sees none."""
+    import torch
+
+    from lepton_runtime.errors import ProviderUnavailableError
+
+    if not torch.cuda.is_available():
+        raise ProviderUnavailableError(
+            f"asked for --device cuda on a training worker, but PyTorch {torch.__version__} sees no GPU; install a "
+            "CUDA build of torch, or leave --device out (training then runs on the CPU)"
+        )
+    return str(torch.cuda.get_device_name(0))

@@ -10,8 +10,9 @@ from typing import Literal
 from lepton_runtime.errors import LeptonError
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
-from lepton_runtime.jobs import DeadLetterStore, DeliveryCounter, JobStore, connect
+from lepton_runtime.jobs import DeadLetterStore, DeliveryCounter, JobStore, TrainingRuns, connect
 from lepton_runtime.jobs.keys import worker_ready_key
+from lepton_runtime.machine import available_cores
 from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.settings import LeptonSettings
 
@@ -47,6 +48,7 @@ class WorkerRuntime:
         self.jobs = JobStore(self.redis, ttl_s=settings.job_ttl_s)
         self.dead_letters = DeadLetterStore(self.redis, ttl_s=settings.job_ttl_s)
         self.deliveries = DeliveryCounter(self.redis, ttl_s=settings.job_ttl_s)
+        self.training_runs = TrainingRuns(self.redis, ttl_s=settings.job_ttl_s)
         self.registry = ModelRegistry(settings.model_dir)
         self.engines = EngineCache(self.registry, self._make_engine, memory_budget_mb=settings.model_memory_budget_mb)
 
@@ -99,11 +101,6 @@ def current() -> WorkerRuntime:
             raise RuntimeError("the worker runtime is not configured; start workers with `lepton worker`")
         _runtime, _runtime_pid = WorkerRuntime(*_configured), os.getpid()
     return _runtime
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def pool_shape(device: str, concurrency: int | None, threads: int | None) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""The tasks of the contract, ``lepton.classify`` and ``lepton.bulk.chunk``: thin bodies over workers.execution."""
+"""The tasks of the contract, ``lepton.classify``, ``lepton.bulk.chunk`` and ``lepton.train``: thin bodies over
+workers.execution."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from typing import Any
 
 from celery import Celery
 
-from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK
+from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK, TRAIN_TASK
 from lepton_runtime.jobs.keys import JobKeys
-from workers.execution import classify_texts, run_chunk
+from lepton_runtime.jobs.schemas import TrainingProgress
+from workers.execution import classify_texts, run_chunk, run_training
 from workers.guard import LeptonTask
 from workers.runtime import WorkerRuntime, current
 
@@ -24,6 +26,22 @@ class BulkChunkTask(LeptonTask):
         return f"{JobKeys(args[0]).inputs}#{args[1]}"
 
 
+class TrainTask(LeptonTask):
+    """A run that fails for good is marked failed in its record; progress goes to its record, the task
+    state (PROGRESS, for Celery clients) and a ``task-progress`` event (for Flower)."""
+
+    def gave_up(self, runtime: WorkerRuntime, args: tuple[Any, ...], code: str, message: str) -> None:
+        runtime.training_runs.fail(args[0], code, message)
+
+    def payload_ref(self, args: tuple[Any, ...]) -> str | None:
+        return f"lepton:train:{args[0]}:data"
+
+    def report_progress(self, progress: TrainingProgress) -> None:
+        fields = progress.model_dump()
+        self.update_state(state="PROGRESS", meta=fields)
+        self.send_event("task-progress", **fields)
+
+
 def register_tasks(app: Celery) -> None:
     """Register exactly the tasks of the contract on ``app``."""
 
@@ -37,3 +55,11 @@ def register_tasks(app: Celery) -> None:
         """Classify one chunk of a bulk job; its rows are stored once, whatever the deliveries."""
         runtime = current()
         return run_chunk(runtime.jobs, runtime.engines, job_id, int(chunk))
+
+    @app.task(name=TRAIN_TASK, base=TrainTask, bind=True)  # type: ignore[untyped-decorator]
+    def train(self: TrainTask, run_id: str) -> dict[str, Any]:
+        """Fine-tune, export, gate, publish and promote, for the run recorded under ``run_id``."""
+        runtime = current()
+        return run_training(
+            runtime.training_runs, runtime.registry, runtime.settings.checkpoint_dir, run_id, self.report_progress
+        )

@@ -1,24 +1,44 @@
-"""Job records in Redis shared by producers and workers: bulk jobs, chunks, dead letters, delivery counts."""
+"""Job records in Redis shared by producers and workers: bulk jobs, training runs, dead letters, delivery counts."""
 
 from lepton_runtime.jobs.connection import broker_errors, connect, redacted
 from lepton_runtime.jobs.dead_letters import DeadLetter, DeadLetterStore, new_dead_letter
 from lepton_runtime.jobs.deliveries import DeliveryCounter
 from lepton_runtime.jobs.protocol import celery_config
-from lepton_runtime.jobs.schemas import FINAL_STATES, ChunkFailure, JobState, JobStatus, Progress
+from lepton_runtime.jobs.schemas import (
+    FINAL_STATES,
+    ChunkFailure,
+    JobError,
+    JobState,
+    JobStatus,
+    Progress,
+    PromotePolicy,
+    TrainingOutcome,
+    TrainingProgress,
+    TrainingStatus,
+    TrainRequest,
+)
 from lepton_runtime.jobs.store import JobStore
+from lepton_runtime.jobs.training_runs import TrainingRuns
 
 __all__ = [
     # the stores
     "DeadLetterStore",
     "DeliveryCounter",
     "JobStore",
+    "TrainingRuns",
     # what they hold
     "ChunkFailure",
     "DeadLetter",
     "FINAL_STATES",
+    "JobError",
     "JobState",
     "JobStatus",
     "Progress",
+    "PromotePolicy",
+    "TrainRequest",
+    "TrainingOutcome",
+    "TrainingProgress",
+    "TrainingStatus",
     "new_dead_letter",
     # connections and configuration
     "broker_errors",

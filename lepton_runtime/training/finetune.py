@@ -1,10 +1,16 @@
-"""Fine-tuning of a Hugging Face encoder as a sequence classifier with PyTorch (imported lazily)."""
+"""Fine-tuning of a Hugging Face encoder as a sequence classifier with PyTorch (imported lazily).
+
+The device is chosen automatically (CUDA when present, with mixed precision; else the CPU with one
+thread per available core); batches group texts of similar length and pad dynamically; AdamW with
+linear warm-up and decay, gradient clipping, evaluation each epoch (accuracy, macro-F1, per-class
+report), early stopping on validation accuracy, fixed seeds. The best epoch is kept.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -16,6 +22,7 @@ import numpy as np
 
 from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.labelled_data import LabelledTexts
+from lepton_runtime.machine import available_cores
 
 TRAINING_METRICS_FILE = "training_metrics.json"
 # The held-out split is saved beside the checkpoint: export gates int8 on exactly these texts.
@@ -37,15 +44,27 @@ class TrainingConfig:
     validation_fraction: float = 0.2
     early_stopping_patience_epochs: int = 2
     seed: int = 13
+    device: str = "auto"  # auto | cpu | cuda
 
 
 @dataclass
 class EpochReport:
+    """One epoch: mean training loss, validation accuracy and macro-F1, wall seconds (evaluation included)."""
+
     epoch: int
     train_loss: float
     validation_accuracy: float
     validation_macro_f1: float
     seconds: float
+
+
+@dataclass
+class Evaluation:
+    """Validation figures: accuracy, macro-F1 and, per label, precision, recall, F1 and support."""
+
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, dict[str, float]]
 
 
 @dataclass
@@ -61,6 +80,9 @@ class TrainingResult:
     train_size: int = 0
     validation_size: int = 0
     seconds: float = 0.0
+    device: str = "cpu"
+    precision: str = "fp32"
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -70,7 +92,10 @@ class TrainingResult:
             "train_size": self.train_size,
             "validation_size": self.validation_size,
             "training_seconds": round(self.seconds, 1),
+            "device": self.device,
+            "training_precision": self.precision,
             "epochs": [asdict(e) for e in self.epochs],
+            "per_class": self.per_class,
         }
 
 
@@ -98,8 +123,13 @@ def fine_tune(
     *,
     validation: LabelledTexts | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> TrainingResult:
-    """Fine-tune ``base`` on ``data``; keep the best epoch (by validation accuracy) in ``output_dir``."""
+    """Fine-tune ``base`` on ``data``; keep the best epoch (by validation accuracy) in ``output_dir``.
+
+    ``on_step(step, total_steps, loss)`` runs after every optimiser step and may raise to stop the
+    run (a cancel); ``on_epoch(report)`` after every evaluation.
+    """
     import torch
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
@@ -113,7 +143,14 @@ def fine_tune(
         raise InvalidInputError(f"{data.source}: only one label ({labels[0]!r}); a classifier needs at least two")
     started = time.perf_counter()
     _seed_everything(config.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+    device = choose_device(config.device)
+    if device == "cpu":
+        torch.set_num_threads(available_cores())
+    # mixed precision on CUDA: bf16 where the GPU has it (no loss scaling needed), else fp16 with a scaler
+    amp_dtype = None
+    if device == "cuda":
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     if validation is None:
         train_rows, validation_rows = stratified_split(data, config.validation_fraction, config.seed)
         train_texts = [data.texts[i] for i in train_rows]
@@ -126,8 +163,13 @@ def fine_tune(
     label_ids = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids
-    )
+        # a base that is already a classifier (other labels) gets a new head of the right size
+        base,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id=label_ids,
+        ignore_mismatched_sizes=True,
+    ).to(device)
     train_encoded = tokenizer(train_texts, truncation=True, max_length=config.max_length)["input_ids"]
     train_targets = [label_ids[label] for label in train_labels]
     batches_per_epoch = math.ceil(len(train_texts) / config.batch_size)
@@ -141,29 +183,40 @@ def fine_tune(
     warmup_steps = int(total_steps * config.warmup_fraction)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)  # type: ignore[no-untyped-call]
     result = TrainingResult(
-        output_dir, labels, 0, -1.0, 0.0, train_size=len(train_texts), validation_size=len(validation)
-    )
+        output_dir, labels, 0, -1.0, 0.0, train_size=len(train_texts), validation_size=len(validation), device=device,
+        precision={None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[amp_dtype],
+    )  # fmt: skip
     stale_epochs, step = 0, 0
     for epoch in range(1, config.epochs + 1):
         epoch_started, losses = time.perf_counter(), []
         model.train()
         for rows in _length_grouped_batches([len(x) for x in train_encoded], config.batch_size, config.seed + epoch):
-            batch = tokenizer.pad({"input_ids": [train_encoded[i] for i in rows]}, return_tensors="pt")
-            output = model(**batch, labels=torch.tensor([train_targets[i] for i in rows]))
-            output.loss.backward()
+            batch = tokenizer.pad({"input_ids": [train_encoded[i] for i in rows]}, return_tensors="pt").to(device)
+            targets = torch.tensor([train_targets[i] for i in rows], device=device)
+            autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+            with autocast:
+                output = model(**batch, labels=targets)
+            scaler.scale(output.loss).backward()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad()
             losses.append(output.loss.item())
             step += 1
             if on_step:
                 on_step(step, total_steps, losses[-1])
-        accuracy, macro_f1 = evaluate(model, tokenizer, validation, label_ids, config.max_length)
-        report = EpochReport(epoch, float(np.mean(losses)), accuracy, macro_f1, time.perf_counter() - epoch_started)
+        evaluation = evaluate(model, tokenizer, validation, labels, config.max_length, device)
+        report = EpochReport(
+            epoch, float(np.mean(losses)), evaluation.accuracy, evaluation.macro_f1, time.perf_counter() - epoch_started
+        )
         result.epochs.append(report)
-        if accuracy > result.validation_accuracy:
-            result.best_epoch, result.validation_accuracy, result.validation_macro_f1 = epoch, accuracy, macro_f1
+        if on_epoch:
+            on_epoch(report)
+        if evaluation.accuracy > result.validation_accuracy:
+            result.best_epoch, result.validation_accuracy = epoch, evaluation.accuracy
+            result.validation_macro_f1, result.per_class = evaluation.macro_f1, evaluation.per_class
             model.save_pretrained(output_dir)
             tokenizer.save_pretrained(output_dir)
             stale_epochs = 0
@@ -180,9 +233,9 @@ def fine_tune(
 
 
 def evaluate(
-    model: Any, tokenizer: Any, data: LabelledTexts, label_ids: dict[str, int], max_length: int
-) -> tuple[float, float]:
-    """Accuracy and macro-F1 of ``model`` on labelled texts."""
+    model: Any, tokenizer: Any, data: LabelledTexts, labels: list[str], max_length: int, device: str = "cpu"
+) -> Evaluation:
+    """Accuracy, macro-F1 (over the labels present in ``data``) and a per-class report of ``model``."""
     import torch
 
     assert data.labels is not None
@@ -194,18 +247,37 @@ def evaluate(
             rows = order[start : start + 64]
             batch = tokenizer(
                 [data.texts[i] for i in rows], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
-            )
+            ).to(device)
             predicted += model(**batch).logits.argmax(dim=1).tolist()
+    label_ids = {label: i for i, label in enumerate(labels)}
     by_row = dict(zip(order, predicted, strict=True))
     truth = np.asarray([label_ids.get(label, -1) for label in data.labels])
     guess = np.asarray([by_row[i] for i in range(len(data))])
-    f1s = []
-    for label in set(truth.tolist()):
-        tp = np.sum((guess == label) & (truth == label))
-        precision = tp / max(1, np.sum(guess == label))
-        recall = tp / max(1, np.sum(truth == label))
-        f1s.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
-    return float(np.mean(guess == truth)), float(np.mean(f1s))
+    per_class: dict[str, dict[str, float]] = {}
+    for label_id in sorted(set(truth.tolist()) - {-1}):
+        tp = float(np.sum((guess == label_id) & (truth == label_id)))
+        precision = tp / max(1, np.sum(guess == label_id))
+        recall = tp / max(1, np.sum(truth == label_id))
+        f1 = 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
+        per_class[labels[label_id]] = {
+            "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+            "support": int(np.sum(truth == label_id)),
+        }  # fmt: skip
+    macro_f1 = float(np.mean([entry["f1"] for entry in per_class.values()])) if per_class else 0.0
+    return Evaluation(float(np.mean(guess == truth)), macro_f1, per_class)
+
+
+def choose_device(wanted: str) -> str:
+    """``cuda`` when asked or (``auto``) when PyTorch sees a GPU, else ``cpu``."""
+    import torch
+
+    if wanted not in {"auto", "cpu", "cuda"}:
+        raise InvalidInputError(f"device: {wanted!r} is not one of auto, cpu, cuda")
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("device: cuda was asked for but PyTorch sees no GPU; use --device auto or cpu")
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return wanted
 
 
 def _length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:

@@ -1,0 +1,176 @@
+"""A training run end to end: fine-tune, export, gate, publish, and promote only a version at least as good.
+
+    labelled rows -> fine_tune (best epoch kept) -> training curve PNG
+                  -> export_checkpoint (parity gate; int8 gated on the validation split) -> new version
+                  -> promote to production when its validation accuracy >= production's (or as told)
+
+The same function runs in ``lepton train`` on this machine and in the ``lepton.train`` task on a
+worker. Progress goes to ``on_progress``; ``should_stop`` is asked at every step and before the
+version becomes visible, so a cancelled run publishes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from export.publish import Reporter, export_checkpoint
+from lepton_runtime.constants import PRODUCTION_ALIAS, PROMOTION_METRIC
+from lepton_runtime.errors import JobCancelledError, ModelNotFoundError, QualityGateError
+from lepton_runtime.jobs.schemas import TrainingOutcome, TrainingPhase, TrainingProgress, TrainRequest
+from lepton_runtime.labelled_data import LabelledTexts, check_trainable
+from lepton_runtime.registry import ModelRegistry, ModelVersion, validate_model_name
+from lepton_runtime.training import TrainingConfig, default_base_model, fine_tune
+from lepton_runtime.training.curve import CURVE_FILE, save_training_curve
+from lepton_runtime.training.finetune import VALIDATION_FILE, EpochReport
+
+# Progress is handed on at most this often during training (every step would flood Redis).
+PROGRESS_INTERVAL_S = 1.0
+
+
+@dataclass
+class _Tracker:
+    """Turns training callbacks into throttled TrainingProgress reports, and cancels when told."""
+
+    epochs: int
+    on_progress: Callable[[TrainingProgress], None] | None
+    should_stop: Callable[[], bool] | None
+    started: float = field(default_factory=time.monotonic)
+    progress: TrainingProgress = field(default_factory=TrainingProgress)
+    _last_report: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.progress.epochs = self.epochs
+
+    def phase(self, phase: TrainingPhase, *, stoppable: bool = True) -> None:
+        if stoppable:
+            self.stop_if_asked()
+        self.progress.phase = phase
+        self._send(force=True)
+
+    def step(self, step: int, total: int, loss: float) -> None:
+        self.stop_if_asked()
+        self.progress.phase, self.progress.step, self.progress.total_steps = "training", step, total
+        self.progress.loss = round(loss, 5)
+        self.progress.epoch = min(self.epochs, 1 + (step - 1) * self.epochs // max(1, total))
+        elapsed_s = time.monotonic() - self.started
+        self.progress.eta_s = round(elapsed_s / step * (total - step), 1) if step else None
+        self._send(force=step == total)
+
+    def epoch(self, report: EpochReport) -> None:
+        self.progress.epoch = report.epoch
+        self.progress.validation_accuracy = round(report.validation_accuracy, 4)
+        self._send(force=True)
+
+    def stop_if_asked(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise JobCancelledError("the training run was cancelled; nothing was published")
+
+    def _send(self, *, force: bool) -> None:
+        now = time.monotonic()
+        self.progress.elapsed_s = round(now - self.started, 1)
+        if self.on_progress and (force or now - self._last_report >= PROGRESS_INTERVAL_S):
+            self._last_report = now
+            self.on_progress(self.progress.model_copy())
+
+
+def train_and_publish(
+    train: LabelledTexts,
+    request: TrainRequest,
+    *,
+    registry: ModelRegistry,
+    checkpoint_dir: Path,
+    run_id: str,
+    validation: LabelledTexts | None = None,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    report: Reporter = lambda message: None,
+) -> TrainingOutcome:
+    """Fine-tune ``request.base`` on ``train``, publish the result as ``request.name`` and promote it by the rule."""
+    validate_model_name(request.name)
+    check_trainable(train)
+    if validation is not None:
+        check_trainable(validation, what="validation data")
+    base = Path(request.base) if request.base else default_base_model()
+    if not (base / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"base checkpoint {base} has no config.json; give a Hugging Face checkpoint directory with --base, "
+            "or leave it out for MiniLM-L6"
+        )
+    tracker = _Tracker(request.epochs, on_progress, should_stop)
+    tracker.phase("loading")
+    checkpoint = checkpoint_dir / request.name / run_id
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    config = TrainingConfig(
+        epochs=request.epochs,
+        learning_rate=request.learning_rate,
+        batch_size=request.batch_size,
+        max_length=request.max_length,
+        seed=request.seed,
+    )
+    report(f"fine-tuning {base.name} on {len(train)} rows ({request.epochs} epochs) -> {checkpoint}")
+    result = fine_tune(
+        train, base, checkpoint, config, validation=validation, on_step=tracker.step, on_epoch=tracker.epoch
+    )
+    curve = save_training_curve(
+        result.epochs,
+        checkpoint / CURVE_FILE,
+        title=f"{request.name}: {Path(request.source).name}, best epoch {result.best_epoch} "
+        f"(validation accuracy {result.validation_accuracy:.3f})",
+        best_epoch=result.best_epoch,
+    )
+    report(f"validation accuracy {result.validation_accuracy:.4f} (epoch {result.best_epoch}); curve {curve}")
+    tracker.phase("exporting")
+    version, variants_note = _export(checkpoint, registry, request.name, report)
+    if should_stop is not None and should_stop():  # too late to stop the export, not too late to withdraw it
+        registry.delete(version.reference, force=True)
+        raise JobCancelledError(f"the training run was cancelled; {version.reference} was withdrawn")
+    tracker.phase("publishing")
+    promoted, why = decide_promotion(registry, version, request.promote)
+    if promoted:
+        registry.promote(version.reference, PRODUCTION_ALIAS)
+    report(f"{version.reference}: {why}")
+    tracker.phase("done", stoppable=False)
+    return TrainingOutcome(
+        version=version.reference,
+        metrics={k: v for k, v in version.manifest.metrics.items() if k not in {"per_class", "epochs"}},
+        promoted=promoted,
+        promotion=why + variants_note,
+        checkpoint=str(checkpoint),
+        curve=str(curve),
+        variants=sorted(version.manifest.variants),
+    )
+
+
+def _export(checkpoint: Path, registry: ModelRegistry, name: str, report: Reporter) -> tuple[ModelVersion, str]:
+    """fp32 and int8 (gated on the run's validation split); fp32 alone when int8 fails its gate."""
+    try:
+        return export_checkpoint(checkpoint, registry, name, golden=checkpoint / VALIDATION_FILE, report=report), ""
+    except QualityGateError as error:
+        report(f"int8 not published: {error}")
+        version = export_checkpoint(checkpoint, registry, name, variants=["fp32"], report=report)
+        return version, "; int8 failed its accuracy gate, only fp32 was published"
+
+
+def decide_promotion(registry: ModelRegistry, version: ModelVersion, policy: str) -> tuple[bool, str]:
+    """Whether ``version`` goes to production under ``policy`` (auto | always | never), and why."""
+    if policy == "never":
+        return False, "not promoted (--promote never)"
+    if policy == "always":
+        return True, f"promoted to {PRODUCTION_ALIAS} (--promote always)"
+    new = version.manifest.metrics.get(PROMOTION_METRIC)
+    try:
+        current = registry.resolve(f"{version.name}@{PRODUCTION_ALIAS}")
+    except ModelNotFoundError:
+        return True, f"promoted to {PRODUCTION_ALIAS}: the first {version.name} in production"
+    old = current.manifest.metrics.get(PROMOTION_METRIC)
+    if new is None or old is None:
+        return False, (
+            f"not promoted: {PROMOTION_METRIC} is unknown for {version.reference if new is None else current.reference}"
+            f"; promote by hand (`lepton models promote {version.reference}`) or train with --promote always"
+        )
+    if new >= old:
+        return True, f"promoted to {PRODUCTION_ALIAS}: {PROMOTION_METRIC} {new:.4f} >= {old:.4f} of {current.reference}"
+    return False, f"not promoted: {PROMOTION_METRIC} {new:.4f} < {old:.4f} of {current.reference} in {PRODUCTION_ALIAS}"

@@ -1,0 +1,280 @@
+"""Training runs in Redis: the request and its rows, state, progress, the persistent cancel flag, the outcome.
+
+A run's id is its Celery task id. Producers create runs and read or cancel them; the worker that
+runs ``lepton.train`` starts, reports and finishes them. Starting is one Lua script, so a run that
+was cancelled while queued is never started, whatever the worker and however often delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, cast
+
+import redis
+
+from lepton_runtime.constants import DEFAULT_JOB_TTL_S, REDIS_KEY_PREFIX
+from lepton_runtime.errors import JobNotFoundError, JobTimeoutError
+from lepton_runtime.jobs.keys import idempotency_key
+from lepton_runtime.jobs.schemas import (
+    FINAL_STATES,
+    JobError,
+    TrainingOutcome,
+    TrainingProgress,
+    TrainingStatus,
+    TrainRequest,
+)
+
+# All training run ids, scored by creation time: `lepton jobs list`.
+TRAINING_INDEX_KEY = f"{REDIS_KEY_PREFIX}trains"
+
+RunStart = Literal["run", "succeeded", "failed", "cancelled", "missing"]
+
+# KEYS: record, finished channel; ARGV: now. -> 'run' or why not.
+_START = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return state end
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('PUBLISH', KEYS[2], 'cancelled')
+  return 'cancelled'
+end
+redis.call('HSET', KEYS[1], 'state', 'running')
+redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+return 'run'
+"""
+
+# KEYS: record, finished channel, data, validation data; ARGV: now, state, field, JSON, ttl.
+# -> 1 when this call finished the run, 0 when it had finished already.
+_FINISH = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'finished_at', ARGV[1], ARGV[3], ARGV[4])
+if ARGV[2] == 'succeeded' then redis.call('DEL', KEYS[3], KEYS[4]) end
+for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+return 1
+"""
+
+# KEYS: record, finished channel; ARGV: now. -> the state after the call, or 'missing'.
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return state end
+redis.call('HSET', KEYS[1], 'cancel', '1')
+if state == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('PUBLISH', KEYS[2], 'cancelled')
+  return 'cancelled'
+end
+return state
+"""
+
+
+def _record_key(run_id: str) -> str:
+    return f"{REDIS_KEY_PREFIX}train:{run_id}"
+
+
+class TrainingRuns:
+    """The one place that knows how a training run is kept in Redis."""
+
+    def __init__(self, client: redis.Redis, *, ttl_s: int = DEFAULT_JOB_TTL_S) -> None:
+        self.redis = client
+        self.ttl_s = ttl_s
+        self._start = client.register_script(_START)
+        self._finish = client.register_script(_FINISH)
+        self._cancel = client.register_script(_CANCEL)
+
+    # -- producers -------------------------------------------------------------------------------
+    def create(
+        self,
+        request: TrainRequest,
+        rows: Iterable[dict[str, str]],
+        validation_rows: Iterable[dict[str, str]] = (),
+        *,
+        idempotency_key_value: str | None = None,
+    ) -> tuple[str, bool]:
+        """Record a run and its rows; return (run id, whether it is new). The id is the task id to send."""
+        run_id = uuid.uuid4().hex
+        if idempotency_key_value:
+            key = idempotency_key(idempotency_key_value)
+            if not self.redis.set(key, run_id, nx=True, ex=self.ttl_s):
+                return cast(str, self.redis.get(key)), False
+        train_blob, train_count = _jsonl(rows)
+        validation_blob, validation_count = _jsonl(validation_rows)
+        now = time.time()
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._data_key(run_id), train_blob, ex=self.ttl_s)
+            if validation_count:
+                pipe.set(self._validation_key(run_id), validation_blob, ex=self.ttl_s)
+            pipe.hset(
+                _record_key(run_id),
+                mapping={
+                    "id": run_id,
+                    "state": "queued",
+                    "request": request.model_dump_json(),
+                    "train_rows": train_count,
+                    "validation_rows": validation_count,
+                    "created_at": now,
+                    "progress": TrainingProgress(epochs=request.epochs).model_dump_json(),
+                },
+            )
+            pipe.expire(_record_key(run_id), self.ttl_s)
+            pipe.zadd(TRAINING_INDEX_KEY, {run_id: now})
+            pipe.execute()
+        return run_id, True
+
+    def cancel(self, run_id: str) -> TrainingStatus:
+        """Cancel persistently: a queued run never starts; a running one stops at its next step, unpublished."""
+        outcome = self._cancel(keys=self._keys(run_id), args=[time.time()])
+        if outcome == "missing":
+            raise self._not_found(run_id)
+        return self.status(run_id)
+
+    def status(self, run_id: str) -> TrainingStatus:
+        record = cast(dict[str, str], self.redis.hgetall(_record_key(run_id)))
+        if not record:
+            raise self._not_found(run_id)
+        return _status_from_record(record)
+
+    def exists(self, run_id: str) -> bool:
+        return bool(self.redis.exists(_record_key(run_id)))
+
+    def wait(
+        self,
+        run_id: str,
+        timeout_s: float | None,
+        *,
+        on_progress: Callable[[TrainingStatus], None] | None = None,
+        progress_interval_s: float = 0.5,
+    ) -> TrainingStatus:
+        """Block until the run reaches a final state (woken by its finished channel, not by polling)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self._finished_channel(run_id))
+        try:
+            while True:
+                status = self.status(run_id)  # read after subscribing: no finish slips between
+                if on_progress:
+                    on_progress(status)
+                if status.finished:
+                    return status
+                left_s = None if deadline is None else deadline - time.monotonic()
+                if left_s is not None and left_s <= 0:
+                    raise JobTimeoutError(
+                        f"training run {run_id} is still {status.state} ({status.progress.phase}, epoch "
+                        f"{status.progress.epoch}/{status.progress.epochs}) after {timeout_s} s; wait longer or "
+                        f"check `lepton jobs status {run_id}`"
+                    )
+                step_s = progress_interval_s if on_progress else (left_s if left_s is not None else 60.0)
+                pubsub.get_message(timeout=step_s if left_s is None else min(step_s, left_s))
+        finally:
+            pubsub.close()
+
+    def list_runs(self, limit: int = 20) -> list[TrainingStatus]:
+        """The most recent runs, newest first (expired ones are dropped from the index)."""
+        statuses = []
+        for run_id in self.redis.zrevrange(TRAINING_INDEX_KEY, 0, limit - 1):
+            try:
+                statuses.append(self.status(cast(str, run_id)))
+            except JobNotFoundError:
+                self.redis.zrem(TRAINING_INDEX_KEY, cast(str, run_id))
+        return statuses
+
+    # -- workers ---------------------------------------------------------------------------------
+    def start(self, run_id: str) -> RunStart:
+        """'run' when the caller should train, else why not (finished already, cancelled, missing)."""
+        return cast(RunStart, self._start(keys=self._keys(run_id)[:2], args=[time.time()]))
+
+    def rows(self, run_id: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        """The training rows and the validation rows (empty when the run splits its own)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._data_key(run_id))
+            pipe.get(self._validation_key(run_id))
+            train, validation = pipe.execute()
+        if train is None:
+            raise self._not_found(run_id)
+        return _rows(train), _rows(validation or "")
+
+    def request(self, run_id: str) -> TrainRequest:
+        return self.status(run_id).request
+
+    def report(self, run_id: str, progress: TrainingProgress) -> None:
+        self.redis.hset(_record_key(run_id), "progress", progress.model_dump_json())
+
+    def cancel_requested(self, run_id: str) -> bool:
+        return self.redis.hget(_record_key(run_id), "cancel") == "1"
+
+    def succeed(self, run_id: str, outcome: TrainingOutcome) -> bool:
+        return self._finish_as(run_id, "succeeded", "outcome", outcome.model_dump_json())
+
+    def fail(self, run_id: str, code: str, message: str) -> bool:
+        return self._finish_as(run_id, "failed", "error", JobError(code=code, message=message).model_dump_json())
+
+    def mark_cancelled(self, run_id: str) -> bool:
+        error = JobError(code="cancelled", message="cancelled while running; nothing was published")
+        return self._finish_as(run_id, "cancelled", "error", error.model_dump_json())
+
+    # -- internals -------------------------------------------------------------------------------
+    def _finish_as(self, run_id: str, state: str, field: str, value: str) -> bool:
+        return bool(self._finish(keys=self._keys(run_id), args=[time.time(), state, field, value, self.ttl_s]))
+
+    def _keys(self, run_id: str) -> list[str]:
+        return [
+            _record_key(run_id), self._finished_channel(run_id), self._data_key(run_id), self._validation_key(run_id),
+        ]  # fmt: skip
+
+    @staticmethod
+    def _data_key(run_id: str) -> str:
+        return f"{_record_key(run_id)}:data"
+
+    @staticmethod
+    def _validation_key(run_id: str) -> str:
+        return f"{_record_key(run_id)}:validation"
+
+    @staticmethod
+    def _finished_channel(run_id: str) -> str:
+        return f"{_record_key(run_id)}:finished"
+
+    @staticmethod
+    def _not_found(run_id: str) -> JobNotFoundError:
+        return JobNotFoundError(
+            f"no training run {run_id!r} (never submitted, or expired); list jobs with `lepton jobs list`"
+        )
+
+
+def _jsonl(rows: Iterable[dict[str, str]]) -> tuple[str, int]:
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+    return "\n".join(lines), len(lines)
+
+
+def _rows(blob: str) -> list[dict[str, str]]:
+    return [json.loads(line) for line in blob.split("\n") if line]
+
+
+def _status_from_record(record: dict[str, Any]) -> TrainingStatus:
+    def optional(field: str) -> float | None:
+        return float(record[field]) if field in record else None
+
+    state = record["state"]
+    return TrainingStatus(
+        id=record["id"],
+        state=state,
+        request=TrainRequest.model_validate_json(record["request"]),
+        train_rows=int(record.get("train_rows", 0)),
+        validation_rows=int(record.get("validation_rows", 0)),
+        created_at=float(record["created_at"]),
+        started_at=optional("started_at"),
+        finished_at=optional("finished_at"),
+        attempts=int(record.get("attempts", 0)),
+        progress=TrainingProgress.model_validate_json(record["progress"]),
+        outcome=TrainingOutcome.model_validate_json(record["outcome"]) if "outcome" in record else None,
+        error=JobError.model_validate_json(record["error"]) if "error" in record else None,
+    )
+
+
+__all__ = ["FINAL_STATES", "TRAINING_INDEX_KEY", "RunStart", "TrainingRuns"]

@@ -1,0 +1,153 @@
+"""Training runs through real Redis and a real training worker: progress, publish, promotion, cancel, bad data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from lepton_runtime.constants import PRODUCTION_ALIAS
+from lepton_runtime.errors import InvalidInputError, JobNotFoundError
+from lepton_runtime.jobs import TrainingRuns, TrainingStatus
+from lepton_runtime.labelled_data import LabelledTexts
+from lepton_runtime.registry import ModelRegistry
+from lepton_runtime.settings import LeptonSettings
+from producer import LeptonClient
+from workers.processes import WorkerProcess
+
+pytestmark = pytest.mark.slow
+WAIT_S = 300
+TINY = {"learning_rate": 3e-3, "batch_size": 16, "max_length": 64}
+
+
+@pytest.fixture
+def registry_dir(tmp_path: Path) -> Path:
+    return tmp_path / "models"
+
+
+@pytest.fixture
+def client(queue_settings: LeptonSettings, registry_dir: Path) -> LeptonClient:
+    return LeptonClient(queue_settings.model_copy(update={"model_dir": registry_dir}))
+
+
+@pytest.fixture
+def start_trainer(
+    start_worker: Callable[..., WorkerProcess], registry_dir: Path, tmp_path: Path
+) -> Callable[[], WorkerProcess]:
+    """A real `lepton worker -Q lepton.training` publishing into this test's registry."""
+
+    def start() -> WorkerProcess:
+        env = {"LEPTON_MODEL_DIR": str(registry_dir), "LEPTON_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+        return start_worker(extra=["-Q", "lepton.training"], env=env, warm=False)
+
+    return start
+
+
+def _sample(sst2: LabelledTexts, path: Path, start: int, count: int) -> Path:
+    labels = sst2.labels or []
+    path.write_text(
+        "".join(
+            json.dumps({"text": text, "label": label}) + "\n"
+            for text, label in zip(sst2.texts[start : start + count], labels[start : start + count], strict=True)
+        )
+    )
+    return path
+
+
+def test_a_queued_run_reports_progress_publishes_with_metrics_and_promotes_by_the_rule(
+    start_trainer: Callable[[], WorkerProcess],
+    client: LeptonClient,
+    registry_dir: Path,
+    tiny_base: Path,
+    sst2: LabelledTexts,
+    tmp_path: Path,
+) -> None:
+    data = _sample(sst2, tmp_path / "train.jsonl", 0, 1200)
+    start_trainer()
+    seen: list[TrainingStatus] = []
+
+    first = client.train(data, name="sent", base=tiny_base, epochs=3, **TINY).wait(WAIT_S, on_progress=seen.append)
+
+    assert first.state == "succeeded", first.error
+    training = [s.progress for s in seen if s.state == "running" and s.progress.phase == "training"]
+    assert training and training[0].step < training[-1].step <= training[-1].total_steps
+    assert any(p.loss is not None and p.eta_s is not None for p in training)
+    assert first.outcome is not None and first.outcome.version == "sent@1"
+    accuracy = first.outcome.metrics["validation_accuracy"]
+    assert accuracy > 0.62, "the tiny model should beat chance (0.5) by a clear margin"
+    assert first.outcome.promoted and "first" in first.outcome.promotion
+    registry = ModelRegistry(registry_dir)
+    published = registry.resolve("sent@1")
+    assert published.manifest.metrics["validation_accuracy"] == accuracy
+    assert published.manifest.metrics["per_class"].keys() == {"negative", "positive"}
+    assert registry.resolve(f"sent@{PRODUCTION_ALIAS}").version == 1
+    assert Path(first.outcome.curve or "").stat().st_size > 10_000  # a real PNG, not an empty file
+
+    # a much weaker run (tiny learning rate, one epoch) is published but not promoted
+    weak = client.train(data, name="sent", base=tiny_base, epochs=1, learning_rate=1e-6).wait(WAIT_S)
+    assert weak.state == "succeeded" and weak.outcome is not None
+    assert weak.outcome.metrics["validation_accuracy"] < accuracy
+    assert not weak.outcome.promoted and "not promoted" in weak.outcome.promotion
+    assert registry.resolve(f"sent@{PRODUCTION_ALIAS}").version == 1
+    # ...unless told to
+    forced = client.train(data, name="sent", base=tiny_base, epochs=1, learning_rate=1e-6, promote="always")
+    assert forced.wait(WAIT_S).outcome.promoted  # type: ignore[union-attr]
+    assert registry.resolve(f"sent@{PRODUCTION_ALIAS}").version == 3
+
+
+def test_a_cancelled_run_publishes_nothing_and_a_run_cancelled_while_queued_never_starts(
+    start_trainer: Callable[[], WorkerProcess],
+    client: LeptonClient,
+    registry_dir: Path,
+    tiny_base: Path,
+    sst2: LabelledTexts,
+    tmp_path: Path,
+) -> None:
+    data = _sample(sst2, tmp_path / "train.jsonl", 0, 1500)
+    # cancelled before any worker runs: the flag is in Redis, so the worker that starts later skips it
+    queued = client.train(data, name="never", base=tiny_base, epochs=1, **TINY)
+    assert client.cancel(queued.id).state == "cancelled"
+    start_trainer()
+    long_run = client.train(data, name="cancelled", base=tiny_base, epochs=60, **TINY)
+
+    def cancel_once_training(status: TrainingStatus) -> None:
+        if status.progress.phase == "training" and status.progress.step >= 5 and not status.finished:
+            client.cancel(status.id)
+
+    final = long_run.wait(WAIT_S, on_progress=cancel_once_training)
+
+    assert final.state == "cancelled"
+    assert final.progress.epoch < 60
+    assert final.error is not None and final.error.code == "cancelled"
+    skipped = client.training_status(queued.id)
+    assert (skipped.state, skipped.attempts) == ("cancelled", 0)  # the worker took it after the run above
+    assert ModelRegistry(registry_dir).list_models() == []
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "problem"),
+    [
+        (b'{"text": "fine", "label": "a"}\n{"label": "b"}\n', ".jsonl", "field 'text' is missing"),
+        (b"text,intent\nhello,greet\nbye,leave\n", ".csv", "no row has a 'label'"),
+        (b'{"text": "good", "label": "pos"}\n{"text": "great", "label": "pos"}\n', ".jsonl", "one label only"),
+        (b"", ".jsonl", "no rows"),
+        (b'{"text": "caf\xe9", "label": "a"}\n', ".jsonl", "not valid UTF-8"),
+    ],
+    ids=["missing-text", "missing-label-column", "one-label", "empty", "non-utf8"],
+)
+def test_bad_training_data_fails_at_once_and_records_nothing(
+    client: LeptonClient, redis_client: redis.Redis, tmp_path: Path, content: bytes, suffix: str, problem: str
+) -> None:
+    path = tmp_path / f"bad{suffix}"
+    path.write_bytes(content)
+
+    with pytest.raises(InvalidInputError, match=problem) as raised:
+        client.train(path, name="bad")
+
+    assert str(path) in str(raised.value)
+    assert TrainingRuns(redis_client).list_runs() == []
+    with pytest.raises(JobNotFoundError):
+        client.describe("0" * 32)
