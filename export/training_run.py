@@ -110,7 +110,7 @@ def train_and_publish(
         max_length=request.max_length,
         seed=request.seed,
     )
-    report(f"fine-tuning {base.name} on {len(train)} rows ({request.epochs} epochs) -> {checkpoint}")
+    report(f"fine-tuning {base} on {len(train)} rows (at most {request.epochs} epochs) -> {checkpoint}")
     result = fine_tune(
         train, base, checkpoint, config, validation=validation, on_step=tracker.step, on_epoch=tracker.epoch
     )

@@ -383,4 +383,5 @@ def _update_bar(progress: Progress, bar: TaskID, update: TrainingProgress, state
         detail += f", val acc {update.validation_accuracy:.3f}"
     description = update.phase if state == "running" else state
     total = update.total_steps or None
-    progress.update(bar, total=total, completed=update.step, detail=detail, description=description)
+    completed = update.total_steps if update.phase == "done" else update.step  # early stopping ends it sooner
+    progress.update(bar, total=total, completed=completed, detail=detail, description=description)

@@ -227,6 +227,12 @@ def _is_loopback(address: str) -> bool:
 @click.option("--flower/--no-flower", default=True, show_default=True, help="Start Flower on loopback too.")
 @click.option("--flower-port", type=int, default=5555, show_default=True)
 @click.option(
+    "--trainer/--no-trainer",
+    default=True,
+    show_default=True,
+    help="Also start a training worker (lepton.training, one process) for `lepton train --submit`.",
+)
+@click.option(
     "--redis-port",
     type=int,
     default=EMBEDDED_REDIS_PORT,
@@ -240,20 +246,22 @@ def _is_loopback(address: str) -> bool:
     show_default=True,
     help="Where the local Redis keeps its append-only file, and the logs.",
 )
-def up(concurrency: int | None, flower: bool, flower_port: int, redis_port: int, data_dir: Path) -> None:
-    """Start the embedded default: a local Redis on loopback (unless LEPTON_REDIS_URL is set), one
-    worker and Flower. Ctrl-C stops them cleanly: the worker finishes its tasks, Redis saves.
+def up(concurrency: int | None, flower: bool, flower_port: int, trainer: bool, redis_port: int, data_dir: Path) -> None:
+    """Start the embedded default: a local Redis on loopback (unless LEPTON_REDIS_URL is set), an
+    inference worker, a training worker and Flower. Ctrl-C stops them cleanly: the workers finish
+    their tasks, Redis saves.
 
     \b
     Then, in another shell:
       lepton submit reviews.jsonl --model sentiment --out labels.jsonl
+      lepton train reviews-labelled.jsonl --name sentiment --submit
     """
     from workers.fleet import Fleet, FleetOptions
 
     settings = load_settings()
     processes, _ = pool_shape_for(settings.device, concurrency, settings.intra_op_threads)
     url = settings.broker_url if settings.broker_configured else None
-    fleet = Fleet(FleetOptions(data_dir, redis_port, processes, flower, flower_port), url)
+    fleet = Fleet(FleetOptions(data_dir, redis_port, processes, flower, flower_port, trainer), url)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with broker_errors(settings.broker_url):
@@ -263,7 +271,7 @@ def up(concurrency: int | None, flower: bool, flower_port: int, redis_port: int,
         exited = fleet.wait()
         err_console.print(f"[red]{exited} exited by itself; stopping the rest[/red]")
     except KeyboardInterrupt:
-        console.print("stopping: worker (warm shutdown), flower, redis")
+        console.print("stopping: workers (warm shutdown), flower, redis")
     except RuntimeError as error:
         raise click.ClickException(str(error)) from None
     finally:

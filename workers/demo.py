@@ -99,7 +99,7 @@ class BackgroundFleet:
     def __init__(self, data_dir: Path, redis_port: int, flower_port: int) -> None:
         self.command = [
             sys.executable, "-m", "lepton_runtime", "up", "--data-dir", str(data_dir),
-            "--redis-port", str(redis_port), "--flower-port", str(flower_port),
+            "--redis-port", str(redis_port), "--flower-port", str(flower_port), "--no-trainer",
         ]  # fmt: skip
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[str] = []

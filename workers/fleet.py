@@ -1,4 +1,5 @@
-"""The embedded fleet of ``lepton up``: a local Redis (unless one is configured), one worker and Flower."""
+"""The embedded fleet of ``lepton up``: a local Redis (unless one is configured), an inference worker, a training
+worker and Flower."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lepton_runtime.constants import TRAINING_QUEUE
 from lepton_runtime.jobs import connect, redacted
 from workers.embedded import LocalRedis
 from workers.processes import WARM_SHUTDOWN_TIMEOUT_S, ChildProcess, WorkerProcess
@@ -20,11 +22,12 @@ class FleetOptions:
     concurrency: int = 1
     flower: bool = True
     flower_port: int = 5555
+    trainer: bool = True
     worker_args: list[str] = field(default_factory=list)
 
 
 class Fleet:
-    """Start in order (Redis, worker, Flower), stop in reverse; ``stop`` is safe to call at any point."""
+    """Start in order (Redis, workers, Flower), stop in reverse; ``stop`` is safe to call at any point."""
 
     def __init__(self, options: FleetOptions, configured_url: str | None) -> None:
         self.options = options
@@ -56,6 +59,15 @@ class Fleet:
         self.children.append(("worker", worker))
         worker.wait_ready()
         report(f"worker   {worker.name}: {worker.processes} processes, log {worker.log_path}")
+        if self.options.trainer:
+            # a process of its own: the training queue's visibility timeout is hours, the inference one's minutes
+            trainer = WorkerProcess(
+                env, self.log_dir / "trainer.log", processes=1, arguments=["-Q", TRAINING_QUEUE],
+                name_prefix="lepton-up",
+            )  # fmt: skip
+            self.children.append(("trainer", trainer))
+            trainer.wait_ready()
+            report(f"trainer  {trainer.name}: {TRAINING_QUEUE}, log {trainer.log_path}")
         if self.options.flower:
             flower = ChildProcess(["flower", "--port", str(self.options.flower_port)], env, self.log_dir / "flower.log")
             self.children.append(("flower", flower))
@@ -76,7 +88,7 @@ class Fleet:
     def stop(self) -> None:
         """Warm shutdown of the worker, then Flower, then Redis (SHUTDOWN flushes its append-only file)."""
         for name, child in reversed(self.children):
-            child.stop(WARM_SHUTDOWN_TIMEOUT_S if name == "worker" else 10)
+            child.stop(WARM_SHUTDOWN_TIMEOUT_S if name in {"worker", "trainer"} else 10)
         self.children.clear()
         if self.redis is not None:
             self.redis.stop()

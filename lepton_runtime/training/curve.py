@@ -31,7 +31,8 @@ def save_training_curve(epochs: Sequence[EpochReport], path: Path, *, title: str
         numbers, [r.validation_macro_f1 for r in epochs], "^--", color="tab:green", label="validation macro-F1"
     )
     metric_axis.set_ylabel("validation", color="tab:orange")
-    metric_axis.set_ylim(0, 1)
+    lowest = min(min(r.validation_accuracy, r.validation_macro_f1) for r in epochs)
+    metric_axis.set_ylim(max(0.0, lowest - 0.1), 1.0)  # room to see epoch-to-epoch changes
     metric_axis.axvline(best_epoch, color="grey", linestyle=":", label=f"kept: epoch {best_epoch}")
     handles = loss_axis.get_legend_handles_labels()[0] + metric_axis.get_legend_handles_labels()[0]
     loss_axis.legend(handles=handles, loc="center right", fontsize="small")

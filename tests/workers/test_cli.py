@@ -3,6 +3,7 @@ a CUDA worker without CUDA refuses to start, and submit/jobs follow a job from t
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -49,7 +50,8 @@ def test_lepton_up_runs_a_job_and_leaves_nothing_running(
             break
     assert up.poll() is None, "".join(seen)
     children = psutil.Process(up.pid).children(recursive=True)
-    assert len(children) >= 4  # redis-server, worker main and pool process, flower
+    assert len(children) >= 6  # redis-server, worker main and pool process, trainer main and pool process, flower
+    assert any(line.startswith("trainer ") and "lepton.training" in line for line in seen), "".join(seen)
 
     settings = LeptonSettings(
         redis_url=SecretStr(f"redis://127.0.0.1:{redis_port}/0"), model_dir=published.path.parent.parent
@@ -121,6 +123,32 @@ def test_submit_and_jobs_follow_a_job_from_the_shell(
     assert [json.loads(line)["id"] for line in results.splitlines()] == [row["id"] for row in rows]
     assert job_id in runner.invoke(cli, ["jobs", "list"], env=queue_env, catch_exceptions=False).output
     assert "no failed chunk" in runner.invoke(cli, ["jobs", "retry", job_id], env=queue_env).output
+
+
+def test_lepton_train_runs_here_with_a_progress_bar_and_publishes_the_best_epoch(
+    tiny_base: Path, sst2: LabelledTexts, tmp_path: Path
+) -> None:
+    data = tmp_path / "reviews.csv"
+    with data.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["review", "sentiment"])
+        writer.writerows(zip(sst2.texts[:800], (sst2.labels or [])[:800], strict=True))
+    env = {"LEPTON_MODEL_DIR": str(tmp_path / "models"), "LEPTON_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+
+    done = CliRunner().invoke(
+        cli, ["train", str(data), "--name", "reviews", "--base", str(tiny_base), "--text-field", "review",
+              "--label-field", "sentiment", "--epochs", "2", "--lr", "3e-3", "--max-length", "64"],
+        env=env, catch_exceptions=False,
+    )  # fmt: skip
+
+    assert done.exit_code == 0, done.output
+    assert "published reviews@1 (fp32, int8)" in done.output
+    assert "promoted to production" in done.output
+    version = ModelRegistry(tmp_path / "models").resolve("reviews@production")
+    metrics = version.manifest.metrics
+    assert metrics["best_epoch"] in {1, 2} and len(metrics["epochs"]) == 2
+    assert metrics["validation_accuracy"] == max(epoch["validation_accuracy"] for epoch in metrics["epochs"])
+    assert (Path(version.manifest.source["checkpoint"]) / "training_curve.png").is_file()
 
 
 def test_a_cuda_worker_without_cuda_refuses_to_start(queue_env: dict[str, str]) -> None:
