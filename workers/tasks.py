@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 
 from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK, TRAIN_TASK
-from lepton_runtime.jobs.keys import JobKeys
+from lepton_runtime.jobs.keys import JobKeys, TrainingKeys
 from lepton_runtime.jobs.schemas import TrainingProgress
 from workers.execution import classify_texts, run_chunk, run_training
 from workers.guard import LeptonTask
@@ -34,7 +34,7 @@ class TrainTask(LeptonTask):
         runtime.training_runs.fail(args[0], code, message)
 
     def payload_ref(self, args: tuple[Any, ...]) -> str | None:
-        return f"lepton:train:{args[0]}:data"
+        return TrainingKeys(args[0]).data
 
     def report_progress(self, progress: TrainingProgress) -> None:
         fields = progress.model_dump()

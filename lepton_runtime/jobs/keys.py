@@ -67,6 +67,37 @@ class JobKeys:
         ]  # fmt: skip
 
 
+# All training run ids, scored by creation time: `lepton jobs list`.
+TRAINING_INDEX_KEY = f"{REDIS_KEY_PREFIX}trains"
+
+
+@dataclass(frozen=True)
+class TrainingKeys:
+    """The keys of one training run (its id is its ``lepton.train`` task id)."""
+
+    run_id: str
+
+    @property
+    def record(self) -> str:
+        """Hash: request, state, progress, cancel flag, outcome or error, timestamps, attempts."""
+        return f"{REDIS_KEY_PREFIX}train:{self.run_id}"
+
+    @property
+    def data(self) -> str:
+        """String: the training rows, JSON lines ``{"text", "label"}``; deleted when the run succeeds."""
+        return f"{self.record}:data"
+
+    @property
+    def validation(self) -> str:
+        """String: the validation rows, when the producer gave a validation file."""
+        return f"{self.record}:validation"
+
+    @property
+    def finished_channel(self) -> str:
+        """Pub/sub channel: the final state is published here once."""
+        return f"{self.record}:finished"
+
+
 def idempotency_key(key: str) -> str:
     """String: the id of the job first submitted with this idempotency key."""
     return f"{REDIS_KEY_PREFIX}idempotency:{key}"

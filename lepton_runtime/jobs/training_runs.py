@@ -15,20 +15,16 @@ from typing import Any, Literal, cast
 
 import redis
 
-from lepton_runtime.constants import DEFAULT_JOB_TTL_S, REDIS_KEY_PREFIX
+from lepton_runtime.constants import DEFAULT_JOB_TTL_S
 from lepton_runtime.errors import JobNotFoundError, JobTimeoutError
-from lepton_runtime.jobs.keys import idempotency_key
+from lepton_runtime.jobs.keys import TRAINING_INDEX_KEY, TrainingKeys, idempotency_key
 from lepton_runtime.jobs.schemas import (
-    FINAL_STATES,
     JobError,
     TrainingOutcome,
     TrainingProgress,
     TrainingStatus,
     TrainRequest,
 )
-
-# All training run ids, scored by creation time: `lepton jobs list`.
-TRAINING_INDEX_KEY = f"{REDIS_KEY_PREFIX}trains"
 
 RunStart = Literal["run", "succeeded", "failed", "cancelled", "missing"]
 
@@ -75,10 +71,6 @@ return state
 """
 
 
-def _record_key(run_id: str) -> str:
-    return f"{REDIS_KEY_PREFIX}train:{run_id}"
-
-
 class TrainingRuns:
     """The one place that knows how a training run is kept in Redis."""
 
@@ -108,11 +100,11 @@ class TrainingRuns:
         validation_blob, validation_count = _jsonl(validation_rows)
         now = time.time()
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._data_key(run_id), train_blob, ex=self.ttl_s)
+            pipe.set(TrainingKeys(run_id).data, train_blob, ex=self.ttl_s)
             if validation_count:
-                pipe.set(self._validation_key(run_id), validation_blob, ex=self.ttl_s)
+                pipe.set(TrainingKeys(run_id).validation, validation_blob, ex=self.ttl_s)
             pipe.hset(
-                _record_key(run_id),
+                TrainingKeys(run_id).record,
                 mapping={
                     "id": run_id,
                     "state": "queued",
@@ -123,7 +115,7 @@ class TrainingRuns:
                     "progress": TrainingProgress(epochs=request.epochs).model_dump_json(),
                 },
             )
-            pipe.expire(_record_key(run_id), self.ttl_s)
+            pipe.expire(TrainingKeys(run_id).record, self.ttl_s)
             pipe.zadd(TRAINING_INDEX_KEY, {run_id: now})
             pipe.execute()
         return run_id, True
@@ -136,13 +128,13 @@ class TrainingRuns:
         return self.status(run_id)
 
     def status(self, run_id: str) -> TrainingStatus:
-        record = cast(dict[str, str], self.redis.hgetall(_record_key(run_id)))
+        record = cast(dict[str, str], self.redis.hgetall(TrainingKeys(run_id).record))
         if not record:
             raise self._not_found(run_id)
         return _status_from_record(record)
 
     def exists(self, run_id: str) -> bool:
-        return bool(self.redis.exists(_record_key(run_id)))
+        return bool(self.redis.exists(TrainingKeys(run_id).record))
 
     def wait(
         self,
@@ -155,7 +147,7 @@ class TrainingRuns:
         """Block until the run reaches a final state (woken by its finished channel, not by polling)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(self._finished_channel(run_id))
+        pubsub.subscribe(TrainingKeys(run_id).finished_channel)
         try:
             while True:
                 status = self.status(run_id)  # read after subscribing: no finish slips between
@@ -193,8 +185,8 @@ class TrainingRuns:
     def rows(self, run_id: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
         """The training rows and the validation rows (empty when the run splits its own)."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(self._data_key(run_id))
-            pipe.get(self._validation_key(run_id))
+            pipe.get(TrainingKeys(run_id).data)
+            pipe.get(TrainingKeys(run_id).validation)
             train, validation = pipe.execute()
         if train is None:
             raise self._not_found(run_id)
@@ -204,10 +196,10 @@ class TrainingRuns:
         return self.status(run_id).request
 
     def report(self, run_id: str, progress: TrainingProgress) -> None:
-        self.redis.hset(_record_key(run_id), "progress", progress.model_dump_json())
+        self.redis.hset(TrainingKeys(run_id).record, "progress", progress.model_dump_json())
 
     def cancel_requested(self, run_id: str) -> bool:
-        return self.redis.hget(_record_key(run_id), "cancel") == "1"
+        return self.redis.hget(TrainingKeys(run_id).record, "cancel") == "1"
 
     def succeed(self, run_id: str, outcome: TrainingOutcome) -> bool:
         return self._finish_as(run_id, "succeeded", "outcome", outcome.model_dump_json())
@@ -224,21 +216,8 @@ class TrainingRuns:
         return bool(self._finish(keys=self._keys(run_id), args=[time.time(), state, field, value, self.ttl_s]))
 
     def _keys(self, run_id: str) -> list[str]:
-        return [
-            _record_key(run_id), self._finished_channel(run_id), self._data_key(run_id), self._validation_key(run_id),
-        ]  # fmt: skip
-
-    @staticmethod
-    def _data_key(run_id: str) -> str:
-        return f"{_record_key(run_id)}:data"
-
-    @staticmethod
-    def _validation_key(run_id: str) -> str:
-        return f"{_record_key(run_id)}:validation"
-
-    @staticmethod
-    def _finished_channel(run_id: str) -> str:
-        return f"{_record_key(run_id)}:finished"
+        keys = TrainingKeys(run_id)
+        return [keys.record, keys.finished_channel, keys.data, keys.validation]
 
     @staticmethod
     def _not_found(run_id: str) -> JobNotFoundError:
@@ -277,4 +256,4 @@ def _status_from_record(record: dict[str, Any]) -> TrainingStatus:
     )
 
 
-__all__ = ["FINAL_STATES", "TRAINING_INDEX_KEY", "RunStart", "TrainingRuns"]
+__all__ = ["RunStart", "TrainingRuns"]
