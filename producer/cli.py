@@ -197,18 +197,16 @@ def jobs_list(limit: int) -> None:
     statuses.sort(key=lambda status: status.created_at, reverse=True)
     table = Table()
     table.add_column("id", no_wrap=True, min_width=32)  # copied into other commands: never cut
-    for name in ("kind", "state", "model", "size", "progress", "source"):
-        table.add_column(name, overflow="fold")
+    for name in ("kind", "state", "model", "progress", "source"):
+        table.add_column(name, overflow="fold", max_width=28)
     for status in statuses[:limit]:
         if isinstance(status, TrainingStatus):
-            outcome = status.outcome.version if status.outcome else status.request.name
-            progress = f"epoch {status.progress.epoch}/{status.progress.epochs}, {status.progress.phase}"
-            size = f"{status.train_rows} rows"
-            table.add_row(status.id, "train", status.state, outcome, size, progress, status.request.source)
+            model = status.outcome.version if status.outcome else status.request.name
+            progress = f"{status.train_rows} rows, epoch {status.progress.epoch}/{status.progress.epochs}"
+            table.add_row(status.id, "train", status.state, model, progress, status.request.source)
         else:
-            progress = f"{status.done_texts} done, {status.failed_chunks} failed chunks"
-            size = f"{status.total_texts} texts"
-            table.add_row(status.id, "bulk", status.state, status.model_version, size, progress, status.source)
+            progress = f"{status.done_texts}/{status.total_texts} texts, {status.failed_chunks} failed chunks"
+            table.add_row(status.id, "bulk", status.state, status.model_version, progress, status.source)
     Console().print(table)
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from click.testing import CliRunner
 
+from lepton_runtime.cli import cli
 from lepton_runtime.constants import PRODUCTION_ALIAS
 from lepton_runtime.errors import InvalidInputError, JobNotFoundError
 from lepton_runtime.jobs import TrainingRuns, TrainingStatus
@@ -151,3 +153,32 @@ def test_bad_training_data_fails_at_once_and_records_nothing(
     assert TrainingRuns(redis_client).list_runs() == []
     with pytest.raises(JobNotFoundError):
         client.describe("0" * 32)
+
+
+def test_lepton_train_submit_follows_the_run_and_jobs_status_shows_it(
+    start_trainer: Callable[[], WorkerProcess],
+    queue_env: dict[str, str],
+    registry_dir: Path,
+    tiny_base: Path,
+    sst2: LabelledTexts,
+    tmp_path: Path,
+) -> None:
+    data = _sample(sst2, tmp_path / "train.jsonl", 0, 600)
+    start_trainer()
+    env = {**queue_env, "LEPTON_MODEL_DIR": str(registry_dir)}
+    runner = CliRunner()
+
+    submitted = runner.invoke(
+        cli, ["train", str(data), "--name", "shell", "--base", str(tiny_base), "--epochs", "1", "--lr", "3e-3",
+              "--submit", "--timeout", str(WAIT_S)],
+        env=env, catch_exceptions=False,
+    )  # fmt: skip
+
+    assert submitted.exit_code == 0, submitted.output
+    run_id = next(line.split()[2] for line in submitted.output.splitlines() if line.startswith("training run "))
+    assert f"{run_id} succeeded: training shell" in submitted.output
+    assert "published shell@1 (fp32" in submitted.output
+    status = runner.invoke(cli, ["jobs", "status", run_id], env=env, catch_exceptions=False).output
+    assert f"{run_id} succeeded" in status and "done: epoch 1/1" in status
+    listed = runner.invoke(cli, ["jobs", "list"], env=env, catch_exceptions=False).output
+    assert run_id in listed and "train" in listed
