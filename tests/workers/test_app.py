@@ -14,6 +14,7 @@ def test_the_app_registers_exactly_the_contract_and_is_safe_by_default() -> None
     assert sorted(name for name in app.tasks if not name.startswith("celery.")) == [
         "lepton.bulk.chunk",
         "lepton.classify",
+        "lepton.train",
     ]
     conf = app.conf
     assert conf.accept_content == ["json"] and conf.task_serializer == "json" and conf.result_accept_content == ["json"]
@@ -21,4 +22,21 @@ def test_the_app_registers_exactly_the_contract_and_is_safe_by_default() -> None
     assert conf.worker_send_task_events  # Flower sees received, started, succeeded, failed, retried
     assert conf.task_soft_time_limit < conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
     assert conf.broker_transport_options["global_keyprefix"] == "lepton:"
-    assert {route["queue"] for route in conf.task_routes.values()} == {"lepton.inference"}
+    assert conf.task_routes["lepton.classify"]["queue"] == conf.task_routes["lepton.bulk.chunk"]["queue"]
+    assert conf.task_routes["lepton.bulk.chunk"]["queue"] == "lepton.inference"
+    assert conf.task_routes["lepton.train"]["queue"] == "lepton.training"
+
+
+def test_a_training_worker_never_gives_a_running_run_to_a_second_worker() -> None:
+    settings = LeptonSettings(redis_url=SecretStr("redis://127.0.0.1:1/0"))
+    inference = create_app(settings).conf
+    training = create_app(settings, consumes=["lepton.training"]).conf
+    train = training.task_annotations["lepton.train"]
+    assert train["soft_time_limit"] < train["time_limit"] < training.broker_transport_options["visibility_timeout"]
+    assert train["time_limit"] > inference.broker_transport_options["visibility_timeout"]
+    # the inference workers' restore sweep looks at other keys, so it never hands back a training message
+    keys = ("unacked_key", "unacked_index_key", "unacked_mutex_key")
+    assert all(
+        training.broker_transport_options[key] != inference.broker_transport_options.get(key, key.removesuffix("_key"))
+        for key in keys
+    )
