@@ -40,7 +40,7 @@ def ensure_model(
     from export.training_run import train_and_publish
 
     report(f"fine-tuning MiniLM-L6 on {data} ({epochs} epochs, 80/20 split), as `lepton train` does")
-    outcome = train_and_publish(
+    train_and_publish(
         read_labelled(data, require_labels=True),
         TrainRequest(name=DEMO_MODEL, source=str(data), epochs=epochs),
         registry=registry,
@@ -49,7 +49,6 @@ def ensure_model(
         on_progress=on_progress,
         report=report,
     )
-    report(f"{outcome.version}: validation accuracy {outcome.metrics['validation_accuracy']:.3f}; {outcome.promotion}")
     return registry.resolve(f"{DEMO_MODEL}@production"), True
 
 
