@@ -15,6 +15,7 @@ from export.quality import accuracy, compare_predictions, predicted_labels
 from export.quantization import INT8_RECIPES, convert_fp16, quantize_int8
 from lepton_runtime import constants
 from lepton_runtime.errors import InputIssue, InvalidInputError, QualityGateError
+from lepton_runtime.inference.providers import cuda_provider_available
 from lepton_runtime.labelled_data import LabelledTexts, read_labelled
 from lepton_runtime.registry import Manifest, ModelRegistry, ModelVersion, VariantInfo, validate_model_name
 
@@ -157,18 +158,17 @@ def _publish_int8(
             + (f", accuracy drop {t['accuracy_drop_points']} points" if "accuracy_drop_points" in t else "")
             for t in tried
         )
-        + ". Export with --variant fp32 alone, or use a larger golden set."
+        + ". Export with --variant fp32 alone, or use a larger golden set.",
+        variant="int8",
     )
 
 
 def _publish_fp16(
     directory: Path, golden: LabelledTexts | None, reference: list[str] | None, report: Reporter
 ) -> VariantInfo:
-    import onnxruntime as ort
-
     target = VARIANT_FILES["fp16"]
     convert_fp16(directory / VARIANT_FILES["fp32"], directory / target)
-    if "CUDAExecutionProvider" not in ort.get_available_providers() or not golden or not reference:
+    if not cuda_provider_available() or not golden or not reference:
         why = "no CUDA provider at export time" if golden else "no golden set to gate it on"
         report(f"fp16 published UNVERIFIED ({why})")
         return VariantInfo(
@@ -184,7 +184,8 @@ def _publish_fp16(
     if agreement < constants.FP16_MIN_AGREEMENT:
         raise QualityGateError(
             f"fp16 agrees with fp32 on {agreement:.4f} of golden texts (limit {constants.FP16_MIN_AGREEMENT});"
-            " nothing was published; export without --variant fp16"
+            " nothing was published; export without --variant fp16",
+            variant="fp16",
         )
     report(f"fp16 gate passed on CUDA: agreement {agreement:.4f}")
     return VariantInfo(file=target, precision="fp16", verified=True, gate=figures, optimizations=["fp16"])

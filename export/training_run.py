@@ -19,6 +19,7 @@ from pathlib import Path
 from export.publish import Reporter, export_checkpoint
 from lepton_runtime.constants import PRODUCTION_ALIAS, PROMOTION_METRIC
 from lepton_runtime.errors import JobCancelledError, ModelNotFoundError, QualityGateError
+from lepton_runtime.inference.providers import cuda_provider_available
 from lepton_runtime.jobs.schemas import TrainingOutcome, TrainingPhase, TrainingProgress, TrainRequest
 from lepton_runtime.labelled_data import LabelledTexts, check_trainable
 from lepton_runtime.registry import ModelRegistry, ModelVersion, validate_model_name
@@ -145,13 +146,25 @@ def train_and_publish(
 
 
 def _export(checkpoint: Path, registry: ModelRegistry, name: str, report: Reporter) -> tuple[ModelVersion, str]:
-    """fp32 and int8 (gated on the run's validation split); fp32 alone when int8 fails its gate."""
-    try:
-        return export_checkpoint(checkpoint, registry, name, golden=checkpoint / VALIDATION_FILE, report=report), ""
-    except QualityGateError as error:
-        report(f"int8 not published: {error}")
-        version = export_checkpoint(checkpoint, registry, name, variants=["fp32"], report=report)
-        return version, "; int8 failed its accuracy gate, only fp32 was published"
+    """fp32, int8 (gated on the run's validation split) and, where ONNX Runtime has CUDA, fp16 (gated
+    on the GPU); a variant that fails its gate is left out and the rest published."""
+    variants = ["fp32", "int8", *(["fp16"] if cuda_provider_available() else [])]
+    dropped: list[str] = []
+    while True:
+        try:
+            version = export_checkpoint(
+                checkpoint, registry, name, variants=variants, golden=checkpoint / VALIDATION_FILE, report=report
+            )
+        except QualityGateError as error:
+            if len(variants) == 1:
+                raise
+            failed = error.variant if error.variant in variants[1:] else variants[-1]
+            report(f"{failed} not published: {error}")
+            variants.remove(failed)
+            dropped.append(failed)
+            continue
+        note = "".join(f"; {variant} failed its accuracy gate and was not published" for variant in dropped)
+        return version, note
 
 
 def decide_promotion(registry: ModelRegistry, version: ModelVersion, policy: str) -> tuple[bool, str]:

@@ -18,6 +18,10 @@ DEFAULT_MAX_SEQUENCE_LENGTH = 128
 DEFAULT_MAX_BATCH_TOKENS = 1024
 # Rows in one ONNX Runtime call, whatever their length.
 DEFAULT_MAX_BATCH_SIZE = 256
+# On CUDA a call costs a launch and two copies whatever its size: far larger batches pay off
+# (bench/gpu.py sweeps the budget on the GPU; bench/results/gpu.md).
+DEFAULT_MAX_BATCH_TOKENS_CUDA = 16_384
+DEFAULT_MAX_BATCH_SIZE_CUDA = 1024
 # Texts in one classify call; bulk jobs split larger inputs into chunks.
 DEFAULT_MAX_ITEMS = 10_000
 # Characters in one text before tokenisation; bounds the tokenizer's time and memory.

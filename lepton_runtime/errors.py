@@ -97,6 +97,10 @@ class QualityGateError(ExportError):
 
     code = "quality_gate_failed"
 
+    def __init__(self, message: str, *, variant: str = "") -> None:
+        super().__init__(message)
+        self.variant = variant
+
 
 class BrokerUnavailableError(LeptonError):
     """Raised when Redis (broker, result backend, job records) cannot be reached; a retry may help."""

@@ -24,7 +24,12 @@ class LeptonSettings(BaseSettings):
     model_dir: Path = Field(default=Path(constants.DEFAULT_MODEL_DIR), description="Registry root.")
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="Execution provider family.")
     intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads; 0 = cores.")
-    max_batch_tokens: int = Field(default=constants.DEFAULT_MAX_BATCH_TOKENS, ge=16)
+    max_batch_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        description="Padded tokens per ONNX Runtime call. Unset: "
+        f"{constants.DEFAULT_MAX_BATCH_TOKENS} on CPU, {constants.DEFAULT_MAX_BATCH_TOKENS_CUDA} on CUDA.",
+    )
     max_items: int = Field(default=constants.DEFAULT_MAX_ITEMS, ge=1)
     max_text_chars: int = Field(default=constants.DEFAULT_MAX_TEXT_CHARS, ge=1)
     api_tokens: list[SecretStr] = Field(default_factory=list, description="Bearer tokens of the API.")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +16,7 @@ import numpy as np
 from lepton_runtime import constants
 from lepton_runtime.errors import ModelNotFoundError
 from lepton_runtime.inference.batching import PaddedBatch, pad_batch, plan_batches
-from lepton_runtime.inference.providers import Device, create_session
+from lepton_runtime.inference.providers import Device, create_session, run_on_cuda
 from lepton_runtime.inference.tokenization import TOKENIZER_FILE, EncodedText, TextEncoder
 from lepton_runtime.inference.validation import (
     TextLimits,
@@ -82,6 +83,9 @@ class Engine:
     load) or a bare directory with ``model.onnx``, ``tokenizer.json`` and ``config.json``;
     ``Engine.load("name@alias")`` resolves a registry reference. ``onnx_file`` runs another
     graph of a bare directory (the export gates use it before a version is published).
+
+    On CUDA, inputs and outputs are bound on the GPU (IO binding), batches are larger, and the next
+    batch is padded (and the last one turned into predictions) while the GPU runs the current one.
     """
 
     def __init__(
@@ -91,20 +95,28 @@ class Engine:
         variant: VariantChoice = "auto",
         device: Device = "cpu",
         intra_op_threads: int = 0,
-        max_batch_tokens: int = constants.DEFAULT_MAX_BATCH_TOKENS,
-        max_batch_size: int = constants.DEFAULT_MAX_BATCH_SIZE,
+        max_batch_tokens: int | None = None,
+        max_batch_size: int | None = None,
         max_items: int = constants.DEFAULT_MAX_ITEMS,
         max_text_chars: int = constants.DEFAULT_MAX_TEXT_CHARS,
         on_overflow: Literal["truncate", "error"] = "truncate",
         onnx_file: str | None = None,
         allow_spinning: bool = True,
+        overlap_batches: bool | None = None,
         warm: bool = True,
     ) -> None:
         started = time.perf_counter()
         self.model = _open_model(Path(path), variant, device, onnx_file)
         self.device = device
-        self.max_batch_tokens = max_batch_tokens
-        self.max_batch_size = max_batch_size
+        on_cuda = device == "cuda"
+        # pad the next batch while the device runs this one: on by default where the device is a GPU
+        self.overlap_batches = on_cuda if overlap_batches is None else overlap_batches
+        self.max_batch_tokens = max_batch_tokens or (
+            constants.DEFAULT_MAX_BATCH_TOKENS_CUDA if on_cuda else constants.DEFAULT_MAX_BATCH_TOKENS
+        )
+        self.max_batch_size = max_batch_size or (
+            constants.DEFAULT_MAX_BATCH_SIZE_CUDA if on_cuda else constants.DEFAULT_MAX_BATCH_SIZE
+        )
         self.limits = TextLimits(max_items, max_text_chars, self.model.max_sequence_length, on_overflow)
         self.encoder = TextEncoder(self.model.directory / TOKENIZER_FILE, self.model.max_sequence_length)
         self.session = create_session(
@@ -194,22 +206,46 @@ class Engine:
     def _predict(self, encoded: list[EncodedText]) -> list[Prediction]:
         predictions: list[Prediction | None] = [None] * len(encoded)
         lengths = [len(item.ids) for item in encoded]
-        for rows in plan_batches(lengths, self.max_batch_tokens, self.max_batch_size):
-            batch = pad_batch([encoded[i] for i in rows])
-            probabilities = _softmax(self._run(batch))
+        plans = plan_batches(lengths, self.max_batch_tokens, self.max_batch_size)
+        batches = ((rows, pad_batch([encoded[i] for i in rows])) for rows in plans)
+        for rows, logits in self._run_all(batches, overlap=self.overlap_batches and len(plans) > 1):
+            probabilities = _softmax(logits)
             for row, index in enumerate(rows):
                 predictions[index] = self._prediction(probabilities[row], encoded[index].truncated)
         self.stats.texts += len(encoded)
         return [p for p in predictions if p is not None]
 
+    def _run_all(
+        self, batches: Iterator[tuple[np.ndarray, PaddedBatch]], *, overlap: bool
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Logits of each batch in turn; with ``overlap`` the device runs one batch while this thread
+        pads the next and post-processes the last (ONNX Runtime releases the GIL while it runs)."""
+        if not overlap:
+            for rows, batch in batches:
+                yield rows, self._run(batch)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lepton-device") as device_thread:
+            pending: tuple[np.ndarray, Future[np.ndarray]] | None = None
+            for rows, batch in batches:
+                running = (rows, device_thread.submit(self._run, batch))
+                if pending is not None:
+                    yield pending[0], pending[1].result()
+                pending = running
+            if pending is not None:
+                yield pending[0], pending[1].result()
+
     def _run(self, batch: PaddedBatch) -> np.ndarray:
-        feeds = {
+        arrays = {
             "input_ids": batch.input_ids,
             "attention_mask": batch.attention_mask,
             "token_type_ids": batch.token_type_ids,
         }
+        feeds = {name: array for name, array in arrays.items() if name in self.input_names}
         started = time.perf_counter()
-        (logits,) = self.session.run(["logits"], {k: v for k, v in feeds.items() if k in self.input_names})
+        if self.device == "cuda":
+            logits = run_on_cuda(self.session, feeds, "logits")
+        else:
+            (logits,) = self.session.run(["logits"], feeds)
         self.stats.inference_s += time.perf_counter() - started
         self.stats.batches += 1
         self.stats.real_tokens += batch.real_tokens

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from typing import Any, Literal
 
+import numpy as np
 import onnxruntime as ort
 
 from lepton_runtime.errors import ProviderUnavailableError
@@ -12,6 +15,37 @@ from lepton_runtime.errors import ProviderUnavailableError
 Device = Literal["cpu", "cuda"]
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
+CUDA_DEVICE_ID = 0
+# Options of the CUDA provider: one device, the arena grown only as needed (several models share a
+# GPU), and the default stream for copies so that bound inputs are ready before the kernels run.
+CUDA_PROVIDER_OPTIONS = {
+    "device_id": CUDA_DEVICE_ID,
+    "arena_extend_strategy": "kSameAsRequested",
+    "do_copy_in_default_stream": True,
+}
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the NVIDIA pip packages when onnxruntime-gpu can (1.21+).
+
+    Without it, a process that has not imported torch first may find no libcublas/libcudnn and
+    ONNX Runtime falls back to the CPU (which ``create_session`` then refuses).
+    """
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload(cuda=True, cudnn=True, msvc=False)
+    except OSError as error:  # the libraries may still be on LD_LIBRARY_PATH; the session check decides
+        logger.info("onnxruntime.preload_dlls found no CUDA libraries in pip packages: %s", error)
+
+
+def cuda_provider_available() -> bool:
+    """Whether this onnxruntime build has the CUDA provider (not whether a GPU answers: sessions check that)."""
+    return CUDA_PROVIDER in ort.get_available_providers()
 
 
 def providers_for(device: Device) -> list[Any]:
@@ -25,7 +59,8 @@ def providers_for(device: Device) -> list[Any]:
             " Install onnxruntime-gpu (pip install 'lepton-runtime[gpu]', never together with"
             " onnxruntime) on a machine with an NVIDIA driver, or run with --device cpu."
         )
-    return [(CUDA_PROVIDER, {"device_id": 0}), CPU_PROVIDER]
+    preload_cuda_libraries()
+    return [(CUDA_PROVIDER, dict(CUDA_PROVIDER_OPTIONS)), CPU_PROVIDER]
 
 
 def session_options(intra_op_threads: int, allow_spinning: bool = True) -> ort.SessionOptions:
@@ -57,3 +92,15 @@ def create_session(
             " silently (missing CUDA/cuDNN libraries or no visible GPU). Fix the CUDA install or use --device cpu."
         )
     return session
+
+
+def run_on_cuda(session: ort.InferenceSession, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
+    """One run with IO binding: inputs copied to the GPU once, the output bound on the GPU and copied
+    back once, so ONNX Runtime makes no extra host copies or synchronisations of its own."""
+    binding = session.io_binding()
+    for name, array in feeds.items():
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, "cuda", CUDA_DEVICE_ID))
+    binding.bind_output(output, "cuda", CUDA_DEVICE_ID)
+    session.run_with_iobinding(binding)
+    result: np.ndarray = binding.copy_outputs_to_cpu()[0]
+    return result

@@ -55,6 +55,18 @@ def test_results_come_back_in_input_order_whatever_the_batching(published: Model
     assert engine.stats.batches > 60 and engine.stats.padding_efficiency > 0.5
 
 
+def test_overlapped_batches_give_the_same_answers_in_order(published: ModelVersion, sst2: LabelledTexts) -> None:
+    # the GPU default (pad the next batch while the device runs this one), exercised on the CPU
+    texts = sst2.texts[:200]
+    plain = Engine(published.path, variant="fp32", max_batch_tokens=256, max_batch_size=16)
+    overlapped = Engine(published.path, variant="fp32", max_batch_tokens=256, max_batch_size=16, overlap_batches=True)
+    expected, got = plain.classify(texts), overlapped.classify(texts)
+    assert [p.label for p in got] == [p.label for p in expected]
+    np.testing.assert_allclose([p.score for p in got], [p.score for p in expected], atol=1e-6)
+    assert overlapped.stats.batches == plain.stats.batches > 10
+    assert overlapped.stats.real_tokens == plain.stats.real_tokens
+
+
 def test_seed_style_api_returns_one_dict(engine: Engine) -> None:
     answer = engine.forward(engine.preprocess("great film"))
     assert isinstance(answer, dict)
