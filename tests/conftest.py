@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,24 @@ from lepton_runtime.labelled_data import LabelledTexts, read_labelled
 from lepton_runtime.registry import ModelRegistry, ModelVersion
 
 pytest_plugins = ["tests.queue_fixtures"]
+
+
+def cuda_available() -> bool:
+    """Whether ONNX Runtime has the CUDA provider and the driver answers with a GPU."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers() or not shutil.which("nvidia-smi"):
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True, check=False).returncode == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_tests = [item for item in items if "gpu" in item.keywords]
+    if gpu_tests and not cuda_available():
+        skip = pytest.mark.skip(reason="needs onnxruntime-gpu and an NVIDIA GPU (see README: GPU tests)")
+        for item in gpu_tests:
+            item.add_marker(skip)
+
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 SST2 = SHARED_DATASETS / "sst2" / "dev.jsonl"

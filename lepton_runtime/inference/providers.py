@@ -39,7 +39,7 @@ def preload_cuda_libraries() -> None:
         return
     try:
         preload(cuda=True, cudnn=True, msvc=False)
-    except OSError as error:  # the libraries may still be on LD_LIBRARY_PATH; the session check decides
+    except (OSError, RuntimeError) as error:  # libraries may be on LD_LIBRARY_PATH; the session check decides
         logger.info("onnxruntime.preload_dlls found no CUDA libraries in pip packages: %s", error)
 
 
@@ -82,9 +82,17 @@ def create_session(
     model_path: str, device: Device, intra_op_threads: int, allow_spinning: bool = True
 ) -> ort.InferenceSession:
     """Create a session and refuse it if CUDA was asked for but ONNX Runtime fell back to the CPU."""
-    session = ort.InferenceSession(
-        model_path, sess_options=session_options(intra_op_threads, allow_spinning), providers=providers_for(device)
-    )
+    try:
+        session = ort.InferenceSession(
+            model_path, sess_options=session_options(intra_op_threads, allow_spinning), providers=providers_for(device)
+        )
+    except (RuntimeError, ort.capi.onnxruntime_pybind11_state.Fail) as error:
+        if device == "cuda" and "CUDA" in str(error):
+            raise ProviderUnavailableError(
+                f"Asked to use {CUDA_PROVIDER}, but it failed to start: {error}. Check that a GPU is visible"
+                " (nvidia-smi, CUDA_VISIBLE_DEVICES) and that CUDA/cuDNN match onnxruntime-gpu, or use --device cpu."
+            ) from error
+        raise
     active = session.get_providers()
     if device == "cuda" and active[0] != CUDA_PROVIDER:
         raise ProviderUnavailableError(
