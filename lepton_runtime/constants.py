@@ -48,6 +48,8 @@ STAGING_ALIAS = "staging"
 # Queues and task names of the contract (../DESIGN.md); producers send by these names.
 INFERENCE_QUEUE = "lepton.inference"
 TRAINING_QUEUE = "lepton.training"
+# Every queue a worker may consume.
+KNOWN_QUEUES = (INFERENCE_QUEUE, TRAINING_QUEUE)
 CLASSIFY_TASK = "lepton.classify"
 BULK_CHUNK_TASK = "lepton.bulk.chunk"
 TRAIN_TASK = "lepton.train"
@@ -86,3 +88,12 @@ DEFAULT_CHECKPOINT_DIR = "./checkpoints"
 MAX_TRAINING_DATA_BYTES = 64 * 1024 * 1024
 # The metric that decides promotion: a new version goes to production when it is at least this good.
 PROMOTION_METRIC = "validation_accuracy"
+
+# The HTTP API: the largest request body (a bulk upload), the queue depth past which submissions
+# get 429 (messages waiting in a queue), and how long POST /v1/classify waits before answering 202.
+DEFAULT_API_MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_API_MAX_QUEUE_DEPTH = 10_000
+DEFAULT_API_CLASSIFY_WAIT_S = 10.0
+# Seconds a client is asked to wait (Retry-After) when the queue is too deep.
+API_RETRY_AFTER_S = 5
+DEFAULT_API_PORT = 8000

@@ -33,6 +33,14 @@ class LeptonSettings(BaseSettings):
     max_items: int = Field(default=constants.DEFAULT_MAX_ITEMS, ge=1)
     max_text_chars: int = Field(default=constants.DEFAULT_MAX_TEXT_CHARS, ge=1)
     api_tokens: list[SecretStr] = Field(default_factory=list, description="Bearer tokens of the API.")
+    api_allow_anonymous: bool = Field(
+        default=False, description="Serve the API without tokens; refused unless it is bound to loopback."
+    )
+    api_max_body_bytes: int = Field(default=constants.DEFAULT_API_MAX_BODY_BYTES, ge=1024)
+    api_max_queue_depth: int = Field(
+        default=constants.DEFAULT_API_MAX_QUEUE_DEPTH, ge=1, description="Waiting messages before 429."
+    )
+    api_classify_wait_s: float = Field(default=constants.DEFAULT_API_CLASSIFY_WAIT_S, ge=0, le=60)
     flower_basic_auth: SecretStr | None = Field(default=None, description="user:password for Flower.")
     # the queue
     chunk_size: int = Field(default=constants.DEFAULT_CHUNK_SIZE, ge=1, le=constants.MAX_CHUNK_SIZE)

@@ -1,4 +1,4 @@
-"""Commands the producer package owns: ``lepton submit``, ``lepton train`` and
+"""Commands the producer package owns: ``lepton submit``, ``lepton train``, ``lepton api`` and
 ``lepton jobs status|results|retry|cancel|list``."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lepton_runtime.constants import MAX_CHUNK_SIZE
+from lepton_runtime.constants import DEFAULT_API_PORT, MAX_CHUNK_SIZE
 from lepton_runtime.jobs import JobStatus, TrainingOutcome, TrainingProgress, TrainingStatus, TrainRequest
 from lepton_runtime.settings import load_settings
 from producer.client import LeptonClient
@@ -383,3 +383,35 @@ def _update_bar(progress: Progress, bar: TaskID, update: TrainingProgress, state
     total = update.total_steps or None
     completed = update.total_steps if update.phase == "done" else update.step  # early stopping ends it sooner
     progress.update(bar, total=total, completed=completed, detail=detail, description=description)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; beyond loopback needs tokens.")
+@click.option("--port", type=int, default=DEFAULT_API_PORT, show_default=True)
+@click.option(
+    "--allow-anonymous",
+    is_flag=True,
+    help="Serve without LEPTON_API_TOKENS; only on loopback (refused when bound anywhere else).",
+)
+@click.option("--workers", "processes", type=int, default=1, show_default=True, help="uvicorn worker processes.")
+def api(host: str, port: int, allow_anonymous: bool, processes: int) -> None:
+    """Serve the HTTP API: classify, bulk jobs, training, models, /healthz, /readyz, /metrics.
+
+    Clients send `Authorization: Bearer <token>` with a token from LEPTON_API_TOKENS (a JSON list).
+    The OpenAPI schema and a try-it page are at /docs. Examples:
+
+    \b
+      LEPTON_API_TOKENS='["s3cret"]' lepton api --host 0.0.0.0
+      lepton api --allow-anonymous          # loopback only, for local use
+    """
+    import uvicorn
+
+    from producer.api import check_exposure, create_app
+
+    settings = load_settings()
+    if allow_anonymous:
+        settings = settings.model_copy(update={"api_allow_anonymous": True})
+    check_exposure(settings, host)
+    console.print(f"Lepton API on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, workers=processes if processes > 1 else None,
+                log_level="warning")  # fmt: skip

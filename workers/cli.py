@@ -16,7 +16,13 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-from lepton_runtime.constants import EMBEDDED_REDIS_PORT, INFERENCE_QUEUE, PRODUCTION_ALIAS, TRAINING_QUEUE
+from lepton_runtime.constants import (
+    EMBEDDED_REDIS_PORT,
+    INFERENCE_QUEUE,
+    KNOWN_QUEUES,
+    PRODUCTION_ALIAS,
+    TRAINING_QUEUE,
+)
 from lepton_runtime.errors import ProviderUnavailableError
 from lepton_runtime.jobs import DeadLetterStore, JobStore, broker_errors, connect
 from lepton_runtime.registry import ModelRegistry
@@ -24,7 +30,6 @@ from lepton_runtime.settings import LeptonSettings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
-KNOWN_QUEUES = (INFERENCE_QUEUE, TRAINING_QUEUE)
 
 
 @click.command()

@@ -9,11 +9,9 @@ from typing import Any, cast
 import redis
 from pydantic import BaseModel, Field
 
-from lepton_runtime.constants import DEFAULT_JOB_TTL_S, INFERENCE_QUEUE, TRAINING_QUEUE
+from lepton_runtime.constants import DEFAULT_JOB_TTL_S, KNOWN_QUEUES
 from lepton_runtime.errors import JobNotFoundError
 from lepton_runtime.jobs.keys import dead_letter_key
-
-KNOWN_QUEUES = (INFERENCE_QUEUE, TRAINING_QUEUE)
 
 
 class DeadLetter(BaseModel):

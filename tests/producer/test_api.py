@@ -1,0 +1,274 @@
+"""The HTTP API as a service sees it: a real `lepton api` process, real workers and Redis, over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from lepton_runtime.labelled_data import LabelledTexts
+from lepton_runtime.settings import LeptonSettings
+from producer import LeptonClient
+from tests.queue_fixtures import REPO_ROOT, free_port
+from workers.processes import WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+API_LIMITS = {
+    "LEPTON_MAX_ITEMS": "50",
+    "LEPTON_API_MAX_BODY_BYTES": "200000",
+    "LEPTON_API_MAX_QUEUE_DEPTH": "5",
+}
+API_START_TIMEOUT_S = 60
+
+
+class RunningApi:
+    """A `lepton api` child process and an HTTP client pointed at it."""
+
+    def __init__(self, env: dict[str, str], log: Path, arguments: list[str]) -> None:
+        self.port = free_port()
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lepton_runtime", "api", "--port", str(self.port), *arguments],
+            cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+        deadline = time.monotonic() + API_START_TIMEOUT_S
+        while True:  # wait for the socket to answer (or the process to die), not for a fixed time
+            try:
+                self.http.get("/healthz").raise_for_status()
+                return
+            except httpx.TransportError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"lepton api did not start:\n{log.read_text()}") from None
+                time.sleep(0.05)  # polling a socket that is not open yet; the condition is the answer
+
+    def stop(self) -> None:
+        self.http.close()
+        self.process.terminate()
+        self.process.wait(30)
+
+
+@pytest.fixture
+def api(queue_env: dict[str, str], tmp_path: Path) -> Iterator[RunningApi]:
+    env = {**os.environ, **queue_env, **API_LIMITS, "LEPTON_API_TOKENS": json.dumps([TOKEN])}
+    running = RunningApi(env, tmp_path / "api.log", [])
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(queue_settings: LeptonSettings) -> Iterator[LeptonClient]:
+    with LeptonClient(queue_settings) as lepton:
+        yield lepton
+
+
+def test_every_route_but_health_refuses_a_missing_or_wrong_token(api: RunningApi) -> None:
+    assert api.http.get("/healthz").json()["status"] == "ok"
+    for method, path in [("GET", "/v1/models"), ("POST", "/v1/classify"), ("GET", "/v1/jobs/x"), ("GET", "/metrics")]:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            answer = api.http.request(method, path, headers=headers, json={"texts": ["x"], "model": "tiny"})
+            assert answer.status_code == 401, (method, path, answer.text)
+            assert answer.json()["error"]["code"] == "unauthorized"
+            assert answer.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_classify_answers_with_predictions_and_provenance_and_is_idempotent(
+    api: RunningApi, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker()
+    body = {"texts": ["a gorgeous, moving film", ""], "model": "tiny"}
+    answer = api.http.post("/v1/classify", json=body, headers={**AUTH, "Idempotency-Key": "k1"})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["state"] == "succeeded" and result["model"]["model"] == "tiny"
+    first, empty = result["predictions"]
+    assert first["label"] in {"negative", "positive"} and first["score"] == max(first["scores"].values())
+    assert empty["error"]["code"] == "invalid_input", "an empty text is refused alone; the others are answered"
+    again = api.http.post("/v1/classify", json=body, headers={**AUTH, "Idempotency-Key": "k1"}).json()
+    assert again["job_id"] == result["job_id"]
+    polled = api.http.get(f"/v1/classify/{result['job_id']}", headers=AUTH).json()
+    assert polled["predictions"] == result["predictions"]
+
+
+def test_classify_without_a_worker_answers_202_then_the_result_once_one_runs(
+    api: RunningApi, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    answer = api.http.post("/v1/classify", json={"texts": ["dull"], "model": "tiny", "wait_s": 0.2}, headers=AUTH)
+    assert answer.status_code == 202, answer.text
+    pending = answer.json()
+    assert pending["state"] == "queued" and pending["predictions"] is None
+    start_worker()
+    done = api.http.get(pending["status_url"], params={"wait_s": 30}, headers=AUTH)
+    assert done.status_code == 200 and done.json()["predictions"][0]["label"] in {"negative", "positive"}
+
+
+def test_a_bulk_job_runs_and_streams_the_same_rows_as_the_client(
+    api: RunningApi, start_worker: Callable[..., WorkerProcess], client: LeptonClient, sst2: LabelledTexts
+) -> None:
+    start_worker()
+    body = {"texts": sst2.texts[:300], "model": "tiny@production", "chunk_size": 64}
+    submitted = api.http.post("/v1/jobs", json=body, headers={**AUTH, "Idempotency-Key": "bulk-1"})
+    assert submitted.status_code == 201, submitted.text
+    job_id = submitted.json()["job_id"]
+    again = api.http.post("/v1/jobs", json=body, headers={**AUTH, "Idempotency-Key": "bulk-1"})
+    assert again.status_code == 200 and again.json() == {**submitted.json(), "created": False}
+    assert client.wait(job_id, 120).state == "succeeded"
+    status = api.http.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
+    assert status["state"] == "succeeded" and status["done_texts"] == 300 and status["total_chunks"] == 5
+    with api.http.stream("GET", f"/v1/jobs/{job_id}/results", headers=AUTH) as streamed:
+        assert streamed.headers["content-type"].startswith("application/x-ndjson")
+        rows = [json.loads(line) for line in streamed.iter_lines() if line]
+    assert rows == list(client.results(job_id))
+    assert [row["id"] for row in rows] == [str(i) for i in range(300)]
+    retried = api.http.post(f"/v1/jobs/{job_id}/retry", headers=AUTH).json()
+    assert retried == {"job_id": job_id, "chunks": []}, "nothing failed, so nothing runs again"
+
+
+def test_an_uploaded_file_becomes_a_bulk_job(
+    api: RunningApi, start_worker: Callable[..., WorkerProcess], client: LeptonClient, tmp_path: Path
+) -> None:
+    start_worker()
+    source = tmp_path / "reviews.csv"
+    source.write_text('review_id,review\nr1,great film\nr2,"dull, slow"\nr3,loved it\n', encoding="utf-8")
+    with source.open("rb") as handle:
+        answer = api.http.post(
+            "/v1/jobs/upload",
+            files={"file": ("reviews.csv", handle, "text/csv")},
+            data={"model": "tiny", "text_field": "review", "id_field": "review_id"},
+            headers=AUTH,
+        )
+    assert answer.status_code == 201, answer.text
+    job_id = answer.json()["job_id"]
+    assert client.wait(job_id, 60).state == "succeeded"
+    rows = [json.loads(line) for line in api.http.get(f"/v1/jobs/{job_id}/results", headers=AUTH).text.splitlines()]
+    assert [row["id"] for row in rows] == ["r1", "r2", "r3"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"texts": ["fine"]}, "model"),
+        ({"texts": "fine", "model": "tiny"}, "texts"),
+        ({"texts": [], "model": "tiny"}, "texts"),
+        ({"texts": ["fine", 3], "model": "tiny"}, "texts.1"),
+        ({"texts": ["fine"], "model": "tiny", "wait_s": 500}, "wait_s"),
+    ],
+)
+def test_invalid_fields_get_422_naming_the_field(api: RunningApi, body: dict[str, object], field: str) -> None:
+    answer = api.http.post("/v1/classify", json=body, headers=AUTH)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert field in [issue["field"] for issue in error["issues"]], error
+
+
+def test_unknown_models_and_jobs_get_404(api: RunningApi) -> None:
+    unknown_model = api.http.post("/v1/classify", json={"texts": ["x"], "model": "nope"}, headers=AUTH)
+    assert unknown_model.status_code == 404 and unknown_model.json()["error"]["code"] == "unknown_model"
+    assert api.http.get("/v1/jobs/does-not-exist", headers=AUTH).status_code == 404
+    assert api.http.get("/v1/jobs/does-not-exist/results", headers=AUTH).status_code == 404
+    assert api.http.post("/v1/jobs/does-not-exist/retry", headers=AUTH).status_code == 404
+    malicious = api.http.post("/v1/classify", json={"texts": ["x"], "model": "../../etc"}, headers=AUTH)
+    assert malicious.status_code == 422 and malicious.json()["error"]["code"] == "invalid_reference"
+
+
+def test_too_many_texts_or_bytes_get_413(api: RunningApi, tmp_path: Path) -> None:
+    many = api.http.post("/v1/classify", json={"texts": ["x"] * 51, "model": "tiny"}, headers=AUTH)
+    assert many.status_code == 413 and "limit of 50" in many.json()["error"]["message"]
+    big = "x" * 250_000
+    upload = api.http.post(
+        "/v1/jobs/upload", files={"file": ("big.txt", big.encode(), "text/plain")}, data={"model": "tiny"}, headers=AUTH
+    )
+    assert upload.status_code == 413, upload.text
+    assert "LEPTON_API_MAX_BODY_BYTES" in upload.json()["error"]["message"]
+
+
+def test_a_deep_queue_gets_429_with_retry_after(api: RunningApi, client: LeptonClient) -> None:
+    waiting = client.submit_bulk([f"text {i}" for i in range(10)], model="tiny", chunk_size=1)  # no worker runs
+    answer = api.http.post("/v1/classify", json={"texts": ["x"], "model": "tiny"}, headers=AUTH)
+    assert answer.status_code == 429, answer.text
+    assert answer.headers["Retry-After"].isdigit() and answer.json()["error"]["code"] == "queue_full"
+    metrics = api.http.get("/metrics", headers=AUTH).text
+    assert 'lepton_queue_depth{queue="lepton.inference"} 10' in metrics
+    cancelled = api.http.delete(f"/v1/jobs/{waiting.id}", headers=AUTH).json()
+    assert cancelled["state"] == "cancelled"
+
+
+def test_models_are_listed_and_promoted(api: RunningApi) -> None:
+    (tiny,) = [model for model in api.http.get("/v1/models", headers=AUTH).json()["models"] if model["name"] == "tiny"]
+    assert tiny["aliases"]["production"] == 1 and tiny["versions"][0]["variants"] == ["fp32", "int8"]
+    promoted = api.http.post("/v1/models/tiny/promote", json={"version": 1, "alias": "staging"}, headers=AUTH)
+    assert promoted.json() == {"name": "tiny", "alias": "staging", "version": 1}
+    missing = api.http.post("/v1/models/tiny/promote", json={"version": 9}, headers=AUTH)
+    assert missing.status_code == 404
+
+
+def test_training_is_queued_followed_and_cancelled(api: RunningApi, sst2: LabelledTexts) -> None:
+    rows = "".join(
+        json.dumps({"text": t, "label": lab}) + "\n"
+        for t, lab in zip(sst2.texts[:60], (sst2.labels or [])[:60], strict=True)
+    )
+    answer = api.http.post(
+        "/v1/train", files={"file": ("train.jsonl", rows.encode())}, data={"name": "sentiment"}, headers=AUTH
+    )
+    assert answer.status_code == 201, answer.text
+    run_id = answer.json()["job_id"]
+    status = api.http.get(f"/v1/jobs/{run_id}", headers=AUTH).json()
+    assert status["kind"] == "train" and status["state"] == "queued" and status["train_rows"] == 60
+    assert api.http.delete(f"/v1/jobs/{run_id}", headers=AUTH).json()["state"] == "cancelled"
+    one_label = "".join(json.dumps({"text": t, "label": "positive"}) + "\n" for t in sst2.texts[:20])
+    refused = api.http.post(
+        "/v1/train", files={"file": ("train.jsonl", one_label.encode())}, data={"name": "sentiment"}, headers=AUTH
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_input"
+
+
+def test_readyz_needs_a_worker(api: RunningApi, start_worker: Callable[..., WorkerProcess]) -> None:
+    not_ready = api.http.get("/readyz")
+    assert not_ready.status_code == 503 and not not_ready.json()["ready"]
+    assert "no worker consumes lepton.inference" in not_ready.json()["problems"][0]
+    start_worker()
+    ready = api.http.get("/readyz").json()
+    assert ready["ready"] and ready["workers"]["lepton.inference"] == 1
+
+
+def test_the_api_refuses_to_serve_without_tokens_beyond_loopback(queue_env: dict[str, str]) -> None:
+    env = {**os.environ, **queue_env, "LEPTON_API_TOKENS": "[]"}
+    for arguments, expected in [
+        (["--host", "0.0.0.0", "--allow-anonymous"], "without authentication"),
+        (["--host", "127.0.0.1"], "--allow-anonymous"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "lepton_runtime", "api", "--port", str(free_port()), *arguments],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2 and expected in done.stderr, done.stderr
+
+
+def test_the_openapi_document_is_valid_and_every_route_declares_its_answer(queue_settings: LeptonSettings) -> None:
+    from openapi_spec_validator import validate
+
+    from producer.api import create_app
+
+    app = create_app(queue_settings.model_copy(update={"api_allow_anonymous": True}))
+    document = app.openapi()
+    validate(document)
+    routes = [route for route in app.routes if isinstance(route, APIRoute)]
+    assert len(routes) == 14
+    for route in routes:
+        declared = route.response_model is not None or route.response_class.__name__ != "JSONResponse"
+        assert declared, f"{route.path} has no response model"
+        assert route.description or route.summary, f"{route.path} says nothing in /docs"
+    assert document["components"]["schemas"]["ClassifyRequest"]["examples"]
