@@ -94,6 +94,8 @@ PROMOTION_METRIC = "validation_accuracy"
 DEFAULT_API_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_API_MAX_QUEUE_DEPTH = 10_000
 DEFAULT_API_CLASSIFY_WAIT_S = 10.0
+# The longest a request may wait for its answer (seconds) before it gets 202 and a job id.
+MAX_API_WAIT_S = 60.0
 # Seconds a client is asked to wait (Retry-After) when the queue is too deep.
 API_RETRY_AFTER_S = 5
 DEFAULT_API_PORT = 8000

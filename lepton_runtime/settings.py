@@ -41,6 +41,12 @@ class LeptonSettings(BaseSettings):
         default=constants.DEFAULT_API_MAX_QUEUE_DEPTH, ge=1, description="Waiting messages before 429."
     )
     api_classify_wait_s: float = Field(default=constants.DEFAULT_API_CLASSIFY_WAIT_S, ge=0, le=60)
+    api_max_wait_s: float = Field(
+        default=constants.MAX_API_WAIT_S,
+        ge=0,
+        le=constants.MAX_API_WAIT_S,
+        description="Longest wait a request may ask.",
+    )
     flower_basic_auth: SecretStr | None = Field(default=None, description="user:password for Flower.")
     # the queue
     chunk_size: int = Field(default=constants.DEFAULT_CHUNK_SIZE, ge=1, le=constants.MAX_CHUNK_SIZE)

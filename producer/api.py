@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, File, Form, Header, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -24,7 +24,13 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lepton_runtime import __version__
-from lepton_runtime.constants import API_RETRY_AFTER_S, INFERENCE_QUEUE, PRODUCTION_ALIAS, TRAINING_QUEUE
+from lepton_runtime.constants import (
+    API_RETRY_AFTER_S,
+    INFERENCE_QUEUE,
+    MAX_API_WAIT_S,
+    PRODUCTION_ALIAS,
+    TRAINING_QUEUE,
+)
 from lepton_runtime.errors import (
     BrokerUnavailableError,
     InvalidInputError,
@@ -78,7 +84,10 @@ class ClassifyRequest(BaseModel):
     texts: list[str] = Field(min_length=1, description="Texts to classify (at most LEPTON_MAX_ITEMS).")
     model: str = Field(min_length=1, description="Model reference: name, name@version or name@alias.")
     wait_s: float | None = Field(
-        default=None, ge=0, le=60, description="Seconds to wait for the answer before 202 (default: the server's)."
+        default=None,
+        ge=0,
+        le=MAX_API_WAIT_S,
+        description="Seconds to wait for the answer before 202 (default: the server's).",
     )
 
     model_config = {
@@ -329,7 +338,7 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
             )
         job = lepton.classify(body.texts, model=body.model, idempotency_key=idempotency_key)
         wait_s = settings.api_classify_wait_s if body.wait_s is None else body.wait_s
-        return classify_answer(job.id, wait_s)
+        return classify_answer(job.id, min(wait_s, settings.api_max_wait_s))
 
     @app.get(
         "/v1/classify/{job_id}",
@@ -337,9 +346,9 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
         dependencies=secured,
         responses={202: {"model": ClassifyResponse, "description": "Still queued or running."}},
     )
-    def classify_result(job_id: str, wait_s: float = 0.0) -> Response:
+    def classify_result(job_id: str, wait_s: Annotated[float, Query(ge=0, le=MAX_API_WAIT_S)] = 0.0) -> Response:
         """The answer of an earlier classify request (202 while it runs)."""
-        return classify_answer(job_id, min(max(wait_s, 0.0), 60.0))
+        return classify_answer(job_id, min(max(wait_s, 0.0), settings.api_max_wait_s))
 
     def classify_answer(job_id: str, wait_s: float) -> Response:
         from celery.result import AsyncResult

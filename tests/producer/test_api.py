@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,6 +30,8 @@ API_LIMITS = {
     "LEPTON_API_MAX_BODY_BYTES": "200000",
     "LEPTON_API_MAX_QUEUE_DEPTH": "5",
 }
+# the longest wait a request may ask; the 202 and fuzz tests need no longer
+FUZZ_ENV = {"LEPTON_API_MAX_WAIT_S": "1"}
 API_START_TIMEOUT_S = 60
 
 
@@ -272,3 +275,22 @@ def test_the_openapi_document_is_valid_and_every_route_declares_its_answer(queue
         assert declared, f"{route.path} has no response model"
         assert route.description or route.summary, f"{route.path} says nothing in /docs"
     assert document["components"]["schemas"]["ClassifyRequest"]["examples"]
+
+
+def test_a_fuzz_run_against_the_running_api_finds_no_server_error(
+    queue_env: dict[str, str], start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    start_worker()
+    env = {**os.environ, **queue_env, **API_LIMITS, **FUZZ_ENV, "LEPTON_API_TOKENS": json.dumps([TOKEN])}
+    api = RunningApi(env, tmp_path / "api.log", [])
+    report = tmp_path / "schemathesis"  # the API answers waits of at most 1 s here (LEPTON_API_MAX_WAIT_S)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("schemathesis")), "run", f"http://127.0.0.1:{api.port}/openapi.json",
+         "--checks", "not_a_server_error", "--header", f"Authorization: Bearer {TOKEN}",
+         "--max-examples", "25", "--seed", "7", "--request-timeout", "30", "--report-dir", str(report)],
+        capture_output=True, text=True, timeout=540, cwd=tmp_path,
+    )  # fmt: skip
+    api.stop()
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    counts = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
+    assert counts and int(counts[1]) == int(counts[2]) >= 300, done.stdout[-2000:]
