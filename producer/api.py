@@ -9,7 +9,6 @@ an ``Idempotency-Key`` header makes a repeated submission return the first job.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from lepton_runtime.errors import (
     JobTimeoutError,
     LeptonError,
 )
+from lepton_runtime.exposure import is_loopback
 from lepton_runtime.jobs.connection import broker_errors
 from lepton_runtime.jobs.queues import queue_depths
 from lepton_runtime.jobs.schemas import JobStatus, PromotePolicy, TrainingStatus
@@ -227,15 +227,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 # -- the app ----------------------------------------------------------------------------------------
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_exposure(settings: LeptonSettings, host: str) -> None:
     """Refuse to serve without tokens unless bound to loopback and anonymous access was asked for."""
     if settings.api_tokens:

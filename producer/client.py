@@ -46,6 +46,7 @@ from lepton_runtime.jobs import (
     connect,
 )
 from lepton_runtime.jobs.protocol import BULK_PRIORITY, INTERACTIVE_PRIORITY
+from lepton_runtime.jobs.queues import stamp_enqueue_times
 from lepton_runtime.labelled_data import LabelledTexts, check_trainable, read_labelled
 from lepton_runtime.prediction import ItemError, Prediction, Provenance
 from lepton_runtime.registry import ModelRegistry, ModelVersion, validate_model_name
@@ -161,6 +162,7 @@ class LeptonClient:
         self.registry = ModelRegistry(self.settings.model_dir)
         self.celery = Celery("lepton-producer", set_as_current=False)
         self.celery.conf.update(celery_config(self.settings))
+        stamp_enqueue_times()
 
     def close(self) -> None:
         self.redis.close()

@@ -8,6 +8,7 @@ from celery import Celery
 
 from lepton_runtime.constants import INFERENCE_QUEUE
 from lepton_runtime.jobs import celery_config
+from lepton_runtime.jobs.queues import stamp_enqueue_times
 from lepton_runtime.settings import LeptonSettings
 from workers import boot
 from workers.guard import LeptonTask
@@ -22,5 +23,6 @@ def create_app(
     app = Celery("lepton", task_cls=LeptonTask, include=list(include), set_as_current=True)
     app.conf.update(celery_config(settings, consumes=consumes))
     register_tasks(app)
+    stamp_enqueue_times()  # dead-letter replays and retries are sent from workers
     boot.connect_signals()
     return app

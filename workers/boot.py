@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import signals
@@ -23,6 +24,50 @@ def _warm_main_process(sender: Any = None, **_: Any) -> None:
         runtime.current().warm()
 
 
+def _task_started(task_id: str = "", **_: Any) -> None:
+    if runtime.metrics_on():
+        _timer().start(task_id)
+
+
+def _task_finished(task_id: str = "", task: Any = None, **_: Any) -> None:
+    if runtime.metrics_on():
+        _timer().finish(task_id, getattr(task, "name", "?"))
+
+
+def _task_failed(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+    if runtime.metrics_on() and exception is not None:
+        from workers.guard import error_code
+
+        _timer().failed(getattr(sender, "name", "?"), error_code(exception))
+
+
+def _process_gone(**_: Any) -> None:
+    """A pool process exits: its live gauges (memory, CPU) leave the scrape."""
+    if runtime.metrics_on():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+_task_timer: Any = None
+
+
+def _timer() -> Any:
+    global _task_timer
+    if _task_timer is None:
+        from lepton_runtime.monitoring.metrics import TaskTimer
+
+        _task_timer = TaskTimer()
+    return _task_timer
+
+
 def connect_signals() -> None:
+    for signal, handler in [
+        (signals.task_prerun, _task_started),
+        (signals.task_postrun, _task_finished),
+        (signals.task_failure, _task_failed),
+        (signals.worker_process_shutdown, _process_gone),
+    ]:
+        signal.connect(handler, dispatch_uid=f"lepton.{handler.__name__}", weak=False)
     signals.worker_process_init.connect(_warm_pool_process, dispatch_uid="lepton.warm_pool_process", weak=False)
     signals.worker_ready.connect(_warm_main_process, dispatch_uid="lepton.warm_main_process", weak=False)

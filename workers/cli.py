@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import signal
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,6 +24,7 @@ from lepton_runtime.constants import (
     TRAINING_QUEUE,
 )
 from lepton_runtime.errors import ProviderUnavailableError
+from lepton_runtime.exposure import is_loopback
 from lepton_runtime.jobs import DeadLetterStore, JobStore, broker_errors, connect
 from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.settings import LeptonSettings, load_settings
@@ -83,6 +84,18 @@ err_console = Console(stderr=True)
     default=None,
     help="Replace a process after a task once its resident memory passes this.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics of every pool process on this port (/metrics). Default: off.",
+)
+@click.option(
+    "--metrics-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface for --metrics-port; beyond loopback scrapers need a token from LEPTON_API_TOKENS.",
+)
 @click.option("-l", "--loglevel", default="info", show_default=True)
 def worker(
     queues: str,
@@ -94,6 +107,8 @@ def worker(
     name: str | None,
     include: tuple[str, ...],
     max_memory_mb: int | None,
+    metrics_port: int | None,
+    metrics_address: str,
     loglevel: str,
 ) -> None:
     """Run a Celery worker for Lepton tasks (lepton.classify, lepton.bulk.chunk; lepton.train on the training queue).
@@ -112,6 +127,12 @@ def worker(
     from workers.app import create_app
 
     settings = load_settings()
+    if metrics_port is not None:  # before anything imports prometheus_client, in this process or its children
+        from lepton_runtime.monitoring.server import MULTIPROC_DIR_VARIABLE, use_multiprocess_dir
+
+        use_multiprocess_dir(
+            os.environ.get(MULTIPROC_DIR_VARIABLE) or tempfile.mkdtemp(prefix=f"lepton-metrics-{os.getpid()}-")
+        )
     consumed = [queue.strip() for queue in queues.split(",") if queue.strip()]
     unknown = sorted(set(consumed) - set(KNOWN_QUEUES))
     if unknown or not consumed:
@@ -133,9 +154,15 @@ def worker(
             device=cast(runtime.Device, chosen_device),
             intra_op_threads=threads_per_process,
             warm=warm_models,
+            metrics=metrics_port is not None,
         ),
     )
     app = create_app(settings, include=include, consumes=consumed)
+    if metrics_port is not None:
+        from lepton_runtime.monitoring.server import serve_metrics
+
+        serve_metrics(settings, metrics_address, metrics_port)
+        err_console.print(f"metrics on http://{metrics_address}:{metrics_port}/metrics")
     argv = [
         "worker", "-Q", queues, "-c", str(processes), "-P", pool, "-n", worker_name, "-l", loglevel,
         "-E", "--without-mingle", "--without-gossip",
@@ -208,7 +235,7 @@ def flower(address: str, port: int, flower_args: tuple[str, ...]) -> None:
     env = dict(os.environ)
     if settings.flower_basic_auth is not None:
         env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()  # not on the command line
-    elif not _is_loopback(address):
+    elif not is_loopback(address):
         raise click.UsageError(
             f"Flower on {address} would be reachable without a password; set LEPTON_FLOWER_BASIC_AUTH=user:password "
             "or bind to 127.0.0.1"
@@ -218,13 +245,6 @@ def flower(address: str, port: int, flower_args: tuple[str, ...]) -> None:
         f"--address={address}", f"--port={port}", *flower_args,
     ]  # fmt: skip
     os.execve(sys.executable, command, env)
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
 
 
 @click.command()

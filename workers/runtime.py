@@ -35,6 +35,7 @@ class WorkerOptions:
     device: Device = "cpu"
     intra_op_threads: int = 1
     warm: list[str] = field(default_factory=list)
+    metrics: bool = False  # Prometheus metrics on (PROMETHEUS_MULTIPROC_DIR set before any import)
 
 
 class WorkerRuntime:
@@ -53,7 +54,7 @@ class WorkerRuntime:
         self.engines = EngineCache(self.registry, self._make_engine, memory_budget_mb=settings.model_memory_budget_mb)
 
     def _make_engine(self, path: str) -> Engine:
-        return Engine(
+        engine = Engine(
             path,
             device=self.options.device,
             intra_op_threads=self.options.intra_op_threads,
@@ -61,6 +62,12 @@ class WorkerRuntime:
             max_items=self.settings.max_items,
             max_text_chars=self.settings.max_text_chars,
         )
+        if self.options.metrics:
+            from lepton_runtime.monitoring.metrics import EngineMetrics
+
+            engine.observer = EngineMetrics(engine.model.name, engine.model.version)
+            engine.observer.loaded(engine.load_time_s)
+        return engine
 
     def warm(self) -> None:
         """Load (and run once) every model to warm, then say this process is ready."""
@@ -86,6 +93,10 @@ def configure(settings: LeptonSettings, options: WorkerOptions) -> None:
     """Record the worker's settings in the parent; each child builds its runtime from them."""
     global _configured, _runtime
     _configured, _runtime = (settings, options), None
+
+
+def metrics_on() -> bool:
+    return bool(_configured and _configured[1].metrics)
 
 
 def pool_kind() -> str:

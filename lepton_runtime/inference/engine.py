@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -35,6 +35,14 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 DEFAULT_ONNX_FILE = "model.onnx"
 VariantChoice = Literal["auto", "fp32", "int8", "fp16"]
+
+
+class EngineObserver(Protocol):
+    """Told about each ONNX Runtime call and each request (monitoring implements it)."""
+
+    def batch(self, rows: int, real_tokens: int, padded_tokens: int, seconds: float) -> None: ...
+
+    def texts(self, predicted: int, invalid: int) -> None: ...
 
 
 @dataclass
@@ -132,6 +140,7 @@ class Engine:
             provider=self.session.get_providers()[0],
         )
         self.stats = EngineStats()
+        self.observer: EngineObserver | None = None  # set after warm-up: the warm-up text is not work done
         if warm:
             self.classify(["warm-up"])
             self.stats = EngineStats()
@@ -182,6 +191,8 @@ class Engine:
             results[i] = prediction
         for i, issue in issues.items():
             results[i] = ItemError(i, "invalid_input", str(issue))
+        if self.observer is not None:
+            self.observer.texts(len(predictions), len(issues))
         return results
 
     # -- the seed-style API ----------------------------------------------------------------------
@@ -246,7 +257,10 @@ class Engine:
             logits = run_on_cuda(self.session, feeds, "logits")
         else:
             (logits,) = self.session.run(["logits"], feeds)
-        self.stats.inference_s += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.stats.inference_s += seconds
+        if self.observer is not None:
+            self.observer.batch(len(batch.input_ids), batch.real_tokens, batch.padded_tokens, seconds)
         self.stats.batches += 1
         self.stats.real_tokens += batch.real_tokens
         self.stats.padded_tokens += batch.padded_tokens
