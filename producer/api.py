@@ -43,7 +43,7 @@ from lepton_runtime.jobs.queues import queue_depths
 from lepton_runtime.jobs.schemas import JobStatus, PromotePolicy, TrainingStatus
 from lepton_runtime.prediction import ItemError, Prediction
 from lepton_runtime.settings import LeptonSettings
-from producer.client import LeptonClient
+from producer.client import LeptonClient, job_of_task
 
 # HTTP status of each stable error code; anything else is a 500 (a bug).
 STATUS_BY_CODE = {
@@ -426,7 +426,8 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
 
     @app.post("/v1/jobs/{job_id}/retry", response_model=RetriedChunks, dependencies=inference_open)
     def retry_job(job_id: str) -> RetriedChunks:
-        """Run a bulk job's failed chunks again (only those)."""
+        """Run a bulk job's failed chunks again (only those); the id may be a chunk task's, as Flower shows it."""
+        job_id = job_of_task(job_id)
         lepton.status(job_id)  # 404 for an unknown job
         return RetriedChunks(job_id=job_id, chunks=lepton.retry(job_id))
 

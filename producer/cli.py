@@ -169,7 +169,12 @@ def jobs_results(job_id: str, output: Path | None) -> None:
 @jobs.command("retry")
 @click.argument("job_id")
 def jobs_retry(job_id: str) -> None:
-    """Run the failed chunks of a job again (and only those), and send any its producer never sent."""
+    """Run the failed chunks of a job again (and only those), and send any its producer never sent.
+
+    JOB_ID is a bulk job's id, or the id of one of its chunk tasks as Flower shows it
+    (JOB.chunkN.xxxxxxxx). A failed one-text request or training run that was dead-lettered is
+    replayed with `lepton dlq replay ID`.
+    """
     with LeptonClient() as client:
         chunks = client.retry(job_id)
     if chunks:

@@ -58,6 +58,8 @@ TEXT_REPR_CHARS = 60
 # How long `ClassifyJob.wait` waits by default.
 DEFAULT_WAIT_S = 30.0
 # States of a Celery task, as job states.
+# Between the job id and the chunk number in a chunk task's id.
+CHUNK_TASK_MARK = ".chunk"
 _TASK_STATES = {
     "PENDING": "queued",
     "RECEIVED": "queued",
@@ -349,7 +351,9 @@ class LeptonClient:
 
     def retry(self, job_id: str) -> list[int]:
         """Run the failed chunks again (only those), and send the chunks a producer that died while
-        submitting never sent; returns their indices."""
+        submitting never sent; returns their indices. ``job_id`` may also be the id of one of the job's
+        chunk tasks, as Flower shows it."""
+        job_id = job_of_task(job_id)
         with broker_errors(self._url):
             chunks = sorted(set(self.jobs.requeue_failed(job_id)) | set(self.jobs.unsent_chunks(job_id)))
             self._enqueue_chunks(job_id, chunks)
@@ -380,10 +384,22 @@ class LeptonClient:
                 self.celery.send_task(
                     BULK_CHUNK_TASK,
                     args=[job_id, chunk],
+                    task_id=chunk_task_id(job_id, chunk),
                     queue=INFERENCE_QUEUE,
                     priority=BULK_PRIORITY,
                     producer=producer,
                 )
+
+
+def chunk_task_id(job_id: str, chunk: int) -> str:
+    """A chunk task's id names its job and chunk (Flower shows it; `lepton jobs retry` takes it), and is
+    unique per send (a retried chunk is a new message)."""
+    return f"{job_id}{CHUNK_TASK_MARK}{chunk}.{uuid.uuid4().hex[:8]}"
+
+
+def job_of_task(task_or_job_id: str) -> str:
+    """The bulk job a chunk task id belongs to (a job id is returned as it is)."""
+    return task_or_job_id.split(CHUNK_TASK_MARK, 1)[0]
 
 
 def _rows(data: LabelledTexts) -> list[dict[str, str]]:

@@ -229,7 +229,9 @@ def flower(address: str, port: int, flower_args: tuple[str, ...]) -> None:
     """Run Flower (the Celery dashboard) on the app's broker; extra arguments go to Flower.
 
     Bound to loopback it needs no password; bound anywhere else it refuses to start unless
-    LEPTON_FLOWER_BASIC_AUTH (user:password) is set.
+    LEPTON_FLOWER_BASIC_AUTH (user:password) is set. Its /metrics answers only with that password too.
+    Tasks show their arguments cut short (the first text and a count); a failed bulk chunk's id names
+    its job: `lepton jobs retry ID` with the id Flower shows.
     """
     settings = load_settings()
     env = dict(os.environ)
@@ -241,7 +243,7 @@ def flower(address: str, port: int, flower_args: tuple[str, ...]) -> None:
             "or bind to 127.0.0.1"
         )
     command = [
-        sys.executable, "-m", "celery", "--app", "workers.entry:app", "flower",
+        sys.executable, "-m", "workers.flower_launch", "--app", "workers.entry:app", "flower",
         f"--address={address}", f"--port={port}", *flower_args,
     ]  # fmt: skip
     os.execve(sys.executable, command, env)

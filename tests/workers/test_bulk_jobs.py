@@ -135,7 +135,8 @@ def test_a_poison_chunk_is_dead_lettered_and_retry_reruns_only_it(
 
     worker.stop()
     start_worker()  # the cause is gone
-    assert client.retry(poisoned.id) == [bad]
+    assert letter.id.startswith(f"{poisoned.id}.chunk{bad}.")  # the failed task's id, as Flower shows it
+    assert client.retry(letter.id) == [bad]  # retried by that id
     status = poisoned.wait(WAIT_S)
     assert status.state == "succeeded" and status.failed_chunks == 0
     assert client.jobs.chunk_runs(poisoned.id) == {**{c: 1 for c in range(10)}, bad: 4}  # only it ran again
