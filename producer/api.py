@@ -13,13 +13,15 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lepton_runtime import __version__
@@ -32,6 +34,7 @@ from lepton_runtime.constants import (
 )
 from lepton_runtime.errors import (
     BrokerUnavailableError,
+    InputIssue,
     InvalidInputError,
     JobStateError,
     JobTimeoutError,
@@ -55,6 +58,7 @@ STATUS_BY_CODE = {
     "corrupt_model": 500,
     "broker_unavailable": 503,
     "too_large": 413,
+    "unsupported_media_type": 415,
     "queue_full": 429,
     "unauthorized": 401,
 }
@@ -131,6 +135,33 @@ class BulkTextsRequest(BaseModel):
     }
 
 
+class BulkUploadFields(BaseModel):
+    """The form fields beside an uploaded bulk file."""
+
+    model: str = Field(min_length=1)
+    text_field: str = "text"
+    id_field: str = "id"
+    chunk_size: int | None = Field(default=None, ge=1)
+
+
+BULK_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": BulkTextsRequest.model_json_schema()},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file", "model"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "JSONL, CSV or plain lines."},
+                    **BulkUploadFields.model_json_schema()["properties"],
+                },
+            }
+        },
+    },
+}
+
+
 class SubmittedJob(BaseModel):
     job_id: str
     created: bool = Field(description="False when an Idempotency-Key named an earlier submission.")
@@ -196,6 +227,12 @@ class TooLargeError(InvalidInputError):
     """Raised when a request is over a size limit (texts or bytes)."""
 
     code = "too_large"
+
+
+class UnsupportedMediaError(InvalidInputError):
+    """Raised when a body comes in a content type the route does not take."""
+
+    code = "unsupported_media_type"
 
 
 class UnauthorizedError(LeptonError):
@@ -365,29 +402,46 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
         return JSONResponse(done.model_dump())
 
     # -- bulk jobs ------------------------------------------------------------------------------------
-    @app.post("/v1/jobs", response_model=SubmittedJob, status_code=201, dependencies=inference_open)
-    def submit_texts(
-        body: BulkTextsRequest, idempotency_key: Annotated[str | None, Header(max_length=200)] = None
+    @app.post(
+        "/v1/jobs",
+        response_model=SubmittedJob,
+        status_code=201,
+        dependencies=inference_open,
+        openapi_extra={"requestBody": BULK_REQUEST_BODY},
+        responses={200: {"model": SubmittedJob, "description": "The job an earlier Idempotency-Key submitted."}},
+    )
+    async def submit_bulk(
+        request: Request, idempotency_key: Annotated[str | None, Header(max_length=200)] = None
     ) -> Response:
-        """Submit a bulk job of texts given in the body (for a file, POST /v1/jobs/upload)."""
-        job = lepton.submit_bulk(body.texts, model=body.model, chunk_size=body.chunk_size,
-                                 idempotency_key=idempotency_key)  # fmt: skip
-        return submitted(job.id, job.created)
-
-    @app.post("/v1/jobs/upload", response_model=SubmittedJob, status_code=201, dependencies=inference_open)
-    def submit_file(
-        file: Annotated[UploadFile, File(description="JSONL with a text field, CSV with a column, or plain lines.")],
-        model: Annotated[str, Form(min_length=1)],
-        text_field: Annotated[str, Form()] = "text",
-        id_field: Annotated[str, Form()] = "id",
-        chunk_size: Annotated[int | None, Form(ge=1)] = None,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-    ) -> Response:
-        """Submit a bulk job over an uploaded file, read as ``lepton submit`` reads one."""
-        with uploaded(file) as path:
-            job = lepton.submit_bulk(path, model=model, chunk_size=chunk_size, text_field=text_field,
-                                     id_field=id_field, idempotency_key=idempotency_key)  # fmt: skip
-        return submitted(job.id, job.created)
+        """Submit a bulk job: texts in a JSON body, or a file uploaded as multipart form data (JSONL with a
+        text field, CSV with a column, or plain lines, read as ``lepton submit`` reads one)."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            body = validated(BulkTextsRequest, await request.body())
+            job = await run_in_threadpool(
+                lepton.submit_bulk, body.texts, model=body.model, chunk_size=body.chunk_size,
+                idempotency_key=idempotency_key,
+            )  # fmt: skip
+            return submitted(job.id, job.created)
+        if kind == "multipart/form-data":
+            form = await request.form()
+            upload = form.get("file")
+            if not isinstance(upload, StarletteUploadFile):
+                raise InvalidInputError(
+                    "file: a bulk upload needs a `file` part (JSONL, CSV or plain lines)",
+                    issues=[InputIssue("file", "missing")],
+                )
+            fields = validated(BulkUploadFields, {k: v for k, v in form.items() if isinstance(v, str)})
+            with uploaded(upload, settings.api_max_body_bytes) as path:
+                job = await run_in_threadpool(
+                    lepton.submit_bulk, path, model=fields.model, chunk_size=fields.chunk_size,
+                    text_field=fields.text_field, id_field=fields.id_field, idempotency_key=idempotency_key,
+                )  # fmt: skip
+            return submitted(job.id, job.created)
+        raise UnsupportedMediaError(
+            f"content-type {kind or '(none)'} is not accepted: send application/json with texts, or"
+            " multipart/form-data with a file"
+        )
 
     def submitted(job_id: str, created: bool) -> Response:
         answer = SubmittedJob(job_id=job_id, created=created, status_url=f"/v1/jobs/{job_id}")
@@ -451,7 +505,7 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> Response:
         """Queue a fine-tuning run of MiniLM-L6 on an uploaded labelled file; follow it at GET /v1/jobs/{id}."""
-        with uploaded(file) as path:
+        with uploaded(file, settings.api_max_body_bytes) as path:
             run = lepton.train(path, name=name, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                                max_length=max_length, promote=promote, text_field=text_field,
                                label_field=label_field, idempotency_key=idempotency_key)  # fmt: skip
@@ -538,6 +592,19 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
     return app
 
 
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validated(model: type[Model], data: bytes | dict[str, Any]) -> Model:
+    """``data`` as ``model``, or the 422 the API gives for any invalid body, naming each bad field."""
+    try:
+        return model.model_validate_json(data) if isinstance(data, bytes) else model.model_validate(data)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
+        ) from None
+
+
 def prediction_out(index: int, answer: Prediction | ItemError) -> PredictionOut:
     if isinstance(answer, ItemError):
         return PredictionOut(index=index, error=ErrorBody(code=answer.code, message=answer.message))
@@ -547,17 +614,28 @@ def prediction_out(index: int, answer: Prediction | ItemError) -> PredictionOut:
 
 
 class uploaded:
-    """An upload copied to a temporary file (kept with its suffix, which names its format), removed after."""
+    """An upload copied to a temporary file (kept with its suffix, which names its format) and removed after;
+    more than ``max_bytes`` is refused with 413 even when the client sent no Content-Length."""
 
-    def __init__(self, upload: UploadFile) -> None:
+    def __init__(self, upload: StarletteUploadFile, max_bytes: int) -> None:
         self.upload = upload
+        self.max_bytes = max_bytes
         self.directory = Path(tempfile.mkdtemp(prefix="lepton-upload-"))
 
     def __enter__(self) -> Path:
         name = Path(self.upload.filename or "upload.txt").name or "upload.txt"
         path = self.directory / name
+        copied = 0
         with path.open("wb") as handle:
-            shutil.copyfileobj(self.upload.file, handle, UPLOAD_COPY_CHUNK_BYTES)
+            while block := self.upload.file.read(UPLOAD_COPY_CHUNK_BYTES):
+                copied += len(block)
+                if copied > self.max_bytes:
+                    shutil.rmtree(self.directory, ignore_errors=True)
+                    raise TooLargeError(
+                        f"file: the upload is over the limit of {self.max_bytes:,} bytes"
+                        " (LEPTON_API_MAX_BODY_BYTES); split the file"
+                    )
+                handle.write(block)
         return path
 
     def __exit__(self, *_: object) -> None:

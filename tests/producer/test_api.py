@@ -147,7 +147,7 @@ def test_an_uploaded_file_becomes_a_bulk_job(
     source.write_text('review_id,review\nr1,great film\nr2,"dull, slow"\nr3,loved it\n', encoding="utf-8")
     with source.open("rb") as handle:
         answer = api.http.post(
-            "/v1/jobs/upload",
+            "/v1/jobs",
             files={"file": ("reviews.csv", handle, "text/csv")},
             data={"model": "tiny", "text_field": "review", "id_field": "review_id"},
             headers=AUTH,
@@ -192,10 +192,26 @@ def test_too_many_texts_or_bytes_get_413(api: RunningApi, tmp_path: Path) -> Non
     assert many.status_code == 413 and "limit of 50" in many.json()["error"]["message"]
     big = "x" * 250_000
     upload = api.http.post(
-        "/v1/jobs/upload", files={"file": ("big.txt", big.encode(), "text/plain")}, data={"model": "tiny"}, headers=AUTH
+        "/v1/jobs", files={"file": ("big.txt", big.encode(), "text/plain")}, data={"model": "tiny"}, headers=AUTH
     )
     assert upload.status_code == 413, upload.text
     assert "LEPTON_API_MAX_BODY_BYTES" in upload.json()["error"]["message"]
+    # the same upload sent chunked, without a Content-Length: counted while it is copied
+    boundary = "lepton-boundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\ntiny\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n{big}\r\n'
+        f"--{boundary}--\r\n"
+    ).encode()
+    chunked = api.http.post(
+        "/v1/jobs",
+        content=iter([body[:1000], body[1000:]]),
+        headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert chunked.status_code == 413, chunked.text
+    assert chunked.json()["error"]["issues"] == [] and "file:" in chunked.json()["error"]["message"]
+    wrong_type = api.http.post("/v1/jobs", content=b"great film", headers={**AUTH, "Content-Type": "text/plain"})
+    assert wrong_type.status_code == 415 and wrong_type.json()["error"]["code"] == "unsupported_media_type"
 
 
 def test_a_deep_queue_gets_429_with_retry_after(api: RunningApi, client: LeptonClient) -> None:
@@ -269,7 +285,7 @@ def test_the_openapi_document_is_valid_and_every_route_declares_its_answer(queue
     document = app.openapi()
     validate(document)
     routes = [route for route in app.routes if isinstance(route, APIRoute)]
-    assert len(routes) == 14
+    assert len(routes) == 13
     for route in routes:
         declared = route.response_model is not None or route.response_class.__name__ != "JSONResponse"
         assert declared, f"{route.path} has no response model"
