@@ -320,10 +320,7 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        issues = [
-            ErrorIssue(field=".".join(str(part) for part in e["loc"] if part != "body") or "body", problem=e["msg"])
-            for e in error.errors()
-        ]
+        issues = [issue_of(e) for e in error.errors()]
         message = "; ".join(f"{issue.field}: {issue.problem}" for issue in issues)
         body = ErrorResponse(error=ErrorBody(code="invalid_input", message=message, issues=issues))
         return JSONResponse(body.model_dump(), status_code=422)
@@ -605,6 +602,19 @@ def validated(model: type[Model], data: bytes | dict[str, Any]) -> Model:
         ) from None
 
 
+def issue_of(error: Any) -> ErrorIssue:
+    """One validation error as the field it concerns and what is wrong with it."""
+    if error.get("type") == "json_invalid":  # its location is a character position, not a field
+        reason = (error.get("ctx") or {}).get("error", "not JSON")
+        return ErrorIssue(
+            field="body",
+            problem=f"the body is not valid JSON ({reason} at character {error['loc'][-1]}); send a JSON object"
+            ' such as {"texts": ["..."], "model": "name"}',
+        )
+    field = ".".join(str(part) for part in error["loc"] if part != "body") or "body"
+    return ErrorIssue(field=field, problem=str(error["msg"]))
+
+
 def prediction_out(index: int, answer: Prediction | ItemError) -> PredictionOut:
     if isinstance(answer, ItemError):
         return PredictionOut(index=index, error=ErrorBody(code=answer.code, message=answer.message))
@@ -621,10 +631,11 @@ class uploaded:
         self.upload = upload
         self.max_bytes = max_bytes
         self.directory = Path(tempfile.mkdtemp(prefix="lepton-upload-"))
+        self.name = Path(upload.filename or "upload.txt").name or "upload.txt"
+        self.path = self.directory / self.name
 
     def __enter__(self) -> Path:
-        name = Path(self.upload.filename or "upload.txt").name or "upload.txt"
-        path = self.directory / name
+        path = self.path
         copied = 0
         with path.open("wb") as handle:
             while block := self.upload.file.read(UPLOAD_COPY_CHUNK_BYTES):
@@ -638,8 +649,10 @@ class uploaded:
                 handle.write(block)
         return path
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+        if isinstance(error, LeptonError) and error.args:  # name the upload as the client named it
+            error.args = (str(error.args[0]).replace(str(self.path), self.name), *error.args[1:])
 
 
 __all__ = ["check_exposure", "create_app"]

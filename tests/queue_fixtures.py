@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from pydantic import SecretStr
@@ -31,6 +35,7 @@ TEST_LIMITS = {
     "LEPTON_MAX_RETRIES": "2",
 }
 WORKER_READY_TIMEOUT_S = 120
+API_START_TIMEOUT_S = 60
 
 
 def free_port() -> int:
@@ -108,3 +113,31 @@ def start_worker(
     yield start
     for worker in started:
         worker.stop()
+
+
+class RunningApi:
+    """A `lepton api` child process and an HTTP client pointed at it."""
+
+    def __init__(self, env: dict[str, str], log: Path, arguments: list[str]) -> None:
+        self.port = free_port()
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lepton_runtime", "api", "--port", str(self.port), *arguments],
+            cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+        deadline = time.monotonic() + API_START_TIMEOUT_S
+        while True:  # wait for the socket to answer (or the process to die), not for a fixed time
+            try:
+                self.http.get("/healthz").raise_for_status()
+                return
+            except httpx.TransportError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"lepton api did not start:\n{log.read_text()}") from None
+                time.sleep(0.05)  # polling a socket that is not open yet; the condition is the answer
+
+    def stop(self) -> None:
+        self.http.close()
+        self.process.terminate()
+        self.process.wait(30)

@@ -7,18 +7,16 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.routing import APIRoute
 
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
-from tests.queue_fixtures import REPO_ROOT, free_port
+from tests.queue_fixtures import REPO_ROOT, RunningApi, free_port
 from workers.processes import WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -32,35 +30,6 @@ API_LIMITS = {
 }
 # the longest wait a request may ask; the 202 and fuzz tests need no longer
 FUZZ_ENV = {"LEPTON_API_MAX_WAIT_S": "1"}
-API_START_TIMEOUT_S = 60
-
-
-class RunningApi:
-    """A `lepton api` child process and an HTTP client pointed at it."""
-
-    def __init__(self, env: dict[str, str], log: Path, arguments: list[str]) -> None:
-        self.port = free_port()
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "lepton_runtime", "api", "--port", str(self.port), *arguments],
-            cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
-        deadline = time.monotonic() + API_START_TIMEOUT_S
-        while True:  # wait for the socket to answer (or the process to die), not for a fixed time
-            try:
-                self.http.get("/healthz").raise_for_status()
-                return
-            except httpx.TransportError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"lepton api did not start:\n{log.read_text()}") from None
-                time.sleep(0.05)  # polling a socket that is not open yet; the condition is the answer
-
-    def stop(self) -> None:
-        self.http.close()
-        self.process.terminate()
-        self.process.wait(30)
 
 
 @pytest.fixture

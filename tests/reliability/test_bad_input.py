@@ -1,0 +1,187 @@
+"""The bad-input corpus (bad_inputs.json and the cases below) through a real API, worker and Redis: each input
+gets a clear error with a stable code, no worker process dies, and a job running meanwhile is unaffected."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import redis
+
+from lepton_runtime.jobs.queues import queue_lists
+from lepton_runtime.labelled_data import LabelledTexts
+from lepton_runtime.registry import ModelRegistry, ModelVersion
+from lepton_runtime.settings import LeptonSettings
+from producer import LeptonClient
+from tests.queue_fixtures import RunningApi
+from workers.processes import WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+CORPUS = json.loads((Path(__file__).with_name("bad_inputs.json")).read_text(encoding="utf-8"))
+TOKEN = "reliability-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def expand(value: Any) -> Any:
+    """The corpus spells huge inputs as {"repeat": s, "times": n} (one long string) or {"repeat-list": ...}."""
+    if isinstance(value, dict) and "repeat" in value:
+        return value["repeat"] * value["times"]
+    if isinstance(value, list):
+        expanded: list[Any] = []
+        for item in value:
+            if isinstance(item, dict) and "repeat-list" in item:
+                expanded += [item["repeat-list"]] * item["times"]
+            else:
+                expanded.append(expand(item))
+        return expanded
+    if isinstance(value, dict):
+        return {key: expand(item) for key, item in value.items()}
+    return value
+
+
+class Fleet:
+    """One API and one two-process worker over a private copy of the registry, and a healthy job running."""
+
+    def __init__(self, api: RunningApi, worker: WorkerProcess, client: LeptonClient, healthy_job_id: str) -> None:
+        self.api, self.worker, self.client, self.healthy_job_id = api, worker, client, healthy_job_id
+        self.pool_pids = sorted(child.pid for child in psutil.Process(worker.process.pid).children())
+
+
+@pytest.fixture
+def fleet(
+    start_worker: Callable[..., WorkerProcess],
+    queue_env: dict[str, str],
+    queue_settings: LeptonSettings,
+    copy_of_published: ModelRegistry,
+    tiny_checkpoint: Path,
+    sst2: LabelledTexts,
+    tmp_path: Path,
+) -> Iterator[Fleet]:
+    from export.publish import export_checkpoint
+
+    for name in ("truncated", "badsum"):  # two more models, damaged below
+        export_checkpoint(tiny_checkpoint, copy_of_published, name, variants=["fp32"])
+    truncated = copy_of_published.resolve("truncated").path / "model.onnx"
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    manifest_path = copy_of_published.resolve("badsum").path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["model.onnx"]["sha256"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+
+    env = {**queue_env, "LEPTON_MODEL_DIR": str(copy_of_published.root)}
+    worker = start_worker(concurrency=2, env=env)
+    api = RunningApi({**os.environ, **env, "LEPTON_API_TOKENS": json.dumps([TOKEN])}, tmp_path / "api.log", [])
+    settings = queue_settings.model_copy(update={"model_dir": copy_of_published.root})
+    with LeptonClient(settings) as client:
+        healthy = client.submit_bulk(sst2.texts, model="tiny", chunk_size=64)
+        yield Fleet(api, worker, client, healthy.id)
+    api.stop()
+
+
+def test_the_corpus_gets_clear_errors_no_worker_dies_and_other_work_finishes(fleet: Fleet, tmp_path: Path) -> None:
+    answered = []
+    for case in CORPUS:
+        if "raw" in case:
+            headers = {**AUTH, "Content-Type": "application/json"}
+            answer = fleet.api.http.post("/v1/classify", content=case["raw"].encode(), headers=headers)
+        else:
+            answer = fleet.api.http.post("/v1/classify", json=expand(case["body"]), headers=AUTH)
+        assert answer.status_code == case["status"], (case["name"], answer.text[:500])
+        body = answer.json()
+        if "item_code" in case:
+            (item,) = body["predictions"]
+            assert item["error"]["code"] == case["item_code"] and item["error"]["message"], case["name"]
+        else:
+            error = body["error"]
+            assert error["code"] == case["code"] and len(error["message"]) > 20, (case["name"], error)
+            if "field" in case:
+                assert case["field"] in [issue["field"] for issue in error["issues"]], (case["name"], error)
+        answered.append(case["name"])
+
+    # files: every problem named with its line, nothing half-submitted
+    for name, content, expected in [
+        ("invalid UTF-8", b'{"text": "fine"}\n{"text": "caf\xe9"}\n', "UTF-8"),
+        ("a line that is not JSON", b'{"text": "fine"}\n{"text": \n', "line 2"),
+        ("a line without the text field", b'{"text": "fine"}\n{"body": "x"}\n', "text"),
+        ("an empty file", b"", "input.jsonl: no texts"),
+    ]:
+        answer = fleet.api.http.post(
+            "/v1/jobs", files={"file": ("input.jsonl", content)}, data={"model": "tiny"}, headers=AUTH
+        )
+        assert answer.status_code == 422, (name, answer.text)
+        error = answer.json()["error"]
+        assert error["code"] == "invalid_input" and expected in error["message"], (name, error)
+        assert "lepton-upload" not in error["message"], "the client's file name, not the server's temporary path"
+        answered.append(name)
+
+    # damaged models: refused by their checksums before ONNX Runtime reads a byte
+    for model, damage in [("truncated", "a truncated ONNX file"), ("badsum", "a manifest whose checksum differs")]:
+        answer = fleet.api.http.post("/v1/classify", json={"texts": ["fine"], "model": model}, headers=AUTH)
+        assert answer.json()["error"]["code"] == "corrupt_model", (damage, answer.text)
+        assert "sha256" in answer.json()["error"]["message"]
+        answered.append(damage)
+
+    assert len(answered) >= 27
+    assert fleet.client.wait(fleet.healthy_job_id, 180).state == "succeeded", "other work is unaffected"
+    assert fleet.worker.process.poll() is None
+    pool = sorted(child.pid for child in psutil.Process(fleet.worker.process.pid).children())
+    assert pool == fleet.pool_pids, "no pool process died or was replaced"
+
+
+class _Explodes:
+    """What an attacker would send: unpickling it runs a command (here: creates a file)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickled_message_sent_straight_to_the_queue_is_refused_unread(
+    fleet: Fleet, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pickle-ran"
+    task_id = uuid.uuid4().hex
+    message = {
+        "body": base64.b64encode(pickle.dumps(((_Explodes(marker),), {}, {}))).decode(),
+        "content-encoding": "binary",
+        "content-type": "application/x-python-serialize",
+        "headers": {"lang": "py", "task": "lepton.classify", "id": task_id, "root_id": task_id},
+        "properties": {
+            "correlation_id": task_id,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": "lepton.inference"},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": uuid.uuid4().hex,
+        },
+    }
+    queue = queue_lists("lepton.inference")[0]
+    redis_client.lpush(queue, json.dumps(message))
+    # the worker takes it off the queue and refuses it; a request sent after it is answered
+    answer = fleet.api.http.post("/v1/classify", json={"texts": ["a fine film"], "model": "tiny"}, headers=AUTH)
+    assert answer.status_code == 200 and answer.json()["predictions"][0]["label"]
+    assert redis_client.llen(queue) == 0
+    assert not marker.exists(), "the pickle must never be loaded"
+    assert fleet.worker.process.poll() is None
+    assert "ContentDisallowed" in fleet.worker.log_path.read_text() or "disallowed" in fleet.worker.log_tail()
+    shutil.rmtree(tmp_path / "unused", ignore_errors=True)
+
+
+def test_model_and_data_paths_cannot_escape_their_roots(fleet: Fleet, published: ModelVersion) -> None:
+    for reference in ["../tiny", "tiny/../../x", "..", "tiny@../1", "C:\\windows", "~root"]:
+        answer = fleet.api.http.post("/v1/classify", json={"texts": ["fine"], "model": reference}, headers=AUTH)
+        assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_reference", reference
+    promoted = fleet.api.http.post("/v1/models/..%2F..%2Fetc/promote", json={"version": 1}, headers=AUTH)
+    assert promoted.status_code in {404, 422}, promoted.text
