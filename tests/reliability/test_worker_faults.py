@@ -1,0 +1,76 @@
+"""Worker faults, short version (make test): pool processes SIGKILLed at ten moments across a 20,000-text job,
+then the worker stopped warm (SIGTERM) in the middle of another: every input answered exactly once, in order,
+both jobs succeeded, and no message is left unacknowledged in Redis."""
+
+from __future__ import annotations
+
+import random
+import signal
+from collections.abc import Callable
+
+import psutil
+import pytest
+import redis
+
+from lepton_runtime.constants import REDIS_KEY_PREFIX
+from lepton_runtime.jobs.schemas import JobStatus
+from lepton_runtime.labelled_data import LabelledTexts
+from lepton_runtime.settings import LeptonSettings
+from producer import LeptonClient
+from workers.processes import WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+KILLS = 10
+TEXTS = 20_000
+CHUNKS_BETWEEN_KILLS = 8
+
+
+def test_ten_kills_and_a_warm_shutdown_lose_and_duplicate_nothing(
+    start_worker: Callable[..., WorkerProcess],
+    queue_settings: LeptonSettings,
+    redis_client: redis.Redis,
+    sst2: LabelledTexts,
+) -> None:
+    texts = (sst2.texts * (TEXTS // len(sst2.texts) + 1))[:TEXTS]
+    worker = start_worker(concurrency=2, env={"LEPTON_MAX_DELIVERIES": str(KILLS + 1)})
+    chooser = random.Random(7)
+    killed: list[int] = []
+    in_flight: list[int] = []
+    unacked = f"{REDIS_KEY_PREFIX}unacked"
+
+    def kill_now_and_then(status: JobStatus) -> None:  # called as the job's progress is published
+        in_flight.append(redis_client.hlen(unacked))  # messages taken by the worker, not yet acknowledged
+        if len(killed) < KILLS and status.done_chunks >= CHUNKS_BETWEEN_KILLS * (len(killed) + 1):
+            pool = psutil.Process(worker.process.pid).children()
+            if pool:
+                victim = chooser.choice(pool)
+                victim.kill()  # SIGKILL, mid-chunk or between chunks
+                killed.append(victim.pid)
+
+    with LeptonClient(queue_settings) as client:
+        job = client.submit_bulk(texts, model="tiny", chunk_size=100)
+        status = client.jobs.wait(job.id, 600, on_progress=kill_now_and_then, progress_interval_s=0.05)
+        assert len(killed) == KILLS, f"only {len(killed)} kills happened before the job finished"
+        assert status.state == "succeeded", status.failures
+        rows = list(client.results(job.id))
+        assert [row["id"] for row in rows] == [str(i) for i in range(TEXTS)]
+        assert all("label" in row for row in rows)
+        assert worker.process.poll() is None, "the worker outlives its pool processes"
+
+        # warm shutdown in the middle of a second job, then a fresh worker finishes it
+        second = client.submit_bulk(texts[:5000], model="tiny", chunk_size=100)
+        stopped: list[WorkerProcess] = []
+
+        def stop_warm_midway(status: JobStatus) -> None:
+            if not stopped and status.done_chunks >= 5:
+                worker.process.send_signal(signal.SIGTERM)
+                assert worker.process.wait(60) == 0, "a warm shutdown finishes its tasks and exits cleanly"
+                stopped.append(start_worker())
+
+        status = client.jobs.wait(second.id, 300, on_progress=stop_warm_midway, progress_interval_s=0.05)
+        assert stopped and status.state == "succeeded"
+        assert [row["id"] for row in client.results(second.id)] == [str(i) for i in range(5000)]
+    assert max(in_flight) > 0, f"{unacked} should hold the messages in flight while the job runs"
+    assert redis_client.hlen(unacked) == 0, "no message is left unacknowledged"
+    assert redis_client.zcard(f"{REDIS_KEY_PREFIX}unacked_index") == 0
