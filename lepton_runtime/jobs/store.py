@@ -301,7 +301,10 @@ class JobStore:
 
     @staticmethod
     def _not_found(job_id: str) -> JobNotFoundError:
-        return JobNotFoundError(f"no job {job_id!r} (never submitted, or expired); list jobs with `lepton jobs list`")
+        return JobNotFoundError(
+            f"no job {job_id!r}: never submitted, expired, or lost by a Redis that restarted without its"
+            " append-only file; list jobs with `lepton jobs list`, or submit it again"
+        )
 
 
 def _status_from_record(record: dict[str, str], failures: list[ChunkFailure]) -> JobStatus:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from lepton_runtime.errors import BrokerUnavailableError
+from lepton_runtime.errors import BrokerUnavailableError, JobNotFoundError
 from lepton_runtime.jobs.schemas import JobStatus
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion
@@ -55,6 +55,36 @@ def test_a_redis_restart_mid_job_loses_nothing(published: ModelVersion, sst2: La
             rows = list(client.results(job.id))
         assert [row["id"] for row in rows] == [str(i) for i in range(TEXTS)]
         assert all("label" in row for row in rows)
+        assert worker.process.poll() is None, "the worker reconnected instead of dying"
+    finally:
+        worker.stop()
+        server.stop()
+
+
+def test_without_persistence_a_restart_fails_the_job_clearly_instead_of_hanging(
+    published: ModelVersion, sst2: LabelledTexts, tmp_path: Path
+) -> None:
+    server = LocalRedis(free_port(), tmp_path / "redis", appendonly=False)
+    url = server.start()
+    env = {**os.environ, **TEST_LIMITS, "LEPTON_REDIS_URL": url, "LEPTON_MODEL_DIR": str(published.path.parent.parent)}
+    settings = LeptonSettings(redis_url=SecretStr(url), model_dir=published.path.parent.parent)
+    worker = WorkerProcess(env, tmp_path / "worker.log", processes=1,
+                           arguments=["--threads", "1", "--warm", "tiny@production"], cwd=REPO_ROOT)  # fmt: skip
+    try:
+        worker.wait_ready(WORKER_READY_TIMEOUT_S)
+        with LeptonClient(settings) as client:
+            job = client.submit_bulk((sst2.texts * 2)[:3000], model="tiny", chunk_size=50)
+
+            def restart_midway(status: JobStatus) -> None:
+                if status.done_chunks >= 5:
+                    server.stop()
+                    server.start()  # empty: nothing was persisted
+                    raise Restarted
+
+            with pytest.raises((Restarted, BrokerUnavailableError)):
+                client.jobs.wait(job.id, 120, on_progress=restart_midway, progress_interval_s=0.05)
+        with LeptonClient(settings) as client, pytest.raises(JobNotFoundError, match="append-only file"):
+            client.wait(job.id, 60)  # answered at once, not after the timeout
         assert worker.process.poll() is None, "the worker reconnected instead of dying"
     finally:
         worker.stop()

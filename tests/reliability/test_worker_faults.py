@@ -74,3 +74,18 @@ def test_ten_kills_and_a_warm_shutdown_lose_and_duplicate_nothing(
     assert max(in_flight) > 0, f"{unacked} should hold the messages in flight while the job runs"
     assert redis_client.hlen(unacked) == 0, "no message is left unacknowledged"
     assert redis_client.zcard(f"{REDIS_KEY_PREFIX}unacked_index") == 0
+
+
+def test_a_pool_process_over_its_memory_budget_is_replaced_and_the_job_finishes(
+    start_worker: Callable[..., WorkerProcess], queue_settings: LeptonSettings, sst2: LabelledTexts
+) -> None:
+    worker = start_worker(extra=["--max-memory-mb", "64"])  # below what a process with a model needs
+    (first,) = psutil.Process(worker.process.pid).children()
+    assert first.memory_info().rss > 64 * 1024 * 1024
+    with LeptonClient(queue_settings) as client:
+        job = client.submit_bulk(sst2.texts[:1000], model="tiny", chunk_size=100)
+        assert job.wait(300).state == "succeeded"
+        assert [row["id"] for row in client.results(job.id)] == [str(i) for i in range(1000)]
+        assert client.jobs.chunk_runs(job.id) == dict.fromkeys(range(10), 1), "recycling is not a failure"
+    assert not first.is_running(), "the process over budget was replaced after its task"
+    assert worker.process.poll() is None
