@@ -42,21 +42,27 @@ class LocalRedis:
     Its memory policy is ``noeviction``: a full Redis refuses writes rather than drop queued jobs.
     """
 
-    def __init__(self, port: int, data_dir: Path, *, appendonly: bool = True) -> None:
+    def __init__(self, port: int, data_dir: Path, *, appendonly: bool = True, password: str | None = None) -> None:
         self.port = port
         self.data_dir = data_dir
         self.appendonly = appendonly
+        self.password = password  # written to a private config file, never on the command line
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
         """Start the server and wait until it answers; return its URL."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "redis.conf"
+        config.touch(mode=0o600)
+        config.write_text(f'requirepass "{self.password}"\n' if self.password else "")
         command = [
             find_redis_server(),
+            str(config.resolve()),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.data_dir.resolve()),
@@ -67,7 +73,7 @@ class LocalRedis:
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         try:
             while True:
                 try:
@@ -87,7 +93,9 @@ class LocalRedis:
         if self.process is None or self.process.poll() is not None:
             return
         with contextlib.suppress(redis.RedisError):  # SHUTDOWN drops the connection; failures handled below
-            redis.Redis(port=self.port, socket_timeout=STOP_TIMEOUT_S).shutdown(nosave=not self.appendonly)
+            redis.Redis(port=self.port, password=self.password, socket_timeout=STOP_TIMEOUT_S).shutdown(
+                nosave=not self.appendonly
+            )
         try:
             self.process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
