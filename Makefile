@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 # torch first, pinned: the local CPU wheel; a bare `torch` would pull gigabytes of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format types check bench bench-queue demo clean
+.PHONY: install test test-fast lint format types check bench bench-queue soak demo clean
 
 install: $(VENV)/.installed  ## create .venv with everything for CPU use (inference, training, API, dev tools)
 
@@ -40,6 +40,9 @@ bench: install  ## engine throughput against the transformers pipeline, measured
 
 bench-queue: install  ## bulk jobs and one-text requests through Redis and a real worker vs in process
 	$(PYTHON) bench/queue.py
+
+soak: install  ## 30 minutes of mixed traffic (needs a published model: make demo); report in bench/results/soak.md
+	$(PYTHON) bench/soak.py --minutes 30
 
 demo: install  ## the main job end to end on the embedded default
 	$(VENV)/bin/lepton demo

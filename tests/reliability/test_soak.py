@@ -1,0 +1,35 @@
+"""The soak, short version (make test: 2 minutes; make soak: 30): mixed traffic, nothing lost or duplicated."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lepton_runtime.registry import ModelVersion
+from tests.queue_fixtures import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+SHORT_SOAK_MINUTES = 2
+
+
+def test_two_minutes_of_bulk_jobs_and_32_clients_lose_and_duplicate_nothing(
+    published: ModelVersion, tmp_path: Path
+) -> None:
+    report = tmp_path / "soak.md"
+    done = subprocess.run(
+        [sys.executable, "bench/soak.py", "--minutes", str(SHORT_SOAK_MINUTES), "--clients", "32",
+         "--bulk-texts", "2000", "--model", "tiny@production", "--registry", str(published.path.parent.parent),
+         "--report", str(report)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=SHORT_SOAK_MINUTES * 60 + 300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = report.read_text()
+    assert "| lost results | **0** |" in text and "| duplicated results | **0** |" in text
+    assert "| failed requests or jobs | 0 |" in text
+    bulk_jobs = int(text.split("| bulk jobs finished | ")[1].split(" |")[0])
+    requests = int(text.split("| one-text requests answered | ")[1].split(" ")[0].replace(",", ""))
+    assert bulk_jobs >= 3 and requests >= 1000, text
