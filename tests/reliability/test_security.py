@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,3 +95,21 @@ def test_secrets_stay_secret_and_a_wrong_redis_password_is_refused_clearly(
             api.stop()
         worker.stop()
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["flower", "--address", "0.0.0.0"], "LEPTON_FLOWER_BASIC_AUTH"),
+        (["api", "--host", "0.0.0.0", "--allow-anonymous"], "LEPTON_API_TOKENS"),
+        (["worker", "--metrics-port", "0", "--metrics-address", "0.0.0.0"], "LEPTON_API_TOKENS"),
+    ],
+)
+def test_nothing_is_served_beyond_loopback_without_credentials(command: list[str], expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEPTON_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "lepton_runtime", *command],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert expected in done.stderr
