@@ -16,6 +16,7 @@ from lepton_runtime.errors import InvalidInputError, JobNotFoundError, JobStateE
 from lepton_runtime.jobs import scripts
 from lepton_runtime.jobs.keys import JOB_INDEX_KEY, JobKeys, idempotency_key
 from lepton_runtime.jobs.schemas import ChunkFailure, JobStatus, Progress
+from lepton_runtime.jobs.waiting import wait_until_finished
 
 StartDecision = Literal["run", "done", "failed", "cancelled", "missing"]
 # Chunks written to (or read from) Redis per round trip.
@@ -194,27 +195,19 @@ class JobStore:
         progress_interval_s: float = 0.5,
     ) -> JobStatus:
         """Block until the job reaches a final state (woken by its finished channel, not by polling)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(JobKeys(job_id).finished_channel)
-        try:
-            while True:
-                status = self.status(job_id)  # read after subscribing: no finish slips between
-                if on_progress:
-                    on_progress(status)
-                if status.finished:
-                    return status
-                left_s = None if deadline is None else deadline - time.monotonic()
-                if left_s is not None and left_s <= 0:
-                    raise JobTimeoutError(
-                        f"job {job_id} is still {status.state} after {timeout_s} s "
-                        f"({status.done_texts}/{status.total_texts} texts); wait longer or check "
-                        f"`lepton jobs status {job_id}`"
-                    )
-                step_s = progress_interval_s if on_progress else (left_s if left_s is not None else 60.0)
-                pubsub.get_message(timeout=step_s if left_s is None else min(step_s, left_s))
-        finally:
-            pubsub.close()
+        return wait_until_finished(
+            self.redis,
+            JobKeys(job_id).finished_channel,
+            lambda: self.status(job_id),
+            timeout_s,
+            timed_out=lambda status: JobTimeoutError(
+                f"job {job_id} is still {status.state} after {timeout_s} s "
+                f"({status.done_texts}/{status.total_texts} texts); wait longer or check "
+                f"`lepton jobs status {job_id}`"
+            ),
+            on_progress=on_progress,
+            progress_interval_s=progress_interval_s,
+        )
 
     def results(self, job_id: str) -> Iterator[str]:
         """The job's output rows (JSON lines) in input order, once it has finished.

@@ -25,6 +25,7 @@ from lepton_runtime.jobs.schemas import (
     TrainingStatus,
     TrainRequest,
 )
+from lepton_runtime.jobs.waiting import wait_until_finished
 
 RunStart = Literal["run", "succeeded", "failed", "cancelled", "missing"]
 
@@ -145,27 +146,19 @@ class TrainingRuns:
         progress_interval_s: float = 0.5,
     ) -> TrainingStatus:
         """Block until the run reaches a final state (woken by its finished channel, not by polling)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(TrainingKeys(run_id).finished_channel)
-        try:
-            while True:
-                status = self.status(run_id)  # read after subscribing: no finish slips between
-                if on_progress:
-                    on_progress(status)
-                if status.finished:
-                    return status
-                left_s = None if deadline is None else deadline - time.monotonic()
-                if left_s is not None and left_s <= 0:
-                    raise JobTimeoutError(
-                        f"training run {run_id} is still {status.state} ({status.progress.phase}, epoch "
-                        f"{status.progress.epoch}/{status.progress.epochs}) after {timeout_s} s; wait longer or "
-                        f"check `lepton jobs status {run_id}`"
-                    )
-                step_s = progress_interval_s if on_progress else (left_s if left_s is not None else 60.0)
-                pubsub.get_message(timeout=step_s if left_s is None else min(step_s, left_s))
-        finally:
-            pubsub.close()
+        return wait_until_finished(
+            self.redis,
+            TrainingKeys(run_id).finished_channel,
+            lambda: self.status(run_id),
+            timeout_s,
+            timed_out=lambda status: JobTimeoutError(
+                f"training run {run_id} is still {status.state} ({status.progress.phase}, epoch "
+                f"{status.progress.epoch}/{status.progress.epochs}) after {timeout_s} s; wait longer or "
+                f"check `lepton jobs status {run_id}`"
+            ),
+            on_progress=on_progress,
+            progress_interval_s=progress_interval_s,
+        )
 
     def list_runs(self, limit: int = 20) -> list[TrainingStatus]:
         """The most recent runs, newest first (expired ones are dropped from the index)."""
