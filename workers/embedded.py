@@ -40,19 +40,35 @@ class LocalRedis:
     """A redis-server child process bound to 127.0.0.1, with append-only persistence in ``data_dir``.
 
     Its memory policy is ``noeviction``: a full Redis refuses writes rather than drop queued jobs.
+    ``also_bind``: further local addresses to listen on (a test network's host end); only with a password.
     """
 
-    def __init__(self, port: int, data_dir: Path, *, appendonly: bool = True, password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        data_dir: Path,
+        *,
+        appendonly: bool = True,
+        password: str | None = None,
+        also_bind: tuple[str, ...] = (),
+    ) -> None:
+        if also_bind and not password:
+            raise ValueError("a Redis bound beyond loopback needs a password: pass password=...")
         self.port = port
         self.data_dir = data_dir
         self.appendonly = appendonly
         self.password = password  # written to a private config file, never on the command line
+        self.also_bind = also_bind
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        return self.url_at("127.0.0.1")
+
+    def url_at(self, address: str) -> str:
+        """The URL of this server at one of the addresses it listens on."""
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"redis://{auth}{address}:{self.port}/0"
 
     def start(self) -> str:
         """Start the server and wait until it answers; return its URL."""
@@ -63,7 +79,7 @@ class LocalRedis:
         command = [
             find_redis_server(),
             str(config.resolve()),
-            "--bind", "127.0.0.1",
+            "--bind", "127.0.0.1", *self.also_bind,
             "--port", str(self.port),
             "--dir", str(self.data_dir.resolve()),
             "--appendonly", "yes" if self.appendonly else "no",

@@ -4,19 +4,24 @@ a message is delivered -> counted; more starts than ``max_deliveries`` -> dead l
 the task raises a transient error -> retried with exponential backoff and full jitter
 it raises a permanent error       -> fails at once with the error's stable code
 it raises anything else           -> a bug: no retry, dead letter with the traceback
+Redis does not answer (refused, timed out, or the time limit struck while waiting on it)
+                                  -> an outage, not the input's fault: the message is given back (redelivered
+                                     once Redis answers, here or on another worker) and nothing is recorded,
+                                     since every record lives in the Redis that cannot be reached; a retry
+                                     would have to be published through that same Redis
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from traceback import format_exc
+from traceback import format_exc, walk_tb
 from typing import Any
 
 import redis
 from billiard.einfo import ExceptionInfo
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 
 from lepton_runtime.constants import INFERENCE_QUEUE, RETRY_BACKOFF_BASE_S, RETRY_BACKOFF_MAX_S
@@ -50,6 +55,20 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, redis.ConnectionError | redis.TimeoutError | MemoryError)
 
 
+def redis_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` means Redis is out of reach: a connection error, or a time limit that struck while the
+    task waited inside redis-py for an answer (the network to Redis is down), judged by the interrupted frames."""
+    if isinstance(error, redis.AuthenticationError):
+        return False  # a wrong password: waiting does not help
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        return True
+    if not isinstance(error, SoftTimeLimitExceeded):
+        return False
+    frames = [frame for frame, _ in walk_tb(error.__traceback__)]
+    interrupted = frames[-3:]  # the signal handler raises in the innermost frame; redis-py sits just above
+    return any(str(frame.f_globals.get("__name__", "")).startswith("redis.") for frame in interrupted)
+
+
 class LeptonTask(Task):  # type: ignore[misc]
     """Counts deliveries, retries transient errors, dead-letters what cannot succeed by itself."""
 
@@ -74,6 +93,15 @@ class LeptonTask(Task):  # type: ignore[misc]
         try:
             result = self.run(*args, **kwargs)
         except Exception as error:
+            if redis_unreachable(error):
+                logger.warning(
+                    "%s %s: Redis does not answer (%s); the message goes back to the queue and runs again once "
+                    "Redis answers, here or on another worker",
+                    self.name,
+                    task_id,
+                    type(error).__name__,
+                )
+                raise Reject(f"Redis unreachable while running {task_id}", requeue=True) from error
             runtime.deliveries.finished(task_id, redelivered=redelivered)
             retries = self.request.retries
             if is_transient(error) and retries < runtime.settings.max_retries:

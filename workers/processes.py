@@ -23,13 +23,21 @@ WARM_SHUTDOWN_TIMEOUT_S = 30.0
 
 
 class ChildProcess:
-    """``python -m lepton_runtime ARGUMENTS`` with its output in ``log_path``."""
+    """``python -m lepton_runtime ARGUMENTS`` with its output in ``log_path``; ``run_through``: a command that
+    runs it (``ip netns exec NAME`` puts it in a network namespace)."""
 
-    def __init__(self, arguments: Sequence[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        arguments: Sequence[str],
+        env: dict[str, str],
+        log_path: Path,
+        cwd: Path | None = None,
+        run_through: Sequence[str] = (),
+    ) -> None:
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "lepton_runtime", *arguments],
+                [*run_through, sys.executable, "-m", "lepton_runtime", *arguments],
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -73,6 +81,7 @@ class WorkerProcess(ChildProcess):
         arguments: Sequence[str] = (),
         name_prefix: str = "lepton",
         cwd: Path | None = None,
+        run_through: Sequence[str] = (),
     ) -> None:
         self.name = f"{name_prefix}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         self.processes = processes
@@ -80,7 +89,7 @@ class WorkerProcess(ChildProcess):
         with connect(self.redis_url) as client:
             client.delete(worker_ready_key(self.name))
         command = ["worker", "--name", self.name, "--concurrency", str(processes), *arguments]
-        super().__init__(command, env, log_path, cwd)
+        super().__init__(command, env, log_path, cwd, run_through)
 
     def wait_ready(self, timeout_s: float = WORKER_READY_TIMEOUT_S) -> None:
         """Block until every pool process announced itself; raise if the worker dies or takes too long."""
