@@ -41,7 +41,10 @@ bench: install  ## engine throughput against the transformers pipeline, measured
 bench-queue: install  ## bulk jobs and one-text requests through Redis and a real worker vs in process
 	$(PYTHON) bench/queue.py
 
-soak: install  ## 30 minutes of mixed traffic (needs a published model: make demo); report in bench/results/soak.md
+soak: install  ## long reliability suite + 30 minutes of mixed traffic on MiniLM; reports in bench/results/
+	LEPTON_RELIABILITY_LONG=1 LEPTON_RELIABILITY_REPORT=bench/results/reliability.md $(PYTHON) -m pytest tests/reliability
+	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('sentiment@production')" \
+		2>/dev/null || $(VENV)/bin/lepton demo  # the soak classifies with the demo's fine-tuned MiniLM
 	$(PYTHON) bench/soak.py --minutes 30
 
 demo: install  ## the main job end to end on the embedded default

@@ -23,6 +23,7 @@ from lepton_runtime.registry import ModelRegistry, ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
 from tests.queue_fixtures import RunningApi
+from tests.reliability.conftest import Figures
 from workers.processes import WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -88,8 +89,10 @@ def fleet(
     api.stop()
 
 
-def test_the_corpus_gets_clear_errors_no_worker_dies_and_other_work_finishes(fleet: Fleet, tmp_path: Path) -> None:
-    answered = []
+def test_the_corpus_gets_clear_errors_no_worker_dies_and_other_work_finishes(
+    fleet: Fleet, tmp_path: Path, figures: Figures
+) -> None:
+    answered: list[tuple[str, str]] = []  # (case, how it was answered)
     for case in CORPUS:
         if "raw" in case:
             headers = {**AUTH, "Content-Type": "application/json"}
@@ -101,12 +104,14 @@ def test_the_corpus_gets_clear_errors_no_worker_dies_and_other_work_finishes(fle
         if "item_code" in case:
             (item,) = body["predictions"]
             assert item["error"]["code"] == case["item_code"] and item["error"]["message"], case["name"]
+            how = f"{answer.status_code}, item error `{item['error']['code']}`"
         else:
             error = body["error"]
             assert error["code"] == case["code"] and len(error["message"]) > 20, (case["name"], error)
             if "field" in case:
                 assert case["field"] in [issue["field"] for issue in error["issues"]], (case["name"], error)
-        answered.append(case["name"])
+            how = f"{answer.status_code} `{error['code']}`" + (f" naming `{case['field']}`" if "field" in case else "")
+        answered.append((case["name"], how))
 
     # files: every problem named with its line, nothing half-submitted
     for name, content, expected in [
@@ -122,20 +127,23 @@ def test_the_corpus_gets_clear_errors_no_worker_dies_and_other_work_finishes(fle
         error = answer.json()["error"]
         assert error["code"] == "invalid_input" and expected in error["message"], (name, error)
         assert "lepton-upload" not in error["message"], "the client's file name, not the server's temporary path"
-        answered.append(name)
+        answered.append((f"file: {name}", f"422 `invalid_input` naming {expected!r}"))
 
     # damaged models: refused by their checksums before ONNX Runtime reads a byte
     for model, damage in [("truncated", "a truncated ONNX file"), ("badsum", "a manifest whose checksum differs")]:
         answer = fleet.api.http.post("/v1/classify", json={"texts": ["fine"], "model": model}, headers=AUTH)
         assert answer.json()["error"]["code"] == "corrupt_model", (damage, answer.text)
         assert "sha256" in answer.json()["error"]["message"]
-        answered.append(damage)
+        answered.append((damage, f"{answer.status_code} `corrupt_model` naming the sha256"))
 
     assert len(answered) >= 27
     assert fleet.client.wait(fleet.healthy_job_id, 180).state == "succeeded", "other work is unaffected"
     assert fleet.worker.process.poll() is None
     pool = sorted(child.pid for child in psutil.Process(fleet.worker.process.pid).children())
     assert pool == fleet.pool_pids, "no pool process died or was replaced"
+    for case, how in answered:
+        figures.add("Bad input", case.replace("|", "/"), how)
+    figures.add("Bad input", "**cases tried; workers died; other job**", f"{len(answered)}; none; succeeded")
 
 
 class _Explodes:
@@ -149,7 +157,7 @@ class _Explodes:
 
 
 def test_a_pickled_message_sent_straight_to_the_queue_is_refused_unread(
-    fleet: Fleet, redis_client: redis.Redis, tmp_path: Path
+    fleet: Fleet, redis_client: redis.Redis, tmp_path: Path, figures: Figures
 ) -> None:
     marker = tmp_path / "pickle-ran"
     task_id = uuid.uuid4().hex
@@ -176,12 +184,17 @@ def test_a_pickled_message_sent_straight_to_the_queue_is_refused_unread(
     assert not marker.exists(), "the pickle must never be loaded"
     assert fleet.worker.process.poll() is None
     assert "ContentDisallowed" in fleet.worker.log_path.read_text() or "disallowed" in fleet.worker.log_tail()
+    figures.add("Bad input", "pickle message pushed straight onto the queue", "refused unread (ContentDisallowed)")
     shutil.rmtree(tmp_path / "unused", ignore_errors=True)
 
 
-def test_model_and_data_paths_cannot_escape_their_roots(fleet: Fleet, published: ModelVersion) -> None:
-    for reference in ["../tiny", "tiny/../../x", "..", "tiny@../1", "C:\\windows", "~root"]:
+def test_model_and_data_paths_cannot_escape_their_roots(
+    fleet: Fleet, published: ModelVersion, figures: Figures
+) -> None:
+    escapes = ["../tiny", "tiny/../../x", "..", "tiny@../1", "C:\\windows", "~root"]
+    for reference in escapes:
         answer = fleet.api.http.post("/v1/classify", json={"texts": ["fine"], "model": reference}, headers=AUTH)
         assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_reference", reference
     promoted = fleet.api.http.post("/v1/models/..%2F..%2Fetc/promote", json={"version": 1}, headers=AUTH)
     assert promoted.status_code in {404, 422}, promoted.text
+    figures.add("Bad input", "model references escaping the registry", f"{len(escapes)}, each 422 `invalid_reference`")

@@ -22,6 +22,7 @@ from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
 from tests.queue_fixtures import REPO_ROOT, TEST_LIMITS, WORKER_READY_TIMEOUT_S, RunningApi, free_port
+from tests.reliability.conftest import Figures
 from workers.embedded import LocalRedis
 from workers.processes import WorkerProcess
 
@@ -46,7 +47,7 @@ def every_value(client: redis.Redis) -> Iterator[str]:
 
 
 def test_secrets_stay_secret_and_a_wrong_redis_password_is_refused_clearly(
-    published: ModelVersion, sst2: LabelledTexts, tmp_path: Path
+    published: ModelVersion, sst2: LabelledTexts, tmp_path: Path, figures: Figures
 ) -> None:
     password, token = f"redis-{uuid.uuid4().hex}", f"api-{uuid.uuid4().hex}"
     server = LocalRedis(free_port(), tmp_path / "redis", password=password)
@@ -90,6 +91,10 @@ def test_secrets_stay_secret_and_a_wrong_redis_password_is_refused_clearly(
         with redis.Redis.from_url(url, decode_responses=True) as store:
             leaked = [value[:200] for value in every_value(store) if password in value or token in value]
         assert not leaked, leaked
+        section = "Security"
+        figures.add(section, "Redis with requirepass; wrong or missing password", "refused, not echoed")
+        figures.add(section, "password or API token in command lines, logs, Redis values", f"0 of {len(processes)} "
+                    f"processes, {len(logs):,} log characters, every Redis key and value")  # fmt: skip
     finally:
         if api is not None:
             api.stop()
@@ -105,7 +110,9 @@ def test_secrets_stay_secret_and_a_wrong_redis_password_is_refused_clearly(
         (["worker", "--metrics-port", "0", "--metrics-address", "0.0.0.0"], "LEPTON_API_TOKENS"),
     ],
 )
-def test_nothing_is_served_beyond_loopback_without_credentials(command: list[str], expected: str) -> None:
+def test_nothing_is_served_beyond_loopback_without_credentials(
+    command: list[str], expected: str, figures: Figures
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEPTON_")}
     done = subprocess.run(
         [sys.executable, "-m", "lepton_runtime", *command],
@@ -113,3 +120,4 @@ def test_nothing_is_served_beyond_loopback_without_credentials(command: list[str
     )  # fmt: skip
     assert done.returncode == 2, done.stderr[-2000:]
     assert expected in done.stderr
+    figures.add("Security", f"`lepton {' '.join(command)}` without credentials", f"refused (exit 2, names {expected})")
