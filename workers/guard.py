@@ -49,10 +49,11 @@ def error_code(error: BaseException) -> str:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether trying again later can help: Redis unreachable, out of memory, or a LeptonError saying so."""
+    """Whether a retry later can help: out of memory, or a LeptonError saying so (Redis out of reach is
+    handled before, by giving the message back: see ``redis_unreachable``)."""
     if isinstance(error, LeptonError):
         return error.transient
-    return isinstance(error, redis.ConnectionError | redis.TimeoutError | MemoryError)
+    return isinstance(error, MemoryError)
 
 
 def redis_unreachable(error: BaseException) -> bool:
