@@ -44,9 +44,10 @@ from lepton_runtime.exposure import is_loopback
 from lepton_runtime.jobs.connection import broker_errors
 from lepton_runtime.jobs.queues import queue_depths
 from lepton_runtime.jobs.schemas import JobStatus, PromotePolicy, TrainingStatus
+from lepton_runtime.jobs.sending import job_of_task
 from lepton_runtime.prediction import ItemError, Prediction
 from lepton_runtime.settings import LeptonSettings
-from producer.client import LeptonClient, job_of_task
+from producer.client import LeptonClient
 
 # HTTP status of each stable error code; anything else is a 500 (a bug).
 STATUS_BY_CODE = {

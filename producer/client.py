@@ -18,7 +18,6 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
 from lepton_runtime.constants import (
-    BULK_CHUNK_TASK,
     CLASSIFY_TASK,
     INFERENCE_QUEUE,
     MAX_CHUNK_SIZE,
@@ -45,8 +44,9 @@ from lepton_runtime.jobs import (
     celery_config,
     connect,
 )
-from lepton_runtime.jobs.protocol import BULK_PRIORITY, INTERACTIVE_PRIORITY
+from lepton_runtime.jobs.protocol import INTERACTIVE_PRIORITY
 from lepton_runtime.jobs.queues import stamp_enqueue_times
+from lepton_runtime.jobs.sending import job_of_task, send_chunks
 from lepton_runtime.labelled_data import LabelledTexts, check_trainable, read_labelled
 from lepton_runtime.prediction import ItemError, Prediction, Provenance
 from lepton_runtime.registry import ModelRegistry, ModelVersion, validate_model_name
@@ -58,8 +58,6 @@ TEXT_REPR_CHARS = 60
 # How long `ClassifyJob.wait` waits by default.
 DEFAULT_WAIT_S = 30.0
 # States of a Celery task, as job states.
-# Between the job id and the chunk number in a chunk task's id.
-CHUNK_TASK_MARK = ".chunk"
 _TASK_STATES = {
     "PENDING": "queued",
     "RECEIVED": "queued",
@@ -379,27 +377,7 @@ class LeptonClient:
         return self.registry.resolve(model)
 
     def _enqueue_chunks(self, job_id: str, chunks: Sequence[int] | range) -> None:
-        with self.celery.producer_or_acquire() as producer:
-            for chunk in chunks:
-                self.celery.send_task(
-                    BULK_CHUNK_TASK,
-                    args=[job_id, chunk],
-                    task_id=chunk_task_id(job_id, chunk),
-                    queue=INFERENCE_QUEUE,
-                    priority=BULK_PRIORITY,
-                    producer=producer,
-                )
-
-
-def chunk_task_id(job_id: str, chunk: int) -> str:
-    """A chunk task's id names its job and chunk (Flower shows it; `lepton jobs retry` takes it), and is
-    unique per send (a retried chunk is a new message)."""
-    return f"{job_id}{CHUNK_TASK_MARK}{chunk}.{uuid.uuid4().hex[:8]}"
-
-
-def job_of_task(task_or_job_id: str) -> str:
-    """The bulk job a chunk task id belongs to (a job id is returned as it is)."""
-    return task_or_job_id.split(CHUNK_TASK_MARK, 1)[0]
+        send_chunks(self.celery, job_id, chunks)
 
 
 def _rows(data: LabelledTexts) -> list[dict[str, str]]:

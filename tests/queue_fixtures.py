@@ -16,7 +16,9 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from lepton_runtime.constants import INFERENCE_QUEUE
 from lepton_runtime.jobs import connect
+from lepton_runtime.jobs.queues import queue_lists
 from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from workers.embedded import LocalRedis
@@ -42,6 +44,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def take_message(client: redis.Redis, job_id: str, chunk: int) -> None:
+    """Take a chunk's message off its queue as kombu's BRPOP does, without recording it anywhere."""
+    for key in queue_lists(INFERENCE_QUEUE):
+        for message in client.lrange(key, 0, -1):
+            if f"{job_id}.chunk{chunk}." in message:
+                assert client.lrem(key, 1, message) == 1
+                return
+    raise AssertionError(f"no message for chunk {chunk}")
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,8 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 INTERACTIVE_PRIORITY = 0
 BULK_PRIORITY = 6
 RESULT_BACKEND_CLASS = "lepton_runtime.jobs.result_backend:LeptonResultBackend"
+# kombu's Redis transport, mended so that a Redis outage never ends a worker (jobs/transport.py).
+BROKER_TRANSPORT_CLASS = "lepton_runtime.jobs.transport:Transport"
 # Results of one-shot tasks (`lepton.classify`) are kept this long in the result backend.
 RESULT_TTL_S = 24 * 3600
 
@@ -58,7 +60,6 @@ def celery_config(settings: LeptonSettings, *, consumes: Collection[str] = (INFE
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
         "health_check_interval": 25,
-        "retry_on_timeout": True,
     }
     return {
         "broker_url": settings.broker_url,
@@ -71,6 +72,7 @@ def celery_config(settings: LeptonSettings, *, consumes: Collection[str] = (INFE
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "event_serializer": "json",
+        "broker_transport": BROKER_TRANSPORT_CLASS,
         "broker_transport_options": transport,
         "result_backend_transport_options": {"global_keyprefix": REDIS_KEY_PREFIX, "retry_policy": {"timeout": 5.0}},
         "result_expires": RESULT_TTL_S,

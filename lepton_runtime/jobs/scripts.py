@@ -42,6 +42,7 @@ if redis.call('HGET', record, 'cancelled') == '1' then
   return 'cancelled'
 end
 redis.call('HSET', states, chunk, 'running')
+redis.call('HSET', record, 'active_at', now)
 redis.call('HINCRBY', runs, chunk, 1)
 redis.call('HINCRBY', record, 'chunk_runs', 1)
 if redis.call('HGET', record, 'state') == 'queued' then redis.call('HSET', record, 'state', 'running') end
@@ -62,6 +63,7 @@ if state == 'cancelled' then redis.call('HINCRBY', record, 'cancelled_chunks', -
 redis.call('HSET', results, chunk, ARGV[5])
 redis.call('EXPIRE', results, ttl)
 redis.call('HSET', states, chunk, 'done')
+redis.call('HSET', record, 'active_at', now)
 redis.call('HDEL', errors, chunk)
 redis.call('HINCRBY', record, 'done_chunks', 1)
 redis.call('HINCRBY', record, 'done_texts', ARGV[6])

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 from pydantic import SecretStr
 
 from lepton_runtime.errors import JobNotFoundError
@@ -18,7 +20,7 @@ from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
-from tests.queue_fixtures import REPO_ROOT, TEST_LIMITS, WORKER_READY_TIMEOUT_S, free_port
+from tests.queue_fixtures import REPO_ROOT, TEST_LIMITS, WORKER_READY_TIMEOUT_S, free_port, take_message
 from tests.reliability.conftest import Figures, scaled
 from workers.embedded import LocalRedis
 from workers.processes import WorkerProcess
@@ -110,4 +112,28 @@ def test_without_persistence_a_restart_fails_the_job_clearly_instead_of_hanging(
         "Broker faults",
         "Redis restarted empty (no persistence)",
         "the wait ends at once: JobNotFoundError naming the append-only file",
+    )
+
+
+def test_a_chunk_message_the_broker_lost_is_sent_again_and_the_job_finishes(
+    start_worker: Callable[..., WorkerProcess],
+    queue_settings: LeptonSettings,
+    redis_client: redis.Redis,
+    sst2: LabelledTexts,
+    figures: Figures,
+) -> None:
+    with LeptonClient(queue_settings) as client:
+        job = client.submit_bulk(sst2.texts[:800], model="tiny", chunk_size=100)
+        take_message(redis_client, job.id, 3)  # as kombu loses one popped just as Redis goes away
+        worker = start_worker()
+        started_s = time.monotonic()
+        status = client.jobs.wait(job.id, 120)
+        assert status.state == "succeeded", status.failures
+        assert [row["id"] for row in client.results(job.id)] == [str(i) for i in range(800)]
+        assert client.jobs.chunk_runs(job.id) == dict.fromkeys(range(8), 1)
+    assert "sending them again" in worker.log_tail(20_000)
+    figures.add(
+        "Broker faults",
+        "a chunk message lost by the broker (popped, never recorded as unacknowledged)",
+        f"sent again by the lost-chunk sweep; job exact after {time.monotonic() - started_s:.0f} s",
     )

@@ -1,0 +1,95 @@
+"""Lost chunk messages: the unfinished chunks of a stalled bulk job that no broker list holds, found to be sent again.
+
+kombu's Redis transport takes a message off its queue with BRPOP and only afterwards records it as
+unacknowledged. A message popped just as the connection drops (a Redis restart or failover) is then in
+neither place and would never run (celery/kombu#305, celery/celery#4354); its job would wait forever. The job
+store knows which chunks are unfinished, so a sweep compares them with the messages Redis holds:
+
+a running job with no chunk started or finished for ``stalled_after_s`` -> stalled
+its queued or running chunks with no message in a queue list or the unacknowledged hash -> lost
+
+A chunk sent again that was not lost after all (its message in a worker's hands at the very moment of the
+sweep) runs twice, which a chunk may: its rows are stored once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import cast
+
+import redis
+
+from lepton_runtime.constants import INFERENCE_QUEUE, REDIS_KEY_PREFIX
+from lepton_runtime.jobs.keys import JOB_INDEX_KEY, JobKeys
+from lepton_runtime.jobs.queues import queue_lists
+from lepton_runtime.jobs.sending import CHUNK_TASK_MARK
+
+# kombu's hash of delivered, not yet acknowledged messages of the inference queue.
+UNACKED_KEY = f"{REDIS_KEY_PREFIX}unacked"
+# Messages read from Redis per round trip while looking for a job's chunks.
+SCAN_PAGE = 1000
+# At most this many of the newest jobs are looked at per sweep.
+JOBS_PER_SWEEP = 10_000
+UNFINISHED = ("queued", "running")
+
+
+def stalled_jobs(client: redis.Redis, stalled_after_s: float, *, now: float | None = None) -> list[str]:
+    """Jobs fully sent and still running whose last chunk start or finish is older than ``stalled_after_s``."""
+    now = time.time() if now is None else now
+    job_ids = cast(list[str], client.zrevrange(JOB_INDEX_KEY, 0, JOBS_PER_SWEEP - 1))
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(JobKeys(job_id).record, ["state", "enqueued_at", "active_at"])
+        records = pipe.execute()
+    stalled = []
+    for job_id, (state, enqueued_at, active_at) in zip(job_ids, records, strict=True):
+        if state not in UNFINISHED or enqueued_at is None:
+            continue  # finished, expired, or its producer is still sending it
+        if now - float(active_at or enqueued_at) >= stalled_after_s:
+            stalled.append(job_id)
+    return stalled
+
+
+def chunks_in_broker(client: redis.Redis, job_ids: list[str]) -> dict[str, set[int]]:
+    """For each job, the chunks that have a message waiting in the inference queue or held unacknowledged."""
+    found: dict[str, set[int]] = {job_id: set() for job_id in job_ids}
+    if not job_ids:
+        return found
+    pattern = re.compile("(" + "|".join(map(re.escape, job_ids)) + ")" + re.escape(CHUNK_TASK_MARK) + r"(\d+)\.")
+
+    def note(message: str) -> None:
+        for job_id, chunk in pattern.findall(message):
+            found[job_id].add(int(chunk))
+
+    for key in queue_lists(INFERENCE_QUEUE):
+        start = 0
+        while page := cast(list[str], client.lrange(key, start, start + SCAN_PAGE - 1)):
+            for message in page:
+                note(message)
+            start += SCAN_PAGE
+    for _, message in client.hscan_iter(UNACKED_KEY, count=SCAN_PAGE):
+        note(message)
+    return found
+
+
+def lost_chunks(client: redis.Redis, stalled_after_s: float) -> dict[str, list[int]]:
+    """Per stalled job, its unfinished chunks that no broker list holds (jobs with none are left out)."""
+    stalled = stalled_jobs(client, stalled_after_s)
+    if not stalled:
+        return {}
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in stalled:
+            pipe.hgetall(JobKeys(job_id).chunk_states)
+        states = pipe.execute()
+    present = chunks_in_broker(client, stalled)  # read after the states: a chunk sent meanwhile counts as present
+    lost = {}
+    for job_id, chunk_states in zip(stalled, states, strict=True):
+        missing = sorted(
+            int(index)
+            for index, state in chunk_states.items()
+            if state in UNFINISHED and int(index) not in present[job_id]
+        )
+        if missing:
+            lost[job_id] = missing
+    return lost

@@ -1,0 +1,41 @@
+"""Sending a bulk job's chunks to the broker: one ``lepton.bulk.chunk`` message per chunk, named after its job."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from lepton_runtime.constants import BULK_CHUNK_TASK, INFERENCE_QUEUE
+from lepton_runtime.jobs.protocol import BULK_PRIORITY
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+# Between the job id and the chunk number in a chunk task's id.
+CHUNK_TASK_MARK = ".chunk"
+
+
+def chunk_task_id(job_id: str, chunk: int) -> str:
+    """A chunk task's id names its job and chunk (Flower shows it; `lepton jobs retry` takes it), and is
+    unique per send (a retried chunk is a new message)."""
+    return f"{job_id}{CHUNK_TASK_MARK}{chunk}.{uuid.uuid4().hex[:8]}"
+
+
+def job_of_task(task_or_job_id: str) -> str:
+    """The bulk job a chunk task id belongs to (a job id is returned as it is)."""
+    return task_or_job_id.split(CHUNK_TASK_MARK, 1)[0]
+
+
+def send_chunks(celery: Celery, job_id: str, chunks: Iterable[int]) -> None:
+    """One message per chunk on the inference queue, at bulk priority, over one broker connection."""
+    with celery.producer_or_acquire() as producer:
+        for chunk in chunks:
+            celery.send_task(
+                BULK_CHUNK_TASK,
+                args=[job_id, chunk],
+                task_id=chunk_task_id(job_id, chunk),
+                queue=INFERENCE_QUEUE,
+                priority=BULK_PRIORITY,
+                producer=producer,
+            )

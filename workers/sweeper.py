@@ -1,0 +1,87 @@
+"""The lost-chunk sweep of inference workers: a timer of the worker's event loop that sends again the chunks of
+stalled bulk jobs whose message Redis lost (lepton_runtime.jobs.repair); one worker of the fleet sweeps at a time."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from celery import Celery, bootsteps
+from kombu.exceptions import OperationalError
+
+from lepton_runtime.constants import REDIS_KEY_PREFIX
+from lepton_runtime.jobs import connect
+from lepton_runtime.jobs.repair import lost_chunks
+from lepton_runtime.jobs.sending import send_chunks
+from lepton_runtime.settings import LeptonSettings
+
+logger = logging.getLogger(__name__)
+
+# Held (SET NX with an expiry of one interval) by the worker sweeping now.
+SWEEP_LOCK_KEY = f"{REDIS_KEY_PREFIX}lost-chunk-sweep"
+# Sweeps happen every this many restore intervals of kombu (LEPTON_RESTORE_INTERVAL_S).
+RESTORE_INTERVALS_PER_SWEEP = 5
+
+
+def sweep_interval_s(settings: LeptonSettings) -> float:
+    return settings.restore_interval_s * RESTORE_INTERVALS_PER_SWEEP
+
+
+def stalled_after_s(settings: LeptonSettings) -> float:
+    """No chunk started or finished for this long: any message held by a dead worker has been given back by
+    then (visibility timeout plus restore scans), so a chunk with no message anywhere is lost."""
+    return settings.effective_visibility_timeout_s + 2 * settings.restore_interval_s
+
+
+class LostChunkSweeper:
+    """One sweep: take the fleet's lock, find the lost chunks, send them again."""
+
+    def __init__(self, celery: Celery, settings: LeptonSettings, worker_name: str) -> None:
+        self.celery = celery
+        self.redis = connect(settings.broker_url)
+        self.interval_s = sweep_interval_s(settings)
+        self.stalled_after_s = stalled_after_s(settings)
+        self.worker_name = worker_name
+
+    def sweep(self) -> dict[str, list[int]]:
+        """The chunks sent again, per job (empty when another worker holds the sweep or nothing is lost)."""
+        try:
+            if not self.redis.set(SWEEP_LOCK_KEY, self.worker_name, nx=True, px=int(self.interval_s * 1000)):
+                return {}
+            lost = lost_chunks(self.redis, self.stalled_after_s)
+            for job_id, chunks in lost.items():
+                logger.warning(
+                    "job %s: chunks %s have no message in Redis after %.0f s without progress (lost in a broker "
+                    "outage); sending them again",
+                    job_id,
+                    chunks,
+                    self.stalled_after_s,
+                )
+                send_chunks(self.celery, job_id, chunks)
+            return lost
+        except (redis.RedisError, OperationalError) as error:  # Redis out of reach: the next sweep tries again
+            logger.warning("lost-chunk sweep skipped: %s", error)
+            return {}
+
+
+def install_sweeper(celery: Celery, settings: LeptonSettings, worker_name: str) -> None:
+    """Run ``LostChunkSweeper.sweep`` on the worker's timer (the main process's event loop: no extra thread,
+    nothing forked mid-sweep) for as long as the worker runs."""
+
+    class LostChunkSweep(bootsteps.StartStopStep):  # type: ignore[misc]
+        requires = ("celery.worker.components:Timer",)
+
+        def __init__(self, worker: Any, **options: Any) -> None:
+            super().__init__(worker, **options)
+            self.sweeper = LostChunkSweeper(celery, settings, worker_name)
+            self.timer_entry: Any = None
+
+        def start(self, worker: Any) -> None:
+            self.timer_entry = worker.timer.call_repeatedly(self.sweeper.interval_s, self.sweeper.sweep)
+
+        def stop(self, worker: Any) -> None:
+            if self.timer_entry is not None:
+                self.timer_entry.cancel()
+
+    celery.steps["worker"].add(LostChunkSweep)
