@@ -6,7 +6,9 @@ neither place and would never run (celery/kombu#305, celery/celery#4354); its jo
 store knows which chunks are unfinished, so a sweep compares them with the messages Redis holds:
 
 a running job with no chunk started or finished for ``stalled_after_s`` -> stalled
-its queued or running chunks with no message in a queue list or the unacknowledged hash -> lost
+fewer messages in the queue and the unacknowledged hash than unfinished chunks -> something may be lost
+  (otherwise, as when a job only waits behind others, nothing is read further)
+a stalled job's queued or running chunks with no message in a queue list or the unacknowledged hash -> lost
 
 A chunk sent again that was not lost after all (its message in a worker's hands at the very moment of the
 sweep) runs twice, which a chunk may: its rows are stored once.
@@ -34,21 +36,37 @@ JOBS_PER_SWEEP = 10_000
 UNFINISHED = ("queued", "running")
 
 
+def _unfinished_jobs(client: redis.Redis) -> list[tuple[str, float, int]]:
+    """(job, time of its last chunk start or finish, its unfinished chunks) for every job fully sent and still
+    queued or running, among the newest ``JOBS_PER_SWEEP``."""
+    job_ids = cast(list[str], client.zrevrange(JOB_INDEX_KEY, 0, JOBS_PER_SWEEP - 1))
+    fields = ["state", "enqueued_at", "active_at", "total_chunks", "done_chunks", "failed_chunks", "cancelled_chunks"]
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(JobKeys(job_id).record, fields)
+        records = pipe.execute()
+    unfinished = []
+    for job_id, (state, enqueued_at, active_at, total, done, failed, cancelled) in zip(job_ids, records, strict=True):
+        if state not in UNFINISHED or enqueued_at is None:
+            continue  # finished, expired, or its producer is still sending it
+        left = int(total or 0) - int(done or 0) - int(failed or 0) - int(cancelled or 0)
+        unfinished.append((job_id, float(active_at or enqueued_at), left))
+    return unfinished
+
+
 def stalled_jobs(client: redis.Redis, stalled_after_s: float, *, now: float | None = None) -> list[str]:
     """Jobs fully sent and still running whose last chunk start or finish is older than ``stalled_after_s``."""
     now = time.time() if now is None else now
-    job_ids = cast(list[str], client.zrevrange(JOB_INDEX_KEY, 0, JOBS_PER_SWEEP - 1))
+    return [job_id for job_id, active_at, _ in _unfinished_jobs(client) if now - active_at >= stalled_after_s]
+
+
+def messages_held(client: redis.Redis) -> int:
+    """Messages of the inference queue that Redis holds: waiting in its lists or delivered and not acknowledged."""
     with client.pipeline(transaction=False) as pipe:
-        for job_id in job_ids:
-            pipe.hmget(JobKeys(job_id).record, ["state", "enqueued_at", "active_at"])
-        records = pipe.execute()
-    stalled = []
-    for job_id, (state, enqueued_at, active_at) in zip(job_ids, records, strict=True):
-        if state not in UNFINISHED or enqueued_at is None:
-            continue  # finished, expired, or its producer is still sending it
-        if now - float(active_at or enqueued_at) >= stalled_after_s:
-            stalled.append(job_id)
-    return stalled
+        for key in queue_lists(INFERENCE_QUEUE):
+            pipe.llen(key)
+        pipe.hlen(UNACKED_KEY)
+        return sum(pipe.execute())
 
 
 def chunks_in_broker(client: redis.Redis, job_ids: list[str]) -> dict[str, set[int]]:
@@ -75,9 +93,11 @@ def chunks_in_broker(client: redis.Redis, job_ids: list[str]) -> dict[str, set[i
 
 def lost_chunks(client: redis.Redis, stalled_after_s: float) -> dict[str, list[int]]:
     """Per stalled job, its unfinished chunks that no broker list holds (jobs with none are left out)."""
-    stalled = stalled_jobs(client, stalled_after_s)
-    if not stalled:
-        return {}
+    now = time.time()
+    unfinished = _unfinished_jobs(client)
+    stalled = [job_id for job_id, active_at, _ in unfinished if now - active_at >= stalled_after_s]
+    if not stalled or messages_held(client) >= sum(left for _, _, left in unfinished):
+        return {}  # every unfinished chunk can still have its message: no need to read them all
     with client.pipeline(transaction=False) as pipe:
         for job_id in stalled:
             pipe.hgetall(JobKeys(job_id).chunk_states)
