@@ -233,7 +233,7 @@ class LeptonClient:
                 idempotency_key_value=idempotency_key,
             )
             if created:
-                self._enqueue_chunks(job_id, range(self.jobs.chunk_count(job_id)))
+                send_chunks(self.celery, job_id, range(self.jobs.chunk_count(job_id)))
                 self.jobs.mark_enqueued(job_id)
         return BulkJob(job_id, self, Path(output) if output is not None else None, created)
 
@@ -354,7 +354,7 @@ class LeptonClient:
         job_id = job_of_task(job_id)
         with broker_errors(self._url):
             chunks = sorted(set(self.jobs.requeue_failed(job_id)) | set(self.jobs.unsent_chunks(job_id)))
-            self._enqueue_chunks(job_id, chunks)
+            send_chunks(self.celery, job_id, chunks)
             self.jobs.mark_enqueued(job_id)
         return chunks
 
@@ -375,9 +375,6 @@ class LeptonClient:
     def resolve(self, model: str) -> ModelVersion:
         """The exact version a reference names now (``name`` -> production, else the latest)."""
         return self.registry.resolve(model)
-
-    def _enqueue_chunks(self, job_id: str, chunks: Sequence[int] | range) -> None:
-        send_chunks(self.celery, job_id, chunks)
 
 
 def _rows(data: LabelledTexts) -> list[dict[str, str]]:

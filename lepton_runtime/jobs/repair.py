@@ -54,10 +54,14 @@ def _unfinished_jobs(client: redis.Redis) -> list[tuple[str, float, int]]:
     return unfinished
 
 
-def stalled_jobs(client: redis.Redis, stalled_after_s: float, *, now: float | None = None) -> list[str]:
+def _stalled(unfinished: list[tuple[str, float, int]], stalled_after_s: float) -> list[str]:
+    now = time.time()
+    return [job_id for job_id, active_at, _ in unfinished if now - active_at >= stalled_after_s]
+
+
+def stalled_jobs(client: redis.Redis, stalled_after_s: float) -> list[str]:
     """Jobs fully sent and still running whose last chunk start or finish is older than ``stalled_after_s``."""
-    now = time.time() if now is None else now
-    return [job_id for job_id, active_at, _ in _unfinished_jobs(client) if now - active_at >= stalled_after_s]
+    return _stalled(_unfinished_jobs(client), stalled_after_s)
 
 
 def messages_held(client: redis.Redis) -> int:
@@ -93,9 +97,8 @@ def chunks_in_broker(client: redis.Redis, job_ids: list[str]) -> dict[str, set[i
 
 def lost_chunks(client: redis.Redis, stalled_after_s: float) -> dict[str, list[int]]:
     """Per stalled job, its unfinished chunks that no broker list holds (jobs with none are left out)."""
-    now = time.time()
     unfinished = _unfinished_jobs(client)
-    stalled = [job_id for job_id, active_at, _ in unfinished if now - active_at >= stalled_after_s]
+    stalled = _stalled(unfinished, stalled_after_s)
     if not stalled or messages_held(client) >= sum(left for _, _, left in unfinished):
         return {}  # every unfinished chunk can still have its message: no need to read them all
     with client.pipeline(transaction=False) as pipe:
