@@ -22,9 +22,10 @@ test: install  ## the whole suite (what CI runs)
 test-fast: install  ## unit tests only, no model export
 	$(PYTHON) -m pytest -m "not slow"
 
-lint: install
+lint: install  ## ruff (lint and format) and the import contracts of pyproject.toml (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff check --fix .
@@ -43,8 +44,8 @@ bench-queue: install  ## bulk jobs and one-text requests through Redis and a rea
 
 soak: install  ## long reliability suite + 30 minutes of mixed traffic on MiniLM; reports in bench/results/
 	LEPTON_RELIABILITY_LONG=1 LEPTON_RELIABILITY_REPORT=bench/results/reliability.md $(PYTHON) -m pytest tests/reliability
-	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('sentiment@production')" \
-		2>/dev/null || $(VENV)/bin/lepton demo  # the soak classifies with the demo's fine-tuned MiniLM
+	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('intents@production')" \
+		2>/dev/null || $(VENV)/bin/lepton demo  # the soak classifies with the demo's fine-tuned MiniLM (intents)
 	$(PYTHON) bench/soak.py --minutes 30
 
 demo: install  ## the main job end to end on the embedded default

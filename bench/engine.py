@@ -4,16 +4,15 @@ Real texts (SST-2 and BANKING77 dev sets, shuffled: a bulk file's arrival order)
 MiniLM-L6 demo model, 2 threads everywhere, medians of repeated passes. Prints every ratio
 against the pipeline at its best batch size, and writes bench/results/engine.{md,png}.
 
-    python bench/engine.py [--model sentiment@production] [--texts 2400] [--repeats 3]
+    python bench/engine.py [--model intents@production] [--texts 2400] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,20 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.shared_data
+from bench.shared_data import real_texts
 from lepton_runtime.constants import DEFAULT_MAX_BATCH_TOKENS
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 RESULTS = ROOT / "bench" / "results"
 THREADS = 2
 
 
 def load_texts(count: int) -> list[str]:
-    texts = [
-        json.loads(line)["text"] for name in ("sst2", "banking77") for line in (DATASETS / name / "dev.jsonl").open()
-    ]
-    random.Random(7).shuffle(texts)
-    return texts[:count]
+    return real_texts(seed=7)[:count]
 
 
 def median_rate(run: Callable[[], object], count: int, repeats: int) -> float:
@@ -49,7 +45,7 @@ def median_rate(run: Callable[[], object], count: int, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="sentiment@production", help="published reference (fine-tuned)")
+    parser.add_argument("--model", default="intents@production", help="published reference (fine-tuned)")
     parser.add_argument("--registry", default="models", help="registry root (LEPTON_MODEL_DIR)")
     parser.add_argument("--texts", type=int, default=2400, help="real texts per pass (at least 2000)")
     parser.add_argument("--repeats", type=int, default=3, help="passes per measurement; the median is reported")

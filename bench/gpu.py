@@ -21,12 +21,12 @@ from pathlib import Path
 # bench/queue.py would shadow the standard library's `queue` (used by torch and celery): keep this
 # folder off the path.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.shared_data
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
-import random  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
@@ -36,18 +36,16 @@ import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
+from bench.shared_data import real_texts, repeated, shared_file  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 RESULTS = ROOT / "bench" / "results"
 
 
 def load_texts(count: int) -> tuple[list[str], list[str]]:
     """``count`` real texts (the dev sets shuffled, then repeated) and the distinct ones."""
-    unique = [
-        json.loads(line)["text"] for name in ("sst2", "banking77") for line in (DATASETS / name / "dev.jsonl").open()
-    ]
-    random.Random(7).shuffle(unique)
-    return (unique * (count // len(unique) + 1))[:count], unique
+    unique = real_texts(seed=7)
+    return repeated(unique, count), unique
 
 
 def median_seconds(run: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
@@ -97,7 +95,7 @@ def train_on_device(registry: Any, checkpoints: Path, device: str, epochs: int) 
     from lepton_runtime.training import TrainingConfig, default_base_model, fine_tune
     from lepton_runtime.training.finetune import TRAINING_METRICS_FILE
 
-    data_file = DATASETS / "sst2" / "dev.jsonl"
+    data_file = shared_file("sst2")
     data = read_labelled(data_file)
     request = TrainRequest(name="sst2", source=str(data_file), epochs=epochs, promote="always")
     started = time.perf_counter()

@@ -5,7 +5,7 @@ Real texts (SST-2 and BANKING77 dev sets, shuffled), the fine-tuned demo model (
 it), medians of repeated passes. Bulk end to end = submit (texts into Redis, chunks enqueued) until
 every output row is read back. Writes bench/results/queue.{md,png}.
 
-    python bench/queue.py [--model sentiment@production] [--texts 6000] [--repeats 3]
+    python bench/queue.py [--model intents@production] [--texts 6000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from pathlib import Path
 # This file is named queue.py: keep its folder off the path, or `import queue` (used by the
 # standard library and celery) would find it instead of the real module.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.shared_data
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
-import random  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
@@ -28,6 +27,7 @@ import time  # noqa: E402
 
 from pydantic import SecretStr  # noqa: E402
 
+from bench.shared_data import real_texts, repeated  # noqa: E402
 from lepton_runtime.inference import Engine  # noqa: E402
 from lepton_runtime.machine import available_cores  # noqa: E402
 from lepton_runtime.registry import ModelRegistry  # noqa: E402
@@ -37,16 +37,11 @@ from workers.embedded import LocalRedis  # noqa: E402
 from workers.processes import WorkerProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 RESULTS = ROOT / "bench" / "results"
 
 
 def load_texts(count: int) -> list[str]:
-    texts = [
-        json.loads(line)["text"] for name in ("sst2", "banking77") for line in (DATASETS / name / "dev.jsonl").open()
-    ]
-    random.Random(7).shuffle(texts)
-    return (texts * (count // len(texts) + 1))[:count]
+    return repeated(real_texts(seed=7), count)
 
 
 def free_port() -> int:
@@ -71,7 +66,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="sentiment@production", help="published reference (make demo)")
+    parser.add_argument("--model", default="intents@production", help="published reference (make demo)")
     parser.add_argument("--registry", default="models", help="registry root (LEPTON_MODEL_DIR)")
     parser.add_argument("--texts", type=int, default=6000, help="real texts per pass (at least 5000)")
     parser.add_argument("--repeats", type=int, default=3, help="passes per measurement; the median is reported")

@@ -6,7 +6,7 @@ gives throughput, one-text latency percentiles, worker memory at the start and t
 with a memory guard: a pool process over ``--max-memory-mb`` is replaced after its task), and the counts
 of lost and duplicated results, which must be 0. Writes a markdown report (default bench/results/soak.md).
 
-    python bench/soak.py [--minutes 30] [--clients 32] [--model sentiment@production] [--registry models]
+    python bench/soak.py [--minutes 30] [--clients 32] [--model intents@production] [--registry models]
 
 Exit status 1 when anything was lost, duplicated or failed.
 """
@@ -14,7 +14,6 @@ Exit status 1 when anything was lost, duplicated or failed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -26,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.shared_data
 
 import psutil  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from bench.shared_data import real_texts  # noqa: E402
 from lepton_runtime.registry import ModelRegistry  # noqa: E402
 from lepton_runtime.settings import LeptonSettings  # noqa: E402
 from producer import LeptonClient  # noqa: E402
@@ -38,15 +39,10 @@ from workers.embedded import LocalRedis  # noqa: E402
 from workers.processes import WorkerProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 
 
 def load_texts() -> list[str]:
-    texts = [
-        json.loads(line)["text"] for name in ("sst2", "banking77") for line in (DATASETS / name / "dev.jsonl").open()
-    ]
-    random.Random(11).shuffle(texts)
-    return texts
+    return real_texts(seed=11)
 
 
 def free_port() -> int:
@@ -148,7 +144,7 @@ def main() -> int:
         help="pause of each one-text client between requests (one-text requests go before bulk chunks: with"
         " no pause, enough clients starve the bulk jobs)",
     )
-    parser.add_argument("--model", default="sentiment@production", help="published reference (make demo)")
+    parser.add_argument("--model", default="intents@production", help="published reference (make demo)")
     parser.add_argument("--registry", default=str(ROOT / "models"), help="registry root (LEPTON_MODEL_DIR)")
     parser.add_argument("--max-memory-mb", type=int, default=1024, help="the worker's memory guard per process")
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "soak.md"), help="markdown report")

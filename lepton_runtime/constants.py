@@ -45,11 +45,13 @@ PRODUCTION_ALIAS = "production"
 STAGING_ALIAS = "staging"
 
 # -- the queue ----------------------------------------------------------------------------------
-# Queues and task names of the contract (../DESIGN.md); producers send by these names.
+# Queues and task names of the contract; producers send by these names, never by importing worker code.
 INFERENCE_QUEUE = "lepton.inference"
 TRAINING_QUEUE = "lepton.training"
 # Every queue a worker may consume.
 KNOWN_QUEUES = (INFERENCE_QUEUE, TRAINING_QUEUE)
+# Message priorities of the broker (Redis: lower runs first), one list per step.
+PRIORITY_STEPS = (0, 3, 6, 9)
 CLASSIFY_TASK = "lepton.classify"
 BULK_CHUNK_TASK = "lepton.bulk.chunk"
 TRAIN_TASK = "lepton.train"
@@ -82,6 +84,16 @@ DEFAULT_MODEL_MEMORY_BUDGET_MB = 2048
 # is the hard limit plus VISIBILITY_TIMEOUT_MARGIN_S, so a long run is never started twice.
 DEFAULT_TRAIN_TIME_LIMIT_S = 6 * 3600.0
 DEFAULT_TRAIN_SOFT_TIME_LIMIT_S = 6 * 3600.0 - 300.0
+# A training run keeps its validation split beside its checkpoint under this name: export gates int8
+# on exactly these texts, and the demo reports accuracy on them apart.
+VALIDATION_FILE = "validation.jsonl"
+# Fine-tuning defaults, fit for MiniLM-L6 on a 2-core CPU; the training request schema
+# (jobs/schemas.py TrainingOptions) gives them, with their bounds, to the CLI, the API and the client.
+DEFAULT_TRAIN_EPOCHS = 3
+DEFAULT_TRAIN_LEARNING_RATE = 5e-5
+DEFAULT_TRAIN_BATCH_SIZE = 16
+DEFAULT_TRAIN_MAX_LENGTH = 128  # tokens per text
+DEFAULT_TRAIN_SEED = 13
 # Where training runs keep their checkpoints, curves and validation splits.
 DEFAULT_CHECKPOINT_DIR = "./checkpoints"
 # Largest training file a producer may send through Redis (the rows travel with the run).

@@ -1,24 +1,36 @@
-"""The one error tree of Lepton Runtime: every failure a caller may catch, with a stable code.
+"""The one error tree of Lepton Runtime: every failure a caller may see, with a stable code and its HTTP status.
 
     LeptonError
-    ├── InvalidInputError          invalid_input        bad texts, bad arguments, bad files
-    │   └── InvalidReferenceError  invalid_reference    a model name or reference that is not allowed
-    ├── ModelNotFoundError         unknown_model        no such model, version or alias
-    ├── ModelIntegrityError        corrupt_model        a file does not match its manifest checksum
-    ├── ProviderUnavailableError   provider_unavailable the asked execution provider is not active
-    ├── ExportError                export_failed        the checkpoint could not be exported
-    │   ├── ParityError            parity_failed        ONNX outputs differ from PyTorch
-    │   └── QualityGateError       quality_gate_failed  a quantised variant lost too much accuracy
-    ├── BrokerUnavailableError     broker_unavailable   Redis does not answer (transient)
-    ├── JobNotFoundError           unknown_job          no job with that id (or it expired)
-    ├── JobStateError              invalid_job_state    the job cannot do that in its state
-    ├── JobTimeoutError            job_timeout          a wait ended before the job did
-    ├── JobFailedError             job_failed           a task failed with an error that is not ours (a bug)
-    ├── JobCancelledError          cancelled            the job was cancelled while it ran
-    └── PoisonMessageError         worker_lost          a message kept killing the workers that ran it
+    ├── InvalidInputError          invalid_input          422  bad texts, bad arguments, bad files
+    │   ├── InvalidReferenceError  invalid_reference      422  a model name or reference that is not allowed
+    │   ├── TooLargeError          too_large              413  over a size limit (texts, bytes)
+    │   └── UnsupportedMediaError  unsupported_media_type 415  a body in a content type the route does not take
+    ├── UnauthorizedError          unauthorized           401  no valid bearer token
+    ├── RouteNotFoundError         not_found              404  no such HTTP route
+    ├── MethodNotAllowedError      method_not_allowed     405  the route exists, the method does not
+    ├── ModelNotFoundError         unknown_model          404  no such model, version or alias
+    ├── ModelIntegrityError        corrupt_model          500  a file does not match its manifest checksum
+    ├── ProviderUnavailableError   provider_unavailable   503  the asked execution provider is not active
+    ├── ExportError                export_failed          500  the checkpoint could not be exported
+    │   ├── ParityError            parity_failed          500  ONNX outputs differ from PyTorch
+    │   └── QualityGateError       quality_gate_failed    500  a quantised variant lost too much accuracy
+    ├── BrokerUnavailableError     broker_unavailable     503  Redis does not answer (transient)
+    ├── QueueFullError             queue_full             429  a queue holds too many waiting messages (transient)
+    ├── JobNotFoundError           unknown_job            404  no job with that id (or it expired)
+    ├── JobStateError              invalid_job_state      409  the job cannot do that in its state
+    ├── JobTimeoutError            job_timeout            504  a wait ended before the job did
+    ├── JobFailedError             job_failed             500  a task failed with an error that is not ours (a bug)
+    ├── JobCancelledError          cancelled              409  the job was cancelled while it ran
+    ├── ChunkNotRunError           not_run                409  a chunk of a finished job never ran (it was cancelled)
+    ├── PoisonMessageError         worker_lost            500  a message kept killing the workers that ran it
+    ├── TaskTimeLimitError         time_limit             500  a task ran past its time limit
+    ├── OutOfMemoryError           out_of_memory          503  a worker ran out of memory (transient)
+    └── InternalError              internal_error         500  an unexpected exception: a bug, dead-lettered
 
-Each class carries ``code`` (stable, for APIs and dead letters) and ``transient`` (whether a
-retry can help). Messages say what was wrong and how to fix it.
+Each class declares ``code`` (stable, for APIs, result rows and dead letters), ``http_status`` (what the HTTP
+API answers) and ``transient`` (whether a retry can help). Messages say what was wrong and how to fix it.
+``error_classes()`` walks the tree; tests/lepton_runtime/test_errors.py fails when a class lacks a code or
+a status of its own.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ class LeptonError(Exception):
     """Raised for every failure that Lepton Runtime reports on purpose."""
 
     code = "lepton_error"
+    http_status = 500
     transient = False
 
 
@@ -37,6 +50,7 @@ class InvalidInputError(LeptonError):
     """Raised when input (texts, arguments, files) breaks a documented rule."""
 
     code = "invalid_input"
+    http_status = 422
 
     def __init__(self, message: str, *, issues: list[InputIssue] | None = None) -> None:
         super().__init__(message)
@@ -60,42 +74,84 @@ class InvalidReferenceError(InvalidInputError):
     """Raised when a model name, version or alias is malformed or would escape the registry."""
 
     code = "invalid_reference"
+    http_status = 422
+
+
+class TooLargeError(InvalidInputError):
+    """Raised when a request is over a size limit (texts or bytes)."""
+
+    code = "too_large"
+    http_status = 413
+
+
+class UnsupportedMediaError(InvalidInputError):
+    """Raised when a body comes in a content type the route does not take."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class UnauthorizedError(LeptonError):
+    """Raised when a request has no valid bearer token."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class RouteNotFoundError(LeptonError):
+    """Raised when an HTTP request names a path the API does not serve."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class MethodNotAllowedError(LeptonError):
+    """Raised when an HTTP route exists but not for the request's method."""
+
+    code = "method_not_allowed"
+    http_status = 405
 
 
 class ModelNotFoundError(LeptonError):
     """Raised when a model reference names nothing that is published."""
 
     code = "unknown_model"
+    http_status = 404
 
 
 class ModelIntegrityError(LeptonError):
     """Raised when a model file is missing or its sha256 differs from the manifest."""
 
     code = "corrupt_model"
+    http_status = 500
 
 
 class ProviderUnavailableError(LeptonError):
     """Raised when an execution provider was asked for but the session is not running on it."""
 
     code = "provider_unavailable"
+    http_status = 503
 
 
 class ExportError(LeptonError):
     """Raised when a checkpoint cannot be exported or published."""
 
     code = "export_failed"
+    http_status = 500
 
 
 class ParityError(ExportError):
     """Raised when the ONNX graph does not reproduce PyTorch within tolerance; nothing is published."""
 
     code = "parity_failed"
+    http_status = 500
 
 
 class QualityGateError(ExportError):
     """Raised when a quantised variant agrees too little with fp32 or loses too much accuracy."""
 
     code = "quality_gate_failed"
+    http_status = 500
 
     def __init__(self, message: str, *, variant: str = "") -> None:
         super().__init__(message)
@@ -106,6 +162,15 @@ class BrokerUnavailableError(LeptonError):
     """Raised when Redis (broker, result backend, job records) cannot be reached; a retry may help."""
 
     code = "broker_unavailable"
+    http_status = 503
+    transient = True
+
+
+class QueueFullError(LeptonError):
+    """Raised when a queue holds more waiting messages than the API accepts; try again later."""
+
+    code = "queue_full"
+    http_status = 429
     transient = True
 
 
@@ -113,42 +178,95 @@ class JobNotFoundError(LeptonError):
     """Raised when a job id names no job (never submitted, or its records expired)."""
 
     code = "unknown_job"
+    http_status = 404
 
 
 class JobStateError(LeptonError):
     """Raised when a job cannot do what was asked in its current state (e.g. retry a cancelled job)."""
 
     code = "invalid_job_state"
+    http_status = 409
 
 
 class JobTimeoutError(LeptonError):
     """Raised when waiting for a job ends before the job does; the job itself goes on."""
 
     code = "job_timeout"
+    http_status = 504
 
 
 class JobFailedError(LeptonError):
     """Raised to a caller when its task failed with an unexpected error on the worker (a bug, dead-lettered)."""
 
     code = "job_failed"
+    http_status = 500
 
 
 class JobCancelledError(LeptonError):
     """Raised inside a running job when its cancel flag is seen; the job stops and publishes nothing."""
 
     code = "cancelled"
+    http_status = 409
+
+
+class ChunkNotRunError(LeptonError):
+    """Reported in the result rows of a chunk that never ran before its job finished (it was cancelled)."""
+
+    code = "not_run"
+    http_status = 409
 
 
 class PoisonMessageError(LeptonError):
     """Raised when a message was delivered too often without finishing: it is dead-lettered, not run."""
 
     code = "worker_lost"
+    http_status = 500
+
+
+class TaskTimeLimitError(LeptonError):
+    """Recorded when a task ran past its soft or hard time limit (Celery's own exceptions map to it)."""
+
+    code = "time_limit"
+    http_status = 500
+
+
+class OutOfMemoryError(LeptonError):
+    """Recorded when a task ran out of memory (Python's MemoryError maps to it); a retry may help."""
+
+    code = "out_of_memory"
+    http_status = 503
+    transient = True
+
+
+class InternalError(LeptonError):
+    """Recorded when a task raised an exception that is not ours: a bug, dead-lettered with its traceback."""
+
+    code = "internal_error"
+    http_status = 500
+
+
+def error_classes() -> list[type[LeptonError]]:
+    """Every class of the tree, the root first, in definition order (depth first)."""
+    found: list[type[LeptonError]] = []
+    pending: list[type[LeptonError]] = [LeptonError]
+    while pending:
+        kind = pending.pop(0)
+        found.append(kind)
+        pending[:0] = kind.__subclasses__()
+    return found
+
+
+def http_status_by_code() -> dict[str, int]:
+    """The HTTP status of each stable code, derived from the classes."""
+    return {kind.code: kind.http_status for kind in error_classes()}
 
 
 __all__ = [
     "BrokerUnavailableError",
+    "ChunkNotRunError",
     "ExportError",
     "InputIssue",
+    "InternalError",
     "InvalidInputError",
     "InvalidReferenceError",
     "JobCancelledError",
@@ -157,10 +275,20 @@ __all__ = [
     "JobStateError",
     "JobTimeoutError",
     "LeptonError",
+    "MethodNotAllowedError",
     "ModelIntegrityError",
     "ModelNotFoundError",
+    "OutOfMemoryError",
     "ParityError",
     "PoisonMessageError",
     "ProviderUnavailableError",
     "QualityGateError",
+    "QueueFullError",
+    "RouteNotFoundError",
+    "TaskTimeLimitError",
+    "TooLargeError",
+    "UnauthorizedError",
+    "UnsupportedMediaError",
+    "error_classes",
+    "http_status_by_code",
 ]

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 from rich.console import Console
@@ -19,6 +20,7 @@ from rich.table import Table
 
 from lepton_runtime.constants import DEFAULT_API_PORT, MAX_CHUNK_SIZE
 from lepton_runtime.jobs import JobStatus, TrainingOutcome, TrainingProgress, TrainingStatus, TrainRequest
+from lepton_runtime.jobs.schemas import PromotePolicy, TrainingOptions
 from lepton_runtime.settings import load_settings
 from producer.client import LeptonClient
 
@@ -242,6 +244,21 @@ def _show_outcome(outcome: TrainingOutcome) -> None:
     click.echo(f"  checkpoint {outcome.checkpoint}; curve {outcome.curve}")
 
 
+def training_option(flag: str, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A `lepton train` option with the default, bounds and help of ``TrainingOptions`` (the one source)."""
+    field = TrainingOptions.model_fields[name]
+    bounds = TrainingOptions.bounds(name)
+    kind: click.ParamType[Any]
+    if field.annotation is int:
+        kind = click.IntRange(int(bounds.get("ge", 1)), int(bounds["le"]) if "le" in bounds else None)
+    elif field.annotation is float:
+        low, open_low = (bounds["gt"], True) if "gt" in bounds else (bounds.get("ge"), False)
+        kind = click.FloatRange(low, bounds.get("le"), min_open=open_low)
+    else:
+        kind = click.Choice(list(get_args(PromotePolicy)))
+    return click.option(flag, name, type=kind, default=field.default, show_default=True, help=field.description)
+
+
 @click.command()
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Model name to publish the new version under, e.g. sentiment.")
@@ -259,17 +276,11 @@ def _show_outcome(outcome: TrainingOutcome) -> None:
 )
 @click.option("--text-field", default="text", show_default=True, help="JSONL field or CSV column with the text.")
 @click.option("--label-field", default="label", show_default=True, help="JSONL field or CSV column with the label.")
-@click.option("--epochs", type=click.IntRange(1, 100), default=3, show_default=True, help="At most this many.")
-@click.option("--lr", "learning_rate", type=float, default=5e-5, show_default=True, help="Encoder learning rate.")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True)
-@click.option("--max-length", type=click.IntRange(8, 512), default=128, show_default=True, help="Tokens per text.")
-@click.option(
-    "--promote",
-    type=click.Choice(["auto", "always", "never"]),
-    default="auto",
-    show_default=True,
-    help="auto: to production only when its validation accuracy is at least production's.",
-)
+@training_option("--epochs", "epochs")
+@training_option("--lr", "learning_rate")
+@training_option("--batch-size", "batch_size")
+@training_option("--max-length", "max_length")
+@training_option("--promote", "promote")
 @click.option("--submit", is_flag=True, help="Queue it as lepton.train for a training worker instead of running here.")
 @click.option("--no-wait", is_flag=True, help="With --submit: print the run id and return.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="With --submit: stop waiting after this.")
@@ -398,7 +409,14 @@ def _update_bar(progress: Progress, bar: TaskID, update: TrainingProgress, state
     is_flag=True,
     help="Serve without LEPTON_API_TOKENS; only on loopback (refused when bound anywhere else).",
 )
-@click.option("--workers", "processes", type=int, default=1, show_default=True, help="uvicorn worker processes.")
+@click.option(
+    "--workers",
+    "processes",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Processes serving the API (uvicorn workers), each with its own connections; one per core at most.",
+)
 def api(host: str, port: int, allow_anonymous: bool, processes: int) -> None:
     """Serve the HTTP API: classify, bulk jobs, training, models, /healthz, /readyz, /metrics.
 
@@ -413,10 +431,13 @@ def api(host: str, port: int, allow_anonymous: bool, processes: int) -> None:
 
     from producer.api import check_exposure, create_app
 
-    settings = load_settings()
     if allow_anonymous:
-        settings = settings.model_copy(update={"api_allow_anonymous": True})
+        os.environ["LEPTON_API_ALLOW_ANONYMOUS"] = "true"  # uvicorn's worker processes read it too
+    settings = load_settings()
     check_exposure(settings, host)
-    console.print(f"Lepton API on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, workers=processes if processes > 1 else None,
-                log_level="warning")  # fmt: skip
+    console.print(f"Lepton API on http://{host}:{port} (docs at /docs), {processes} process(es)")
+    if processes > 1:  # each worker process builds its own app (and Redis connections) from LEPTON_*
+        uvicorn.run("producer.api:create_app_from_env", factory=True, host=host, port=port, workers=processes,
+                    log_level="warning")  # fmt: skip
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

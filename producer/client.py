@@ -34,6 +34,8 @@ from lepton_runtime.errors import (
     LeptonError,
 )
 from lepton_runtime.jobs import (
+    DEFAULT_TRAINING,
+    RESULT_STATES,
     JobStatus,
     JobStore,
     PromotePolicy,
@@ -117,7 +119,7 @@ class BulkJob:
         self, timeout_s: float | None = None, *, on_progress: Callable[[JobStatus], None] | None = None
     ) -> JobStatus:
         status = self.client.wait(self.id, timeout_s, on_progress=on_progress)
-        if self.output is not None and status.state in {"succeeded", "failed"}:
+        if self.output is not None and status.state in RESULT_STATES:
             self.client.write_results(self.id, self.output)
         return status
 
@@ -264,11 +266,11 @@ class LeptonClient:
         validation: str | os.PathLike[str] | None = None,
         text_field: str = "text",
         label_field: str = "label",
-        epochs: int = 3,
-        learning_rate: float = 5e-5,
-        batch_size: int = 16,
-        max_length: int = 128,
-        promote: PromotePolicy = "auto",
+        epochs: int = DEFAULT_TRAINING.epochs,
+        learning_rate: float = DEFAULT_TRAINING.learning_rate,
+        batch_size: int = DEFAULT_TRAINING.batch_size,
+        max_length: int = DEFAULT_TRAINING.max_length,
+        promote: PromotePolicy = DEFAULT_TRAINING.promote,
         idempotency_key: str | None = None,
     ) -> TrainingJob:
         """Queue ``lepton.train``: fine-tune ``base`` (default MiniLM-L6) on a labelled file and publish ``name``.

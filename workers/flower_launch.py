@@ -1,5 +1,5 @@
 """Flower, with its Prometheus /metrics behind the same password as its pages (Flower 2 serves /metrics
-to anyone); run as ``python -m workers.flower_launch --app workers.entry:app flower ...``."""
+to anyone); run as ``python -m workers.flower_launch --app workers.celery:app flower ...``."""
 
 from __future__ import annotations
 

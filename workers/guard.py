@@ -25,27 +25,40 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 
 from lepton_runtime.constants import INFERENCE_QUEUE, RETRY_BACKOFF_BASE_S, RETRY_BACKOFF_MAX_S
-from lepton_runtime.errors import InvalidInputError, LeptonError, PoisonMessageError
+from lepton_runtime.errors import (
+    BrokerUnavailableError,
+    InternalError,
+    InvalidInputError,
+    LeptonError,
+    OutOfMemoryError,
+    PoisonMessageError,
+    TaskTimeLimitError,
+)
 from lepton_runtime.jobs import new_dead_letter
 from workers.runtime import WorkerRuntime, current
 
 logger = logging.getLogger(__name__)
 
-INTERNAL_ERROR = "internal_error"
-TIME_LIMIT = "time_limit"
+# Failures whose dead letter keeps the traceback: where the cause is in the code, not the input.
+TRACEBACK_KEPT = (InternalError, TaskTimeLimitError)
+
+
+def error_class(error: BaseException) -> type[LeptonError]:
+    """The class of the error tree a failure is recorded as (third-party exceptions mapped to the most specific)."""
+    if isinstance(error, LeptonError):
+        return type(error)
+    if isinstance(error, SoftTimeLimitExceeded | TimeLimitExceeded):
+        return TaskTimeLimitError
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        return BrokerUnavailableError
+    if isinstance(error, MemoryError):
+        return OutOfMemoryError
+    return InternalError
 
 
 def error_code(error: BaseException) -> str:
     """The stable code of a failure, for results, job records and dead letters."""
-    if isinstance(error, LeptonError):
-        return error.code
-    if isinstance(error, SoftTimeLimitExceeded | TimeLimitExceeded):
-        return TIME_LIMIT
-    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
-        return "broker_unavailable"
-    if isinstance(error, MemoryError):
-        return "out_of_memory"
-    return INTERNAL_ERROR
+    return error_class(error).code
 
 
 def is_transient(error: BaseException) -> bool:
@@ -137,7 +150,8 @@ class LeptonTask(Task):  # type: ignore[misc]
     ) -> None:
         """Dead letter first (unless the input was at fault: replaying it cannot help), then the task's own
         records (``gave_up``), both before Celery stores the failure: whoever sees the failure finds them."""
-        code = error_code(error)
+        kind = error_class(error)
+        code = kind.code
         if not isinstance(error, InvalidInputError):
             runtime.dead_letters.add(
                 new_dead_letter(
@@ -149,7 +163,7 @@ class LeptonTask(Task):  # type: ignore[misc]
                     payload_ref=self.payload_ref(args),
                     code=code,
                     message=str(error),
-                    traceback=traceback if code in {INTERNAL_ERROR, TIME_LIMIT} else None,
+                    traceback=traceback if issubclass(kind, TRACEBACK_KEPT) else None,
                     attempts=attempts,
                 )
             )

@@ -10,16 +10,14 @@ import redis
 from celery import Celery, bootsteps
 from kombu.exceptions import OperationalError
 
-from lepton_runtime.constants import REDIS_KEY_PREFIX
 from lepton_runtime.jobs import connect
+from lepton_runtime.jobs.keys import LOST_CHUNK_SWEEP_LOCK_KEY
 from lepton_runtime.jobs.repair import lost_chunks
 from lepton_runtime.jobs.sending import send_chunks
 from lepton_runtime.settings import LeptonSettings
 
 logger = logging.getLogger(__name__)
 
-# Held (SET NX with an expiry of one interval) by the worker sweeping now.
-SWEEP_LOCK_KEY = f"{REDIS_KEY_PREFIX}lost-chunk-sweep"
 # Sweeps happen every this many restore intervals of kombu (LEPTON_RESTORE_INTERVAL_S).
 RESTORE_INTERVALS_PER_SWEEP = 5
 
@@ -47,7 +45,7 @@ class LostChunkSweeper:
     def sweep(self) -> dict[str, list[int]]:
         """The chunks sent again, per job (empty when another worker holds the sweep or nothing is lost)."""
         try:
-            if not self.redis.set(SWEEP_LOCK_KEY, self.worker_name, nx=True, px=int(self.interval_s * 1000)):
+            if not self.redis.set(LOST_CHUNK_SWEEP_LOCK_KEY, self.worker_name, nx=True, px=int(self.interval_s * 1000)):
                 return {}
             lost = lost_chunks(self.redis, self.stalled_after_s)
             for job_id, chunks in lost.items():

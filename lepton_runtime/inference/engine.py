@@ -7,14 +7,14 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from lepton_runtime import constants
-from lepton_runtime.errors import ModelNotFoundError
+from lepton_runtime.errors import InvalidInputError, ModelNotFoundError
 from lepton_runtime.inference.batching import PaddedBatch, pad_batch, plan_batches
 from lepton_runtime.inference.providers import Device, create_session, run_on_cuda
 from lepton_runtime.inference.tokenization import TOKENIZER_FILE, EncodedText, TextEncoder
@@ -66,7 +66,6 @@ class EncodedRequest:
 
     encoded: list[EncodedText]
     single: bool = False
-    batches: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -190,7 +189,7 @@ class Engine:
         for (i, _), prediction in zip(keep, predictions, strict=True):
             results[i] = prediction
         for i, issue in issues.items():
-            results[i] = ItemError(i, "invalid_input", str(issue))
+            results[i] = ItemError(i, InvalidInputError.code, str(issue))
         if self.observer is not None:
             self.observer.texts(len(predictions), len(issues))
         return results

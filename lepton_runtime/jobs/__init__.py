@@ -5,13 +5,16 @@ from lepton_runtime.jobs.dead_letters import DeadLetter, DeadLetterStore, new_de
 from lepton_runtime.jobs.deliveries import DeliveryCounter
 from lepton_runtime.jobs.protocol import celery_config
 from lepton_runtime.jobs.schemas import (
+    DEFAULT_TRAINING,
     FINAL_STATES,
+    RESULT_STATES,
     ChunkFailure,
     JobError,
     JobState,
     JobStatus,
     Progress,
     PromotePolicy,
+    TrainingOptions,
     TrainingOutcome,
     TrainingProgress,
     TrainingStatus,
@@ -28,6 +31,7 @@ __all__ = [
     "TrainingRuns",
     # what they hold
     "ChunkFailure",
+    "DEFAULT_TRAINING",
     "DeadLetter",
     "FINAL_STATES",
     "JobError",
@@ -35,7 +39,9 @@ __all__ = [
     "JobStatus",
     "Progress",
     "PromotePolicy",
+    "RESULT_STATES",
     "TrainRequest",
+    "TrainingOptions",
     "TrainingOutcome",
     "TrainingProgress",
     "TrainingStatus",

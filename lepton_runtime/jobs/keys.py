@@ -1,10 +1,14 @@
-"""Every Redis key of Lepton Runtime's job layer, in one place: the prefix, the layout, nothing else."""
+"""Every Redis key of Lepton Runtime, in one place: the prefix, the layout, nothing else.
+
+Ours (jobs, training runs, dead letters, deliveries, readiness, locks) and the ones kombu's Redis transport
+makes for the queues, which the queue-depth metric, the lost-chunk sweep and the tests read.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lepton_runtime.constants import REDIS_KEY_PREFIX
+from lepton_runtime.constants import PRIORITY_STEPS, REDIS_KEY_PREFIX
 
 # All job ids, scored by creation time (seconds since the epoch): `lepton jobs list`.
 JOB_INDEX_KEY = f"{REDIS_KEY_PREFIX}jobs"
@@ -116,3 +120,29 @@ def dead_letter_key(queue: str) -> str:
 def worker_ready_key(worker_name: str) -> str:
     """List: one pid per worker process that has warmed its models and can take tasks."""
     return f"{REDIS_KEY_PREFIX}workers:{worker_name}:ready"
+
+
+# String (SET NX with an expiry of one interval): the worker sweeping for lost chunk messages now.
+LOST_CHUNK_SWEEP_LOCK_KEY = f"{REDIS_KEY_PREFIX}lost-chunk-sweep"
+
+
+# -- kombu's keys: the transport names them and puts the global key prefix (REDIS_KEY_PREFIX) first ----
+# kombu's Redis transport keeps one list per priority step: "<queue>", "<queue>\x06\x163", ...
+KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
+# Hash: delivered, not yet acknowledged messages of the inference workers.
+UNACKED_KEY = f"{REDIS_KEY_PREFIX}unacked"
+# Workers that consume the training queue keep their unacknowledged messages under keys of their own
+# (transport options, named without the prefix), with a visibility timeout above the longest run: an
+# inference worker's restore sweep (every few seconds, with a timeout of minutes) never gives a training
+# run that is still going to a second worker.
+TRAINING_UNACKED_KEYS = {
+    "unacked_key": "unacked.training",
+    "unacked_index_key": "unacked_index.training",
+    "unacked_mutex_key": "unacked_mutex.training",
+}
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists that hold ``queue``'s waiting messages, highest priority first."""
+    base = f"{REDIS_KEY_PREFIX}{queue}"
+    return [base if step == 0 else f"{base}{KOMBU_PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]

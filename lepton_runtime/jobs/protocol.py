@@ -14,23 +14,16 @@ from lepton_runtime.constants import (
     BULK_CHUNK_TASK,
     CLASSIFY_TASK,
     INFERENCE_QUEUE,
+    PRIORITY_STEPS,
     REDIS_KEY_PREFIX,
     TRAIN_TASK,
     TRAINING_QUEUE,
 )
+from lepton_runtime.jobs.keys import TRAINING_UNACKED_KEYS
 from lepton_runtime.settings import LeptonSettings
 
 TASK_QUEUES = {CLASSIFY_TASK: INFERENCE_QUEUE, BULK_CHUNK_TASK: INFERENCE_QUEUE, TRAIN_TASK: TRAINING_QUEUE}
-# Workers that consume the training queue keep their unacknowledged messages under keys of their own,
-# with a visibility timeout above the longest run: an inference worker's restore sweep (every few
-# seconds, with a timeout of minutes) never gives a training run that is still going to a second worker.
-TRAINING_UNACKED_KEYS = {
-    "unacked_key": "unacked.training",
-    "unacked_index_key": "unacked_index.training",
-    "unacked_mutex_key": "unacked_mutex.training",
-}
-# Message priorities (Redis: lower runs first): one-shot requests before bulk chunks.
-PRIORITY_STEPS = (0, 3, 6, 9)
+# Message priorities (Redis: lower runs first, PRIORITY_STEPS): one-shot requests before bulk chunks.
 INTERACTIVE_PRIORITY = 0
 BULK_PRIORITY = 6
 RESULT_BACKEND_CLASS = "lepton_runtime.jobs.result_backend:LeptonResultBackend"

@@ -8,17 +8,8 @@ from typing import Any
 
 import redis
 
-from lepton_runtime.constants import KNOWN_QUEUES, REDIS_KEY_PREFIX
-from lepton_runtime.jobs.protocol import PRIORITY_STEPS
-
-# kombu's Redis transport keeps one list per priority step: "<queue>", "<queue>\x06\x163", ...
-KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
-
-
-def queue_lists(queue: str) -> list[str]:
-    """The Redis lists that hold ``queue``'s waiting messages, highest priority first."""
-    base = f"{REDIS_KEY_PREFIX}{queue}"
-    return [base if step == 0 else f"{base}{KOMBU_PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
+from lepton_runtime.constants import KNOWN_QUEUES, PRIORITY_STEPS
+from lepton_runtime.jobs.keys import queue_lists
 
 
 def queue_depths(client: redis.Redis, queues: tuple[str, ...] = KNOWN_QUEUES) -> dict[str, int]:

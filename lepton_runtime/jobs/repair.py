@@ -22,13 +22,10 @@ from typing import cast
 
 import redis
 
-from lepton_runtime.constants import INFERENCE_QUEUE, REDIS_KEY_PREFIX
-from lepton_runtime.jobs.keys import JOB_INDEX_KEY, JobKeys
-from lepton_runtime.jobs.queues import queue_lists
+from lepton_runtime.constants import INFERENCE_QUEUE
+from lepton_runtime.jobs.keys import JOB_INDEX_KEY, UNACKED_KEY, JobKeys, queue_lists
 from lepton_runtime.jobs.sending import CHUNK_TASK_MARK
 
-# kombu's hash of delivered, not yet acknowledged messages of the inference queue.
-UNACKED_KEY = f"{REDIS_KEY_PREFIX}unacked"
 # Messages read from Redis per round trip while looking for a job's chunks.
 SCAN_PAGE = 1000
 # At most this many of the newest jobs are looked at per sweep.

@@ -6,9 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from lepton_runtime import constants
+
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ChunkState = Literal["queued", "running", "done", "failed", "cancelled"]
+# A job in one of these states is over: nothing more runs, waits end.
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+# The final states whose output can be read: every input has its row (a cancelled job has no output).
+RESULT_STATES: frozenset[str] = frozenset({"succeeded", "failed"})
 
 
 class ChunkFailure(BaseModel):
@@ -61,7 +66,35 @@ PromotePolicy = Literal["auto", "always", "never"]
 TrainingPhase = Literal["queued", "loading", "training", "evaluating", "exporting", "publishing", "done"]
 
 
-class TrainRequest(BaseModel):
+class TrainingOptions(BaseModel):
+    """How a model is fine-tuned: the one source of these defaults and bounds (CLI, API, client, schema)."""
+
+    epochs: int = Field(default=constants.DEFAULT_TRAIN_EPOCHS, ge=1, le=100, description="At most this many.")
+    learning_rate: float = Field(
+        default=constants.DEFAULT_TRAIN_LEARNING_RATE, gt=0, le=1, description="Encoder learning rate."
+    )
+    batch_size: int = Field(default=constants.DEFAULT_TRAIN_BATCH_SIZE, ge=1, le=1024, description="Texts per step.")
+    max_length: int = Field(default=constants.DEFAULT_TRAIN_MAX_LENGTH, ge=8, le=512, description="Tokens per text.")
+    seed: int = constants.DEFAULT_TRAIN_SEED
+    promote: PromotePolicy = Field(
+        default="auto",
+        description="auto: to production when its validation accuracy is at least production's; always; never.",
+    )
+
+    @classmethod
+    def bounds(cls, name: str) -> dict[str, float]:
+        """The bounds of one option as keyword arguments (``ge``, ``gt``, ``le``) for click or FastAPI."""
+        found: dict[str, float] = {}
+        for rule in cls.model_fields[name].metadata:
+            found.update({key: getattr(rule, key) for key in ("ge", "gt", "le") if hasattr(rule, key)})
+        return found
+
+
+# The defaults, as one value: ``DEFAULT_TRAINING.epochs``.
+DEFAULT_TRAINING = TrainingOptions()
+
+
+class TrainRequest(TrainingOptions):
     """What a training run is asked to do (its data travels beside it, in Redis)."""
 
     name: str = Field(description="Model name to publish the new version under, e.g. 'sentiment'.")
@@ -70,15 +103,6 @@ class TrainRequest(BaseModel):
     )
     source: str = Field(description="Where the training rows came from (a file path).")
     validation_source: str | None = Field(default=None, description="Validation file; unset: a stratified 20%.")
-    epochs: int = Field(default=3, ge=1, le=100)
-    learning_rate: float = Field(default=5e-5, gt=0, le=1)
-    batch_size: int = Field(default=16, ge=1, le=1024)
-    max_length: int = Field(default=128, ge=8, le=512)
-    seed: int = 13
-    promote: PromotePolicy = Field(
-        default="auto",
-        description="auto: to production when its validation accuracy is at least production's; always; never.",
-    )
 
 
 class TrainingProgress(BaseModel):

@@ -6,25 +6,19 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
 from typing import Any, Literal, cast
 
 import redis
 
 from lepton_runtime.constants import DEFAULT_JOB_TTL_S
-from lepton_runtime.errors import InvalidInputError, JobNotFoundError, JobStateError, JobTimeoutError
+from lepton_runtime.errors import ChunkNotRunError, InvalidInputError, JobNotFoundError, JobStateError, JobTimeoutError
 from lepton_runtime.jobs import scripts
+from lepton_runtime.jobs.chunking import SORT_WINDOW_CHUNKS, in_input_order, plan_chunks
 from lepton_runtime.jobs.keys import JOB_INDEX_KEY, JobKeys, idempotency_key
-from lepton_runtime.jobs.schemas import ChunkFailure, JobStatus, Progress
+from lepton_runtime.jobs.schemas import RESULT_STATES, ChunkFailure, JobStatus, Progress
 from lepton_runtime.jobs.waiting import wait_until_finished
 
 StartDecision = Literal["run", "done", "failed", "cancelled", "missing"]
-# Chunks written to (or read from) Redis per round trip.
-CHUNKS_PER_ROUND_TRIP = 64
-# Texts are grouped by length within windows of this many chunks, so that each chunk's batches
-# carry little padding (as in one in-process call over all texts); results are put back in input
-# order window by window, so memory stays bounded by one window.
-SORT_WINDOW_CHUNKS = 16
 # Failed chunks listed in a status (the counters hold the full number).
 MAX_FAILURES_SHOWN = 20
 _COUNTERS = ("done_texts", "done_chunks", "failed_chunks", "cancelled_chunks", "error_items", "chunk_runs")
@@ -216,7 +210,7 @@ class JobStore:
         the output always holds every input exactly once.
         """
         status = self.status(job_id)
-        if status.state not in {"succeeded", "failed"}:
+        if status.state not in RESULT_STATES:
             raise JobStateError(
                 f"job {job_id} is {status.state}; results stream once it has succeeded or failed "
                 f"(`lepton jobs status {job_id}`)"
@@ -229,12 +223,10 @@ class JobStore:
                 pipe.hmget(keys.results, batch)
                 pipe.hmget(keys.chunk_positions, batch)
                 blobs, positions = pipe.execute()
-            placed: list[tuple[int, str]] = []
-            for index, blob, where in zip(batch, blobs, positions, strict=True):
-                lines = blob.split("\n") if blob is not None else list(self._error_rows(job_id, int(index)))
-                placed += zip(json.loads(where), lines, strict=True)
-            placed.sort(key=lambda pair: pair[0])
-            yield from (line for _, line in placed)
+            yield from in_input_order(
+                (json.loads(where), blob.split("\n") if blob is not None else list(self._error_rows(job_id, int(i))))
+                for i, blob, where in zip(batch, blobs, positions, strict=True)
+            )
 
     def list_jobs(self, limit: int = 20) -> list[JobStatus]:
         """The most recent jobs, newest first (expired ones are dropped from the index)."""
@@ -253,20 +245,13 @@ class JobStore:
 
     # -- internals -------------------------------------------------------------------------------
     def _write_inputs(self, keys: JobKeys, items: Iterable[tuple[str, str]], chunk_size: int) -> tuple[int, int]:
-        """Write the chunks window by window: texts of similar length together, positions kept."""
+        """Save the planned chunks window by window (``jobs.chunking``); return (texts, chunks)."""
         total_texts = total_chunks = 0
-        iterator = iter(items)
-        while window := list(islice(iterator, chunk_size * SORT_WINDOW_CHUNKS)):
-            by_length = sorted(
-                range(len(window)), key=lambda i: len(window[i][1]) if isinstance(window[i][1], str) else 0
-            )
-            inputs, positions = {}, {}
-            for start in range(0, len(window), chunk_size):
-                members = by_length[start : start + chunk_size]
-                inputs[str(total_chunks)] = json.dumps([window[i] for i in members], ensure_ascii=False)
-                positions[str(total_chunks)] = json.dumps([total_texts + i for i in members])
-                total_chunks += 1
-            total_texts += len(window)
+        for window in plan_chunks(items, chunk_size, SORT_WINDOW_CHUNKS):
+            inputs = {str(c.index): json.dumps(c.items, ensure_ascii=False) for c in window}
+            positions = {str(c.index): json.dumps(c.positions) for c in window}
+            total_chunks += len(window)
+            total_texts += sum(len(c.items) for c in window)
             with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hset(keys.inputs, mapping=inputs)  # type: ignore[arg-type]
                 pipe.hset(keys.chunk_positions, mapping=positions)  # type: ignore[arg-type]
@@ -279,7 +264,9 @@ class JobStore:
     def _error_rows(self, job_id: str, chunk: int) -> Iterator[str]:
         keys = JobKeys(job_id)
         error = self.redis.hget(keys.chunk_errors, str(chunk))
-        detail = json.loads(cast(str, error)) if error else {"code": "not_run", "message": "the chunk never ran"}
+        detail = (
+            json.loads(cast(str, error)) if error else {"code": ChunkNotRunError.code, "message": "the chunk never ran"}
+        )
         for item_id, _ in self.chunk_inputs(job_id, chunk):
             yield json.dumps({"id": item_id, "error": detail}, ensure_ascii=False)
 

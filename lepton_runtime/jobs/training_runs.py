@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 import redis
 
 from lepton_runtime.constants import DEFAULT_JOB_TTL_S
-from lepton_runtime.errors import JobNotFoundError, JobTimeoutError
+from lepton_runtime.errors import JobCancelledError, JobNotFoundError, JobTimeoutError
 from lepton_runtime.jobs.keys import TRAINING_INDEX_KEY, TrainingKeys, idempotency_key
 from lepton_runtime.jobs.schemas import (
     JobError,
@@ -201,7 +201,7 @@ class TrainingRuns:
         return self._finish_as(run_id, "failed", "error", JobError(code=code, message=message).model_dump_json())
 
     def mark_cancelled(self, run_id: str) -> bool:
-        error = JobError(code="cancelled", message="cancelled while running; nothing was published")
+        error = JobError(code=JobCancelledError.code, message="cancelled while running; nothing was published")
         return self._finish_as(run_id, "cancelled", "error", error.model_dump_json())
 
     # -- internals -------------------------------------------------------------------------------

@@ -16,10 +16,14 @@ from lepton_runtime.jobs.queues import oldest_enqueued_at, queue_depths
 
 
 class QueueCollector(Collector):
-    """``lepton_queue_depth`` and ``lepton_queue_oldest_age_seconds`` per queue, read from Redis per scrape."""
+    """``lepton_queue_depth`` and ``lepton_queue_oldest_age_seconds`` per queue, read from Redis per scrape.
 
-    def __init__(self, client: redis.Redis) -> None:
+    ``strict``: a Redis error propagates (the API answers 503) instead of leaving the figures out.
+    """
+
+    def __init__(self, client: redis.Redis, *, strict: bool = False) -> None:
         self.client = client
+        self.strict = strict
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily("lepton_queue_depth", "Messages waiting in a queue.", labels=["queue"])
@@ -34,6 +38,8 @@ class QueueCollector(Collector):
                 oldest = oldest_enqueued_at(self.client, queue)
                 age.add_metric([queue], max(0.0, now - oldest) if oldest else 0.0)
         except redis.RedisError:
+            if self.strict:
+                raise
             return  # Redis down: no queue figures this scrape (the worker logs say why)
         yield depth
         yield age

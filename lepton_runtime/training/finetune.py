@@ -20,30 +20,30 @@ from typing import Any
 
 import numpy as np
 
+from lepton_runtime import constants
 from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.machine import available_cores
 
 TRAINING_METRICS_FILE = "training_metrics.json"
-# The held-out split is saved beside the checkpoint: export gates int8 on exactly these texts.
-VALIDATION_FILE = "validation.jsonl"
+VALIDATION_FILE = constants.VALIDATION_FILE
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
     """Hyper-parameters with their units; defaults fit MiniLM-L6 on a 2-core CPU."""
 
-    epochs: int = 3
-    learning_rate: float = 5e-5
+    epochs: int = constants.DEFAULT_TRAIN_EPOCHS
+    learning_rate: float = constants.DEFAULT_TRAIN_LEARNING_RATE
     head_learning_rate: float = 1e-3
-    batch_size: int = 16
-    max_length: int = 128
+    batch_size: int = constants.DEFAULT_TRAIN_BATCH_SIZE
+    max_length: int = constants.DEFAULT_TRAIN_MAX_LENGTH
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     validation_fraction: float = 0.2
     early_stopping_patience_epochs: int = 2
-    seed: int = 13
+    seed: int = constants.DEFAULT_TRAIN_SEED
     device: str = "auto"  # auto | cpu | cuda
 
 

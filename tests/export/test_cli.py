@@ -47,7 +47,7 @@ def test_export_predict_promote_rollback_verify(tmp_path: Path, tiny_checkpoint:
     predicted = lepton("predict", "sent@production", "a great film", "", registry=tmp_path)
     assert predicted.returncode == 1  # one invalid text: reported in place, others still answered
     good, bad = (json.loads(line) for line in predicted.stdout.splitlines())
-    assert good["label"] in {"negative", "positive"} and good["model"]["version"] == 1
+    assert good["label"] in {"problem", "question"} and good["model"]["version"] == 1
     assert good["model"]["variant"] == "int8" and len(good["model"]["sha256"]) == 64
     assert bad["error"]["code"] == "invalid_input" and bad["index"] == 1
 

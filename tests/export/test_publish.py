@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 def test_published_manifest_records_everything_a_user_checks(published: ModelVersion) -> None:
     manifest = published.manifest
-    assert manifest.labels == ["negative", "positive"]
+    assert manifest.labels == ["problem", "question"]
     assert manifest.max_sequence_length == 128 and manifest.opset == 17
     assert set(manifest.variants) == {"fp32", "int8"}
     assert all(v.verified for v in manifest.variants.values())

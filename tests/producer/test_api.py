@@ -66,7 +66,7 @@ def test_classify_answers_with_predictions_and_provenance_and_is_idempotent(
     result = answer.json()
     assert result["state"] == "succeeded" and result["model"]["model"] == "tiny"
     first, empty = result["predictions"]
-    assert first["label"] in {"negative", "positive"} and first["score"] == max(first["scores"].values())
+    assert first["label"] in {"problem", "question"} and first["score"] == max(first["scores"].values())
     assert empty["error"]["code"] == "invalid_input", "an empty text is refused alone; the others are answered"
     again = api.http.post("/v1/classify", json=body, headers={**AUTH, "Idempotency-Key": "k1"}).json()
     assert again["job_id"] == result["job_id"]
@@ -83,14 +83,14 @@ def test_classify_without_a_worker_answers_202_then_the_result_once_one_runs(
     assert pending["state"] == "queued" and pending["predictions"] is None
     start_worker()
     done = api.http.get(pending["status_url"], params={"wait_s": 30}, headers=AUTH)
-    assert done.status_code == 200 and done.json()["predictions"][0]["label"] in {"negative", "positive"}
+    assert done.status_code == 200 and done.json()["predictions"][0]["label"] in {"problem", "question"}
 
 
 def test_a_bulk_job_runs_and_streams_the_same_rows_as_the_client(
-    api: RunningApi, start_worker: Callable[..., WorkerProcess], client: LeptonClient, sst2: LabelledTexts
+    api: RunningApi, start_worker: Callable[..., WorkerProcess], client: LeptonClient, banking: LabelledTexts
 ) -> None:
     start_worker()
-    body = {"texts": sst2.texts[:300], "model": "tiny@production", "chunk_size": 64}
+    body = {"texts": banking.texts[:300], "model": "tiny@production", "chunk_size": 64}
     submitted = api.http.post("/v1/jobs", json=body, headers={**AUTH, "Idempotency-Key": "bulk-1"})
     assert submitted.status_code == 201, submitted.text
     job_id = submitted.json()["job_id"]
@@ -203,10 +203,10 @@ def test_models_are_listed_and_promoted(api: RunningApi) -> None:
     assert missing.status_code == 404
 
 
-def test_training_is_queued_followed_and_cancelled(api: RunningApi, sst2: LabelledTexts) -> None:
+def test_training_is_queued_followed_and_cancelled(api: RunningApi, banking: LabelledTexts) -> None:
     rows = "".join(
         json.dumps({"text": t, "label": lab}) + "\n"
-        for t, lab in zip(sst2.texts[:60], (sst2.labels or [])[:60], strict=True)
+        for t, lab in zip(banking.texts[:60], (banking.labels or [])[:60], strict=True)
     )
     answer = api.http.post(
         "/v1/train", files={"file": ("train.jsonl", rows.encode())}, data={"name": "sentiment"}, headers=AUTH
@@ -216,7 +216,7 @@ def test_training_is_queued_followed_and_cancelled(api: RunningApi, sst2: Labell
     status = api.http.get(f"/v1/jobs/{run_id}", headers=AUTH).json()
     assert status["kind"] == "train" and status["state"] == "queued" and status["train_rows"] == 60
     assert api.http.delete(f"/v1/jobs/{run_id}", headers=AUTH).json()["state"] == "cancelled"
-    one_label = "".join(json.dumps({"text": t, "label": "positive"}) + "\n" for t in sst2.texts[:20])
+    one_label = "".join(json.dumps({"text": t, "label": "question"}) + "\n" for t in banking.texts[:20])
     refused = api.http.post(
         "/v1/train", files={"file": ("train.jsonl", one_label.encode())}, data={"name": "sentiment"}, headers=AUTH
     )
@@ -279,3 +279,62 @@ def test_a_fuzz_run_against_the_running_api_finds_no_server_error(
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     counts = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
     assert counts and int(counts[1]) == int(counts[2]) >= 300, done.stdout[-2000:]
+
+
+def test_the_openapi_document_gives_every_route_the_error_shape(queue_settings: LeptonSettings) -> None:
+    from lepton_runtime.errors import http_status_by_code
+    from producer.api import create_app
+
+    document = create_app(queue_settings.model_copy(update={"api_allow_anonymous": True})).openapi()
+    statuses_of_the_tree = set(http_status_by_code().values())
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            errors = {int(s): answer for s, answer in operation["responses"].items() if int(s) >= 400}
+            assert errors, f"{method} {path} declares no error answer"
+            for status, answer in errors.items():
+                assert status in statuses_of_the_tree, (method, path, status)
+                if (path, status) == ("/readyz", 503):
+                    continue  # not ready answers with the readiness report itself
+                schema = answer["content"]["application/json"]["schema"]
+                assert schema["$ref"].endswith("/ErrorResponse"), (method, path, status)
+
+
+def test_a_body_the_json_parser_refuses_gets_a_code_of_the_tree_and_the_issue(api: RunningApi) -> None:
+    headers = {**AUTH, "Content-Type": "application/json"}
+    for body in (b"[" * 100_000, b'{"texts": ["\xff\xfe"], "model": "tiny"}'):
+        for path in ("/v1/classify", "/v1/jobs"):
+            answer = api.http.post(path, content=body, headers=headers)
+            assert answer.status_code == 422, (path, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == "invalid_input" and error["issues"][0]["field"] == "body", (path, error)
+    unknown = api.http.get("/v2/nothing", headers=AUTH)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    wrong_method = api.http.put("/v1/classify", headers=AUTH)
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_lepton_api_with_two_workers_answers_classify_from_each_process(
+    queue_env: dict[str, str], start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    import signal
+
+    import psutil
+
+    start_worker()
+    env = {**os.environ, **queue_env, "LEPTON_API_TOKENS": json.dumps([TOKEN])}
+    api = RunningApi(env, tmp_path / "api.log", ["--workers", "2"])
+    try:
+        children = psutil.Process(api.process.pid).children()
+        servers = [child for child in children if "resource_tracker" not in " ".join(child.cmdline())]
+        assert len(servers) == 2, [child.cmdline() for child in children]
+        body = {"texts": ["my card payment was declined", "how do I order a card?"], "model": "tiny"}
+        for serving, paused in (servers, reversed(servers)):
+            paused.send_signal(signal.SIGSTOP)  # only `serving` can take the connection now
+            try:
+                answer = api.http.post("/v1/classify", json=body, headers={**AUTH, "Connection": "close"})
+            finally:
+                paused.send_signal(signal.SIGCONT)
+            assert answer.status_code == 200, (serving.pid, answer.text)
+            assert [p["label"] in {"problem", "question"} for p in answer.json()["predictions"]] == [True, True]
+    finally:
+        api.stop()

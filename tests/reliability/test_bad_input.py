@@ -17,7 +17,7 @@ import psutil
 import pytest
 import redis
 
-from lepton_runtime.jobs.queues import queue_lists
+from lepton_runtime.jobs.keys import queue_lists
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelRegistry, ModelVersion
 from lepton_runtime.settings import LeptonSettings
@@ -65,7 +65,7 @@ def fleet(
     queue_settings: LeptonSettings,
     copy_of_published: ModelRegistry,
     tiny_checkpoint: Path,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
     tmp_path: Path,
 ) -> Iterator[Fleet]:
     from export.publish import export_checkpoint
@@ -84,7 +84,7 @@ def fleet(
     api = RunningApi({**os.environ, **env, "LEPTON_API_TOKENS": json.dumps([TOKEN])}, tmp_path / "api.log", [])
     settings = queue_settings.model_copy(update={"model_dir": copy_of_published.root})
     with LeptonClient(settings) as client:
-        healthy = client.submit_bulk(sst2.texts, model="tiny", chunk_size=64)
+        healthy = client.submit_bulk(banking.texts, model="tiny", chunk_size=64)
         yield Fleet(api, worker, client, healthy.id)
     api.stop()
 

@@ -53,7 +53,7 @@ def outages_at(
 
 
 def test_a_redis_restart_mid_job_loses_nothing(
-    published: ModelVersion, sst2: LabelledTexts, tmp_path: Path, figures: Figures
+    published: ModelVersion, banking: LabelledTexts, tmp_path: Path, figures: Figures
 ) -> None:
     server = LocalRedis(free_port(), tmp_path / "redis", appendonly=True)
     url = server.start()
@@ -63,7 +63,7 @@ def test_a_redis_restart_mid_job_loses_nothing(
                            arguments=["--threads", "1", "--warm", "tiny@production"], cwd=REPO_ROOT)  # fmt: skip
     try:
         worker.wait_ready(WORKER_READY_TIMEOUT_S)
-        texts = (sst2.texts * (TEXTS // len(sst2.texts) + 1))[:TEXTS]
+        texts = (banking.texts * (TEXTS // len(banking.texts) + 1))[:TEXTS]
         with LeptonClient(settings) as client:
             job = client.submit_bulk(texts, model="tiny", chunk_size=CHUNK_SIZE)
             outages: list[threading.Timer] = []
@@ -87,7 +87,7 @@ def test_a_redis_restart_mid_job_loses_nothing(
 
 
 def test_without_persistence_a_restart_fails_the_job_clearly_instead_of_hanging(
-    published: ModelVersion, sst2: LabelledTexts, tmp_path: Path, figures: Figures
+    published: ModelVersion, banking: LabelledTexts, tmp_path: Path, figures: Figures
 ) -> None:
     server = LocalRedis(free_port(), tmp_path / "redis", appendonly=False)
     url = server.start()
@@ -98,7 +98,7 @@ def test_without_persistence_a_restart_fails_the_job_clearly_instead_of_hanging(
     try:
         worker.wait_ready(WORKER_READY_TIMEOUT_S)
         with LeptonClient(settings) as client:
-            job = client.submit_bulk((sst2.texts * 2)[:3000], model="tiny", chunk_size=50)
+            job = client.submit_bulk((banking.texts * 2)[:3000], model="tiny", chunk_size=50)
             outages: list[threading.Timer] = []
             outage = outages_at(server, (5,), outages)
             with pytest.raises(JobNotFoundError, match="append-only file"):  # after the outage, not at the timeout
@@ -119,11 +119,11 @@ def test_a_chunk_message_the_broker_lost_is_sent_again_and_the_job_finishes(
     start_worker: Callable[..., WorkerProcess],
     queue_settings: LeptonSettings,
     redis_client: redis.Redis,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
     figures: Figures,
 ) -> None:
     with LeptonClient(queue_settings) as client:
-        job = client.submit_bulk(sst2.texts[:800], model="tiny", chunk_size=100)
+        job = client.submit_bulk(banking.texts[:800], model="tiny", chunk_size=100)
         take_message(redis_client, job.id, 3)  # as kombu loses one popped just as Redis goes away
         worker = start_worker()
         started_s = time.monotonic()

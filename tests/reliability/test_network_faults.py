@@ -37,11 +37,11 @@ CHUNK_SIZE = 3000
 
 
 def test_a_worker_cut_off_mid_chunk_loses_nothing_and_duplicates_nothing(
-    published: ModelVersion, sst2: LabelledTexts, tmp_path: Path, figures: Figures
+    published: ModelVersion, banking: LabelledTexts, tmp_path: Path, figures: Figures
 ) -> None:
     password = f"redis-{uuid.uuid4().hex}"  # Redis listens beyond loopback here, so it has a password
     models = published.path.parent.parent
-    longest = sorted(sst2.texts, key=len, reverse=True)[:200]
+    longest = sorted(banking.texts, key=len, reverse=True)[:200]
     texts = (longest * (TEXTS // len(longest) + 1))[:TEXTS]
     with isolated_host() as host:
         server = LocalRedis(free_port(), tmp_path / "redis", password=password, also_bind=(host.host_address,))

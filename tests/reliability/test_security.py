@@ -47,7 +47,7 @@ def every_value(client: redis.Redis) -> Iterator[str]:
 
 
 def test_secrets_stay_secret_and_a_wrong_redis_password_is_refused_clearly(
-    published: ModelVersion, sst2: LabelledTexts, tmp_path: Path, figures: Figures
+    published: ModelVersion, banking: LabelledTexts, tmp_path: Path, figures: Figures
 ) -> None:
     password, token = f"redis-{uuid.uuid4().hex}", f"api-{uuid.uuid4().hex}"
     server = LocalRedis(free_port(), tmp_path / "redis", password=password)
@@ -66,7 +66,7 @@ def test_secrets_stay_secret_and_a_wrong_redis_password_is_refused_clearly(
         assert answer.status_code == 200, answer.text
         settings = LeptonSettings(redis_url=SecretStr(url), model_dir=models)
         with LeptonClient(settings) as client:
-            assert client.submit_bulk(sst2.texts[:500], model="tiny", chunk_size=100).wait(120).state == "succeeded"
+            assert client.submit_bulk(banking.texts[:500], model="tiny", chunk_size=100).wait(120).state == "succeeded"
             assert password not in repr(client.settings) and password not in str(client.settings.redis_url)
 
         for wrong in (url.replace(password, "not-the-password"), url.replace(f":{password}@", "")):

@@ -34,11 +34,11 @@ def test_ten_kills_and_a_warm_shutdown_lose_and_duplicate_nothing(
     start_worker: Callable[..., WorkerProcess],
     queue_settings: LeptonSettings,
     redis_client: redis.Redis,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
     figures: Figures,
 ) -> None:
     started_s = time.monotonic()
-    texts = (sst2.texts * (TEXTS // len(sst2.texts) + 1))[:TEXTS]
+    texts = (banking.texts * (TEXTS // len(banking.texts) + 1))[:TEXTS]
     worker = start_worker(concurrency=2, env={"LEPTON_MAX_DELIVERIES": str(KILLS + 1)})
     chooser = random.Random(7)
     killed: list[int] = []
@@ -91,13 +91,13 @@ def test_ten_kills_and_a_warm_shutdown_lose_and_duplicate_nothing(
 
 
 def test_a_pool_process_over_its_memory_budget_is_replaced_and_the_job_finishes(
-    start_worker: Callable[..., WorkerProcess], queue_settings: LeptonSettings, sst2: LabelledTexts, figures: Figures
+    start_worker: Callable[..., WorkerProcess], queue_settings: LeptonSettings, banking: LabelledTexts, figures: Figures
 ) -> None:
     worker = start_worker(extra=["--max-memory-mb", "64"])  # below what a process with a model needs
     (first,) = psutil.Process(worker.process.pid).children()
     assert first.memory_info().rss > 64 * 1024 * 1024
     with LeptonClient(queue_settings) as client:
-        job = client.submit_bulk(sst2.texts[:1000], model="tiny", chunk_size=100)
+        job = client.submit_bulk(banking.texts[:1000], model="tiny", chunk_size=100)
         assert job.wait(300).state == "succeeded"
         assert [row["id"] for row in client.results(job.id)] == [str(i) for i in range(1000)]
         assert client.jobs.chunk_runs(job.id) == dict.fromkeys(range(10), 1), "recycling is not a failure"

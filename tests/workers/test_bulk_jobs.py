@@ -39,11 +39,11 @@ def test_a_file_comes_back_in_input_order_with_the_same_predictions_as_in_proces
     start_worker: Callable[..., WorkerProcess],
     client: LeptonClient,
     redis_client: redis.Redis,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
     published: ModelVersion,
     tmp_path: Path,
 ) -> None:
-    texts = sst2.texts[:1000]
+    texts = banking.texts[:1000]
     texts[10] = "   "  # an invalid item: an error row in its place, the job still succeeds
     source = tmp_path / "texts.jsonl"
     source.write_text("".join(json.dumps({"id": f"r{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
@@ -80,9 +80,9 @@ def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
     start_worker: Callable[..., WorkerProcess],
     client: LeptonClient,
     redis_client: redis.Redis,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
 ) -> None:
-    texts = sst2.texts * 3  # 5,760 real sentences
+    texts = banking.texts * 3  # 5,760 real queries
     texts[2000] = HANG  # the second window of chunks: the first worker hangs in it, after 16 chunks
     first = start_worker(extra=FAULTS)
     job = client.submit_bulk(texts, model="tiny", chunk_size=100)
@@ -108,13 +108,13 @@ def test_a_poison_chunk_is_dead_lettered_and_retry_reruns_only_it(
     start_worker: Callable[..., WorkerProcess],
     client: LeptonClient,
     redis_client: redis.Redis,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
 ) -> None:
-    texts = sst2.texts[:1000]
+    texts = banking.texts[:1000]
     texts[350] = POISON  # kills the process that runs its chunk, every time
     worker = start_worker(extra=FAULTS)
     poisoned = client.submit_bulk(texts, model="tiny", chunk_size=100)
-    healthy = client.submit_bulk(sst2.texts[1000:1300], model="tiny", chunk_size=100)
+    healthy = client.submit_bulk(banking.texts[1000:1300], model="tiny", chunk_size=100)
 
     assert healthy.wait(WAIT_S).state == "succeeded"  # other work is not held up
     status = poisoned.wait(WAIT_S)
@@ -148,9 +148,9 @@ def test_cancel_holds_across_a_worker_restart(
     start_worker: Callable[..., WorkerProcess],
     client: LeptonClient,
     redis_client: redis.Redis,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
 ) -> None:
-    texts = sst2.texts[:1000]
+    texts = banking.texts[:1000]
     texts[250] = HANG  # the first worker is inside the chunk that holds it when the job is cancelled
     first = start_worker(extra=FAULTS)
     job = client.submit_bulk(texts, model="tiny", chunk_size=100)
@@ -159,7 +159,7 @@ def test_cancel_holds_across_a_worker_restart(
     assert client.cancel(job.id).state == "cancelled"
     first.kill()
     start_worker()  # a fresh worker: nothing of the cancel lives in worker memory
-    later = client.submit_bulk(sst2.texts[:10], model="tiny")  # queued behind the cancelled chunks
+    later = client.submit_bulk(banking.texts[:10], model="tiny")  # queued behind the cancelled chunks
     assert later.wait(WAIT_S).state == "succeeded"
 
     status = client.status(job.id)
@@ -174,11 +174,11 @@ def test_cancel_holds_across_a_worker_restart(
 
 
 def test_an_idempotent_resubmission_returns_the_same_job_and_runs_it_once(
-    start_worker: Callable[..., WorkerProcess], client: LeptonClient, sst2: LabelledTexts
+    start_worker: Callable[..., WorkerProcess], client: LeptonClient, banking: LabelledTexts
 ) -> None:
-    first = client.submit_bulk(sst2.texts[:500], model="tiny", chunk_size=100, idempotency_key="nightly-2026-11-22")
-    again = client.submit_bulk(sst2.texts[:500], model="tiny", chunk_size=100, idempotency_key="nightly-2026-11-22")
-    other = client.submit_bulk(sst2.texts[:500], model="tiny", chunk_size=100, idempotency_key="nightly-2026-11-23")
+    first = client.submit_bulk(banking.texts[:500], model="tiny", chunk_size=100, idempotency_key="nightly-2026-11-22")
+    again = client.submit_bulk(banking.texts[:500], model="tiny", chunk_size=100, idempotency_key="nightly-2026-11-22")
+    other = client.submit_bulk(banking.texts[:500], model="tiny", chunk_size=100, idempotency_key="nightly-2026-11-23")
     assert again.id == first.id and not again.created
     assert other.id != first.id and other.created
     start_worker()
@@ -191,9 +191,9 @@ def test_a_chunk_over_its_time_limit_fails_the_job_with_time_limit(
     start_worker: Callable[..., WorkerProcess],
     client: LeptonClient,
     redis_client: redis.Redis,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
 ) -> None:
-    texts = sst2.texts[:300]
+    texts = banking.texts[:300]
     texts[5] = HANG  # runs past the soft time limit (5 s in these tests)
     worker = start_worker(extra=FAULTS)
     status = client.submit_bulk(texts, model="tiny", chunk_size=100).wait(WAIT_S)
@@ -208,9 +208,9 @@ def test_a_chunk_killed_at_its_hard_time_limit_still_fails_its_job(
     start_worker: Callable[..., WorkerProcess],
     client: LeptonClient,
     redis_client: redis.Redis,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
 ) -> None:
-    texts = sst2.texts[:300]
+    texts = banking.texts[:300]
     texts[5] = STUCK  # ignores the soft limit: the pool process is killed at the hard one (6 s here)
     worker = start_worker(extra=FAULTS)
     status = client.submit_bulk(texts, model="tiny", chunk_size=100).wait(WAIT_S)
@@ -222,11 +222,11 @@ def test_a_chunk_killed_at_its_hard_time_limit_still_fails_its_job(
 
 
 def test_retry_sends_the_chunks_a_producer_died_before_sending(
-    start_worker: Callable[..., WorkerProcess], client: LeptonClient, sst2: LabelledTexts
+    start_worker: Callable[..., WorkerProcess], client: LeptonClient, banking: LabelledTexts
 ) -> None:
     version = client.resolve("tiny")
     job_id, _ = client.jobs.create(  # recorded, then the producer died: no chunk was ever sent
-        items_from_texts(sst2.texts[:300]),
+        items_from_texts(banking.texts[:300]),
         model="tiny",
         model_version=version.reference,
         model_sha256=version.manifest.content_sha256,

@@ -23,11 +23,11 @@ def test_classify_answers_like_the_engine_with_provenance(
     start_worker: Callable[..., WorkerProcess],
     queue_settings: LeptonSettings,
     published: ModelVersion,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
 ) -> None:
     start_worker()
     client = LeptonClient(queue_settings)
-    texts = sst2.texts[:5]
+    texts = banking.texts[:5]
     answers = client.classify(texts, model="tiny@production").wait(60)
     expected = Engine(published.path, intra_op_threads=1).classify(texts)
     assert [a.label for a in answers if isinstance(a, Prediction)] == [e.label for e in expected]

@@ -70,7 +70,7 @@ def test_flower_shows_the_worker_and_the_running_job_to_a_logged_in_browser(
     start_worker: Callable[..., WorkerProcess],
     flower: httpx.Client,
     queue_settings: LeptonSettings,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
 ) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -80,7 +80,7 @@ def test_flower_shows_the_worker_and_the_running_job_to_a_logged_in_browser(
     assert httpx.get(f"{flower.base_url}/metrics", timeout=10).status_code == 401
     with LeptonClient(queue_settings) as client:
         wait_until_flower_sees_tasks(flower, client)
-        job = client.submit_bulk(sst2.texts * 15, model="tiny", chunk_size=16)  # 1,800 chunks: tens of seconds
+        job = client.submit_bulk(banking.texts * 15, model="tiny", chunk_size=16)  # 1,800 chunks: tens of seconds
         ARTIFACTS.mkdir(exist_ok=True)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -34,12 +34,12 @@ def total(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: st
 
 
 def test_metrics_count_a_bulk_job_and_a_request_exactly_across_pool_processes(
-    start_worker: Callable[..., WorkerProcess], queue_settings: LeptonSettings, sst2: LabelledTexts
+    start_worker: Callable[..., WorkerProcess], queue_settings: LeptonSettings, banking: LabelledTexts
 ) -> None:
     port = free_port()
     start_worker(concurrency=2, extra=["--metrics-port", str(port)])
     with LeptonClient(queue_settings) as client:
-        assert client.submit_bulk(sst2.texts[:300], model="tiny", chunk_size=64).wait(120).state == "succeeded"
+        assert client.submit_bulk(banking.texts[:300], model="tiny", chunk_size=64).wait(120).state == "succeeded"
         client.classify(["a fine film", ""], model="tiny").wait(30)
     samples = scrape(port)
     tiny = {"model": "tiny", "version": "1"}

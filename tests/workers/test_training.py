@@ -48,12 +48,12 @@ def start_trainer(
     return start
 
 
-def _sample(sst2: LabelledTexts, path: Path, start: int, count: int) -> Path:
-    labels = sst2.labels or []
+def _sample(banking: LabelledTexts, path: Path, start: int, count: int) -> Path:
+    labels = banking.labels or []
     path.write_text(
         "".join(
             json.dumps({"text": text, "label": label}) + "\n"
-            for text, label in zip(sst2.texts[start : start + count], labels[start : start + count], strict=True)
+            for text, label in zip(banking.texts[start : start + count], labels[start : start + count], strict=True)
         )
     )
     return path
@@ -64,10 +64,10 @@ def test_a_queued_run_reports_progress_publishes_with_metrics_and_promotes_by_th
     client: LeptonClient,
     registry_dir: Path,
     tiny_base: Path,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
     tmp_path: Path,
 ) -> None:
-    data = _sample(sst2, tmp_path / "train.jsonl", 0, 1200)
+    data = _sample(banking, tmp_path / "train.jsonl", 0, 1200)
     start_trainer()
     seen: list[TrainingStatus] = []
 
@@ -84,7 +84,7 @@ def test_a_queued_run_reports_progress_publishes_with_metrics_and_promotes_by_th
     registry = ModelRegistry(registry_dir)
     published = registry.resolve("sent@1")
     assert published.manifest.metrics["validation_accuracy"] == accuracy
-    assert published.manifest.metrics["per_class"].keys() == {"negative", "positive"}
+    assert published.manifest.metrics["per_class"].keys() == {"problem", "question"}
     assert registry.resolve(f"sent@{PRODUCTION_ALIAS}").version == 1
     assert Path(first.outcome.curve or "").stat().st_size > 10_000  # a real PNG, not an empty file
 
@@ -105,10 +105,10 @@ def test_a_cancelled_run_publishes_nothing_and_a_run_cancelled_while_queued_neve
     client: LeptonClient,
     registry_dir: Path,
     tiny_base: Path,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
     tmp_path: Path,
 ) -> None:
-    data = _sample(sst2, tmp_path / "train.jsonl", 0, 1500)
+    data = _sample(banking, tmp_path / "train.jsonl", 0, 1500)
     # cancelled before any worker runs: the flag is in Redis, so the worker that starts later skips it
     queued = client.train(data, name="never", base=tiny_base, epochs=1, **TINY)
     assert client.cancel(queued.id).state == "cancelled"
@@ -160,10 +160,10 @@ def test_lepton_train_submit_follows_the_run_and_jobs_status_shows_it(
     queue_env: dict[str, str],
     registry_dir: Path,
     tiny_base: Path,
-    sst2: LabelledTexts,
+    banking: LabelledTexts,
     tmp_path: Path,
 ) -> None:
-    data = _sample(sst2, tmp_path / "train.jsonl", 0, 600)
+    data = _sample(banking, tmp_path / "train.jsonl", 0, 600)
     start_trainer()
     env = {**queue_env, "LEPTON_MODEL_DIR": str(registry_dir)}
     runner = CliRunner()

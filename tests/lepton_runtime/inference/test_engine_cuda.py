@@ -17,8 +17,8 @@ from lepton_runtime.registry import ModelRegistry, ModelVersion
 pytestmark = [pytest.mark.slow, pytest.mark.gpu]
 
 
-def test_cuda_engine_gives_the_cpu_answers_across_many_batches(published: ModelVersion, sst2: LabelledTexts) -> None:
-    texts = sst2.texts[:300]
+def test_cuda_engine_gives_the_cpu_answers_across_many_batches(published: ModelVersion, banking: LabelledTexts) -> None:
+    texts = banking.texts[:300]
     on_cpu = Engine(published.path, variant="fp32").classify(texts)
     engine = Engine(published.path, variant="fp32", device="cuda", max_batch_tokens=512, max_batch_size=32)
     on_gpu = engine.classify(texts)
@@ -30,7 +30,7 @@ def test_cuda_engine_gives_the_cpu_answers_across_many_batches(published: ModelV
 
 
 def test_fp16_is_gated_on_the_gpu_then_chosen_automatically_on_cuda(
-    tmp_path: Path, tiny_checkpoint: Path, golden_file: Path, sst2: LabelledTexts
+    tmp_path: Path, tiny_checkpoint: Path, golden_file: Path, banking: LabelledTexts
 ) -> None:
     from export.publish import export_checkpoint
 
@@ -42,8 +42,8 @@ def test_fp16_is_gated_on_the_gpu_then_chosen_automatically_on_cuda(
     engine = Engine(version.path, device="cuda")
     assert (engine.provenance.variant, engine.provenance.precision) == ("fp16", "fp16")
     fp32 = Engine(version.path, variant="fp32", device="cuda")
-    labels16 = [p.label for p in engine.classify(sst2.texts)]
-    labels32 = [p.label for p in fp32.classify(sst2.texts)]
+    labels16 = [p.label for p in engine.classify(banking.texts)]
+    labels32 = [p.label for p in fp32.classify(banking.texts)]
     assert np.mean(np.asarray(labels16) == np.asarray(labels32)) >= 0.995
     assert Engine(version.path).provenance.variant == "fp32", "the CPU never runs the fp16 graph by default"
 

@@ -14,10 +14,10 @@ from lepton_runtime.training.finetune import TRAINING_METRICS_FILE
 pytestmark = [pytest.mark.slow, pytest.mark.gpu]
 
 
-def test_mixed_precision_on_cuda_learns(tmp_path: Path, tiny_base: Path, sst2: LabelledTexts) -> None:
+def test_mixed_precision_on_cuda_learns(tmp_path: Path, tiny_base: Path, banking: LabelledTexts) -> None:
     import torch
 
-    sample = LabelledTexts(sst2.texts[:1500], sst2.labels[:1500] if sst2.labels else None, sst2.source)
+    sample = LabelledTexts(banking.texts[:1500], banking.labels[:1500] if banking.labels else None, banking.source)
     config = TrainingConfig(epochs=4, learning_rate=3e-3, head_learning_rate=3e-3, device="cuda")
     result = fine_tune(sample, tiny_base, tmp_path, config)
     metrics = json.loads((tmp_path / TRAINING_METRICS_FILE).read_text())

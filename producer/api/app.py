@@ -1,0 +1,69 @@
+"""The app factory of the HTTP API: settings and the client in ``app.state``, error handlers, the body limit,
+and one router per resource."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from lepton_runtime import __version__
+from lepton_runtime.errors import InvalidInputError, TooLargeError
+from lepton_runtime.exposure import is_loopback
+from lepton_runtime.settings import LeptonSettings, load_settings
+from producer.api.errors import error_response, install_error_handlers
+from producer.api.routes import classify, jobs, models, operations, training
+from producer.client import LeptonClient
+
+
+def check_exposure(settings: LeptonSettings, host: str) -> None:
+    """Refuse to serve without tokens unless bound to loopback and anonymous access was asked for."""
+    if settings.api_tokens:
+        return
+    if not is_loopback(host):
+        raise InvalidInputError(
+            f"the API would listen on {host} without authentication: set LEPTON_API_TOKENS (a JSON list of"
+            " bearer tokens), or bind it to 127.0.0.1"
+        )
+    if not settings.api_allow_anonymous:
+        raise InvalidInputError(
+            "no API tokens are configured: set LEPTON_API_TOKENS, or allow anonymous access on loopback"
+            " with `lepton api --allow-anonymous` (LEPTON_API_ALLOW_ANONYMOUS=true)"
+        )
+
+
+def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> FastAPI:
+    """The API over one ``LeptonClient`` (Redis, the registry), with the limits of ``settings``."""
+    app = FastAPI(
+        title="Lepton Runtime",
+        version=__version__,
+        summary="Run Transformer models as queued jobs: classify, bulk jobs, training, models.",
+    )
+    app.state.settings = settings
+    app.state.client = client or LeptonClient(settings)
+    app.state.tokens = [token.get_secret_value().encode() for token in settings.api_tokens]
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.api_max_body_bytes:
+            return error_response(
+                TooLargeError(
+                    f"the request body is {int(length):,} bytes, over the limit of {settings.api_max_body_bytes:,}"
+                    " (LEPTON_API_MAX_BODY_BYTES); split the file"
+                )
+            )
+        return await call_next(request)
+
+    for resource in (classify, jobs, training, models, operations):
+        # the routers' own routes, each complete with its router's dependencies and responses, as routes of
+        # the app itself (FastAPI >= 0.160 would keep an included router as one nested route)
+        app.router.routes.extend(resource.router.routes)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app for uvicorn's ``--factory`` (``lepton api --workers N``): each worker process reads LEPTON_*."""
+    return create_app(load_settings())

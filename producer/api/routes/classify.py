@@ -1,0 +1,82 @@
+"""``/v1/classify``: a few texts classified and answered when done (200), or the job id after ``wait_s`` (202)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from celery.result import AsyncResult
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse, Response
+
+from lepton_runtime.constants import MAX_API_WAIT_S
+from lepton_runtime.errors import JobTimeoutError, TooLargeError
+from lepton_runtime.prediction import Prediction
+from producer.api.dependencies import INFERENCE_OPEN, SECURED, Client, Settings
+from producer.api.errors import error_responses
+from producer.api.schemas import ClassifyRequest, ClassifyResponse, ModelProvenance, PredictionOut
+from producer.client import ClassifyJob
+
+router = APIRouter(tags=["classify"], responses=error_responses(401, 404, 422, 503, 500))
+
+
+@router.post(
+    "/v1/classify",
+    response_model=ClassifyResponse,
+    dependencies=INFERENCE_OPEN,
+    status_code=200,
+    responses={
+        202: {"model": ClassifyResponse, "description": "Not done within wait_s: poll status_url."},
+        **error_responses(413, 429),
+    },
+)
+def classify(
+    body: ClassifyRequest,
+    settings: Settings,
+    client: Client,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    """Classify a few texts: answered when done (200), or with the job id after ``wait_s`` (202)."""
+    if len(body.texts) > settings.max_items:
+        raise TooLargeError(
+            f"texts: {len(body.texts)} items is over the limit of {settings.max_items} per classify request;"
+            " submit a bulk job (POST /v1/jobs) for more"
+        )
+    job = client.classify(body.texts, model=body.model, idempotency_key=idempotency_key)
+    wait_s = settings.api_classify_wait_s if body.wait_s is None else body.wait_s
+    return classify_answer(client, job.id, min(wait_s, settings.api_max_wait_s))
+
+
+@router.get(
+    "/v1/classify/{job_id}",
+    response_model=ClassifyResponse,
+    dependencies=SECURED,
+    responses={202: {"model": ClassifyResponse, "description": "Still queued or running."}},
+)
+def classify_result(
+    job_id: str,
+    settings: Settings,
+    client: Client,
+    wait_s: Annotated[float, Query(ge=0, le=MAX_API_WAIT_S)] = 0.0,
+) -> Response:
+    """The answer of an earlier classify request (202 while it runs)."""
+    return classify_answer(client, job_id, min(max(wait_s, 0.0), settings.api_max_wait_s))
+
+
+def classify_answer(client: Client, job_id: str, wait_s: float) -> Response:
+    """The predictions of classify job ``job_id`` (200), or its state if it is not done within ``wait_s`` (202)."""
+    job = ClassifyJob(job_id, AsyncResult(job_id, app=client.celery))
+    status_url = f"/v1/classify/{job_id}"
+    try:
+        answers = job.wait(wait_s)
+    except JobTimeoutError:
+        pending = ClassifyResponse(job_id=job_id, state=job.state, status_url=status_url)
+        return JSONResponse(pending.model_dump(), status_code=202)
+    provenance = next((a.model.as_dict() for a in answers if isinstance(a, Prediction)), None)
+    done = ClassifyResponse(
+        job_id=job_id,
+        state="succeeded",
+        predictions=[PredictionOut.of(i, answer) for i, answer in enumerate(answers)],
+        model=ModelProvenance(**provenance) if provenance else None,
+        status_url=status_url,
+    )
+    return JSONResponse(done.model_dump())

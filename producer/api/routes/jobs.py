@@ -1,0 +1,138 @@
+"""``/v1/jobs``: bulk jobs submitted (texts or an uploaded file), followed, streamed, retried and cancelled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from lepton_runtime.errors import InputIssue, InvalidInputError, JobStateError, UnsupportedMediaError
+from lepton_runtime.jobs import RESULT_STATES, JobStatus, TrainingStatus
+from lepton_runtime.jobs.connection import broker_errors
+from lepton_runtime.jobs.sending import job_of_task
+from producer.api.dependencies import INFERENCE_OPEN, SECURED, Client, Settings
+from producer.api.errors import error_responses, validated
+from producer.api.schemas import (
+    BULK_REQUEST_BODY,
+    RESULTS_MEDIA_TYPE,
+    BulkTextsRequest,
+    BulkUploadFields,
+    RetriedChunks,
+    SubmittedJob,
+)
+from producer.api.uploads import uploaded
+
+router = APIRouter(tags=["jobs"], responses=error_responses(401, 404, 422, 503, 500))
+
+
+def submitted(job_id: str, created: bool) -> Response:
+    """201 with the new job's id, or 200 with the job an earlier Idempotency-Key submitted."""
+    answer = SubmittedJob(job_id=job_id, created=created, status_url=f"/v1/jobs/{job_id}")
+    return JSONResponse(answer.model_dump(), status_code=201 if created else 200)
+
+
+@router.post(
+    "/v1/jobs",
+    response_model=SubmittedJob,
+    status_code=201,
+    dependencies=INFERENCE_OPEN,
+    openapi_extra={"requestBody": BULK_REQUEST_BODY},
+    responses={
+        200: {"model": SubmittedJob, "description": "The job an earlier Idempotency-Key submitted."},
+        **error_responses(413, 415, 429),
+    },
+)
+async def submit_bulk(
+    request: Request,
+    settings: Settings,
+    client: Client,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    """Submit a bulk job: texts in a JSON body, or a file uploaded as multipart form data (JSONL with a
+    text field, CSV with a column, or plain lines, read as ``lepton submit`` reads one)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        body = validated(BulkTextsRequest, await request.body())
+        job = await run_in_threadpool(
+            client.submit_bulk, body.texts, model=body.model, chunk_size=body.chunk_size,
+            idempotency_key=idempotency_key,
+        )  # fmt: skip
+        return submitted(job.id, job.created)
+    if kind == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInputError(
+                "file: a bulk upload needs a `file` part (JSONL, CSV or plain lines)",
+                issues=[InputIssue("file", "missing")],
+            )
+        fields = validated(BulkUploadFields, {k: v for k, v in form.items() if isinstance(v, str)})
+        with uploaded(upload, settings.api_max_body_bytes) as path:
+            job = await run_in_threadpool(
+                client.submit_bulk, path, model=fields.model, chunk_size=fields.chunk_size,
+                text_field=fields.text_field, id_field=fields.id_field, idempotency_key=idempotency_key,
+            )  # fmt: skip
+        return submitted(job.id, job.created)
+    raise UnsupportedMediaError(
+        f"content-type {kind or '(none)'} is not accepted: send application/json with texts, or"
+        " multipart/form-data with a file"
+    )
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobStatus | TrainingStatus, dependencies=SECURED)
+def job_status(job_id: str, client: Client) -> JobStatus | TrainingStatus:
+    """State and progress of a bulk job or a training run."""
+    return client.describe(job_id)
+
+
+@router.get(
+    "/v1/jobs/{job_id}/results",
+    dependencies=SECURED,
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {RESULTS_MEDIA_TYPE: {}}, "description": "One JSON object per line."},
+        **error_responses(409),
+    },
+)
+def job_results(job_id: str, settings: Settings, client: Client) -> StreamingResponse:
+    """The output rows in input order, streamed as JSON lines (``id``, ``label``, ``score``, ``model``)."""
+    status = client.status(job_id)
+    if status.state not in RESULT_STATES:
+        raise JobStateError(
+            f"job {job_id} is {status.state} ({status.done_texts}/{status.total_texts} texts); results are"
+            " streamed once it has succeeded or failed: poll GET /v1/jobs/{id}"
+        )
+    with broker_errors(settings.broker_url):
+        lines = client.jobs.results(job_id)
+        first = next(lines, None)
+
+    def stream() -> Iterator[bytes]:
+        if first is not None:
+            yield (first + "\n").encode()
+        for line in lines:
+            yield (line + "\n").encode()
+
+    return StreamingResponse(stream(), media_type=RESULTS_MEDIA_TYPE)
+
+
+@router.post(
+    "/v1/jobs/{job_id}/retry",
+    response_model=RetriedChunks,
+    dependencies=INFERENCE_OPEN,
+    responses=error_responses(409, 429),
+)
+def retry_job(job_id: str, client: Client) -> RetriedChunks:
+    """Run a bulk job's failed chunks again (only those); the id may be a chunk task's, as Flower shows it."""
+    job_id = job_of_task(job_id)
+    client.status(job_id)  # 404 for an unknown job
+    return RetriedChunks(job_id=job_id, chunks=client.retry(job_id))
+
+
+@router.delete("/v1/jobs/{job_id}", response_model=JobStatus | TrainingStatus, dependencies=SECURED)
+def cancel_job(job_id: str, client: Client) -> JobStatus | TrainingStatus:
+    """Cancel a bulk job or a training run, for good (it survives worker restarts)."""
+    return client.cancel(job_id)

@@ -1,0 +1,51 @@
+"""``/v1/train``: a fine-tuning run queued on an uploaded labelled file (followed at ``/v1/jobs/{id}``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, UploadFile
+from fastapi.responses import Response
+
+from lepton_runtime.jobs import DEFAULT_TRAINING, PromotePolicy, TrainingOptions
+from producer.api.dependencies import TRAINING_OPEN, Client, Settings
+from producer.api.errors import error_responses
+from producer.api.routes.jobs import submitted
+from producer.api.schemas import SubmittedJob
+from producer.api.uploads import uploaded
+
+router = APIRouter(tags=["training"], responses=error_responses(401, 413, 422, 429, 503, 500))
+
+
+def option(name: str) -> object:
+    """A form field with the description and bounds of ``TrainingOptions`` (the one source)."""
+    bounds = TrainingOptions.bounds(name)
+    return Form(
+        description=TrainingOptions.model_fields[name].description,
+        ge=bounds.get("ge"),
+        gt=bounds.get("gt"),
+        le=bounds.get("le"),
+    )
+
+
+@router.post("/v1/train", response_model=SubmittedJob, status_code=201, dependencies=TRAINING_OPEN)
+def train(
+    settings: Settings,
+    client: Client,
+    file: Annotated[UploadFile, File(description='Labelled data: JSONL {"text", "label"} or CSV.')],
+    name: Annotated[str, Form(min_length=1, description="Model name to publish, e.g. sentiment.")],
+    epochs: Annotated[int, option("epochs")] = DEFAULT_TRAINING.epochs,
+    learning_rate: Annotated[float, option("learning_rate")] = DEFAULT_TRAINING.learning_rate,
+    batch_size: Annotated[int, option("batch_size")] = DEFAULT_TRAINING.batch_size,
+    max_length: Annotated[int, option("max_length")] = DEFAULT_TRAINING.max_length,
+    promote: Annotated[PromotePolicy, option("promote")] = DEFAULT_TRAINING.promote,
+    text_field: Annotated[str, Form()] = "text",
+    label_field: Annotated[str, Form()] = "label",
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    """Queue a fine-tuning run of MiniLM-L6 on an uploaded labelled file; follow it at GET /v1/jobs/{id}."""
+    with uploaded(file, settings.api_max_body_bytes) as path:
+        run = client.train(path, name=name, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                           max_length=max_length, promote=promote, text_field=text_field,
+                           label_field=label_field, idempotency_key=idempotency_key)  # fmt: skip
+    return submitted(run.id, run.created)

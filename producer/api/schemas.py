@@ -1,0 +1,168 @@
+"""The HTTP API's wire models: what each route takes and answers (the OpenAPI document is built from them)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from lepton_runtime.constants import MAX_API_WAIT_S, PRODUCTION_ALIAS
+from lepton_runtime.prediction import ItemError, Prediction
+
+# The media type of a bulk job's streamed results.
+RESULTS_MEDIA_TYPE = "application/x-ndjson"
+
+
+class ErrorIssue(BaseModel):
+    field: str
+    problem: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable error code, e.g. invalid_input, unknown_model, queue_full (README).")
+    message: str = Field(description="What went wrong and how to fix it.")
+    issues: list[ErrorIssue] = Field(default_factory=list, description="Each bad field and its problem.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ClassifyRequest(BaseModel):
+    texts: list[str] = Field(min_length=1, description="Texts to classify (at most LEPTON_MAX_ITEMS).")
+    model: str = Field(min_length=1, description="Model reference: name, name@version or name@alias.")
+    wait_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_API_WAIT_S,
+        description="Seconds to wait for the answer before 202 (default: the server's).",
+    )
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"texts": ["a gorgeous, moving film"], "model": "sentiment@production"}]}
+    }
+
+
+class ModelProvenance(BaseModel):
+    model: str
+    version: int | None
+    sha256: str
+    variant: str
+    precision: str
+    provider: str
+
+
+class PredictionOut(BaseModel):
+    index: int
+    label: str | None = None
+    score: float | None = None
+    scores: dict[str, float] | None = None
+    truncated: bool = False
+    error: ErrorBody | None = Field(default=None, description="Set instead of a label when this text was invalid.")
+
+    @classmethod
+    def of(cls, index: int, answer: Prediction | ItemError) -> PredictionOut:
+        if isinstance(answer, ItemError):
+            return cls(index=index, error=ErrorBody(code=answer.code, message=answer.message))
+        return cls(
+            index=index, label=answer.label, score=answer.score, scores=answer.scores, truncated=answer.truncated
+        )
+
+
+class ClassifyResponse(BaseModel):
+    job_id: str
+    state: str = Field(description="succeeded, or queued/running when the wait ran out (HTTP 202).")
+    predictions: list[PredictionOut] | None = None
+    model: ModelProvenance | None = None
+    status_url: str
+
+
+class BulkTextsRequest(BaseModel):
+    texts: list[str] = Field(min_length=1, description="Texts of the bulk job, in order.")
+    model: str = Field(min_length=1)
+    chunk_size: int | None = Field(default=None, ge=1, description="Texts per chunk (default LEPTON_CHUNK_SIZE).")
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"texts": ["great film", "dull", "loved it"], "model": "sentiment"}]}
+    }
+
+
+class BulkUploadFields(BaseModel):
+    """The form fields beside an uploaded bulk file."""
+
+    model: str = Field(min_length=1)
+    text_field: str = "text"
+    id_field: str = "id"
+    chunk_size: int | None = Field(default=None, ge=1)
+
+
+# POST /v1/jobs takes either body; FastAPI cannot declare two content types from one signature.
+BULK_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": BulkTextsRequest.model_json_schema()},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file", "model"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "JSONL, CSV or plain lines."},
+                    **BulkUploadFields.model_json_schema()["properties"],
+                },
+            }
+        },
+    },
+}
+
+
+class SubmittedJob(BaseModel):
+    job_id: str
+    created: bool = Field(description="False when an Idempotency-Key named an earlier submission.")
+    status_url: str
+
+
+class RetriedChunks(BaseModel):
+    job_id: str
+    chunks: list[int] = Field(description="The chunks sent again (only failed or never-sent ones).")
+
+
+class ModelVersionOut(BaseModel):
+    version: int
+    reference: str
+    variants: list[str]
+    metrics: dict[str, Any]
+    created_at: str | None = None
+
+
+class ModelOut(BaseModel):
+    name: str
+    aliases: dict[str, int]
+    versions: list[ModelVersionOut]
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelOut]
+
+
+class PromoteRequest(BaseModel):
+    version: int = Field(ge=1, description="The version to point the alias at.")
+    alias: str = Field(default=PRODUCTION_ALIAS, min_length=1)
+
+
+class PromoteResponse(BaseModel):
+    name: str
+    alias: str
+    version: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    broker: bool
+    workers: dict[str, int] = Field(description="Workers consuming each queue.")
+    queue_depth: dict[str, int] = Field(description="Messages waiting in each queue.")
+    problems: list[str] = Field(default_factory=list)
