@@ -16,8 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e ".[cpu,train,api,dev]"
 	touch $@
 
-test: install  ## the whole suite (what CI runs)
-	$(PYTHON) -m pytest
+# Test files run in this many processes at once (pytest-xdist); each has its own Redis, ports and temp dirs.
+TEST_PROCESSES ?= 2
+
+test: install  ## the whole suite (what CI runs), test files spread over TEST_PROCESSES processes
+	$(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 test-fast: install  ## unit tests only, no model export
 	$(PYTHON) -m pytest -m "not slow"

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.routing import APIRoute
 
@@ -331,7 +332,8 @@ def test_lepton_api_with_two_workers_answers_classify_from_each_process(
         for serving, paused in (servers, reversed(servers)):
             paused.send_signal(signal.SIGSTOP)  # only `serving` can take the connection now
             try:
-                answer = api.http.post("/v1/classify", json=body, headers={**AUTH, "Connection": "close"})
+                # a connection of its own, so no kept-alive one to the paused process is reused
+                answer = httpx.post(f"http://127.0.0.1:{api.port}/v1/classify", json=body, headers=AUTH, timeout=60)
             finally:
                 paused.send_signal(signal.SIGCONT)
             assert answer.status_code == 200, (serving.pid, answer.text)
