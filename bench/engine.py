@@ -20,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+# bench/queue.py would shadow the standard library's `queue` (torch imports it): keep this folder off the path.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.shared_data
-from bench.shared_data import real_texts
-from lepton_runtime.constants import DEFAULT_MAX_BATCH_TOKENS
+
+from bench.shared_data import real_texts  # noqa: E402
+from lepton_runtime.constants import DEFAULT_MAX_BATCH_TOKENS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
