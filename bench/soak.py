@@ -34,6 +34,7 @@ from tqdm import tqdm  # noqa: E402
 from bench.shared_data import real_texts  # noqa: E402
 from lepton_runtime.registry import ModelRegistry  # noqa: E402
 from lepton_runtime.settings import LeptonSettings  # noqa: E402
+from lepton_runtime.text_files import jsonl_rows  # noqa: E402
 from producer import LeptonClient  # noqa: E402
 from workers.embedded import LocalRedis  # noqa: E402
 from workers.processes import WorkerProcess  # noqa: E402
@@ -41,8 +42,14 @@ from workers.processes import WorkerProcess  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_texts() -> list[str]:
-    return real_texts(seed=11)
+def load_texts(source: str | None) -> list[str]:
+    """The shared SST-2 and BANKING77 texts, or those of a JSONL file (the short soak of `make test` passes the
+    BANKING77 split that ships in the repository)."""
+    if source is None:
+        return real_texts(seed=11)
+    texts = [str(row["text"]) for _, row in jsonl_rows(Path(source))]
+    random.Random(11).shuffle(texts)
+    return texts
 
 
 def free_port() -> int:
@@ -147,12 +154,13 @@ def main() -> int:
     parser.add_argument("--model", default="intents@production", help="published reference (make demo)")
     parser.add_argument("--registry", default=str(ROOT / "models"), help="registry root (LEPTON_MODEL_DIR)")
     parser.add_argument("--max-memory-mb", type=int, default=1024, help="the worker's memory guard per process")
+    parser.add_argument("--texts", default=None, help="JSONL file of texts (default: shared/datasets sst2 + banking77)")
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "soak.md"), help="markdown report")
     args = parser.parse_args()
 
     registry = ModelRegistry(args.registry)
     version = registry.resolve(args.model)  # fails with how to fix when nothing is published
-    texts = load_texts()
+    texts = load_texts(args.texts)
     scratch = Path(tempfile.mkdtemp(prefix="lepton-soak-"))
     server = LocalRedis(free_port(), scratch / "redis")
     url = server.start()

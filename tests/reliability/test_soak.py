@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lepton_runtime.datasets import BANKING77_DEV
 from lepton_runtime.registry import ModelVersion
 from tests.queue_fixtures import REPO_ROOT
 from tests.reliability.conftest import LONG, Figures
@@ -28,7 +29,7 @@ def test_two_minutes_of_bulk_jobs_and_32_clients_lose_and_duplicate_nothing(
     done = subprocess.run(
         [sys.executable, "bench/soak.py", "--minutes", str(SHORT_SOAK_MINUTES), "--clients", "32",
          "--bulk-texts", "2000", "--model", "tiny@production", "--registry", str(published.path.parent.parent),
-         "--report", str(report)],
+         "--texts", str(BANKING77_DEV), "--report", str(report)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=SHORT_SOAK_MINUTES * 60 + 300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
