@@ -63,6 +63,23 @@ MAX_CHUNK_SIZE = 10_000
 # Deliveries of one message that may start without finishing (worker killed) before the next one
 # is dead-lettered instead of run.
 DEFAULT_MAX_DELIVERIES = 3
+# -- the lanes (workers/interactive.py, workers/scheduler.py) -----------------------------------
+# Requests with up to this many texts take the interactive lane (micro-batched across callers, served
+# between bulk batches); larger ones are a `lepton.classify` task of the bulk lane.
+DEFAULT_INTERACTIVE_MAX_TEXTS = 32
+# How long a worker process waits for more requests to join the first one in a batch (milliseconds).
+DEFAULT_BATCH_WAIT_MS = 2.0
+# Requests in one interactive batch (their texts still go in token-budget ONNX Runtime batches).
+DEFAULT_MAX_BATCH_REQUESTS = 64
+# Padded tokens of one bulk batch while interactive requests come to the process (instead of
+# DEFAULT_MAX_BATCH_TOKENS): the longest an interactive request waits is one such batch.
+DEFAULT_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE = 256
+# The least share of a worker process's time that bulk work keeps while interactive work overloads it.
+DEFAULT_BULK_MIN_SHARE = 0.2
+# Requests a tenant may have waiting in the interactive lane before it gets 429.
+DEFAULT_TENANT_QUOTA_REQUESTS = 256
+# An interactive request taken by a process that died is taken again by another after this (seconds).
+DEFAULT_INTERACTIVE_CLAIM_AFTER_S = 10.0
 # Hard time limit of an inference task (the child is killed), and the soft one (an exception).
 DEFAULT_TASK_TIME_LIMIT_S = 300.0
 DEFAULT_TASK_SOFT_TIME_LIMIT_S = 240.0
@@ -108,6 +125,8 @@ DEFAULT_API_MAX_QUEUE_DEPTH = 10_000
 DEFAULT_API_CLASSIFY_WAIT_S = 10.0
 # The longest a request may wait for its answer (seconds) before it gets 202 and a job id.
 MAX_API_WAIT_S = 60.0
-# Seconds a client is asked to wait (Retry-After) when the queue is too deep.
+# Seconds a client is asked to wait (Retry-After) when the queue is too deep, and when its tenant has its
+# quota of waiting interactive requests (they are answered in milliseconds: the quota frees up fast).
 API_RETRY_AFTER_S = 5
+QUOTA_RETRY_AFTER_S = 1
 DEFAULT_API_PORT = 8000

@@ -6,6 +6,7 @@
     │   ├── TooLargeError          too_large              413  over a size limit (texts, bytes)
     │   └── UnsupportedMediaError  unsupported_media_type 415  a body in a content type the route does not take
     ├── UnauthorizedError          unauthorized           401  no valid bearer token
+    ├── ForbiddenError             forbidden              403  the token lacks the scope the route needs
     ├── RouteNotFoundError         not_found              404  no such HTTP route
     ├── MethodNotAllowedError      method_not_allowed     405  the route exists, the method does not
     ├── ModelNotFoundError         unknown_model          404  no such model, version or alias
@@ -16,6 +17,7 @@
     │   └── QualityGateError       quality_gate_failed    500  a quantised variant lost too much accuracy
     ├── BrokerUnavailableError     broker_unavailable     503  Redis does not answer (transient)
     ├── QueueFullError             queue_full             429  a queue holds too many waiting messages (transient)
+    │   └── QuotaExceededError     quota_exceeded         429  a tenant has its quota of waiting requests (transient)
     ├── JobNotFoundError           unknown_job            404  no job with that id (or it expired)
     ├── JobStateError              invalid_job_state      409  the job cannot do that in its state
     ├── JobTimeoutError            job_timeout            504  a wait ended before the job did
@@ -24,6 +26,8 @@
     ├── ChunkNotRunError           not_run                409  a chunk of a finished job never ran (it was cancelled)
     ├── PoisonMessageError         worker_lost            500  a message kept killing the workers that ran it
     ├── TaskTimeLimitError         time_limit             500  a task ran past its time limit
+    ├── ExpiredError               expired                504  the request's deadline passed before it ran
+    ├── InferenceError             inference_failed       500  the model failed on the request's texts at run time
     ├── OutOfMemoryError           out_of_memory          503  a worker ran out of memory (transient)
     └── InternalError              internal_error         500  an unexpected exception: a bug, dead-lettered
 
@@ -96,6 +100,13 @@ class UnauthorizedError(LeptonError):
 
     code = "unauthorized"
     http_status = 401
+
+
+class ForbiddenError(LeptonError):
+    """Raised when a valid token lacks the scope a route needs (submit, read, train, admin)."""
+
+    code = "forbidden"
+    http_status = 403
 
 
 class RouteNotFoundError(LeptonError):
@@ -174,6 +185,14 @@ class QueueFullError(LeptonError):
     transient = True
 
 
+class QuotaExceededError(QueueFullError):
+    """Raised when a tenant already has its quota of requests waiting in the interactive lane; others are served."""
+
+    code = "quota_exceeded"
+    http_status = 429
+    transient = True
+
+
 class JobNotFoundError(LeptonError):
     """Raised when a job id names no job (never submitted, or its records expired)."""
 
@@ -230,6 +249,21 @@ class TaskTimeLimitError(LeptonError):
     http_status = 500
 
 
+class ExpiredError(LeptonError):
+    """Answered instead of a result when a request's deadline passed before a worker could run it (load shed)."""
+
+    code = "expired"
+    http_status = 504
+
+
+class InferenceError(LeptonError):
+    """Answered when the model failed at run time on a request's texts; the requests batched with it are
+    answered normally (the batch is split until the failing request is alone)."""
+
+    code = "inference_failed"
+    http_status = 500
+
+
 class OutOfMemoryError(LeptonError):
     """Recorded when a task ran out of memory (Python's MemoryError maps to it); a retry may help."""
 
@@ -264,7 +298,10 @@ def http_status_by_code() -> dict[str, int]:
 __all__ = [
     "BrokerUnavailableError",
     "ChunkNotRunError",
+    "ExpiredError",
     "ExportError",
+    "ForbiddenError",
+    "InferenceError",
     "InputIssue",
     "InternalError",
     "InvalidInputError",
@@ -284,6 +321,7 @@ __all__ = [
     "ProviderUnavailableError",
     "QualityGateError",
     "QueueFullError",
+    "QuotaExceededError",
     "RouteNotFoundError",
     "TaskTimeLimitError",
     "TooLargeError",

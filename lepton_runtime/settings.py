@@ -60,6 +60,39 @@ class LeptonSettings(BaseSettings):
     restore_interval_s: float = Field(default=constants.DEFAULT_RESTORE_INTERVAL_S, gt=0)
     job_ttl_s: int = Field(default=constants.DEFAULT_JOB_TTL_S, ge=60)
     model_memory_budget_mb: int = Field(default=constants.DEFAULT_MODEL_MEMORY_BUDGET_MB, ge=64)
+    # the lanes and the tenants
+    interactive_max_texts: int = Field(
+        default=constants.DEFAULT_INTERACTIVE_MAX_TEXTS,
+        ge=0,
+        le=constants.DEFAULT_MAX_ITEMS,
+        description="Requests with up to this many texts take the interactive lane (0: none does).",
+    )
+    batch_wait_ms: float = Field(
+        default=constants.DEFAULT_BATCH_WAIT_MS, ge=0, le=1000, description="Wait for company of a batch, ms."
+    )
+    max_batch_requests: int = Field(
+        default=constants.DEFAULT_MAX_BATCH_REQUESTS,
+        ge=1,
+        le=4096,
+        description="Requests in one interactive batch (1: no micro-batching).",
+    )
+    bulk_batch_tokens_beside_interactive: int = Field(
+        default=constants.DEFAULT_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE,
+        ge=16,
+        description="Padded tokens per bulk batch while interactive requests come (bounds their wait).",
+    )
+    bulk_min_share: float = Field(
+        default=constants.DEFAULT_BULK_MIN_SHARE, ge=0, le=1, description="Least share of worker time for bulk work."
+    )
+    interactive_claim_after_s: float = Field(default=constants.DEFAULT_INTERACTIVE_CLAIM_AFTER_S, gt=0)
+    tenant: str = Field(default="default", description="The tenant this client sends as (client credentials).")
+    tenant_quota_requests: int = Field(
+        default=constants.DEFAULT_TENANT_QUOTA_REQUESTS, ge=1, description="Waiting interactive requests per tenant."
+    )
+    tenant_quotas: dict[str, int] = Field(default_factory=dict, description='Per tenant, JSON: {"a": 64}.')
+    tenant_weights: dict[str, float] = Field(
+        default_factory=dict, description='Shares of worker time per tenant, JSON: {"a": 2} (default 1).'
+    )
     # training
     checkpoint_dir: Path = Field(
         default=Path(constants.DEFAULT_CHECKPOINT_DIR), description="Where training runs keep checkpoints."
@@ -71,6 +104,10 @@ class LeptonSettings(BaseSettings):
     def broker_url(self) -> str:
         """The Redis URL to use (secret: never log it); the embedded default when none is configured."""
         return self.redis_url.get_secret_value() if self.redis_url else constants.EMBEDDED_REDIS_URL
+
+    def quota_of(self, tenant: str) -> int:
+        """Interactive requests ``tenant`` may have waiting."""
+        return self.tenant_quotas.get(tenant, self.tenant_quota_requests)
 
     @property
     def broker_configured(self) -> bool:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import redis
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
@@ -46,6 +48,8 @@ from lepton_runtime.jobs import (
     celery_config,
     connect,
 )
+from lepton_runtime.jobs.keys import answer_list_key
+from lepton_runtime.jobs.lanes import InteractiveLane, LaneRequest, check_tenant
 from lepton_runtime.jobs.protocol import INTERACTIVE_PRIORITY
 from lepton_runtime.jobs.queues import stamp_enqueue_times
 from lepton_runtime.jobs.sending import job_of_task, send_chunks
@@ -59,6 +63,11 @@ from producer.inputs import items_from_texts, read_items
 TEXT_REPR_CHARS = 60
 # How long `ClassifyJob.wait` waits by default.
 DEFAULT_WAIT_S = 30.0
+# A wait on an interactive answer looks at the stored answer at least this often (seconds).
+ANSWER_POLL_S = 1.0
+# The longest deadline a request may carry (seconds from submission).
+MAX_DEADLINE_S = 3600.0
+LaneChoice = Literal["auto", "interactive", "bulk"]
 # States of a Celery task, as job states.
 _TASK_STATES = {
     "PENDING": "queued",
@@ -73,34 +82,62 @@ _TASK_STATES = {
 
 @dataclass
 class ClassifyJob:
-    """A queued ``lepton.classify``: ``wait`` returns one Prediction (or ItemError) per text, in order."""
+    """A classify request: ``wait`` returns one Prediction (or ItemError) per text, in order.
+
+    One of the interactive lane (``answers`` set: the wait blocks on its answer list) or a
+    ``lepton.classify`` task of the bulk lane (the wait is Celery's).
+    """
 
     id: str
     result: AsyncResult
     created: bool = True
+    answers: redis.Redis | None = None
 
     @property
     def state(self) -> str:
         return _TASK_STATES.get(self.result.state, "queued")
 
     def wait(self, timeout_s: float | None = DEFAULT_WAIT_S) -> list[Prediction | ItemError]:
-        try:
-            answer = self.result.get(timeout=timeout_s, propagate=False)
-        except CeleryTimeoutError:
-            raise JobTimeoutError(
-                f"classify job {self.id} not finished after {timeout_s} s (state {self.state}); is a worker "
-                "running for the lepton.inference queue? (`lepton up` or `lepton worker`)"
-            ) from None
-        if self.result.failed():
-            error = self.result.result
-            if isinstance(error, LeptonError):
-                raise error
-            raise JobFailedError(f"classify job {self.id} failed: {type(error).__name__}: {error}")
+        status, answer = self._wait_interactive(timeout_s) if self.answers is not None else self._wait_task(timeout_s)
+        if status != "SUCCESS":
+            if isinstance(answer, LeptonError):
+                raise answer
+            raise JobFailedError(f"classify job {self.id} failed: {type(answer).__name__}: {answer}")
         provenance = Provenance.from_dict(answer["model"])
         return [
             ItemError.from_dict(item) if "error" in item else Prediction(model=provenance, **item)
             for item in answer["predictions"]
         ]
+
+    def _wait_task(self, timeout_s: float | None) -> tuple[str, Any]:
+        try:
+            answer = self.result.get(timeout=timeout_s, propagate=False)
+        except CeleryTimeoutError:
+            raise self._timeout(timeout_s) from None
+        return ("FAILURE", self.result.result) if self.result.failed() else ("SUCCESS", answer)
+
+    def _wait_interactive(self, timeout_s: float | None) -> tuple[str, Any]:
+        """Block on the answer list; between blocks look at the stored answer (another waiter may have taken
+        the notice, e.g. a second wait on the same idempotency key)."""
+        assert self.answers is not None
+        backend = self.result.backend
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            remaining = ANSWER_POLL_S if deadline is None else min(ANSWER_POLL_S, deadline - time.monotonic())
+            popped = self.answers.blpop([answer_list_key(self.id)], timeout=max(remaining, 0.001))
+            raw = popped[1] if popped else self.answers.get(backend.get_key_for_task(self.id))
+            if raw is not None:
+                meta = backend.meta_from_decoded(backend.decode(raw))
+                if meta.get("status") in {"SUCCESS", "FAILURE"}:
+                    return meta["status"], meta["result"]
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timeout(timeout_s)
+
+    def _timeout(self, timeout_s: float | None) -> JobTimeoutError:
+        return JobTimeoutError(
+            f"classify job {self.id} not finished after {timeout_s} s (state {self.state}); is a worker "
+            "running for the lepton.inference queue? (`lepton up` or `lepton worker`)"
+        )
 
 
 @dataclass
@@ -161,6 +198,8 @@ class LeptonClient:
         self.redis = connect(self._url)
         self.jobs = JobStore(self.redis, ttl_s=self.settings.job_ttl_s)
         self.training = TrainingRuns(self.redis, ttl_s=self.settings.job_ttl_s)
+        self.lane = InteractiveLane(self.redis)
+        self._exact_versions: dict[str, ModelVersion] = {}
         self.registry = ModelRegistry(self.settings.model_dir)
         self.celery = Celery("lepton-producer", set_as_current=False)
         self.celery.conf.update(celery_config(self.settings))
@@ -177,8 +216,24 @@ class LeptonClient:
         self.close()
 
     # -- one-shot ----------------------------------------------------------------------------------
-    def classify(self, texts: Sequence[str], *, model: str, idempotency_key: str | None = None) -> ClassifyJob:
-        """Queue ``lepton.classify`` for a few texts (up to LEPTON_MAX_ITEMS); returns at once."""
+    def classify(
+        self,
+        texts: Sequence[str],
+        *,
+        model: str,
+        idempotency_key: str | None = None,
+        deadline_s: float | None = None,
+        lane: LaneChoice = "auto",
+        tenant: str | None = None,
+    ) -> ClassifyJob:
+        """Classify a few texts (up to LEPTON_MAX_ITEMS); returns at once, ``wait()`` for the answer.
+
+        Up to LEPTON_INTERACTIVE_MAX_TEXTS texts take the interactive lane (``lane="auto"``): batched
+        with other callers' requests and run between the batches of bulk work. More take the bulk
+        lane, as a ``lepton.classify`` task. ``deadline_s``: not run (answered ``expired``) unless a
+        worker starts it within this many seconds. ``tenant``: whose quota and share it counts
+        against (default LEPTON_TENANT).
+        """
         if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
             raise InvalidInputError(f"texts: expected a list of strings, got {type(texts).__name__}")
         if len(texts) > self.settings.max_items:
@@ -186,11 +241,37 @@ class LeptonClient:
                 f"texts: {len(texts)} items is over the limit of {self.settings.max_items} for one classify "
                 "call; use submit_bulk for more"
             )
+        if lane not in ("auto", "interactive", "bulk"):
+            raise InvalidInputError(f"lane: {lane!r} is not auto, interactive or bulk")
+        if lane == "auto":
+            lane = "interactive" if len(texts) <= self.settings.interactive_max_texts else "bulk"
+        if deadline_s is not None:
+            if not 0 < deadline_s <= MAX_DEADLINE_S:
+                raise InvalidInputError(f"deadline_s: {deadline_s} is outside (0, {MAX_DEADLINE_S:g}] seconds")
+            if lane == "bulk":
+                raise InvalidInputError(
+                    f"deadline_s: deadlines are kept by the interactive lane, which takes up to "
+                    f"{self.settings.interactive_max_texts} texts (LEPTON_INTERACTIVE_MAX_TEXTS); send fewer texts"
+                )
+        tenant = check_tenant(tenant or self.settings.tenant)
         version = self.resolve(model)
         task_id = uuid.uuid4().hex
         with broker_errors(self._url):
             if idempotency_key and (first := self.jobs.claim_key(idempotency_key, task_id)) != task_id:
                 return ClassifyJob(first, AsyncResult(first, app=self.celery), created=False)
+            if lane == "interactive":
+                now = time.time()
+                request = LaneRequest(
+                    id=task_id, texts=list(texts), model=version.reference, sha256=version.manifest.content_sha256,
+                    tenant=tenant, enqueued_at=now, deadline=now + deadline_s if deadline_s is not None else None,
+                )  # fmt: skip
+                try:
+                    self.lane.admit(request, quota=self.settings.quota_of(tenant))
+                except LeptonError:
+                    if idempotency_key:
+                        self.jobs.release_key(idempotency_key, task_id)
+                    raise
+                return ClassifyJob(task_id, AsyncResult(task_id, app=self.celery), answers=self.redis)
             result = self.celery.send_task(
                 CLASSIFY_TASK,
                 args=[list(texts), version.reference, version.manifest.content_sha256],
@@ -375,8 +456,15 @@ class LeptonClient:
             return self.jobs.list_jobs(limit)
 
     def resolve(self, model: str) -> ModelVersion:
-        """The exact version a reference names now (``name`` -> production, else the latest)."""
-        return self.registry.resolve(model)
+        """The exact version a reference names now (``name`` -> production, else the latest). An exact
+        ``name@N`` never changes: it is read from the registry once per client (a request path of its own)."""
+        cached = self._exact_versions.get(model)
+        if cached is not None:
+            return cached
+        version = self.registry.resolve(model)
+        if model == version.reference:
+            self._exact_versions[model] = version
+        return version
 
 
 def _rows(data: LabelledTexts) -> list[dict[str, str]]:

@@ -14,14 +14,30 @@ logger = logging.getLogger(__name__)
 
 
 def _warm_pool_process(**_: Any) -> None:
-    """In each prefork child, before its first task: sessions are created here, never in the parent."""
-    runtime.current().warm()
+    """In each prefork child, before its first task: sessions are created here, never in the parent; then the
+    child serves the interactive lane beside its tasks."""
+    _warm_and_serve()
 
 
 def _warm_main_process(sender: Any = None, **_: Any) -> None:
     """With the solo or threads pool the main process runs the tasks, so it warms itself."""
     if runtime.pool_kind() != "prefork":
-        runtime.current().warm()
+        _warm_and_serve()
+
+
+def _warm_and_serve() -> None:
+    from celery import current_app
+
+    process = runtime.current()
+    process.warm()
+    process.start_interactive(lambda: current_app.backend)
+
+
+def _stop_serving(**_: Any) -> None:
+    """The process ends: its interactive thread finishes the batch it runs (what it read and did not answer is
+    claimed by another process)."""
+    if runtime.is_built():
+        runtime.current().stop_interactive()
 
 
 def _task_started(task_id: str = "", **_: Any) -> None:
@@ -31,7 +47,10 @@ def _task_started(task_id: str = "", **_: Any) -> None:
 
 def _task_finished(task_id: str = "", task: Any = None, **_: Any) -> None:
     if runtime.metrics_on():
-        _timer().finish(task_id, getattr(task, "name", "?"))
+        from lepton_runtime.jobs.queues import ENQUEUED_AT_HEADER
+
+        enqueued_at = getattr(getattr(task, "request", None), ENQUEUED_AT_HEADER, None)
+        _timer().finish(task_id, getattr(task, "name", "?"), enqueued_at if isinstance(enqueued_at, float) else None)
 
 
 def _task_failed(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
@@ -42,7 +61,8 @@ def _task_failed(sender: Any = None, exception: BaseException | None = None, **_
 
 
 def _process_gone(**_: Any) -> None:
-    """A pool process exits: its live gauges (memory, CPU) leave the scrape."""
+    """A pool process exits: its interactive thread stops, its live gauges (memory, CPU) leave the scrape."""
+    _stop_serving()
     if runtime.metrics_on():
         from prometheus_client import multiprocess
 
@@ -71,3 +91,4 @@ def connect_signals() -> None:
         signal.connect(handler, dispatch_uid=f"lepton.{handler.__name__}", weak=False)
     signals.worker_process_init.connect(_warm_pool_process, dispatch_uid="lepton.warm_pool_process", weak=False)
     signals.worker_ready.connect(_warm_main_process, dispatch_uid="lepton.warm_main_process", weak=False)
+    signals.worker_shutdown.connect(_stop_serving, dispatch_uid="lepton.stop_serving", weak=False)

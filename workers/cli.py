@@ -154,6 +154,7 @@ def worker(
             intra_op_threads=threads_per_process,
             warm=warm_models,
             metrics=metrics_port is not None,
+            interactive=INFERENCE_QUEUE in consumed,
         ),
     )
     app = create_app(settings, include=include, consumes=consumed)
@@ -342,8 +343,8 @@ def dlq_list(queue: str | None, as_json: bool) -> None:
 @click.option("--queue", default=None)
 def dlq_replay(ids: tuple[str, ...], replay_all: bool, queue: str | None) -> None:
     """Send dead-lettered tasks again (a bulk chunk rejoins its job); each leaves the dead letters."""
+    from lepton_runtime.jobs.sending import replay_dead_letter as replay
     from workers.app import create_app
-    from workers.dlq import replay
 
     if not ids and not replay_all:
         raise click.UsageError("give dead-letter IDs (see `lepton dlq list`) or --all")

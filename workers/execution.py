@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lepton_runtime.errors import JobCancelledError, JobNotFoundError
+from lepton_runtime.errors import InferenceError, JobCancelledError, JobNotFoundError, LeptonError
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import JobStore, TrainingProgress, TrainingRuns
@@ -23,12 +25,65 @@ CANCEL_CHECK_INTERVAL_S = 0.5
 _CHUNK_INDEX = re.compile(r"^texts\[\d+\]")
 
 
-def classify_texts(engine: Engine, texts: list[Any]) -> dict[str, Any]:
+Turn = Callable[[], AbstractContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How bulk-lane texts go to the model: each ONNX Runtime batch inside ``turn()``, with at most
+    ``max_batch_tokens`` padded tokens (None: the engine's own budget)."""
+
+    turn: Turn = nullcontext
+    max_batch_tokens: int | None = None
+
+
+ALONE = BatchPolicy()
+
+
+def classify_texts(engine: Engine, texts: list[Any], policy: BatchPolicy = ALONE) -> dict[str, Any]:
     """Predictions for a few texts in input order (bad items become errors in place) and one provenance."""
+    results = engine.classify(texts, errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens)
+    return _answer(engine, results, offset=0)
+
+
+def classify_requests(engine: Engine, requests: Sequence[list[Any]], turn: Turn = nullcontext) -> list[Any]:
+    """The answers to several requests run as one batch (each ``classify_texts``-shaped, in order).
+
+    Bad texts fail only their item. A batch that makes the model fail at run time is split in halves,
+    again and again, until the request that causes it is alone: that one is answered with an
+    InferenceError, every other request with its predictions.
+    """
+    texts = [text for request in requests for text in request]
+    try:
+        results = engine.classify(texts, errors="return", turn=turn)
+    except LeptonError:
+        raise  # not about these texts (the model, the broker): the caller answers every request with it
+    except Exception as error:
+        if len(requests) == 1:
+            cause = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            return [
+                InferenceError(
+                    f"the model failed at run time on this request's texts ({type(error).__name__}: {cause}); "
+                    "the requests batched with it were answered. Check the texts, or report the model"
+                )
+            ]
+        middle = len(requests) // 2
+        return classify_requests(engine, requests[:middle], turn) + classify_requests(engine, requests[middle:], turn)
+    answers, start = [], 0
+    for request in requests:
+        answers.append(_answer(engine, results[start : start + len(request)], offset=start))
+        start += len(request)
+    return answers
+
+
+def _answer(engine: Engine, results: Sequence[Prediction | ItemError], *, offset: int) -> dict[str, Any]:
+    """One request's answer: its predictions (bad items as errors, indexed within the request) and one provenance."""
     answers = []
-    for result in engine.classify(texts, errors="return"):
+    for result in results:
         if isinstance(result, ItemError):
-            answers.append(result.as_dict())
+            index = result.index - offset
+            message = result.message.replace(f"texts[{result.index}]", f"texts[{index}]", 1)
+            answers.append(ItemError(index, result.code, message).as_dict())
         else:
             answer = result.as_dict()
             del answer["model"]  # one provenance for the whole answer, below
@@ -36,7 +91,9 @@ def classify_texts(engine: Engine, texts: list[Any]) -> dict[str, Any]:
     return {"model": engine.provenance.as_dict(), "predictions": answers}
 
 
-def run_chunk(jobs: JobStore, engines: EngineCache, job_id: str, chunk: int) -> dict[str, Any]:
+def run_chunk(
+    jobs: JobStore, engines: EngineCache, job_id: str, chunk: int, policy: BatchPolicy = ALONE
+) -> dict[str, Any]:
     """Classify one chunk of a bulk job and store its rows once; skip chunks done, failed or cancelled."""
     decision = jobs.start_chunk(job_id, chunk)
     if decision != "run":
@@ -49,7 +106,9 @@ def run_chunk(jobs: JobStore, engines: EngineCache, job_id: str, chunk: int) -> 
             return {"job": job_id, "chunk": chunk, "skipped": "done"}
         raise
     engine = engines.get(model_version, content_sha256=model_sha256)
-    results = engine.classify([text for _, text in items], errors="return")
+    results = engine.classify(
+        [text for _, text in items], errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens
+    )
     provenance = json.dumps(engine.provenance.as_dict())
     rows = [_row(item_id, result, provenance) for (item_id, _), result in zip(items, results, strict=True)]
     errors = sum(isinstance(result, ItemError) for result in results)

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from lepton_runtime.errors import LeptonError
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import DeadLetterStore, DeliveryCounter, JobStore, TrainingRuns, connect
 from lepton_runtime.jobs.keys import worker_ready_key
+from lepton_runtime.jobs.lanes import InteractiveLane
 from lepton_runtime.machine import available_cores
 from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.settings import LeptonSettings
+from workers.execution import BatchPolicy
+from workers.interactive import InteractiveConsumer, LaneOptions
+from workers.scheduler import LaneScheduler
 
 logger = logging.getLogger(__name__)
 
 # A worker's readiness list outlives a slow start, not a restart.
 READY_TTL_S = 600
+# Interactive requests served this recently make bulk batches short.
+INTERACTIVE_ACTIVE_WINDOW_S = 2.0
 
 
 PoolKind = Literal["prefork", "solo", "threads"]
@@ -36,6 +43,7 @@ class WorkerOptions:
     intra_op_threads: int = 1
     warm: list[str] = field(default_factory=list)
     metrics: bool = False  # Prometheus metrics on (PROMETHEUS_MULTIPROC_DIR set before any import)
+    interactive: bool = True  # serve the interactive lane (workers of the inference queue)
 
 
 class WorkerRuntime:
@@ -52,6 +60,47 @@ class WorkerRuntime:
         self.training_runs = TrainingRuns(self.redis, ttl_s=settings.job_ttl_s)
         self.registry = ModelRegistry(settings.model_dir)
         self.engines = EngineCache(self.registry, self._make_engine, memory_budget_mb=settings.model_memory_budget_mb)
+        self.scheduler = LaneScheduler(bulk_min_share=settings.bulk_min_share)
+        self.interactive: InteractiveConsumer | None = None
+
+    def bulk_turn(self) -> AbstractContextManager[Any]:
+        """A turn of the bulk lane on this process's model (one ONNX Runtime batch of a chunk or large request)."""
+        return self.scheduler.turn("bulk")
+
+    def bulk_policy(self) -> BatchPolicy:
+        """Bulk batches in the bulk lane's turns; shorter ones while interactive requests come to this process,
+        so that one waits for a short batch at most."""
+        busy = self.scheduler.interactive_active(within_s=INTERACTIVE_ACTIVE_WINDOW_S)
+        return BatchPolicy(self.bulk_turn, self.settings.bulk_batch_tokens_beside_interactive if busy else None)
+
+    def start_interactive(self, answers: Any) -> None:
+        """Serve the interactive lane from a thread of this process; ``answers`` gives the thread its result
+        backend (Celery's are per thread)."""
+        if not self.options.interactive or self.interactive is not None:
+            return
+        observer = None
+        if self.options.metrics:
+            from lepton_runtime.monitoring.metrics import LaneMetrics
+
+            observer = LaneMetrics()
+        settings = self.settings
+        options = LaneOptions(
+            batch_wait_ms=settings.batch_wait_ms,
+            max_batch_requests=settings.max_batch_requests,
+            claim_after_s=settings.interactive_claim_after_s,
+            max_deliveries=settings.max_deliveries,
+            weights=dict(settings.tenant_weights),
+        )
+        self.interactive = InteractiveConsumer(
+            InteractiveLane(self.redis), self.engines, self.scheduler, answers, options,
+            consumer=f"{self.options.name}:{os.getpid()}", observer=observer,
+        )  # fmt: skip
+        self.interactive.start()
+
+    def stop_interactive(self) -> None:
+        if self.interactive is not None:
+            self.interactive.stop()
+            self.interactive = None
 
     def _make_engine(self, path: str) -> Engine:
         engine = Engine(
@@ -93,6 +142,11 @@ def configure(settings: LeptonSettings, options: WorkerOptions) -> None:
     """Record the worker's settings in the parent; each child builds its runtime from them."""
     global _configured, _runtime
     _configured, _runtime = (settings, options), None
+
+
+def is_built() -> bool:
+    """Whether this process has built its runtime (stopping one never builds it)."""
+    return _runtime is not None and _runtime_pid == os.getpid()
 
 
 def metrics_on() -> bool:

@@ -48,13 +48,14 @@ def register_tasks(app: Celery) -> None:
     @app.task(name=CLASSIFY_TASK, base=LeptonTask, bind=True)  # type: ignore[untyped-decorator]
     def classify(self: LeptonTask, texts: list[Any], model: str, content_sha256: str | None = None) -> dict[str, Any]:
         """Classify a few texts with one exact model version (``name@N``, resolved at submit)."""
-        return classify_texts(current().engines.get(model, content_sha256=content_sha256), texts)
+        runtime = current()
+        return classify_texts(runtime.engines.get(model, content_sha256=content_sha256), texts, runtime.bulk_policy())
 
     @app.task(name=BULK_CHUNK_TASK, base=BulkChunkTask, bind=True)  # type: ignore[untyped-decorator]
     def bulk_chunk(self: BulkChunkTask, job_id: str, chunk: int) -> dict[str, Any]:
         """Classify one chunk of a bulk job; its rows are stored once, whatever the deliveries."""
         runtime = current()
-        return run_chunk(runtime.jobs, runtime.engines, job_id, int(chunk))
+        return run_chunk(runtime.jobs, runtime.engines, job_id, int(chunk), runtime.bulk_policy())
 
     @app.task(name=TRAIN_TASK, base=TrainTask, bind=True)  # type: ignore[untyped-decorator]
     def train(self: TrainTask, run_id: str) -> dict[str, Any]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -166,12 +167,21 @@ class Engine:
         return cls(registry.resolve(reference).path, **options)
 
     # -- the fast path ---------------------------------------------------------------------------
-    def classify(self, texts: Sequence[Any], *, errors: Literal["raise", "return"] = "raise") -> list[Any]:
+    def classify(
+        self,
+        texts: Sequence[Any],
+        *,
+        errors: Literal["raise", "return"] = "raise",
+        turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        max_batch_tokens: int | None = None,
+    ) -> list[Any]:
         """Classify texts; results come back in input order.
 
         With ``errors="raise"`` (default) any invalid text raises one InvalidInputError naming
         every bad item; with ``errors="return"`` bad items become ItemError in their place and
-        the others are still classified.
+        the others are still classified. Each ONNX Runtime batch runs inside ``turn()``: a worker
+        process lets its interactive requests in between the batches of a bulk chunk that way.
+        ``max_batch_tokens`` lowers the engine's token budget for this call (shorter batches).
         """
         items = check_request(texts, self.limits)
         issues = {i: issue for i, text in enumerate(items) if (issue := check_text(i, text, self.limits))}
@@ -184,7 +194,7 @@ class Engine:
         if issues and errors == "raise":
             raise_for_issues([issues[i] for i in sorted(issues)], len(items))
         keep = [(i, item) for i, item in zip(valid, encoded, strict=True) if i not in issues]
-        predictions = self._predict([item for _, item in keep])
+        predictions = self._predict([item for _, item in keep], turn, max_batch_tokens)
         results: list[Any] = [None] * len(items)
         for (i, _), prediction in zip(keep, predictions, strict=True):
             results[i] = prediction
@@ -213,12 +223,18 @@ class Engine:
         return answers[0] if request.single else answers
 
     # -- internals -------------------------------------------------------------------------------
-    def _predict(self, encoded: list[EncodedText]) -> list[Prediction]:
+    def _predict(
+        self,
+        encoded: list[EncodedText],
+        turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        max_batch_tokens: int | None = None,
+    ) -> list[Prediction]:
         predictions: list[Prediction | None] = [None] * len(encoded)
         lengths = [len(item.ids) for item in encoded]
-        plans = plan_batches(lengths, self.max_batch_tokens, self.max_batch_size)
+        budget = min(max_batch_tokens, self.max_batch_tokens) if max_batch_tokens else self.max_batch_tokens
+        plans = plan_batches(lengths, budget, self.max_batch_size)
         batches = ((rows, pad_batch([encoded[i] for i in rows])) for rows in plans)
-        for rows, logits in self._run_all(batches, overlap=self.overlap_batches and len(plans) > 1):
+        for rows, logits in self._run_all(batches, overlap=self.overlap_batches and len(plans) > 1, turn=turn):
             probabilities = _softmax(logits)
             for row, index in enumerate(rows):
                 predictions[index] = self._prediction(probabilities[row], encoded[index].truncated)
@@ -226,23 +242,31 @@ class Engine:
         return [p for p in predictions if p is not None]
 
     def _run_all(
-        self, batches: Iterator[tuple[np.ndarray, PaddedBatch]], *, overlap: bool
+        self,
+        batches: Iterator[tuple[np.ndarray, PaddedBatch]],
+        *,
+        overlap: bool,
+        turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Logits of each batch in turn; with ``overlap`` the device runs one batch while this thread
         pads the next and post-processes the last (ONNX Runtime releases the GIL while it runs)."""
         if not overlap:
             for rows, batch in batches:
-                yield rows, self._run(batch)
+                yield rows, self._run_in_turn(batch, turn)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lepton-device") as device_thread:
             pending: tuple[np.ndarray, Future[np.ndarray]] | None = None
             for rows, batch in batches:
-                running = (rows, device_thread.submit(self._run, batch))
+                running = (rows, device_thread.submit(self._run_in_turn, batch, turn))
                 if pending is not None:
                     yield pending[0], pending[1].result()
                 pending = running
             if pending is not None:
                 yield pending[0], pending[1].result()
+
+    def _run_in_turn(self, batch: PaddedBatch, turn: Callable[[], AbstractContextManager[Any]]) -> np.ndarray:
+        with turn():
+            return self._run(batch)
 
     def _run(self, batch: PaddedBatch) -> np.ndarray:
         arrays = {

@@ -126,6 +126,26 @@ def worker_ready_key(worker_name: str) -> str:
 LOST_CHUNK_SWEEP_LOCK_KEY = f"{REDIS_KEY_PREFIX}lost-chunk-sweep"
 
 
+# -- the interactive lane (jobs/lanes.py) --------------------------------------------------------------
+# Set: every tenant that has sent an interactive request (each has a stream below).
+INTERACTIVE_TENANTS_KEY = f"{REDIS_KEY_PREFIX}lane:tenants"
+# Hash: tenant -> interactive requests refused over its quota (a counter for the metrics).
+INTERACTIVE_REJECTED_KEY = f"{REDIS_KEY_PREFIX}lane:rejected"
+# The consumer group of the worker processes on every tenant's stream.
+INTERACTIVE_GROUP = "lepton-workers"
+
+
+def interactive_stream_key(tenant: str) -> str:
+    """Stream: a tenant's interactive requests, one entry each (``request``: JSON), deleted once answered."""
+    return f"{REDIS_KEY_PREFIX}lane:interactive:{tenant}"
+
+
+def answer_list_key(request_id: str) -> str:
+    """List: the answer of an interactive request (Celery result meta, JSON), pushed once for the client that
+    waits on it (BLPOP); the answer itself stays in the result backend, under the request's id."""
+    return f"{REDIS_KEY_PREFIX}answer:{request_id}"
+
+
 # -- kombu's keys: the transport names them and puts the global key prefix (REDIS_KEY_PREFIX) first ----
 # kombu's Redis transport keeps one list per priority step: "<queue>", "<queue>\x06\x163", ...
 KOMBU_PRIORITY_SEPARATOR = "\x06\x16"

@@ -1,4 +1,5 @@
-"""Sending a bulk job's chunks to the broker: one ``lepton.bulk.chunk`` message per chunk, named after its job."""
+"""Sending tasks to the broker: a bulk job's chunks (one ``lepton.bulk.chunk`` message per chunk, named after its
+job), and dead letters replayed under their own ids."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from lepton_runtime.constants import BULK_CHUNK_TASK, INFERENCE_QUEUE
-from lepton_runtime.jobs.protocol import BULK_PRIORITY
+from lepton_runtime.jobs.dead_letters import DeadLetter, DeadLetterStore
+from lepton_runtime.jobs.protocol import BULK_PRIORITY, INTERACTIVE_PRIORITY
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from lepton_runtime.jobs.store import JobStore
 
 # Between the job id and the chunk number in a chunk task's id.
 CHUNK_TASK_MARK = ".chunk"
@@ -39,3 +43,19 @@ def send_chunks(celery: Celery, job_id: str, chunks: Iterable[int]) -> None:
                 priority=BULK_PRIORITY,
                 producer=producer,
             )
+
+
+def replay_dead_letter(letter_id: str, letters: DeadLetterStore, jobs: JobStore, app: Celery) -> DeadLetter:
+    """Take one dead letter out and send its task again under the same id (its result lands where the
+    caller and Flower look); a bulk chunk goes back to its job (marked queued) first. Returns the letter."""
+    letter = letters.take(letter_id)
+    priority = INTERACTIVE_PRIORITY
+    if letter.task == BULK_CHUNK_TASK:
+        job_id, chunk = str(letter.args[0]), int(letter.args[1])
+        jobs.requeue_failed(job_id, [chunk])
+        priority = BULK_PRIORITY
+    app.AsyncResult(letter.id).forget()  # the old failure must not answer for the new run
+    app.send_task(
+        letter.task, args=letter.args, kwargs=letter.kwargs, queue=letter.queue, priority=priority, task_id=letter.id
+    )
+    return letter

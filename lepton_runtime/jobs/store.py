@@ -103,6 +103,15 @@ class JobStore:
             return job_id
         return cast(str, self.redis.get(idempotency_key(key)))
 
+    def release_key(self, key: str, job_id: str) -> None:
+        """Unbind an idempotency key from ``job_id`` (its submission was refused), so that a retry can use it."""
+        with self.redis.pipeline() as pipe:
+            pipe.watch(idempotency_key(key))  # type: ignore[no-untyped-call]
+            if pipe.get(idempotency_key(key)) == job_id:
+                pipe.multi()
+                pipe.delete(idempotency_key(key))
+                pipe.execute()
+
     def cancel(self, job_id: str) -> JobStatus:
         """Cancel a job persistently: chunks not yet started are skipped by every worker, now or later."""
         if self._call(self._cancel, job_id) == "missing":

@@ -1,5 +1,6 @@
 """Metrics read at scrape time: queue depth and the age of the oldest waiting message (what autoscalers
-such as KEDA need; Flower does not export them), and GPU memory and utilisation through NVML."""
+such as KEDA need; Flower does not export them), the same per lane (interactive per tenant, bulk) with
+the requests refused over a tenant's quota, and GPU memory and utilisation through NVML."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from lepton_runtime.constants import KNOWN_QUEUES
+from lepton_runtime.constants import INFERENCE_QUEUE, KNOWN_QUEUES
+from lepton_runtime.jobs.lanes import InteractiveLane
 from lepton_runtime.jobs.queues import oldest_enqueued_at, queue_depths
+
+# The tenant label of the bulk lane's figures (its jobs are not per tenant yet).
+BULK_TENANT_LABEL = "*"
 
 
 class QueueCollector(Collector):
@@ -25,10 +30,21 @@ class QueueCollector(Collector):
         self.client = client
         self.strict = strict
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         depth = GaugeMetricFamily("lepton_queue_depth", "Messages waiting in a queue.", labels=["queue"])
         age = GaugeMetricFamily(
             "lepton_queue_oldest_age_seconds", "Age of the oldest waiting message (0 when none).", labels=["queue"]
+        )
+        lane_depth = GaugeMetricFamily(
+            "lepton_lane_depth",
+            "Work waiting in a lane: interactive requests (waiting or running) per tenant, bulk messages.",
+            labels=["lane", "tenant"],
+        )
+        lane_age = GaugeMetricFamily(
+            "lepton_lane_oldest_age_seconds", "Age of the oldest work waiting in a lane (0 when none).", labels=["lane"]
+        )
+        rejected = CounterMetricFamily(
+            "lepton_lane_rejected", "Interactive requests refused over their tenant's quota (429).", labels=["tenant"]
         )
         try:
             depths = queue_depths(self.client)
@@ -37,12 +53,25 @@ class QueueCollector(Collector):
                 depth.add_metric([queue], depths[queue])
                 oldest = oldest_enqueued_at(self.client, queue)
                 age.add_metric([queue], max(0.0, now - oldest) if oldest else 0.0)
+                if queue == INFERENCE_QUEUE:
+                    lane_depth.add_metric(["bulk", BULK_TENANT_LABEL], depths[queue])
+                    lane_age.add_metric(["bulk"], max(0.0, now - oldest) if oldest else 0.0)
+            lane = InteractiveLane(self.client)
+            for tenant, waiting in lane.depths().items():
+                lane_depth.add_metric(["interactive", tenant], waiting)
+            oldest_request = lane.oldest_enqueued_at()
+            lane_age.add_metric(["interactive"], max(0.0, now - oldest_request) if oldest_request else 0.0)
+            for tenant, count in lane.rejected().items():
+                rejected.add_metric([tenant], count)
         except redis.RedisError:
             if self.strict:
                 raise
             return  # Redis down: no queue figures this scrape (the worker logs say why)
         yield depth
         yield age
+        yield lane_depth
+        yield lane_age
+        yield rejected
 
 
 class GpuCollector(Collector):

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import psutil
 from prometheus_client import Counter, Gauge, Histogram
 
+from lepton_runtime.monitoring.collectors import BULK_TENANT_LABEL
+
 MODEL_LABELS = ("model", "version")
+# Tasks of the bulk lane (their latency is the bulk lane's, labelled with collectors.BULK_TENANT_LABEL).
+BULK_LANE_TASKS = ("lepton.bulk.chunk", "lepton.classify")
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -26,6 +31,28 @@ MODEL_LOAD_SECONDS = Histogram(
 )
 TASK_SECONDS = Histogram("lepton_task_seconds", "Wall time of a task.", ["task"], buckets=SECONDS_BUCKETS)
 TASK_ERRORS = Counter("lepton_task_errors", "Tasks that failed, by stable error code.", ["task", "code"])
+LANE_REQUESTS = Counter(
+    "lepton_lane_requests",
+    "Requests of a lane answered, per tenant, by outcome (answered, expired, failed).",
+    ["lane", "tenant", "outcome"],
+)
+LANE_TEXTS = Counter("lepton_lane_texts", "Texts of the requests a lane answered, per tenant.", ["lane", "tenant"])
+LANE_LATENCY = Histogram(
+    "lepton_lane_latency_seconds",
+    "From admission to answer (the producer's clock to the worker's), per lane and tenant.",
+    ["lane", "tenant"],
+    buckets=SECONDS_BUCKETS,
+)
+LANE_BATCH_REQUESTS = Histogram(
+    "lepton_lane_batch_requests", "Requests run together in one interactive batch (micro-batching).",
+    ["lane"], buckets=BATCH_SIZE_BUCKETS,
+)  # fmt: skip
+LANE_TURN_WAIT = Histogram(
+    "lepton_lane_turn_wait_seconds",
+    "How long a lane waited in a worker process for the other lane's batch to end.",
+    ["lane"],
+    buckets=SECONDS_BUCKETS,
+)
 RESIDENT_BYTES = Gauge(
     "lepton_process_resident_bytes", "Resident memory of a worker process.", ["pid"], multiprocess_mode="liveall"
 )
@@ -57,6 +84,21 @@ class EngineMetrics:
         MODEL_LOAD_SECONDS.labels(*self.labels).observe(seconds)
 
 
+class LaneMetrics:
+    """What the interactive consumer of one process records per request and per batch."""
+
+    lane = "interactive"
+
+    def answered(self, request: Any, outcome: str, latency_s: float) -> None:
+        LANE_REQUESTS.labels(self.lane, request.tenant, outcome).inc()
+        LANE_TEXTS.labels(self.lane, request.tenant).inc(len(request.texts))
+        LANE_LATENCY.labels(self.lane, request.tenant).observe(max(0.0, latency_s))
+
+    def batch(self, requests: int, turn_wait_s: float) -> None:
+        LANE_BATCH_REQUESTS.labels(self.lane).observe(requests)
+        LANE_TURN_WAIT.labels(self.lane).observe(turn_wait_s)
+
+
 class TaskTimer:
     """Task wall time and failures, and this process's resources after each task."""
 
@@ -67,10 +109,12 @@ class TaskTimer:
     def start(self, task_id: str) -> None:
         self.started[task_id] = time.perf_counter()
 
-    def finish(self, task_id: str, task: str) -> None:
+    def finish(self, task_id: str, task: str, enqueued_at: float | None = None) -> None:
         started = self.started.pop(task_id, None)
         if started is not None:
             TASK_SECONDS.labels(task).observe(time.perf_counter() - started)
+        if enqueued_at is not None and task in BULK_LANE_TASKS:  # sent to done: the bulk lane's latency
+            LANE_LATENCY.labels("bulk", BULK_TENANT_LABEL).observe(max(0.0, time.time() - enqueued_at))
         self.sample_resources()
 
     def failed(self, task: str, code: str) -> None:

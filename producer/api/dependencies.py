@@ -1,9 +1,9 @@
-"""What routes get through FastAPI's dependencies: the settings and client of the app, the bearer-token check,
-and the queue-depth check that refuses submissions with 429 while a queue is too deep."""
+"""What routes get through FastAPI's dependencies: the settings and client of the app, the bearer token (its
+tenant and scopes: 401 without one, 403 without the scope), and the queue-depth check that refuses
+submissions with 429 while a queue is too deep."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from typing import Annotated
 
@@ -12,10 +12,11 @@ from fastapi.params import Depends as DependsMarker
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lepton_runtime.constants import API_RETRY_AFTER_S, INFERENCE_QUEUE, TRAINING_QUEUE
-from lepton_runtime.errors import QueueFullError, UnauthorizedError
+from lepton_runtime.errors import ForbiddenError, QueueFullError, UnauthorizedError
 from lepton_runtime.jobs.connection import broker_errors
 from lepton_runtime.jobs.queues import queue_depths
 from lepton_runtime.settings import LeptonSettings
+from producer.api.tokens import ALL_SCOPES, ApiToken, Caller, find_caller
 from producer.client import LeptonClient
 
 # Bearer-token scheme (declared in the OpenAPI document); checked against LEPTON_API_TOKENS.
@@ -36,14 +37,44 @@ Settings = Annotated[LeptonSettings, Depends(settings_of)]
 Client = Annotated[LeptonClient, Depends(client_of)]
 
 
-def authorised(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
-    """Let the request through with a token of LEPTON_API_TOKENS (or none configured, on loopback)."""
-    tokens: list[bytes] = request.app.state.tokens
-    if not tokens:
-        return  # check_exposure allowed this: loopback, anonymous access asked for
-    given = credentials.credentials.encode() if credentials else b""
-    if not any(hmac.compare_digest(given, token) for token in tokens):
-        raise UnauthorizedError("a valid bearer token is required: send `Authorization: Bearer <token>`")
+def authorised(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+) -> Caller:
+    """The caller of a token of LEPTON_API_TOKENS (or, none configured, on loopback: LEPTON_TENANT, every scope)."""
+    tokens: list[ApiToken] = request.app.state.tokens
+    if not tokens:  # check_exposure allowed this: loopback, anonymous access asked for
+        caller = Caller(request.app.state.settings.tenant, ALL_SCOPES)
+    else:
+        found = find_caller(tokens, credentials.credentials) if credentials else None
+        if found is None:
+            raise UnauthorizedError("a valid bearer token is required: send `Authorization: Bearer <token>`")
+        caller = found
+    request.state.caller = caller
+    return caller
+
+
+def require(scope: str) -> Callable[[Caller], Caller]:
+    """A dependency letting through callers whose token holds ``scope`` (403 naming it otherwise)."""
+
+    def check(caller: Annotated[Caller, Depends(authorised)]) -> Caller:
+        if scope not in caller.scopes:
+            held = ", ".join(sorted(caller.scopes)) or "none"
+            raise ForbiddenError(
+                f"this token may not do this: it lacks the {scope!r} scope (it holds: {held}); "
+                f"use a token with {scope!r} (LEPTON_API_TOKENS entries are TENANT:SCOPES:TOKEN)"
+            )
+        return caller
+
+    return check
+
+
+def caller_of(request: Request) -> Caller:
+    caller: Caller = request.state.caller
+    return caller
+
+
+# The caller of a route that declared one of the scope dependencies below.
+CurrentCaller = Annotated[Caller, Depends(caller_of)]
 
 
 def queue_not_too_deep(queue: str) -> Callable[[Settings, Client], None]:
@@ -61,7 +92,9 @@ def queue_not_too_deep(queue: str) -> Callable[[Settings, Client], None]:
     return check
 
 
-# The dependencies of routes that need a token, and of those that also put work on a queue.
-SECURED: list[DependsMarker] = [Depends(authorised)]
-INFERENCE_OPEN: list[DependsMarker] = [*SECURED, Depends(queue_not_too_deep(INFERENCE_QUEUE))]
-TRAINING_OPEN: list[DependsMarker] = [*SECURED, Depends(queue_not_too_deep(TRAINING_QUEUE))]
+# The dependencies of routes: the scope each needs, and, for those that put work on a queue, its depth.
+READ: list[DependsMarker] = [Depends(require("read"))]
+SUBMIT: list[DependsMarker] = [Depends(require("submit"))]
+SUBMIT_BULK: list[DependsMarker] = [*SUBMIT, Depends(queue_not_too_deep(INFERENCE_QUEUE))]
+TRAIN: list[DependsMarker] = [Depends(require("train")), Depends(queue_not_too_deep(TRAINING_QUEUE))]
+ADMIN: list[DependsMarker] = [Depends(require("admin"))]

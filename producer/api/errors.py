@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lepton_runtime.constants import API_RETRY_AFTER_S
+from lepton_runtime.constants import API_RETRY_AFTER_S, QUOTA_RETRY_AFTER_S
 from lepton_runtime.errors import (
     InputIssue,
     InternalError,
@@ -24,6 +24,7 @@ from lepton_runtime.errors import (
     LeptonError,
     MethodNotAllowedError,
     QueueFullError,
+    QuotaExceededError,
     RouteNotFoundError,
     UnauthorizedError,
     error_classes,
@@ -35,13 +36,14 @@ logger = logging.getLogger(__name__)
 # What each status means to a client, for the OpenAPI document.
 STATUS_MEANINGS = {
     401: "No or wrong bearer token.",
+    403: "The token lacks the scope the route needs (submit, read, train, admin).",
     404: "Unknown model, job or route.",
     405: "The route does not take this method.",
     409: "The job cannot do that in its state.",
     413: "Too many texts or bytes.",
     415: "The body's content type is not accepted.",
     422: "A field is invalid; the error names it.",
-    429: "The queue is too deep; retry after Retry-After seconds.",
+    429: "The queue is too deep, or the tenant has its quota of waiting requests; retry after Retry-After seconds.",
     500: "A failure on the server's side (a corrupt model, a bug).",
     503: "Redis, or an execution provider, is unavailable.",
     504: "A wait ended before the job did.",
@@ -62,7 +64,9 @@ def error_response(error: LeptonError) -> JSONResponse:
     issues = [ErrorIssue(field=i.field, problem=i.problem) for i in getattr(error, "issues", [])]
     body = ErrorResponse(error=ErrorBody(code=error.code, message=str(error), issues=issues))
     headers = None
-    if isinstance(error, QueueFullError):
+    if isinstance(error, QuotaExceededError):
+        headers = {"Retry-After": str(QUOTA_RETRY_AFTER_S)}
+    elif isinstance(error, QueueFullError):
         headers = {"Retry-After": str(API_RETRY_AFTER_S)}
     elif isinstance(error, UnauthorizedError):
         headers = {"WWW-Authenticate": "Bearer"}

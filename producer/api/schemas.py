@@ -37,6 +37,13 @@ class ClassifyRequest(BaseModel):
         le=MAX_API_WAIT_S,
         description="Seconds to wait for the answer before 202 (default: the server's).",
     )
+    deadline_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=3_600_000,
+        description="Not run (answered 504 expired) unless a worker starts it within this many milliseconds; "
+        "interactive lane only (up to LEPTON_INTERACTIVE_MAX_TEXTS texts).",
+    )
 
     model_config = {
         "json_schema_extra": {"examples": [{"texts": ["a gorgeous, moving film"], "model": "sentiment@production"}]}
@@ -147,6 +154,29 @@ class ModelsResponse(BaseModel):
 class PromoteRequest(BaseModel):
     version: int = Field(ge=1, description="The version to point the alias at.")
     alias: str = Field(default=PRODUCTION_ALIAS, min_length=1)
+
+
+class RollbackRequest(BaseModel):
+    alias: str = Field(default=PRODUCTION_ALIAS, min_length=1, description="The alias to point back.")
+
+
+class DeletedVersion(BaseModel):
+    name: str
+    version: int
+    deleted: bool = True
+
+
+class DeadLetterOut(BaseModel):
+    id: str
+    queue: str
+    task: str
+    code: str
+    message: str
+    attempts: int
+
+
+class DeadLettersResponse(BaseModel):
+    dead_letters: list[DeadLetterOut]
 
 
 class PromoteResponse(BaseModel):

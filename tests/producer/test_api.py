@@ -186,9 +186,11 @@ def test_too_many_texts_or_bytes_get_413(api: RunningApi, tmp_path: Path) -> Non
 
 def test_a_deep_queue_gets_429_with_retry_after(api: RunningApi, client: LeptonClient) -> None:
     waiting = client.submit_bulk([f"text {i}" for i in range(10)], model="tiny", chunk_size=1)  # no worker runs
-    answer = api.http.post("/v1/classify", json={"texts": ["x"], "model": "tiny"}, headers=AUTH)
+    answer = api.http.post("/v1/jobs", json={"texts": ["x"], "model": "tiny"}, headers=AUTH)
     assert answer.status_code == 429, answer.text
     assert answer.headers["Retry-After"].isdigit() and answer.json()["error"]["code"] == "queue_full"
+    one_text = api.http.post("/v1/classify", json={"texts": ["x"], "model": "tiny", "wait_s": 0}, headers=AUTH)
+    assert one_text.status_code == 202, "the interactive lane does not wait behind the deep bulk queue"
     metrics = api.http.get("/metrics", headers=AUTH).text
     assert 'lepton_queue_depth{queue="lepton.inference"} 10' in metrics
     cancelled = api.http.delete(f"/v1/jobs/{waiting.id}", headers=AUTH).json()
@@ -255,7 +257,7 @@ def test_the_openapi_document_is_valid_and_every_route_declares_its_answer(queue
     document = app.openapi()
     validate(document)
     routes = [route for route in app.routes if isinstance(route, APIRoute)]
-    assert len(routes) == 13
+    assert len(routes) == 17
     for route in routes:
         declared = route.response_model is not None or route.response_class.__name__ != "JSONResponse"
         assert declared, f"{route.path} has no response model"

@@ -1,4 +1,8 @@
-"""``/v1/classify``: a few texts classified and answered when done (200), or the job id after ``wait_s`` (202)."""
+"""``/v1/classify``: a few texts classified and answered when done (200), or the job id after ``wait_s`` (202).
+
+Up to LEPTON_INTERACTIVE_MAX_TEXTS texts take the interactive lane, under the caller's tenant quota (429
+with Retry-After over it); more take the bulk lane, refused with 429 while its queue is too deep.
+"""
 
 from __future__ import annotations
 
@@ -8,48 +12,59 @@ from celery.result import AsyncResult
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, Response
 
-from lepton_runtime.constants import MAX_API_WAIT_S
+from lepton_runtime.constants import INFERENCE_QUEUE, MAX_API_WAIT_S
 from lepton_runtime.errors import JobTimeoutError, TooLargeError
 from lepton_runtime.prediction import Prediction
-from producer.api.dependencies import INFERENCE_OPEN, SECURED, Client, Settings
+from producer.api.dependencies import READ, SUBMIT, Client, CurrentCaller, Settings, queue_not_too_deep
 from producer.api.errors import error_responses
 from producer.api.schemas import ClassifyRequest, ClassifyResponse, ModelProvenance, PredictionOut
 from producer.client import ClassifyJob
 
-router = APIRouter(tags=["classify"], responses=error_responses(401, 404, 422, 503, 500))
+router = APIRouter(tags=["classify"], responses=error_responses(401, 403, 404, 422, 503, 500))
+_bulk_lane_not_too_deep = queue_not_too_deep(INFERENCE_QUEUE)
 
 
 @router.post(
     "/v1/classify",
     response_model=ClassifyResponse,
-    dependencies=INFERENCE_OPEN,
+    dependencies=SUBMIT,
     status_code=200,
     responses={
         202: {"model": ClassifyResponse, "description": "Not done within wait_s: poll status_url."},
-        **error_responses(413, 429),
+        **error_responses(413, 429, 504),
     },
 )
 def classify(
     body: ClassifyRequest,
     settings: Settings,
     client: Client,
+    caller: CurrentCaller,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    """Classify a few texts: answered when done (200), or with the job id after ``wait_s`` (202)."""
+    """Classify a few texts: answered when done (200), or with the job id after ``wait_s`` (202). With
+    ``deadline_ms``, a request no worker could start in time is answered 504 ``expired``."""
     if len(body.texts) > settings.max_items:
         raise TooLargeError(
             f"texts: {len(body.texts)} items is over the limit of {settings.max_items} per classify request;"
             " submit a bulk job (POST /v1/jobs) for more"
         )
-    job = client.classify(body.texts, model=body.model, idempotency_key=idempotency_key)
+    if len(body.texts) > settings.interactive_max_texts:
+        _bulk_lane_not_too_deep(settings, client)
+    job = client.classify(
+        body.texts,
+        model=body.model,
+        idempotency_key=idempotency_key,
+        deadline_s=body.deadline_ms / 1000 if body.deadline_ms is not None else None,
+        tenant=caller.tenant,
+    )
     wait_s = settings.api_classify_wait_s if body.wait_s is None else body.wait_s
-    return classify_answer(client, job.id, min(wait_s, settings.api_max_wait_s))
+    return classify_answer(job, min(wait_s, settings.api_max_wait_s))
 
 
 @router.get(
     "/v1/classify/{job_id}",
     response_model=ClassifyResponse,
-    dependencies=SECURED,
+    dependencies=READ,
     responses={202: {"model": ClassifyResponse, "description": "Still queued or running."}},
 )
 def classify_result(
@@ -59,12 +74,13 @@ def classify_result(
     wait_s: Annotated[float, Query(ge=0, le=MAX_API_WAIT_S)] = 0.0,
 ) -> Response:
     """The answer of an earlier classify request (202 while it runs)."""
-    return classify_answer(client, job_id, min(max(wait_s, 0.0), settings.api_max_wait_s))
-
-
-def classify_answer(client: Client, job_id: str, wait_s: float) -> Response:
-    """The predictions of classify job ``job_id`` (200), or its state if it is not done within ``wait_s`` (202)."""
     job = ClassifyJob(job_id, AsyncResult(job_id, app=client.celery))
+    return classify_answer(job, min(max(wait_s, 0.0), settings.api_max_wait_s))
+
+
+def classify_answer(job: ClassifyJob, wait_s: float) -> Response:
+    """The predictions of classify ``job`` (200), or its state if it is not done within ``wait_s`` (202)."""
+    job_id = job.id
     status_url = f"/v1/classify/{job_id}"
     try:
         answers = job.wait(wait_s)

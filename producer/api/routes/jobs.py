@@ -14,7 +14,7 @@ from lepton_runtime.errors import InputIssue, InvalidInputError, JobStateError, 
 from lepton_runtime.jobs import RESULT_STATES, JobStatus, TrainingStatus
 from lepton_runtime.jobs.connection import broker_errors
 from lepton_runtime.jobs.sending import job_of_task
-from producer.api.dependencies import INFERENCE_OPEN, SECURED, Client, Settings
+from producer.api.dependencies import READ, SUBMIT, SUBMIT_BULK, Client, Settings
 from producer.api.errors import error_responses, validated
 from producer.api.schemas import (
     BULK_REQUEST_BODY,
@@ -26,7 +26,7 @@ from producer.api.schemas import (
 )
 from producer.api.uploads import uploaded
 
-router = APIRouter(tags=["jobs"], responses=error_responses(401, 404, 422, 503, 500))
+router = APIRouter(tags=["jobs"], responses=error_responses(401, 403, 404, 422, 503, 500))
 
 
 def submitted(job_id: str, created: bool) -> Response:
@@ -39,7 +39,7 @@ def submitted(job_id: str, created: bool) -> Response:
     "/v1/jobs",
     response_model=SubmittedJob,
     status_code=201,
-    dependencies=INFERENCE_OPEN,
+    dependencies=SUBMIT_BULK,
     openapi_extra={"requestBody": BULK_REQUEST_BODY},
     responses={
         200: {"model": SubmittedJob, "description": "The job an earlier Idempotency-Key submitted."},
@@ -83,7 +83,7 @@ async def submit_bulk(
     )
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobStatus | TrainingStatus, dependencies=SECURED)
+@router.get("/v1/jobs/{job_id}", response_model=JobStatus | TrainingStatus, dependencies=READ)
 def job_status(job_id: str, client: Client) -> JobStatus | TrainingStatus:
     """State and progress of a bulk job or a training run."""
     return client.describe(job_id)
@@ -91,7 +91,7 @@ def job_status(job_id: str, client: Client) -> JobStatus | TrainingStatus:
 
 @router.get(
     "/v1/jobs/{job_id}/results",
-    dependencies=SECURED,
+    dependencies=READ,
     response_class=StreamingResponse,
     responses={
         200: {"content": {RESULTS_MEDIA_TYPE: {}}, "description": "One JSON object per line."},
@@ -122,7 +122,7 @@ def job_results(job_id: str, settings: Settings, client: Client) -> StreamingRes
 @router.post(
     "/v1/jobs/{job_id}/retry",
     response_model=RetriedChunks,
-    dependencies=INFERENCE_OPEN,
+    dependencies=SUBMIT_BULK,
     responses=error_responses(409, 429),
 )
 def retry_job(job_id: str, client: Client) -> RetriedChunks:
@@ -132,7 +132,7 @@ def retry_job(job_id: str, client: Client) -> RetriedChunks:
     return RetriedChunks(job_id=job_id, chunks=client.retry(job_id))
 
 
-@router.delete("/v1/jobs/{job_id}", response_model=JobStatus | TrainingStatus, dependencies=SECURED)
+@router.delete("/v1/jobs/{job_id}", response_model=JobStatus | TrainingStatus, dependencies=SUBMIT)
 def cancel_job(job_id: str, client: Client) -> JobStatus | TrainingStatus:
     """Cancel a bulk job or a training run, for good (it survives worker restarts)."""
     return client.cancel(job_id)

@@ -1,17 +1,28 @@
-"""``/v1/models``: published versions with their metrics and variants, aliases, and promotion."""
+"""``/v1/models``: published versions with their metrics and variants, aliases; promotion, rollback and deletion
+(``admin`` scope)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from producer.api.dependencies import SECURED, Client
+from fastapi import APIRouter, Query
+
+from producer.api.dependencies import ADMIN, READ, Client
 from producer.api.errors import error_responses
-from producer.api.schemas import ModelOut, ModelsResponse, ModelVersionOut, PromoteRequest, PromoteResponse
+from producer.api.schemas import (
+    DeletedVersion,
+    ModelOut,
+    ModelsResponse,
+    ModelVersionOut,
+    PromoteRequest,
+    PromoteResponse,
+    RollbackRequest,
+)
 
-router = APIRouter(tags=["models"], dependencies=SECURED, responses=error_responses(401, 404, 422, 500))
+router = APIRouter(tags=["models"], responses=error_responses(401, 403, 404, 422, 500))
 
 
-@router.get("/v1/models", response_model=ModelsResponse)
+@router.get("/v1/models", response_model=ModelsResponse, dependencies=READ)
 def models(client: Client) -> ModelsResponse:
     """Published models: versions (with their metrics and variants) and aliases."""
     registry = client.registry
@@ -36,8 +47,27 @@ def models(client: Client) -> ModelsResponse:
     )
 
 
-@router.post("/v1/models/{name}/promote", response_model=PromoteResponse)
+@router.post("/v1/models/{name}/promote", response_model=PromoteResponse, dependencies=ADMIN)
 def promote_model(name: str, body: PromoteRequest, client: Client) -> PromoteResponse:
     """Point an alias (default production) at a version; workers resolve new jobs to it."""
     version = client.registry.promote(f"{name}@{body.version}", body.alias)
     return PromoteResponse(name=name, alias=body.alias, version=version.version)
+
+
+@router.post("/v1/models/{name}/rollback", response_model=PromoteResponse, dependencies=ADMIN)
+def rollback_model(name: str, body: RollbackRequest, client: Client) -> PromoteResponse:
+    """Point an alias (default production) back at the version it named before its last move."""
+    version = client.registry.rollback(name, body.alias)
+    return PromoteResponse(name=name, alias=body.alias, version=version.version)
+
+
+@router.delete("/v1/models/{name}/versions/{version}", response_model=DeletedVersion, dependencies=ADMIN)
+def delete_version(
+    name: str,
+    version: int,
+    client: Client,
+    force: Annotated[bool, Query(description="Also drop the aliases that point at it.")] = False,
+) -> DeletedVersion:
+    """Delete one version; refused (422) while an alias points at it, unless ``force``."""
+    deleted = client.registry.delete(f"{name}@{version}", force=force)
+    return DeletedVersion(name=name, version=deleted.version)

@@ -12,7 +12,7 @@ from lepton_runtime.errors import BrokerUnavailableError
 from lepton_runtime.jobs.connection import broker_errors
 from lepton_runtime.jobs.queues import queue_depths
 from lepton_runtime.monitoring.collectors import QueueCollector
-from producer.api.dependencies import SECURED, Client, Settings
+from producer.api.dependencies import READ, Client, Settings
 from producer.api.errors import error_responses
 from producer.api.schemas import Health, Readiness
 
@@ -54,10 +54,10 @@ def readyz(settings: Settings, client: Client) -> Response:
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
-    dependencies=SECURED,
+    dependencies=READ,
     responses={
         200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
-        **error_responses(401, 500, 503, beside="text/plain"),
+        **error_responses(401, 403, 500, 503, beside="text/plain"),
     },
 )
 def metrics(settings: Settings, client: Client) -> PlainTextResponse:

@@ -8,13 +8,13 @@ from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import Response
 
 from lepton_runtime.jobs import DEFAULT_TRAINING, PromotePolicy, TrainingOptions
-from producer.api.dependencies import TRAINING_OPEN, Client, Settings
+from producer.api.dependencies import TRAIN, Client, Settings
 from producer.api.errors import error_responses
 from producer.api.routes.jobs import submitted
 from producer.api.schemas import SubmittedJob
 from producer.api.uploads import uploaded
 
-router = APIRouter(tags=["training"], responses=error_responses(401, 413, 422, 429, 503, 500))
+router = APIRouter(tags=["training"], responses=error_responses(401, 403, 413, 422, 429, 503, 500))
 
 
 def option(name: str) -> object:
@@ -28,7 +28,7 @@ def option(name: str) -> object:
     )
 
 
-@router.post("/v1/train", response_model=SubmittedJob, status_code=201, dependencies=TRAINING_OPEN)
+@router.post("/v1/train", response_model=SubmittedJob, status_code=201, dependencies=TRAIN)
 def train(
     settings: Settings,
     client: Client,

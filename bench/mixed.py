@@ -1,0 +1,547 @@
+"""Online and bulk traffic on one fleet: one-text latency beside bulk jobs, micro-batching, the bulk share, tenants.
+
+One worker (one single-threaded process per core) on a local Redis, real clients in threads of this process:
+
+  idle      one-text round trip through the interactive lane against the in-process Engine (median of 3 rounds)
+  mixed     bulk jobs of --bulk-texts back to back + --clients one-text clients pausing --think-ms, against bulk
+            alone and the clients alone in the same run; with the short shared texts and with 40-80-token texts
+  overload  2 x --clients clients without a pause + bulk jobs: the bulk lane's share, and one-text throughput
+            with micro-batching on against the same run with it off (LEPTON_MAX_BATCH_REQUESTS=1, no wait)
+  tenants   tenant A sending far over its quota beside tenant B: A gets 429s, B's p99 against B alone
+
+Every bulk job's output is checked (each input once); every one-text request must be answered once (the
+worker's lepton_lane_requests_total equals the requests admitted). Writes a markdown report and a plot of
+one-text latency over time with and without bulk load (default bench/results/mixed.md and mixed.png).
+
+    python bench/mixed.py [--model sentiment@production] [--registry models] [--seconds 30]
+
+Exit status 1 when anything was lost, duplicated or failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.*
+
+import httpx  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from bench.soak import free_port, load_texts, percentile  # noqa: E402
+from lepton_runtime.errors import QuotaExceededError  # noqa: E402
+from lepton_runtime.inference import Engine  # noqa: E402
+from lepton_runtime.inference.tokenization import TOKENIZER_FILE, TextEncoder  # noqa: E402
+from lepton_runtime.machine import available_cores  # noqa: E402
+from lepton_runtime.registry import ModelRegistry, ModelVersion  # noqa: E402
+from lepton_runtime.settings import LeptonSettings  # noqa: E402
+from producer import LeptonClient  # noqa: E402
+from workers.embedded import LocalRedis  # noqa: E402
+from workers.processes import WorkerProcess  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LONG_TOKENS = (40, 80)
+# Tenant A's quota in the tenants scenario, and how many requests it keeps trying to have waiting.
+TENANT_A_QUOTA = 8
+TENANT_A_OVERLOAD = 10
+RETRY_AFTER_429_S = 0.25
+
+
+@dataclass
+class Tally:
+    """What one scenario's threads saw; guarded by one lock."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, latency ms)
+    rejected: int = 0
+    bulk_jobs: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    failures: int = 0
+    requests_checked: int = 0
+    answers_missing: int = 0
+    answers_extra: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def failed(self, what: str) -> None:
+        with self.lock:
+            self.failures += 1
+            if len(self.errors) < 10:
+                self.errors.append(what)
+
+    @property
+    def latencies_ms(self) -> list[float]:
+        return [latency for _, latency in self.samples]
+
+
+class Bench:
+    """The Redis, the worker and the clients of one run."""
+
+    def __init__(self, args: argparse.Namespace, version: ModelVersion, scratch: Path) -> None:
+        self.args = args
+        self.version = version
+        self.scratch = scratch
+        self.server = LocalRedis(free_port(), scratch / "redis")
+        self.url = self.server.start()
+        self.settings = LeptonSettings(
+            redis_url=SecretStr(self.url), model_dir=version.path.parent.parent, tenant_quotas={"a": TENANT_A_QUOTA}
+        )
+        self.processes = available_cores()
+        self.worker: WorkerProcess | None = None
+        self.metrics_port = 0
+        self.admitted = 0  # interactive requests admitted, all scenarios
+        self.admitted_before = 0  # ... when the running worker started
+        self.admitted_lock = threading.Lock()
+
+    def start_worker(self, tally: Tally, **env: str) -> None:
+        self.stop_worker(tally)
+        self.metrics_port = free_port()
+        self.admitted_before = self.admitted
+        environment = {
+            **os.environ, "LEPTON_REDIS_URL": self.url, "LEPTON_MODEL_DIR": str(self.settings.model_dir), **env,
+        }  # fmt: skip
+        self.worker = WorkerProcess(
+            environment, self.scratch / f"worker-{self.metrics_port}.log", processes=self.processes,
+            arguments=["--threads", "1", "--warm", self.version.reference, "--metrics-port", str(self.metrics_port)],
+            cwd=ROOT,
+        )  # fmt: skip
+        self.worker.wait_ready()
+
+    def stop_worker(self, tally: Tally | None = None) -> None:
+        """Stop the worker; with ``tally``, first check that it answered each request admitted meanwhile once."""
+        if self.worker is None:
+            return
+        if tally is not None:
+            expected = self.admitted - self.admitted_before
+            deadline = time.monotonic() + 10
+            while (answered := self.lane_answers()) < expected and time.monotonic() < deadline:
+                time.sleep(0.1)  # the last answers' metrics are recorded just after they are stored
+            with tally.lock:
+                tally.requests_checked += expected
+                tally.answers_missing += max(0, expected - round(answered))
+                tally.answers_extra += max(0, round(answered) - expected)
+        self.worker.stop()
+        self.worker = None
+
+    def lane_answers(self) -> float:
+        """lepton_lane_requests_total of the running worker (every outcome)."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("lepton_lane_requests_total{")
+        )
+
+    def close(self) -> None:
+        self.stop_worker()
+        self.server.stop()
+
+    # -- traffic ----------------------------------------------------------------------------------------
+    def one_text_client(
+        self, texts: list[str], think_s: float, stop: threading.Event, tally: Tally, started: float, tenant: str
+    ) -> None:
+        chooser = random.Random(threading.get_ident())
+        with LeptonClient(self.settings) as client:
+            client.classify([texts[0]], model=self.version.reference, tenant=tenant).wait(60)  # connections, scripts
+            with self.admitted_lock:
+                self.admitted += 1
+            while not stop.is_set():
+                if think_s and stop.wait(think_s):
+                    break
+                sent = time.perf_counter()
+                try:
+                    job = client.classify([chooser.choice(texts)], model=self.version.reference, tenant=tenant)
+                    with self.admitted_lock:
+                        self.admitted += 1
+                    (answer,) = job.wait(60)
+                except QuotaExceededError:
+                    with tally.lock:
+                        tally.rejected += 1
+                    continue
+                except Exception as error:  # counted and reported, never hidden
+                    tally.failed(f"classify: {type(error).__name__}: {error}")
+                    continue
+                done = time.perf_counter()
+                if not hasattr(answer, "label"):
+                    tally.failed(f"classify answered {answer}")
+                    continue
+                with tally.lock:
+                    tally.samples.append((done - started, (done - sent) * 1000))
+
+    def flooding_tenant(self, texts: list[str], stop: threading.Event, tally: Tally) -> None:
+        """Tenant A: TENANT_A_OVERLOAD x its quota of clients without a pause; a refused one tries again after
+        RETRY_AFTER_429_S (sooner than the Retry-After it was given)."""
+        threads = [
+            threading.Thread(target=self._flooding_client, args=(texts, stop, tally), daemon=True)
+            for _ in range(TENANT_A_QUOTA * TENANT_A_OVERLOAD)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+    def _flooding_client(self, texts: list[str], stop: threading.Event, tally: Tally) -> None:
+        chooser = random.Random(threading.get_ident())
+        with LeptonClient(self.settings) as client:
+            while not stop.is_set():
+                try:
+                    job = client.classify([chooser.choice(texts)], model=self.version.reference, tenant="a")
+                except QuotaExceededError:
+                    with tally.lock:
+                        tally.rejected += 1
+                    stop.wait(RETRY_AFTER_429_S)  # the client's own back-off, not a synchronisation
+                    continue
+                with self.admitted_lock:
+                    self.admitted += 1
+                try:
+                    job.wait(60)
+                except Exception as error:
+                    tally.failed(f"tenant a: {type(error).__name__}: {error}")
+
+    def bulk_jobs(self, texts: list[str], stop: threading.Event, tally: Tally, done: list[int]) -> None:
+        """Bulk jobs back to back; ``done[0]``: texts finished so far (jobs finished + the running one)."""
+        chooser = random.Random(5)
+        size = self.args.bulk_texts
+        with LeptonClient(self.settings) as client:
+            while not stop.is_set():
+                job = client.submit_bulk([chooser.choice(texts) for _ in range(size)], model=self.version.reference)
+                while (status := client.status(job.id)).state not in {"succeeded", "failed", "cancelled"}:
+                    done[1] = status.done_texts
+                    time.sleep(0.05)  # polling the job's progress for the throughput figure, not synchronising
+                ids = [row["id"] for row in client.results(job.id)]
+                expected = {str(i) for i in range(size)}
+                with tally.lock:
+                    tally.bulk_jobs += 1
+                    tally.lost += len(expected - set(ids))
+                    tally.duplicated += len(ids) - len(set(ids))
+                    done[0] += size
+                    done[1] = 0
+                if status.state != "succeeded":
+                    tally.failed(f"bulk job {job.id} {status.state}")
+
+    @contextmanager
+    def bulk_load(self, texts: list[str], tally: Tally) -> Iterator[Callable[[], float]]:
+        """Bulk jobs running for the block; yields a function giving the texts finished so far."""
+        stop, done = threading.Event(), [0, 0]
+        thread = threading.Thread(target=self.bulk_jobs, args=(texts, stop, tally, done), daemon=True)
+        thread.start()
+        try:
+            yield lambda: float(done[0] + done[1])
+        finally:
+            stop.set()
+            thread.join(timeout=1800)
+
+    def clients(
+        self, texts: list[str], count: int, think_s: float, seconds: float, tally: Tally, tenant: str = "default"
+    ) -> float:
+        """``count`` one-text clients for ``seconds``; returns the measured wall time."""
+        stop = threading.Event()
+        started = time.perf_counter()
+        threads = [
+            threading.Thread(
+                target=self.one_text_client, args=(texts, think_s, stop, tally, started, tenant), daemon=True
+            )
+            for _ in range(count)
+        ]
+        for thread in threads:
+            thread.start()
+        stop.wait(seconds)  # the clock of the scenario, not a synchronisation
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+        return time.perf_counter() - started
+
+
+def long_texts(texts: list[str], version: ModelVersion, count: int) -> list[str]:
+    """Texts of 40-80 tokens: shared sentences joined three or four at a time."""
+    encoder = TextEncoder(version.path / TOKENIZER_FILE, 512)
+    chooser = random.Random(3)
+    found: list[str] = []
+    while len(found) < count:
+        joined = " ".join(chooser.choice(texts) for _ in range(chooser.choice((3, 4))))
+        tokens = len(encoder.encode([joined])[0].ids)
+        if LONG_TOKENS[0] <= tokens <= LONG_TOKENS[1]:
+            found.append(joined)
+    return found
+
+
+def measure_bulk(bench: Bench, texts: list[str], seconds: float, tally: Tally) -> float:
+    """Bulk texts per second over ``seconds`` of back-to-back jobs (after the first job has started)."""
+    with bench.bulk_load(texts, tally) as finished:
+        time.sleep(min(3.0, seconds / 4))  # let the first chunks start: the measured window is steady state
+        start_done, started = finished(), time.perf_counter()
+        time.sleep(seconds)  # the measured window
+        return (finished() - start_done) / (time.perf_counter() - started)
+
+
+def idle_round_trip(bench: Bench, texts: list[str], requests: int) -> dict[str, float]:
+    """p50 and p99 of one-text requests one after another, in process and through the lane, median of 3 rounds."""
+    engine = Engine(bench.version.path, intra_op_threads=1)
+    chooser = random.Random(7)
+    rounds: dict[str, list[float]] = {"in_p50": [], "in_p99": [], "lane_p50": [], "lane_p99": []}
+    with LeptonClient(bench.settings) as client:
+        for _ in range(3):
+            local, lane = [], []
+            for _ in range(requests):
+                text = chooser.choice(texts)
+                started = time.perf_counter()
+                engine.classify([text])
+                local.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                client.classify([text], model=bench.version.reference).wait(30)
+                lane.append((time.perf_counter() - started) * 1000)
+                with bench.admitted_lock:
+                    bench.admitted += 1
+            rounds["in_p50"].append(percentile(local, 0.5))
+            rounds["in_p99"].append(percentile(local, 0.99))
+            rounds["lane_p50"].append(percentile(lane, 0.5))
+            rounds["lane_p99"].append(percentile(lane, 0.99))
+    return {name: statistics.median(values) for name, values in rounds.items()}
+
+
+def plot(series: dict[str, list[tuple[float, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(10, 4.5))
+    for name, samples in series.items():
+        if samples:
+            xs, ys = zip(*sorted(samples), strict=True)
+            axis.scatter(xs, ys, s=3, alpha=0.5, label=name)
+    axis.set_yscale("log")
+    axis.set_xlabel("seconds into the scenario")
+    axis.set_ylabel("one-text latency (ms, log)")
+    axis.axhline(50, color="grey", linestyle="--", linewidth=0.8)
+    axis.axhline(250, color="grey", linestyle=":", linewidth=0.8)
+    axis.set_title("One-text requests over time: alone, and beside back-to-back bulk jobs")
+    axis.legend(markerscale=4)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def row(name: str, tally: Tally, seconds: float, offered_per_s: float | None = None) -> dict[str, Any]:
+    latencies = tally.latencies_ms
+    return {
+        "scenario": name,
+        "answered": len(latencies),
+        "answered_per_s": len(latencies) / seconds if seconds else 0.0,
+        "offered_per_s": offered_per_s,
+        "p50_ms": percentile(latencies, 0.5),
+        "p99_ms": percentile(latencies, 0.99),
+        "rejected": tally.rejected,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="sentiment@production", help="published reference (MiniLM on SST-2)")
+    parser.add_argument("--registry", default=str(ROOT / "models"), help="registry root (LEPTON_MODEL_DIR)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured window of each scenario")
+    parser.add_argument("--clients", type=int, default=32, help="one-text clients of the mixed load")
+    parser.add_argument("--think-ms", type=float, default=500.0, help="pause of each client between requests")
+    parser.add_argument("--bulk-texts", type=int, default=5000, help="texts per bulk job (jobs back to back)")
+    parser.add_argument("--idle-requests", type=int, default=200, help="requests per round of the idle round trip")
+    parser.add_argument("--texts", default=None, help="JSONL file of texts (default: shared sst2 + banking77)")
+    parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "mixed.md"), help="markdown report")
+    parser.add_argument("--json", default=None, help="also write the figures as JSON here")
+    args = parser.parse_args()
+
+    version = ModelRegistry(args.registry).resolve(args.model)  # fails with how to fix when nothing is published
+    short = load_texts(args.texts)
+    long = long_texts(short, version, 2000)
+    scratch = Path(tempfile.mkdtemp(prefix="lepton-mixed-"))
+    bench = Bench(args, version, scratch)
+    tally = Tally()  # exactness across every scenario
+    figures: dict[str, Any] = {"model": version.reference, "cores": bench.processes}
+    rows: list[dict[str, Any]] = []
+    series: dict[str, list[tuple[float, float]]] = {}
+    think_s, window = args.think_ms / 1000, args.seconds
+    offered = args.clients / think_s if think_s else None
+    progress = tqdm(total=11, desc="mixed", unit="scenario", file=sys.stderr)
+    try:
+        bench.start_worker(tally)
+        figures["idle"] = idle_round_trip(bench, short, args.idle_requests)
+        progress.update()
+        for kind, texts in (("short", short), ("long", long)):
+            alone = Tally()
+            figures[f"bulk_alone_{kind}"] = measure_bulk(bench, texts, window, alone)
+            progress.update()
+            clients_alone = Tally()
+            seconds = bench.clients(texts, args.clients, think_s, window, clients_alone)
+            rows.append(row(f"{args.clients} clients alone, {kind} texts", clients_alone, seconds, offered))
+            progress.update()
+            mixed = Tally()
+            with bench.bulk_load(texts, mixed) as finished:
+                time.sleep(min(3.0, window / 4))  # the bulk job's first chunks are running
+                before, started = finished(), time.perf_counter()
+                seconds = bench.clients(texts, args.clients, think_s, window, mixed)
+                figures[f"bulk_mixed_{kind}"] = (finished() - before) / (time.perf_counter() - started)
+            rows.append(row(f"{args.clients} clients + bulk jobs, {kind} texts", mixed, seconds, offered))
+            progress.update()
+            if kind == "short":
+                series["alone (short texts)"] = clients_alone.samples
+                series["with bulk jobs (short texts)"] = mixed.samples
+            else:
+                series["with bulk jobs (40-80 tokens)"] = mixed.samples
+            for part in (alone, clients_alone, mixed):
+                merge(tally, part)
+
+        for batching, env in (("on", {}), ("off", {"LEPTON_MAX_BATCH_REQUESTS": "1", "LEPTON_BATCH_WAIT_MS": "0"})):
+            bench.start_worker(tally, **env)
+            overload = Tally()
+            with bench.bulk_load(short, overload) as finished:
+                time.sleep(min(3.0, window / 4))
+                before, started = finished(), time.perf_counter()
+                seconds = bench.clients(short, 2 * args.clients, 0.0, window, overload)
+                figures[f"bulk_overload_{batching}"] = (finished() - before) / (time.perf_counter() - started)
+            rows.append(
+                row(f"{2 * args.clients} clients without pause + bulk, micro-batching {batching}", overload, seconds)
+            )
+            figures[f"overload_{batching}_per_s"] = len(overload.latencies_ms) / seconds
+            merge(tally, overload)
+            progress.update()
+
+        bench.start_worker(tally)
+        with LeptonClient(bench.settings) as client:  # each tenant's stream exists before the clock starts
+            for tenant in ("a", "b"):
+                client.classify(["hello"], model=version.reference, tenant=tenant).wait(30)
+                bench.admitted += 1
+        b_alone = Tally()
+        seconds = bench.clients(short, 8, 0.05, window, b_alone, tenant="b")
+        rows.append(row("tenant B alone (8 clients, 50 ms pause)", b_alone, seconds))
+        progress.update()
+        b_beside, a_flood = Tally(), Tally()
+        stop = threading.Event()
+        flood = threading.Thread(target=bench.flooding_tenant, args=(short, stop, a_flood), daemon=True)
+        flood.start()
+        seconds = bench.clients(short, 8, 0.05, window, b_beside, tenant="b")
+        stop.set()
+        flood.join(timeout=120)
+        rows.append(row(f"tenant B beside tenant A at {TENANT_A_OVERLOAD}x its quota", b_beside, seconds))
+        figures["tenant_a_rejected"] = a_flood.rejected
+        for part in (b_alone, b_beside, a_flood):
+            merge(tally, part)
+        progress.update(2)
+        bench.stop_worker(tally)
+    finally:
+        progress.close()
+        bench.close()
+
+    figures["rows"] = rows
+    report = Path(args.report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    plot(series, report.with_suffix(".png"))
+    text = render(args, figures, rows, tally)
+    report.write_text(text)
+    if args.json:
+        exactness = {name: getattr(tally, name) for name in EXACTNESS}
+        Path(args.json).write_text(json.dumps({**figures, **exactness}, indent=1))
+    print(text)
+    print(f"wrote {report} and {report.with_suffix('.png')}")
+    return 0 if all(getattr(tally, name) == 0 for name in EXACTNESS if name != "requests_checked") else 1
+
+
+EXACTNESS = ("failures", "lost", "duplicated", "requests_checked", "answers_missing", "answers_extra")
+
+
+def merge(total: Tally, part: Tally) -> None:
+    total.bulk_jobs += part.bulk_jobs
+    total.lost += part.lost
+    total.duplicated += part.duplicated
+    total.failures += part.failures
+    total.errors += part.errors
+
+
+def render(args: argparse.Namespace, figures: dict[str, Any], rows: list[dict[str, Any]], tally: Tally) -> str:
+    idle = figures["idle"]
+    lines = [
+        "# Online and bulk traffic on one fleet",
+        "",
+        f"`python bench/mixed.py --seconds {args.seconds:g}`: {figures['model']}, one worker of {figures['cores']} "
+        f"single-threaded processes on a local Redis, clients in threads of the benchmark on the same cores; bulk jobs "
+        f"of {args.bulk_texts:,} texts back to back; {args.clients} clients pausing {args.think_ms:g} ms would send "
+        f"{args.clients / (args.think_ms / 1000):.0f} requests/s with zero latency. Default settings: "
+        "LEPTON_BATCH_WAIT_MS=2, LEPTON_MAX_BATCH_REQUESTS=64, LEPTON_BULK_MIN_SHARE=0.2.",
+        "",
+        "## Idle round trip (median of 3 rounds)",
+        "",
+        "| | p50 | p99 |",
+        "| --- | ---: | ---: |",
+        f"| in process (`Engine.classify`, 1 thread) | {idle['in_p50']:.2f} ms | {idle['in_p99']:.2f} ms |",
+        f"| through the interactive lane (`LeptonClient.classify([...]).wait()`) | {idle['lane_p50']:.2f} ms | "
+        f"{idle['lane_p99']:.2f} ms |",
+        f"| **added by the queue** | **+{idle['lane_p50'] - idle['in_p50']:.2f} ms** | "
+        f"**+{idle['lane_p99'] - idle['in_p99']:.2f} ms** |",
+        "",
+        "## One-text requests",
+        "",
+        "| scenario | answered | answered/s | of offered | p50 | p99 | 429s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for item in rows:
+        share = f"{item['answered_per_s'] / item['offered_per_s']:.0%}" if item["offered_per_s"] else "-"
+        lines.append(
+            f"| {item['scenario']} | {item['answered']:,} | {item['answered_per_s']:.1f} | {share} | "
+            f"{item['p50_ms']:.1f} ms | {item['p99_ms']:.1f} ms | {item['rejected']:,} |"
+        )
+    lines += [
+        "",
+        "## Bulk throughput",
+        "",
+        "| scenario | texts/s | vs bulk alone |",
+        "| --- | ---: | ---: |",
+    ]
+    for kind in ("short", "long"):
+        alone = figures[f"bulk_alone_{kind}"]
+        lines.append(f"| bulk alone, {kind} texts | {alone:,.0f} | 1.00x |")
+        lines.append(f"| beside {args.clients} clients, {kind} texts | {figures[f'bulk_mixed_{kind}']:,.0f} | "
+                     f"**{figures[f'bulk_mixed_{kind}'] / alone:.2f}x** |")  # fmt: skip
+    for batching in ("on", "off"):
+        value = figures[f"bulk_overload_{batching}"]
+        lines.append(f"| beside {2 * args.clients} clients without pause, micro-batching {batching} | {value:,.0f} | "
+                     f"**{value / figures['bulk_alone_short']:.2f}x** |")  # fmt: skip
+    ratio = figures["overload_on_per_s"] / max(figures["overload_off_per_s"], 1e-9)
+    lines += [
+        "",
+        f"Interactive overload: micro-batching on answers {figures['overload_on_per_s']:.0f} requests/s, off "
+        f"{figures['overload_off_per_s']:.0f}/s: **{ratio:.2f}x**. Tenant A (quota {TENANT_A_QUOTA}) got "
+        f"{figures['tenant_a_rejected']:,} answers 429.",
+        "",
+        "## Exactness",
+        "",
+        "| figure | value |",
+        "| --- | ---: |",
+        f"| bulk jobs checked | {tally.bulk_jobs} |",
+        f"| lost bulk results | **{tally.lost}** |",
+        f"| duplicated bulk results | **{tally.duplicated}** |",
+        f"| one-text requests admitted (each answered once?) | {tally.requests_checked:,} |",
+        f"| one-text requests never answered | **{tally.answers_missing}** |",
+        f"| one-text requests answered twice | **{tally.answers_extra}** |",
+        f"| failed requests or jobs | {tally.failures} |",
+        "",
+        *(f"- failure: {error}" for error in tally.errors),
+        "",
+        "![one-text latency over time](mixed.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

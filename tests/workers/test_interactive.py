@@ -1,0 +1,149 @@
+"""The interactive lane end to end: requests of many callers batched together, a batch the model fails on split
+until the failing request is alone, deadlines shed, a request that kills its process claimed and isolated."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import redis
+from celery import Celery
+from onnx import helper, numpy_helper
+from tokenizers import Tokenizer
+
+from lepton_runtime.errors import ExpiredError, InferenceError, PoisonMessageError
+from lepton_runtime.inference.cache import EngineCache
+from lepton_runtime.inference.engine import Engine
+from lepton_runtime.jobs import celery_config
+from lepton_runtime.jobs.lanes import InteractiveLane
+from lepton_runtime.registry import ModelRegistry, ModelVersion
+from lepton_runtime.settings import LeptonSettings
+from producer import LeptonClient
+from tests.queue_fixtures import free_port
+from tests.workers.faults import POISON
+from tests.workers.test_metrics import scrape, total
+from workers.execution import classify_requests
+from workers.interactive import InteractiveConsumer, LaneOptions
+from workers.processes import WorkerProcess
+from workers.scheduler import LaneScheduler
+
+# Token ids at or above this make the model below fail at run time (ONNX Runtime's Gather refuses them).
+FAILING_FROM_TOKEN_ID = 29_500
+
+
+def model_that_fails_on_a_marker(published: ModelVersion, directory: Path) -> tuple[Path, str]:
+    """The tiny model with a probe added to its graph: a Gather over a table of FAILING_FROM_TOKEN_ID rows, of
+    every input id, added (as zeros) to the logits. A text with a rarer token makes ONNX Runtime fail."""
+    directory.mkdir()
+    fp32 = published.manifest.variants["fp32"].file
+    for name in ("tokenizer.json", "config.json"):
+        shutil.copy(published.path / name, directory / name)
+    graph_model = onnx.load(str(published.path / fp32))
+    graph = graph_model.graph
+    for node in graph.node:
+        node.output[:] = ["logits_unprobed" if out == "logits" else out for out in node.output]
+    graph.initializer.append(numpy_helper.from_array(np.zeros((FAILING_FROM_TOKEN_ID, 1), np.float32), "probe_table"))
+    graph.node.extend([
+        helper.make_node("Gather", ["probe_table", "input_ids"], ["probe"], axis=0),
+        helper.make_node("ReduceMax", ["probe"], ["probe_max"], axes=[1], keepdims=0),
+        helper.make_node("Add", ["logits_unprobed", "probe_max"], ["logits"]),
+    ])  # fmt: skip
+    onnx.save(graph_model, str(directory / "model.onnx"))
+    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    marker = next(
+        word
+        for token_id in range(FAILING_FROM_TOKEN_ID, tokenizer.get_vocab_size())
+        if (word := tokenizer.id_to_token(token_id)) and not word.startswith("##")
+        and max(tokenizer.encode(word).ids) >= FAILING_FROM_TOKEN_ID
+    )  # fmt: skip
+    return directory, marker
+
+
+def test_a_batch_the_model_fails_on_is_split_until_the_failing_request_is_alone(
+    published: ModelVersion, tmp_path: Path
+) -> None:
+    directory, marker = model_that_fails_on_a_marker(published, tmp_path / "failing")
+    engine = Engine(directory, intra_op_threads=1)
+    with pytest.raises(Exception, match="out of"):
+        engine.classify([f"my card {marker}"])
+    requests = [["where is my card?"], ["top up failed", ""], [f"my card {marker}"], ["how do I pay?"]]
+    answers = classify_requests(engine, requests)
+    assert isinstance(answers[2], InferenceError) and "the requests batched with it were answered" in str(answers[2])
+    alone = [engine.classify(texts, errors="return") for texts in (["where is my card?"], ["how do I pay?"])]
+    assert answers[0]["predictions"][0]["label"] == alone[0][0].label
+    assert answers[3]["predictions"][0]["score"] == pytest.approx(alone[1][0].score)
+    assert answers[1]["predictions"][1]["error"]["code"] == "invalid_input", "a bad text fails only its item"
+    assert "texts[1]" in answers[1]["predictions"][1]["error"]["message"], "indexed within its own request"
+
+
+def test_the_consumer_answers_each_request_of_a_failing_batch_where_its_client_waits(
+    published: ModelVersion, tmp_path: Path, queue_settings: LeptonSettings, redis_client: redis.Redis
+) -> None:
+    directory, marker = model_that_fails_on_a_marker(published, tmp_path / "failing")
+    registry = ModelRegistry(published.path.parent.parent)
+    engines = EngineCache(registry, lambda _: Engine(directory, intra_op_threads=1), memory_budget_mb=1024)
+    app = Celery("test-interactive", set_as_current=False)
+    app.conf.update(celery_config(queue_settings))
+    consumer = InteractiveConsumer(
+        InteractiveLane(redis_client), engines, LaneScheduler(), lambda: app.backend, LaneOptions(), "test-consumer"
+    )
+    with LeptonClient(queue_settings) as client:
+        jobs = [client.classify([text], model="tiny@1") for text in ("fine", f"lost {marker}", "card", "pin")]
+        served = 0
+        while served < len(jobs):
+            served += consumer.step()
+        assert served == 4
+        labels = [job.wait(5) for job in (jobs[0], jobs[2], jobs[3])]
+        assert all(len(answer) == 1 and hasattr(answer[0], "label") for answer in labels)
+        with pytest.raises(InferenceError, match="failed at run time"):
+            jobs[1].wait(5)
+    assert InteractiveLane(redis_client).depths() == {"default": 0}, "every request acknowledged and deleted"
+
+
+@pytest.mark.slow
+def test_requests_of_many_clients_run_in_few_batches_and_deadlines_shed_load(
+    start_worker: Callable[..., WorkerProcess], queue_settings: LeptonSettings, banking: object, published: ModelVersion
+) -> None:
+    texts = [f"where is my card number {i}?" for i in range(24)]
+    with LeptonClient(queue_settings) as client:
+        # admitted while no worker runs: they wait together, as they do behind a busy worker
+        jobs = [client.classify([text], model="tiny", tenant=f"t{i % 3}") for i, text in enumerate(texts)]
+        late = client.classify(["too late"], model="tiny", deadline_s=0.001)
+        port = free_port()
+        start_worker(extra=["--metrics-port", str(port)])
+        answers = [job.wait(60)[0] for job in jobs]
+        with pytest.raises(ExpiredError, match="deadline passed"):
+            late.wait(60)
+    expected = Engine(published.path, intra_op_threads=1).classify(texts)
+    assert [a.label for a in answers] == [e.label for e in expected]  # type: ignore[union-attr]
+    samples = scrape(port)
+    batches = total(samples, "lepton_lane_batch_requests_count")
+    assert total(samples, "lepton_lane_batch_requests_sum") == 25
+    assert batches <= 8, f"25 waiting requests ran in {batches} batches: micro-batching should join them"
+    assert total(samples, "lepton_lane_requests_total", outcome="expired") == 1
+    assert sum(total(samples, "lepton_lane_requests_total", tenant=f"t{i}", outcome="answered") for i in range(3)) == 24
+    assert total(samples, "lepton_lane_latency_seconds_count", tenant="t1") == 8
+
+
+@pytest.mark.slow
+def test_a_request_that_kills_its_process_is_answered_worker_lost_and_the_others_are_answered(
+    start_worker: Callable[..., WorkerProcess], queue_settings: LeptonSettings
+) -> None:
+    worker = start_worker(
+        concurrency=2,
+        extra=["--include", "tests.workers.faults"],
+        env={"LEPTON_INTERACTIVE_CLAIM_AFTER_S": "1", "LEPTON_MAX_DELIVERIES": "2"},
+    )
+    with LeptonClient(queue_settings) as client:
+        poison = client.classify([POISON], model="tiny")
+        others = [client.classify([f"card {i}"], model="tiny") for i in range(6)]
+        answered = [job.wait(60) for job in others]
+        with pytest.raises(PoisonMessageError, match="died before answering"):
+            poison.wait(60)
+        assert all(hasattr(answer[0], "label") for answer in answered)
+        assert client.classify(["still serving"], model="tiny").wait(30)[0].label
+    assert worker.process.poll() is None, "the worker replaced its killed processes and goes on"

@@ -1,0 +1,219 @@
+"""The interactive lane's consumer in each worker process: reads waiting requests from every tenant's stream,
+waits a moment for company, runs them as one batch in the process's interactive turn, answers each one.
+
+It is a thread beside the Celery pool process's task thread: a chunk task and this thread take turns on
+the model between batches (workers/scheduler.py), so a request waits for one bulk batch at most. Each
+answer is stored where Celery clients look for it (the result backend, under the request's id), so
+``ClassifyJob.wait`` and ``GET /v1/classify/{id}`` read it like any task result.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis
+
+from lepton_runtime.errors import ExpiredError, LeptonError, PoisonMessageError
+from lepton_runtime.inference.cache import EngineCache
+from lepton_runtime.jobs.lanes import InteractiveLane, LaneRequest, weighted_counts
+from workers.execution import classify_requests
+from workers.scheduler import LaneScheduler
+
+logger = logging.getLogger(__name__)
+
+# How long one read blocks when nothing waits; a new tenant's first request may wait this long (or
+# TENANTS_REFRESH_S on a busy lane) before a consumer reads its stream.
+READ_BLOCK_MS = 250
+# How often a consumer looks for requests that a dead process had taken.
+CLAIM_INTERVAL_S = 1.0
+# Waiting for the turn longer than this means requests may have arrived meanwhile: read again.
+TOP_UP_AFTER_WAIT_S = 0.002
+TENANTS_REFRESH_S = 0.25
+
+
+@dataclass(frozen=True)
+class LaneOptions:
+    """How a worker process serves the interactive lane (from LEPTON_* settings, read at the entry point)."""
+
+    batch_wait_ms: float = 2.0
+    max_batch_requests: int = 64
+    claim_after_s: float = 10.0
+    max_deliveries: int = 3
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+class LaneObserver(Protocol):
+    def answered(self, request: LaneRequest, outcome: str, latency_s: float) -> None: ...
+    def batch(self, requests: int, turn_wait_s: float) -> None: ...
+
+
+class AnswerStore(Protocol):
+    def store_many(self, results: Sequence[tuple[str, Any, str]]) -> None: ...
+
+
+class InteractiveConsumer:
+    """One thread per worker process; ``start`` after the runtime is warm, ``stop`` before the process ends."""
+
+    def __init__(
+        self,
+        lane: InteractiveLane,
+        engines: EngineCache,
+        scheduler: LaneScheduler,
+        answers: Callable[[], AnswerStore],
+        options: LaneOptions,
+        consumer: str,
+        observer: LaneObserver | None = None,
+    ) -> None:
+        self.lane = lane
+        self.engines = engines
+        self.scheduler = scheduler
+        self.answers = answers  # called in the consumer's thread: Celery's backends are per thread
+        self.options = options
+        self.consumer = consumer
+        self.observer = observer
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_claim_at = 0.0
+        self._tenants: list[str] = []
+        self._tenants_read_at = -TENANTS_REFRESH_S
+        self._had_company = False  # whether the last batch read held more than one request
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="lepton-interactive", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        backoff_s = 0.1
+        while not self._stopping.is_set():
+            try:
+                self.step()
+                backoff_s = 0.1
+            except redis.RedisError as error:
+                logger.warning("interactive lane: Redis error (%s); trying again in %.1f s", error, backoff_s)
+                self._stopping.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+            except Exception:
+                logger.exception("interactive lane: unexpected error (a bug); the requests read are claimed again")
+                self._stopping.wait(1.0)
+
+    # -- one batch ---------------------------------------------------------------------------------
+    def step(self) -> int:
+        """Read and serve one batch of requests; returns how many were answered."""
+        tenants = self._known_tenants()
+        if not tenants:
+            self._stopping.wait(READ_BLOCK_MS / 1000)
+            return 0
+        if time.monotonic() >= self._next_claim_at:
+            self._next_claim_at = time.monotonic() + CLAIM_INTERVAL_S
+            idle_ms = int(self.options.claim_after_s * 1000)
+            # one at a time, each alone: one of them may be what killed the process that had them, and
+            # the others must not die with it again
+            served = 0
+            while served < self.options.max_batch_requests and (
+                claimed := self.lane.claim(self.consumer, tenants, idle_ms=idle_ms, count=1)
+            ):
+                served += self.serve(claimed)
+            if served:
+                return served
+        capacity = self.options.max_batch_requests
+        requests = self.lane.read(
+            self.consumer, weighted_counts(tenants, self.options.weights, capacity), block_ms=READ_BLOCK_MS
+        )
+        if not requests:
+            return 0
+        if len(requests) < capacity and self.options.batch_wait_ms > 0 and self._had_company:
+            # the bounded wait for company, spent only while callers come together: a lone caller's
+            # requests (one after the other) would only be slower for it
+            self._stopping.wait(self.options.batch_wait_ms / 1000)
+            requests += self._top_up(tenants, capacity - len(requests))
+        self._had_company = len(requests) > 1
+        return self.serve(requests)
+
+    def serve(self, requests: list[LaneRequest]) -> int:
+        """Answer ``requests``: too often delivered ones as lost, expired ones as expired, the rest run."""
+        answers: list[tuple[LaneRequest, Any]] = []
+        live = []
+        for request in requests:
+            if request.deliveries > self.options.max_deliveries:
+                answers.append((request, PoisonMessageError(
+                    f"interactive request {request.id} was taken by {request.deliveries - 1} worker processes that "
+                    "died before answering it; it is not run again. Check the worker logs (out of memory?)"
+                )))  # fmt: skip
+            else:
+                live.append(request)
+        asked_at = time.monotonic()
+        turn_wait_s = turn_s = 0.0
+        if live:
+            with self.scheduler.turn("interactive"):
+                turn_at = time.monotonic()
+                turn_wait_s = turn_at - asked_at
+                capacity = self.options.max_batch_requests - len(requests)
+                if turn_wait_s > TOP_UP_AFTER_WAIT_S and capacity > 0:
+                    more = self._top_up(self._tenants, capacity)
+                    requests += more
+                    live += more
+                answers += self._run(live)
+                turn_s = time.monotonic() - turn_at
+        self._finish(requests, answers, turn_wait_s)
+        # the answering (and the reading before) is this lane's work too, though outside its turn
+        self.scheduler.charge("interactive", time.monotonic() - asked_at - turn_wait_s - turn_s)
+        return len(answers)
+
+    def _run(self, requests: list[LaneRequest]) -> list[tuple[LaneRequest, Any]]:
+        now = time.time()
+        answers: list[tuple[LaneRequest, Any]] = []
+        groups: dict[tuple[str, str | None], list[LaneRequest]] = {}
+        for request in requests:
+            if request.expired(now):
+                late_ms = (now - (request.deadline or now)) * 1000
+                answers.append((request, ExpiredError(
+                    f"request {request.id} was not run: its deadline passed {late_ms:.0f} ms before a worker was free; "
+                    "the fleet is overloaded (add workers) or the deadline is too short"
+                )))  # fmt: skip
+            else:
+                groups.setdefault((request.model, request.sha256), []).append(request)
+        for (model, sha256), group in groups.items():
+            try:
+                engine = self.engines.get(model, content_sha256=sha256)
+                results = classify_requests(engine, [request.texts for request in group])
+            except LeptonError as error:
+                results = [error] * len(group)
+            answers += zip(group, results, strict=True)
+        return answers
+
+    def _finish(self, requests: list[LaneRequest], answers: list[tuple[LaneRequest, Any]], turn_wait_s: float) -> None:
+        stored = [
+            (request.id, answer, "FAILURE" if isinstance(answer, Exception) else "SUCCESS")
+            for request, answer in answers
+        ]
+        self.answers().store_many(stored)
+        self.lane.ack(requests)
+        if self.observer is not None:
+            answered_at = time.time()
+            for request, answer in answers:
+                outcome = "answered"
+                if isinstance(answer, ExpiredError):
+                    outcome = "expired"
+                elif isinstance(answer, Exception):
+                    outcome = "failed"
+                self.observer.answered(request, outcome, answered_at - request.enqueued_at)
+            self.observer.batch(len(answers), turn_wait_s)
+
+    def _top_up(self, tenants: list[str], capacity: int) -> list[LaneRequest]:
+        return self.lane.read(self.consumer, weighted_counts(tenants, self.options.weights, capacity))
+
+    def _known_tenants(self) -> list[str]:
+        if not self._tenants or time.monotonic() - self._tenants_read_at >= TENANTS_REFRESH_S:
+            self._tenants = self.lane.tenants()
+            self._tenants_read_at = time.monotonic()
+        return self._tenants
