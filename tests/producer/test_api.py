@@ -15,6 +15,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from lepton_runtime.labelled_data import LabelledTexts
+from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
 from tests.queue_fixtures import REPO_ROOT, RunningApi, free_port
@@ -266,10 +267,15 @@ def test_the_openapi_document_is_valid_and_every_route_declares_its_answer(queue
 
 
 def test_a_fuzz_run_against_the_running_api_finds_no_server_error(
-    queue_env: dict[str, str], start_worker: Callable[..., WorkerProcess], tmp_path: Path
+    queue_env: dict[str, str],
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+    copy_of_published: ModelRegistry,
 ) -> None:
-    start_worker()
-    env = {**os.environ, **queue_env, **API_LIMITS, **FUZZ_ENV, "LEPTON_API_TOKENS": json.dumps([TOKEN])}
+    # a registry of its own: the fuzzer's token holds the admin scope, and deletes and rolls back what it finds
+    registry = {"LEPTON_MODEL_DIR": str(copy_of_published.root)}
+    start_worker(env=registry)
+    env = {**os.environ, **queue_env, **API_LIMITS, **FUZZ_ENV, **registry, "LEPTON_API_TOKENS": json.dumps([TOKEN])}
     api = RunningApi(env, tmp_path / "api.log", [])
     report = tmp_path / "schemathesis"  # the API answers waits of at most 1 s here (LEPTON_API_MAX_WAIT_S)
     done = subprocess.run(

@@ -55,10 +55,11 @@ def flower(queue_env: dict[str, str], tmp_path: Path) -> Iterator[httpx.Client]:
 
 
 def wait_until_flower_sees_tasks(http: httpx.Client, client: LeptonClient) -> None:
-    """Send one-text requests until Flower's task list shows one: its event receiver is then connected."""
+    """Send bulk-lane requests (Celery tasks: interactive ones are not) until Flower's task list shows one: its
+    event receiver is then connected."""
     deadline = time.monotonic() + FLOWER_TIMEOUT_S
     while time.monotonic() < deadline:
-        job = client.classify(["probe"], model="tiny")
+        job = client.classify(["probe"], model="tiny", lane="bulk")
         job.wait(30)
         if job.id in http.get("/api/tasks").json():
             return

@@ -56,7 +56,10 @@ def test_metrics_count_a_bulk_job_and_a_request_exactly_across_pool_processes(
     )
     assert 0 < real <= padded and real / padded > 0.5, "length-sorted batches pad little"
     assert total(samples, "lepton_task_seconds_count", task="lepton.bulk.chunk") == 5
-    assert total(samples, "lepton_task_seconds_count", task="lepton.classify") == 1
+    assert total(samples, "lepton_task_seconds_count", task="lepton.classify") == 0, "one text: the interactive lane"
+    assert total(samples, "lepton_lane_requests_total", lane="interactive", outcome="answered") == 1
+    assert total(samples, "lepton_lane_texts_total", lane="interactive") == 2
+    assert total(samples, "lepton_lane_latency_seconds_count", lane="bulk") == 5, "each chunk, sent to done"
     assert total(samples, "lepton_model_load_seconds_count", **tiny) == 2, "each pool process loads its own"
     resident = [value for (name, _), value in samples.items() if name == "lepton_process_resident_bytes"]
     assert len(resident) == 2 and all(value > 10_000_000 for value in resident)
