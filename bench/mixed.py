@@ -56,7 +56,7 @@ from workers.processes import WorkerProcess  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 LONG_TOKENS = (40, 80)
 # Tenant A's quota in the tenants scenario, and how many requests it keeps trying to have waiting.
-TENANT_A_QUOTA = 8
+TENANT_A_QUOTA = 4
 TENANT_A_OVERLOAD = 10
 RETRY_AFTER_429_S = 0.25
 

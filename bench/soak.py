@@ -1,6 +1,6 @@
 """Load and soak: mixed traffic through a local Redis and a real worker for a fixed time, checked for loss.
 
-Bulk jobs run back to back while ``--clients`` threads send one-text ``lepton.classify`` requests as fast
+Bulk jobs run back to back while ``--clients`` threads send one-text requests (the interactive lane) as fast
 as they are answered. Every bulk job's output is checked (each input exactly once, in order); the report
 gives throughput, one-text latency percentiles, worker memory at the start and the end (the worker runs
 with a memory guard: a pool process over ``--max-memory-mb`` is replaced after its task), and the counts
@@ -148,8 +148,7 @@ def main() -> int:
         "--think-ms",
         type=float,
         default=500.0,
-        help="pause of each one-text client between requests (one-text requests go before bulk chunks: with"
-        " no pause, enough clients starve the bulk jobs)",
+        help="pause of each one-text client between requests",
     )
     parser.add_argument("--model", default="intents@production", help="published reference (make demo)")
     parser.add_argument("--registry", default=str(ROOT / "models"), help="registry root (LEPTON_MODEL_DIR)")

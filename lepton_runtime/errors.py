@@ -250,14 +250,14 @@ class TaskTimeLimitError(LeptonError):
 
 
 class ExpiredError(LeptonError):
-    """Answered instead of a result when a request's deadline passed before a worker could run it (load shed)."""
+    """Reported instead of a result when a request's deadline passed before a worker could run it (load shed)."""
 
     code = "expired"
     http_status = 504
 
 
 class InferenceError(LeptonError):
-    """Answered when the model failed at run time on a request's texts; the requests batched with it are
+    """Reported when the model failed at run time on a request's texts; the requests batched with it are
     answered normally (the batch is split until the failing request is alone)."""
 
     code = "inference_failed"

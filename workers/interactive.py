@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
 
-from lepton_runtime.errors import ExpiredError, LeptonError, PoisonMessageError
+from lepton_runtime.constants import CLASSIFY_TASK, INFERENCE_QUEUE
+from lepton_runtime.errors import ExpiredError, InvalidInputError, LeptonError, PoisonMessageError
 from lepton_runtime.inference.cache import EngineCache
+from lepton_runtime.jobs import DeadLetter, DeadLetterStore, new_dead_letter
 from lepton_runtime.jobs.lanes import InteractiveLane, LaneRequest, weighted_counts
 from workers.execution import classify_requests
 from workers.scheduler import LaneScheduler
@@ -52,8 +54,10 @@ class LaneObserver(Protocol):
     def batch(self, requests: int, turn_wait_s: float) -> None: ...
 
 
-class AnswerStore(Protocol):
-    def store_many(self, results: Sequence[tuple[str, Any, str]]) -> None: ...
+class AnswerEncoder(Protocol):
+    """The result backend: what storing a result writes (result key, encoded meta, TTL s)."""
+
+    def encoded(self, task_id: str, result: Any, state: str) -> tuple[str, str, int]: ...
 
 
 class InteractiveConsumer:
@@ -64,10 +68,11 @@ class InteractiveConsumer:
         lane: InteractiveLane,
         engines: EngineCache,
         scheduler: LaneScheduler,
-        answers: Callable[[], AnswerStore],
+        answers: Callable[[], AnswerEncoder],
         options: LaneOptions,
         consumer: str,
         observer: LaneObserver | None = None,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         self.lane = lane
         self.engines = engines
@@ -76,6 +81,7 @@ class InteractiveConsumer:
         self.options = options
         self.consumer = consumer
         self.observer = observer
+        self.dead_letters = dead_letters
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_claim_at = 0.0
@@ -140,7 +146,9 @@ class InteractiveConsumer:
         return self.serve(requests)
 
     def serve(self, requests: list[LaneRequest]) -> int:
-        """Answer ``requests``: too often delivered ones as lost, expired ones as expired, the rest run."""
+        """Answer ``requests``: too often delivered ones as lost, expired ones as expired, the rest run.
+        Failures worth replaying (a corrupt model, a model failing at run time, a lost worker) are
+        dead-lettered as ``lepton.classify`` tasks."""
         answers: list[tuple[LaneRequest, Any]] = []
         live = []
         for request in requests:
@@ -192,12 +200,18 @@ class InteractiveConsumer:
         return answers
 
     def _finish(self, requests: list[LaneRequest], answers: list[tuple[LaneRequest, Any]], turn_wait_s: float) -> None:
-        stored = [
-            (request.id, answer, "FAILURE" if isinstance(answer, Exception) else "SUCCESS")
+        """Dead letters of the failures worth replaying first, then every answer stored and its request
+        acknowledged together (one script each, one round trip)."""
+        if self.dead_letters is not None:
+            for request, answer in answers:
+                if isinstance(answer, LeptonError) and not isinstance(answer, InvalidInputError | ExpiredError):
+                    self.dead_letters.add(_dead_letter(request, answer))
+        backend = self.answers()
+        encoded = [
+            (request, backend.encoded(request.id, answer, "FAILURE" if isinstance(answer, Exception) else "SUCCESS"))
             for request, answer in answers
         ]
-        self.answers().store_many(stored)
-        self.lane.ack(requests)
+        self.lane.answer(encoded)
         if self.observer is not None:
             answered_at = time.time()
             for request, answer in answers:
@@ -217,3 +231,13 @@ class InteractiveConsumer:
             self._tenants = self.lane.tenants()
             self._tenants_read_at = time.monotonic()
         return self._tenants
+
+
+def _dead_letter(request: LaneRequest, error: LeptonError) -> DeadLetter:
+    """A failed interactive request as a ``lepton.classify`` task under its own id: `lepton dlq replay` sends it
+    to the bulk lane and the answer lands where the caller looks."""
+    logger.error("interactive request %s dead-lettered [%s]: %s", request.id, error.code, error)
+    return new_dead_letter(
+        id=request.id, queue=INFERENCE_QUEUE, task=CLASSIFY_TASK, args=[request.texts, request.model, request.sha256],
+        code=error.code, message=str(error), attempts=request.deliveries,
+    )  # fmt: skip

@@ -93,7 +93,7 @@ class WorkerRuntime:
         )
         self.interactive = InteractiveConsumer(
             InteractiveLane(self.redis), self.engines, self.scheduler, answers, options,
-            consumer=f"{self.options.name}:{os.getpid()}", observer=observer,
+            consumer=f"{self.options.name}:{os.getpid()}", observer=observer, dead_letters=self.dead_letters,
         )  # fmt: skip
         self.interactive.start()
 

@@ -13,7 +13,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +24,16 @@ from lepton_runtime.jobs.keys import (
     INTERACTIVE_GROUP,
     INTERACTIVE_REJECTED_KEY,
     INTERACTIVE_TENANTS_KEY,
+    answer_list_key,
     interactive_stream_key,
 )
+from lepton_runtime.jobs.scripts import ANSWER_INTERACTIVE
 
 # A tenant name: letters, digits, '.', '_' and '-', as it appears in keys, tokens and metric labels.
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_TENANT = "default"
+# An answer's notice (jobs/keys.py answer_list_key) waits this long for its client (seconds).
+ANSWER_NOTICE_TTL_S = 60
 # The one field of a stream entry.
 _REQUEST_FIELD = "request"
 
@@ -193,8 +197,22 @@ class InteractiveLane:
                 claimed.append(LaneRequest.from_entry(entry_id, _request_field(fields), deliveries[entry_id]))
         return claimed
 
+    def answer(self, answers: Sequence[tuple[LaneRequest, tuple[str, str, int]]]) -> None:
+        """Store each request's answer (result key, encoded Celery meta, TTL s) where its client looks, and
+        acknowledge and delete its stream entry in the same script: all of a batch in one round trip."""
+        if not answers:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for request, (result_key, meta, ttl_s) in answers:
+                pipe.eval(
+                    ANSWER_INTERACTIVE, 3,
+                    result_key, answer_list_key(request.id), interactive_stream_key(request.tenant),
+                    meta, ttl_s, ANSWER_NOTICE_TTL_S, INTERACTIVE_GROUP, request.entry,
+                )  # fmt: skip
+            pipe.execute()
+
     def ack(self, requests: Iterable[LaneRequest]) -> None:
-        """Acknowledge and delete answered requests (their stream entries), in one round trip."""
+        """Acknowledge and delete requests without answering them (tests; ``answer`` does both)."""
         by_stream: dict[str, list[str]] = {}
         for request in requests:
             by_stream.setdefault(interactive_stream_key(request.tenant), []).append(request.entry)

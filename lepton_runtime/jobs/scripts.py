@@ -1,4 +1,5 @@
-"""The Lua scripts that change a bulk job's state atomically, so redelivered or concurrent chunks count once.
+"""The Lua scripts that change state atomically: a bulk job's, so redelivered or concurrent chunks count once, and a
+task result's (stored unless a twin already succeeded; an interactive request answered and acknowledged together).
 
 Every script takes the same KEYS (JobKeys.all(): record, inputs, chunk states, chunk runs, chunk
 errors, results, chunk positions) and starts its ARGV with: finished channel, TTL in seconds, now (epoch seconds),
@@ -135,5 +136,45 @@ if #requeued > 0 then
   refresh_ttl()
 end
 return requeued
+"""
+)
+
+
+# -- results ----------------------------------------------------------------------------------------
+# store(result key, notice list or false, encoded meta, TTL s (0: none), notice TTL s) -> 1 stored, 0 kept
+# (a twin delivery already stored a SUCCESS). Waiting Celery clients are woken through pub/sub, an
+# interactive client through its notice list.
+_STORE_FUNCTION = """
+local function store(result_key, notice_key, meta, ttl, notice_ttl)
+  local current = redis.call('GET', result_key)
+  if current then
+    local ok, decoded = pcall(cjson.decode, current)
+    if ok and type(decoded) == 'table' and decoded['status'] == 'SUCCESS' then return 0 end
+  end
+  if tonumber(ttl) > 0 then
+    redis.call('SET', result_key, meta, 'EX', ttl)
+  else
+    redis.call('SET', result_key, meta)
+  end
+  redis.call('PUBLISH', result_key, meta)
+  if notice_key then
+    redis.call('RPUSH', notice_key, meta)
+    redis.call('EXPIRE', notice_key, notice_ttl)
+  end
+  return 1
+end
+"""
+# KEYS[1] the task's result key; ARGV: encoded meta, TTL in seconds (0: none). -> 1 stored, 0 kept.
+STORE_UNLESS_SUCCEEDED = _STORE_FUNCTION + "return store(KEYS[1], false, ARGV[1], ARGV[2], 0)\n"
+# KEYS: result key, notice list, the tenant's stream; ARGV: encoded meta, TTL s, notice TTL s, consumer group,
+# stream entry. The request is answered and its entry acknowledged and deleted in one step: never one without
+# the other.
+ANSWER_INTERACTIVE = (
+    _STORE_FUNCTION
+    + """
+local stored = store(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+redis.call('XDEL', KEYS[3], ARGV[5])
+return stored
 """
 )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from lepton_runtime.constants import BULK_CHUNK_TASK, INFERENCE_QUEUE
 from lepton_runtime.jobs.dead_letters import DeadLetter, DeadLetterStore
+from lepton_runtime.jobs.keys import answer_list_key
 from lepton_runtime.jobs.protocol import BULK_PRIORITY, INTERACTIVE_PRIORITY
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def replay_dead_letter(letter_id: str, letters: DeadLetterStore, jobs: JobStore,
         jobs.requeue_failed(job_id, [chunk])
         priority = BULK_PRIORITY
     app.AsyncResult(letter.id).forget()  # the old failure must not answer for the new run
+    jobs.redis.delete(answer_list_key(letter.id))  # nor its notice, if it was an interactive request
     app.send_task(
         letter.task, args=letter.args, kwargs=letter.kwargs, queue=letter.queue, priority=priority, task_id=letter.id
     )
