@@ -10,6 +10,7 @@ answer is stored where Celery clients look for it (the result backend, under the
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ CLAIM_INTERVAL_S = 1.0
 # Waiting for the turn longer than this means requests may have arrived meanwhile: read again.
 TOP_UP_AFTER_WAIT_S = 0.002
 TENANTS_REFRESH_S = 0.25
+# What counts in "served lately" when tenants' requests are ordered (seconds, the time constant of a decay).
+FAIRNESS_WINDOW_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class InteractiveConsumer:
         self._tenants: list[str] = []
         self._tenants_read_at = -TENANTS_REFRESH_S
         self._had_company = False  # whether the last batch read held more than one request
+        self._served: dict[str, float] = {}  # texts served per tenant, decaying over FAIRNESS_WINDOW_S
+        self._served_at = time.monotonic()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="lepton-interactive", daemon=True)
@@ -146,36 +151,46 @@ class InteractiveConsumer:
         return self.serve(requests)
 
     def serve(self, requests: list[LaneRequest]) -> int:
-        """Answer ``requests``: too often delivered ones as lost, expired ones as expired, the rest run.
-        Failures worth replaying (a corrupt model, a model failing at run time, a lost worker) are
-        dead-lettered as ``lepton.classify`` tasks."""
-        answers: list[tuple[LaneRequest, Any]] = []
-        live = []
-        for request in requests:
-            if request.deliveries > self.options.max_deliveries:
-                answers.append((request, PoisonMessageError(
-                    f"interactive request {request.id} was taken by {request.deliveries - 1} worker processes that "
-                    "died before answering it; it is not run again. Check the worker logs (out of memory?)"
-                )))  # fmt: skip
-            else:
-                live.append(request)
+        """Answer ``requests``: too often delivered ones as lost, expired ones as expired, the rest run, one
+        batch per tenant, the tenant served least lately (by weight) first: a tenant's requests never wait
+        inside another tenant's batch. Failures worth replaying (a corrupt model, a model failing at run
+        time, a lost worker) are dead-lettered as ``lepton.classify`` tasks."""
+        lost = [(request, _lost(request)) for request in requests if request.deliveries > self.options.max_deliveries]
+        if lost:
+            self._finish(lost, 0.0)
+        groups = self._fair_groups(
+            [request for request in requests if request.deliveries <= self.options.max_deliveries]
+        )
+        return len(lost) + sum(self._serve_group(group, top_up=len(groups) == 1) for group in groups)
+
+    def _serve_group(self, requests: list[LaneRequest], *, top_up: bool) -> int:
         asked_at = time.monotonic()
-        turn_wait_s = turn_s = 0.0
-        if live:
-            with self.scheduler.turn("interactive"):
-                turn_at = time.monotonic()
-                turn_wait_s = turn_at - asked_at
-                capacity = self.options.max_batch_requests - len(requests)
-                if turn_wait_s > TOP_UP_AFTER_WAIT_S and capacity > 0:
-                    more = self._top_up(self._tenants, capacity)
-                    requests += more
-                    live += more
-                answers += self._run(live)
-                turn_s = time.monotonic() - turn_at
-        self._finish(requests, answers, turn_wait_s)
+        with self.scheduler.turn("interactive"):
+            turn_at = time.monotonic()
+            turn_wait_s = turn_at - asked_at
+            capacity = self.options.max_batch_requests - len(requests)
+            if top_up and turn_wait_s > TOP_UP_AFTER_WAIT_S and capacity > 0:
+                requests = requests + self._top_up(self._tenants, capacity)
+            answers = self._run(requests)
+            turn_s = time.monotonic() - turn_at
+        self._finish(answers, turn_wait_s)
+        for request in requests:
+            self._served[request.tenant] = self._served.get(request.tenant, 0.0) + len(request.texts)
         # the answering (and the reading before) is this lane's work too, though outside its turn
         self.scheduler.charge("interactive", time.monotonic() - asked_at - turn_wait_s - turn_s)
         return len(answers)
+
+    def _fair_groups(self, requests: list[LaneRequest]) -> list[list[LaneRequest]]:
+        """``requests`` by tenant, the tenant with the fewest texts served lately (over its weight) first."""
+        decay = math.exp(-(time.monotonic() - self._served_at) / FAIRNESS_WINDOW_S)
+        self._served = {tenant: served * decay for tenant, served in self._served.items()}
+        self._served_at = time.monotonic()
+        groups: dict[str, list[LaneRequest]] = {}
+        for request in requests:
+            groups.setdefault(request.tenant, []).append(request)
+        weights = self.options.weights
+        order = sorted(groups, key=lambda tenant: self._served.get(tenant, 0.0) / weights.get(tenant, 1.0))
+        return [groups[tenant] for tenant in order]
 
     def _run(self, requests: list[LaneRequest]) -> list[tuple[LaneRequest, Any]]:
         now = time.time()
@@ -199,7 +214,7 @@ class InteractiveConsumer:
             answers += zip(group, results, strict=True)
         return answers
 
-    def _finish(self, requests: list[LaneRequest], answers: list[tuple[LaneRequest, Any]], turn_wait_s: float) -> None:
+    def _finish(self, answers: list[tuple[LaneRequest, Any]], turn_wait_s: float) -> None:
         """Dead letters of the failures worth replaying first, then every answer stored and its request
         acknowledged together (one script each, one round trip)."""
         if self.dead_letters is not None:
@@ -241,3 +256,10 @@ def _dead_letter(request: LaneRequest, error: LeptonError) -> DeadLetter:
         id=request.id, queue=INFERENCE_QUEUE, task=CLASSIFY_TASK, args=[request.texts, request.model, request.sha256],
         code=error.code, message=str(error), attempts=request.deliveries,
     )  # fmt: skip
+
+
+def _lost(request: LaneRequest) -> PoisonMessageError:
+    return PoisonMessageError(
+        f"interactive request {request.id} was taken by {request.deliveries - 1} worker processes that died "
+        "before answering it; it is not run again. Check the worker logs (out of memory?)"
+    )

@@ -10,6 +10,7 @@ the others go on, and reads take from every tenant in proportion to its weight.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -28,6 +29,8 @@ from lepton_runtime.jobs.keys import (
     interactive_stream_key,
 )
 from lepton_runtime.jobs.scripts import ANSWER_INTERACTIVE
+
+logger = logging.getLogger(__name__)
 
 # A tenant name: letters, digits, '.', '_' and '-', as it appears in keys, tokens and metric labels.
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -86,9 +89,11 @@ class LaneRequest:
     @classmethod
     def from_entry(cls, entry: str, raw: str | bytes, deliveries: int = 1) -> LaneRequest:
         fields = json.loads(raw)
+        if not isinstance(fields.get("texts"), list):
+            raise ValueError("texts: not a list")
         return cls(
             id=str(fields["id"]),
-            texts=list(fields["texts"]),
+            texts=fields["texts"],
             model=str(fields["model"]),
             sha256=fields.get("sha256"),
             tenant=str(fields.get("tenant", DEFAULT_TENANT)),
@@ -170,12 +175,7 @@ class InteractiveLane:
                     stream: Any = {interactive_stream_key(tenant): ">"}
                     pipe.xreadgroup(INTERACTIVE_GROUP, consumer, stream, count=count)
                 found = [item for reply in pipe.execute() for item in reply or []]
-        return [
-            LaneRequest.from_entry(_text(entry), _request_field(fields))
-            for _, entries in found
-            for entry, fields in entries
-            if fields
-        ]
+        return self._parsed((stream, entry, fields, 1) for stream, entries in found for entry, fields in entries)
 
     def claim(self, consumer: str, tenants: Iterable[str], *, idle_ms: int, count: int) -> list[LaneRequest]:
         """Requests delivered to another consumer more than ``idle_ms`` ago and never acknowledged (its process
@@ -190,12 +190,28 @@ class InteractiveLane:
                 continue
             deliveries = {_text(item["message_id"]): int(item["times_delivered"]) + 1 for item in pending}
             entries: Any = self.redis.xclaim(stream, INTERACTIVE_GROUP, consumer, idle_ms, list(deliveries))
-            for entry, fields in entries:
-                if not fields:  # deleted meanwhile (answered by its first consumer after all)
-                    continue
-                entry_id = _text(entry)
-                claimed.append(LaneRequest.from_entry(entry_id, _request_field(fields), deliveries[entry_id]))
+            claimed += self._parsed((stream, entry, fields, deliveries[_text(entry)]) for entry, fields in entries)
         return claimed
+
+    def _parsed(self, entries: Iterable[tuple[Any, Any, Any, int]]) -> list[LaneRequest]:
+        """The requests of stream entries; an entry that is no request of ours (written to Redis by hand) is
+        logged and deleted, never handed out again and again."""
+        requests, malformed = [], []
+        for stream, entry, fields, deliveries in entries:
+            if not fields:  # deleted meanwhile (answered by its first consumer after all)
+                continue
+            try:
+                requests.append(LaneRequest.from_entry(_text(entry), _request_field(fields), deliveries))
+            except (ValueError, KeyError, TypeError) as error:
+                logger.error("interactive lane: entry %s of %s is no request (%s); deleted", entry, stream, error)
+                malformed.append((_text(stream), _text(entry)))
+        if malformed:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for stream, entry in malformed:
+                    pipe.xack(stream, INTERACTIVE_GROUP, entry)
+                    pipe.xdel(stream, entry)
+                pipe.execute()
+        return requests
 
     def answer(self, answers: Sequence[tuple[LaneRequest, tuple[str, str, int]]]) -> None:
         """Store each request's answer (result key, encoded Celery meta, TTL s) where its client looks, and

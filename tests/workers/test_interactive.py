@@ -147,3 +147,18 @@ def test_a_request_that_kills_its_process_is_answered_worker_lost_and_the_others
         assert all(hasattr(answer[0], "label") for answer in answered)
         assert client.classify(["still serving"], model="tiny").wait(30)[0].label
     assert worker.process.poll() is None, "the worker replaced its killed processes and goes on"
+
+
+def test_the_tenant_served_least_lately_by_weight_goes_first(redis_client: redis.Redis) -> None:
+    from lepton_runtime.jobs.lanes import LaneRequest
+
+    consumer = InteractiveConsumer(
+        InteractiveLane(redis_client), None, LaneScheduler(), lambda: None,  # type: ignore[arg-type,return-value]
+        LaneOptions(weights={"c": 4.0}), "test-consumer",
+    )  # fmt: skip
+    consumer._served = {"a": 100.0, "b": 10.0, "c": 100.0}
+    waiting = [
+        LaneRequest(id=f"r{i}", texts=["x"], model="tiny@1", sha256=None, tenant=t) for i, t in enumerate("abca")
+    ]
+    groups = consumer._fair_groups(waiting)
+    assert [[request.id for request in group] for group in groups] == [["r1"], ["r2"], ["r0", "r3"]]

@@ -72,3 +72,12 @@ def test_tenant_names_are_checked() -> None:
     for bad in ("", "a b", "x" * 65, "-lead", "a:b"):
         with pytest.raises(InvalidInputError, match="tenant"):
             check_tenant(bad)
+
+
+def test_an_entry_that_is_no_request_is_deleted_not_handed_out_again(redis_client: redis.Redis) -> None:
+    lane = InteractiveLane(redis_client)
+    lane.admit(request(1), quota=10)
+    redis_client.xadd(interactive_stream_key("a"), {"request": '{"id": "x", "texts": "not a list"}'})
+    redis_client.xadd(interactive_stream_key("a"), {"request": "not json"})
+    assert [r.id for r in lane.read("c", {"a": 10})] == ["r1"]
+    assert redis_client.xlen(interactive_stream_key("a")) == 1, "only the real request is left, pending"
