@@ -360,6 +360,7 @@ def main() -> int:
     parser.add_argument("--texts", default=None, help="JSONL file of texts (default: shared sst2 + banking77)")
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "mixed.md"), help="markdown report")
     parser.add_argument("--json", default=None, help="also write the figures as JSON here")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each comparison (the report gives medians)")
     args = parser.parse_args()
 
     version = ModelRegistry(args.registry).resolve(args.model)  # fails with how to fix when nothing is published
@@ -373,68 +374,93 @@ def main() -> int:
     series: dict[str, list[tuple[float, float]]] = {}
     think_s, window = args.think_ms / 1000, args.seconds
     offered = args.clients / think_s if think_s else None
-    progress = tqdm(total=11, desc="mixed", unit="scenario", file=sys.stderr)
+    progress = tqdm(total=10, desc="mixed", unit="scenario", file=sys.stderr)
     try:
         bench.start_worker(tally)
         figures["idle"] = idle_round_trip(bench, short, args.idle_requests)
         progress.update()
         for kind, texts in (("short", short), ("long", long)):
-            alone = Tally()
-            figures[f"bulk_alone_{kind}"] = measure_bulk(bench, texts, window, alone)
-            progress.update()
             clients_alone = Tally()
             seconds = bench.clients(texts, args.clients, think_s, window, clients_alone)
             rows.append(row(f"{args.clients} clients alone, {kind} texts", clients_alone, seconds, offered))
             progress.update()
-            mixed = Tally()
-            with bench.bulk_load(texts, mixed) as finished:
-                time.sleep(min(3.0, window / 4))  # the bulk job's first chunks are running
-                before, started = finished(), time.perf_counter()
-                seconds = bench.clients(texts, args.clients, think_s, window, mixed)
-                figures[f"bulk_mixed_{kind}"] = (finished() - before) / (time.perf_counter() - started)
-            rows.append(row(f"{args.clients} clients + bulk jobs, {kind} texts", mixed, seconds, offered))
-            progress.update()
+            mixed, alone_rates, mixed_rates, mixed_s = Tally(), [], [], 0.0
+            for _ in range(args.rounds):  # alternating, so that a slow spell of the machine hits both
+                alone = Tally()
+                alone_rates.append(measure_bulk(bench, texts, window, alone))
+                merge(tally, alone)
+                with bench.bulk_load(texts, mixed) as finished:
+                    time.sleep(min(3.0, window / 4))  # the bulk job's first chunks are running
+                    before, started = finished(), time.perf_counter()
+                    mixed_s += bench.clients(texts, args.clients, think_s, window, mixed)
+                    mixed_rates.append((finished() - before) / (time.perf_counter() - started))
+                progress.update(2 / args.rounds)
+            figures[f"bulk_alone_{kind}"] = statistics.median(alone_rates)
+            figures[f"bulk_mixed_{kind}"] = statistics.median(mixed_rates)
+            figures[f"bulk_ratio_{kind}"] = statistics.median(
+                m / a for m, a in zip(mixed_rates, alone_rates, strict=True)
+            )
+            figures[f"bulk_ratios_{kind}"] = [m / a for m, a in zip(mixed_rates, alone_rates, strict=True)]
+            rows.append(row(f"{args.clients} clients + bulk jobs, {kind} texts", mixed, mixed_s, offered))
             if kind == "short":
                 series["alone (short texts)"] = clients_alone.samples
                 series["with bulk jobs (short texts)"] = mixed.samples
             else:
                 series["with bulk jobs (40-80 tokens)"] = mixed.samples
-            for part in (alone, clients_alone, mixed):
+            for part in (clients_alone, mixed):
                 merge(tally, part)
 
-        for batching, env in (("on", {}), ("off", {"LEPTON_MAX_BATCH_REQUESTS": "1", "LEPTON_BATCH_WAIT_MS": "0"})):
-            bench.start_worker(tally, **env)
-            overload = Tally()
-            with bench.bulk_load(short, overload) as finished:
-                time.sleep(min(3.0, window / 4))
-                before, started = finished(), time.perf_counter()
-                seconds = bench.clients(short, 2 * args.clients, 0.0, window, overload)
-                figures[f"bulk_overload_{batching}"] = (finished() - before) / (time.perf_counter() - started)
-            rows.append(
-                row(f"{2 * args.clients} clients without pause + bulk, micro-batching {batching}", overload, seconds)
-            )
-            figures[f"overload_{batching}_per_s"] = len(overload.latencies_ms) / seconds
-            merge(tally, overload)
-            progress.update()
+        overload = {"on": Tally(), "off": Tally()}
+        rates: dict[str, list[float]] = {"on": [], "off": []}
+        shares: dict[str, list[float]] = {"on": [], "off": []}
+        overload_s = {"on": 0.0, "off": 0.0}
+        for _ in range(args.rounds):
+            for batching, env in (("on", {}), ("off", {"LEPTON_MAX_BATCH_REQUESTS": "1", "LEPTON_BATCH_WAIT_MS": "0"})):
+                bench.start_worker(tally, **env)
+                answered_before = len(overload[batching].samples)
+                with bench.bulk_load(short, overload[batching]) as finished:
+                    time.sleep(min(3.0, window / 4))
+                    before, started = finished(), time.perf_counter()
+                    seconds = bench.clients(short, 2 * args.clients, 0.0, window, overload[batching])
+                    bulk_rate = (finished() - before) / (time.perf_counter() - started)
+                overload_s[batching] += seconds
+                rates[batching].append((len(overload[batching].samples) - answered_before) / seconds)
+                shares[batching].append(bulk_rate / figures["bulk_alone_short"])
+            progress.update(2 / args.rounds)
+        for batching in ("on", "off"):
+            rows.append(row(f"{2 * args.clients} clients without pause + bulk, micro-batching {batching}",
+                            overload[batching], overload_s[batching]))  # fmt: skip
+            figures[f"overload_{batching}_per_s"] = statistics.median(rates[batching])
+            figures[f"bulk_share_overload_{batching}"] = statistics.median(shares[batching])
+            merge(tally, overload[batching])
+        figures["overload_ratios"] = [on / off for on, off in zip(rates["on"], rates["off"], strict=True)]
+        figures["overload_ratio"] = statistics.median(figures["overload_ratios"])
 
         bench.start_worker(tally)
         with LeptonClient(bench.settings) as client:  # each tenant's stream exists before the clock starts
             for tenant in ("a", "b"):
                 client.classify(["hello"], model=version.reference, tenant=tenant).wait(30)
                 bench.admitted += 1
-        b_alone = Tally()
-        seconds = bench.clients(short, 8, 0.05, window, b_alone, tenant="b")
-        rows.append(row("tenant B alone (8 clients, 50 ms pause)", b_alone, seconds))
-        progress.update()
-        b_beside, a_flood = Tally(), Tally()
-        stop = threading.Event()
-        flood = threading.Thread(target=bench.flooding_tenant, args=(short, stop, a_flood), daemon=True)
-        flood.start()
-        seconds = bench.clients(short, 8, 0.05, window, b_beside, tenant="b")
-        stop.set()
-        flood.join(timeout=120)
-        rows.append(row(f"tenant B beside tenant A at {TENANT_A_OVERLOAD}x its quota", b_beside, seconds))
+        b_alone, b_beside, a_flood = Tally(), Tally(), Tally()
+        p99_ratios, alone_s, beside_s = [], 0.0, 0.0
+        for _ in range(args.rounds):
+            alone_round, beside_round = Tally(), Tally()
+            alone_s += bench.clients(short, 8, 0.05, window, alone_round, tenant="b")
+            stop = threading.Event()
+            flood = threading.Thread(target=bench.flooding_tenant, args=(short, stop, a_flood), daemon=True)
+            flood.start()
+            beside_s += bench.clients(short, 8, 0.05, window, beside_round, tenant="b")
+            stop.set()
+            flood.join(timeout=120)
+            p99_ratios.append(percentile(beside_round.latencies_ms, 0.99) / percentile(alone_round.latencies_ms, 0.99))
+            for total, part in ((b_alone, alone_round), (b_beside, beside_round)):
+                total.samples += part.samples
+                merge(total, part)
+        rows.append(row("tenant B alone (8 clients, 50 ms pause)", b_alone, alone_s))
+        rows.append(row(f"tenant B beside tenant A at {TENANT_A_OVERLOAD}x its quota", b_beside, beside_s))
         figures["tenant_a_rejected"] = a_flood.rejected
+        figures["tenant_b_p99_ratios"] = p99_ratios
+        figures["tenant_b_p99_ratio"] = statistics.median(p99_ratios)
         for part in (b_alone, b_beside, a_flood):
             merge(tally, part)
         progress.update(2)
@@ -504,24 +530,33 @@ def render(args: argparse.Namespace, figures: dict[str, Any], rows: list[dict[st
         "",
         "## Bulk throughput",
         "",
-        "| scenario | texts/s | vs bulk alone |",
+        "| scenario | texts/s | vs bulk alone (each round) |",
         "| --- | ---: | ---: |",
     ]
+    rounds = args.rounds
     for kind in ("short", "long"):
-        alone = figures[f"bulk_alone_{kind}"]
-        lines.append(f"| bulk alone, {kind} texts | {alone:,.0f} | 1.00x |")
-        lines.append(f"| beside {args.clients} clients, {kind} texts | {figures[f'bulk_mixed_{kind}']:,.0f} | "
-                     f"**{figures[f'bulk_mixed_{kind}'] / alone:.2f}x** |")  # fmt: skip
+        ratios = ", ".join(f"{r:.2f}" for r in figures[f"bulk_ratios_{kind}"])
+        lines.append(
+            f"| bulk alone, {kind} texts (median of {rounds}) | {figures[f'bulk_alone_{kind}']:,.0f} | 1.00x |"
+        )
+        mixed_rate, ratio = figures[f"bulk_mixed_{kind}"], figures[f"bulk_ratio_{kind}"]
+        lines.append(
+            f"| beside {args.clients} clients, {kind} texts (median of {rounds}) | {mixed_rate:,.0f} | "
+            f"**{ratio:.2f}x** ({ratios}) |"
+        )
     for batching in ("on", "off"):
-        value = figures[f"bulk_overload_{batching}"]
-        lines.append(f"| beside {2 * args.clients} clients without pause, micro-batching {batching} | {value:,.0f} | "
-                     f"**{value / figures['bulk_alone_short']:.2f}x** |")  # fmt: skip
-    ratio = figures["overload_on_per_s"] / max(figures["overload_off_per_s"], 1e-9)
+        share = figures[f"bulk_share_overload_{batching}"]
+        lines.append(f"| beside {2 * args.clients} clients without pause, micro-batching {batching} (median of "
+                     f"{rounds}) | {share * figures['bulk_alone_short']:,.0f} | **{share:.2f}x** |")  # fmt: skip
+    overload_ratios = ", ".join(f"{r:.2f}" for r in figures["overload_ratios"])
+    tenant_ratios = ", ".join(f"{r:.2f}" for r in figures["tenant_b_p99_ratios"])
     lines += [
         "",
         f"Interactive overload: micro-batching on answers {figures['overload_on_per_s']:.0f} requests/s, off "
-        f"{figures['overload_off_per_s']:.0f}/s: **{ratio:.2f}x**. Tenant A (quota {TENANT_A_QUOTA}) got "
-        f"{figures['tenant_a_rejected']:,} answers 429.",
+        f"{figures['overload_off_per_s']:.0f}/s (medians): **{figures['overload_ratio']:.2f}x** (rounds: "
+        f"{overload_ratios}). Tenants: B's p99 beside A is **{figures['tenant_b_p99_ratio']:.2f}x** B alone (median "
+        f"of {rounds}: {tenant_ratios}); tenant A (quota {TENANT_A_QUOTA}) got {figures['tenant_a_rejected']:,} "
+        "answers 429.",
         "",
         "## Exactness",
         "",

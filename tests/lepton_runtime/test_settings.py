@@ -26,3 +26,13 @@ def test_time_limits_must_nest(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEPTON_VISIBILITY_TIMEOUT_S", "300")
     with pytest.raises(ValidationError, match="LEPTON_VISIBILITY_TIMEOUT_S"):
         LeptonSettings()
+
+
+def test_the_env_example_lists_every_setting() -> None:
+    from pathlib import Path
+
+    from lepton_runtime.settings import LeptonSettings
+
+    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    missing = [name for name in LeptonSettings.model_fields if f"LEPTON_{name.upper()}=" not in text]
+    assert not missing, f".env.example lacks {missing}"

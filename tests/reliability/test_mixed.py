@@ -28,7 +28,7 @@ def test_mixed_traffic_loses_and_duplicates_nothing_and_refuses_a_tenant_over_it
     done = subprocess.run(
         [sys.executable, "bench/mixed.py", "--seconds", str(WINDOW_S), "--idle-requests", "30", "--bulk-texts", "1000",
          "--model", "tiny@production", "--registry", str(published.path.parent.parent), "--texts", str(BANKING77_DEV),
-         "--report", str(report), "--json", str(numbers)],
+         "--report", str(report), "--json", str(numbers), "--rounds", "1"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
