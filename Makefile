@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 # torch first, pinned: the local CPU wheel; a bare `torch` would pull gigabytes of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format types check bench bench-queue soak demo clean
+.PHONY: install test test-fast lint format types check bench bench-queue bench-mixed soak demo clean
 
 install: $(VENV)/.installed  ## create .venv with everything for CPU use (inference, training, API, dev tools)
 
@@ -44,6 +44,11 @@ bench: install  ## engine throughput against the transformers pipeline, measured
 
 bench-queue: install  ## bulk jobs and one-text requests through Redis and a real worker vs in process
 	$(PYTHON) bench/queue.py
+
+bench-mixed: install  ## online + bulk traffic on one fleet (MiniLM on SST-2): latency, micro-batching, bulk share, tenants
+	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('sentiment@production')" \
+		2>/dev/null || $(VENV)/bin/lepton train ../shared/datasets/sst2/dev.jsonl --name sentiment --epochs 3 --max-length 64
+	$(PYTHON) bench/mixed.py
 
 soak: install  ## long reliability suite + 30 minutes of mixed traffic on MiniLM; reports in bench/results/
 	LEPTON_RELIABILITY_LONG=1 LEPTON_RELIABILITY_REPORT=bench/results/reliability.md $(PYTHON) -m pytest tests/reliability

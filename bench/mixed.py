@@ -374,7 +374,8 @@ def main() -> int:
     series: dict[str, list[tuple[float, float]]] = {}
     think_s, window = args.think_ms / 1000, args.seconds
     offered = args.clients / think_s if think_s else None
-    progress = tqdm(total=10, desc="mixed", unit="scenario", file=sys.stderr)
+    # idle; per text length the clients alone and each round's two windows; each overload round's two; tenants'
+    progress = tqdm(total=1 + 2 * (1 + 2 * args.rounds) + 4 * args.rounds, desc="mixed", unit="window", file=sys.stderr)
     try:
         bench.start_worker(tally)
         figures["idle"] = idle_round_trip(bench, short, args.idle_requests)
@@ -394,7 +395,7 @@ def main() -> int:
                     before, started = finished(), time.perf_counter()
                     mixed_s += bench.clients(texts, args.clients, think_s, window, mixed)
                     mixed_rates.append((finished() - before) / (time.perf_counter() - started))
-                progress.update(2 / args.rounds)
+                progress.update(2)
             figures[f"bulk_alone_{kind}"] = statistics.median(alone_rates)
             figures[f"bulk_mixed_{kind}"] = statistics.median(mixed_rates)
             figures[f"bulk_ratio_{kind}"] = statistics.median(
@@ -426,7 +427,7 @@ def main() -> int:
                 overload_s[batching] += seconds
                 rates[batching].append((len(overload[batching].samples) - answered_before) / seconds)
                 shares[batching].append(bulk_rate / figures["bulk_alone_short"])
-            progress.update(2 / args.rounds)
+                progress.update()
         for batching in ("on", "off"):
             rows.append(row(f"{2 * args.clients} clients without pause + bulk, micro-batching {batching}",
                             overload[batching], overload_s[batching]))  # fmt: skip
@@ -453,6 +454,7 @@ def main() -> int:
             stop.set()
             flood.join(timeout=120)
             p99_ratios.append(percentile(beside_round.latencies_ms, 0.99) / percentile(alone_round.latencies_ms, 0.99))
+            progress.update(2)
             for total, part in ((b_alone, alone_round), (b_beside, beside_round)):
                 total.samples += part.samples
                 merge(total, part)
@@ -463,7 +465,6 @@ def main() -> int:
         figures["tenant_b_p99_ratio"] = statistics.median(p99_ratios)
         for part in (b_alone, b_beside, a_flood):
             merge(tally, part)
-        progress.update(2)
         bench.stop_worker(tally)
     finally:
         progress.close()

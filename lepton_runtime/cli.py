@@ -36,6 +36,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "up": CommandEntry("workers.cli", "up"),
     "flower": CommandEntry("workers.cli", "flower"),
     "dlq": CommandEntry("workers.cli", "dlq"),
+    "classify": CommandEntry("producer.cli", "classify"),
     "submit": CommandEntry("producer.cli", "submit"),
     "jobs": CommandEntry("producer.cli", "jobs"),
     "train": CommandEntry("producer.cli", "train"),

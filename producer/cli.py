@@ -1,4 +1,4 @@
-"""Commands the producer package owns: ``lepton submit``, ``lepton train``, ``lepton api`` and
+"""Commands the producer package owns: ``lepton classify``, ``lepton submit``, ``lepton train``, ``lepton api`` and
 ``lepton jobs status|results|retry|cancel|list``."""
 
 from __future__ import annotations
@@ -19,12 +19,56 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from lepton_runtime.constants import DEFAULT_API_PORT, MAX_CHUNK_SIZE
+from lepton_runtime.errors import LeptonError
 from lepton_runtime.jobs import JobStatus, TrainingOutcome, TrainingProgress, TrainingStatus, TrainRequest
 from lepton_runtime.jobs.schemas import PromotePolicy, TrainingOptions
+from lepton_runtime.prediction import ItemError
 from lepton_runtime.settings import load_settings
 from producer.client import LeptonClient
 
 console = Console(stderr=True)
+
+
+@click.command()
+@click.argument("texts", nargs=-1, required=True)
+@click.option("-m", "--model", required=True, help="Model reference: name, name@version or name@alias.")
+@click.option("--deadline-ms", type=click.IntRange(1, 3_600_000), default=None,
+              help="Not run (answered expired) unless a worker starts it within this many milliseconds.")  # fmt: skip
+@click.option("--tenant", default=None, help="Send as this tenant (its quota and share). Default: LEPTON_TENANT.")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds to wait.")
+def classify(texts: tuple[str, ...], model: str, deadline_ms: int | None, tenant: str | None, timeout_s: float) -> None:
+    """Classify a few TEXTS through the workers and print one JSON line per text (label, score, the model).
+
+    Up to LEPTON_INTERACTIVE_MAX_TEXTS texts take the interactive lane: batched with other callers'
+    requests and run between bulk batches. For a file of texts use `lepton submit`; to run the model in
+    this process without workers, `lepton predict`.
+
+    \b
+    Examples:
+      lepton classify "a gorgeous, moving film" "dull" --model sentiment
+      lepton classify "where is my card?" --model intents --deadline-ms 200 --tenant shop
+    """
+    import json
+
+    with LeptonClient() as client:
+        started = time.perf_counter()
+        try:
+            job = client.classify(
+                list(texts), model=model, tenant=tenant, deadline_s=deadline_ms / 1000 if deadline_ms else None
+            )
+            answers = job.wait(timeout_s)
+        except LeptonError as error:
+            raise click.ClickException(f"{error.code}: {error}") from None
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    served_by = model
+    for text, answer in zip(texts, answers, strict=True):
+        if isinstance(answer, ItemError):
+            fields: dict[str, Any] = {"text": text, "error": {"code": answer.code, "message": answer.message}}
+        else:
+            fields = {"text": text, "label": answer.label, "score": round(answer.score, 6)}
+            served_by = f"{answer.model.model}@{answer.model.version} ({answer.model.variant})"
+        click.echo(json.dumps(fields, ensure_ascii=False))
+    console.print(f"{len(texts)} text(s) answered in {elapsed_ms:.1f} ms by {served_by}")
 
 
 @click.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -49,9 +50,15 @@ class EngineCache:
         self.on_load = on_load
         self._engines: OrderedDict[str, CachedEngine] = OrderedDict()
         self._process = psutil.Process(os.getpid())
+        # a worker process asks from two threads (its task and its interactive lane): one load at a time
+        self._lock = threading.RLock()
 
     def get(self, reference: str, *, content_sha256: str | None = None) -> Engine:
         """The engine of ``reference`` (loaded and warmed on first use); checks the version's identity."""
+        with self._lock:
+            return self._get(reference, content_sha256)
+
+    def _get(self, reference: str, content_sha256: str | None) -> Engine:
         cached = self._engines.get(reference)  # an exact ``name@N`` never changes: no registry read
         if cached is not None and (not content_sha256 or cached.content_sha256 == content_sha256):
             self._engines.move_to_end(reference)

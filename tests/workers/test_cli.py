@@ -163,3 +163,19 @@ def test_a_cuda_worker_without_cuda_refuses_to_start(queue_env: dict[str, str]) 
     )  # fmt: skip
     assert done.returncode == 2
     assert "provider_unavailable" in done.stderr and "available execution providers" in done.stderr
+
+
+def test_classify_answers_a_few_texts_through_the_interactive_lane(
+    start_worker: Callable[..., WorkerProcess], queue_env: dict[str, str]
+) -> None:
+    start_worker()
+    runner = CliRunner()
+    done = runner.invoke(
+        cli, ["classify", "where is my new card?", "", "--model", "tiny", "--tenant", "shell"], env=queue_env
+    )
+    assert done.exit_code == 0, done.output
+    card, empty = (json.loads(line) for line in done.stdout.splitlines())
+    assert card["text"] == "where is my new card?" and card["label"] in {"problem", "question"}
+    assert empty["error"]["code"] == "invalid_input", "a bad text fails only its item"
+    refused = runner.invoke(cli, ["classify", "x", "--model", "tiny", "--tenant", "bad tenant"], env=queue_env)
+    assert refused.exit_code != 0 and "tenant" in refused.output
