@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import redis
 
+from lepton_runtime import constants
 from lepton_runtime.constants import CLASSIFY_TASK, INFERENCE_QUEUE
 from lepton_runtime.errors import ExpiredError, InvalidInputError, LeptonError, PoisonMessageError
 from lepton_runtime.inference.cache import EngineCache
@@ -45,10 +46,10 @@ FAIRNESS_WINDOW_S = 1.0
 class LaneOptions:
     """How a worker process serves the interactive lane (from LEPTON_* settings, read at the entry point)."""
 
-    batch_wait_ms: float = 2.0
-    max_batch_requests: int = 64
-    claim_after_s: float = 10.0
-    max_deliveries: int = 3
+    batch_wait_ms: float = constants.DEFAULT_BATCH_WAIT_MS
+    max_batch_requests: int = constants.DEFAULT_MAX_BATCH_REQUESTS
+    claim_after_s: float = constants.DEFAULT_INTERACTIVE_CLAIM_AFTER_S
+    max_deliveries: int = constants.DEFAULT_MAX_DELIVERIES
     weights: dict[str, float] = field(default_factory=dict)
 
 

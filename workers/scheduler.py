@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
+from lepton_runtime.constants import DEFAULT_BULK_MIN_SHARE
+
 Lane = Literal["interactive", "bulk"]
 LANES: tuple[Lane, Lane] = ("interactive", "bulk")
 # The time constant of the shares: what the lanes used in the last second or so counts.
@@ -29,7 +31,7 @@ class LaneScheduler:
     def __init__(
         self,
         *,
-        bulk_min_share: float = 0.2,
+        bulk_min_share: float = DEFAULT_BULK_MIN_SHARE,
         window_s: float = DEFAULT_SHARE_WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
