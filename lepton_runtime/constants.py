@@ -78,6 +78,8 @@ DEFAULT_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE = 256
 DEFAULT_BULK_MIN_SHARE = 0.2
 # Requests a tenant may have waiting in the interactive lane before it gets 429.
 DEFAULT_TENANT_QUOTA_REQUESTS = 256
+# The longest deadline an interactive request may carry (seconds from submission).
+MAX_DEADLINE_S = 3600.0
 # An interactive request taken by a process that died is taken again by another after this (seconds).
 DEFAULT_INTERACTIVE_CLAIM_AFTER_S = 10.0
 # Hard time limit of an inference task (the child is killed), and the soft one (an exception).

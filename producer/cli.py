@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lepton_runtime.constants import DEFAULT_API_PORT, MAX_CHUNK_SIZE
+from lepton_runtime.constants import DEFAULT_API_PORT, MAX_CHUNK_SIZE, MAX_DEADLINE_S
 from lepton_runtime.errors import LeptonError
 from lepton_runtime.jobs import JobStatus, TrainingOutcome, TrainingProgress, TrainingStatus, TrainRequest
 from lepton_runtime.jobs.schemas import PromotePolicy, TrainingOptions
@@ -32,7 +32,7 @@ console = Console(stderr=True)
 @click.command()
 @click.argument("texts", nargs=-1, required=True)
 @click.option("-m", "--model", required=True, help="Model reference: name, name@version or name@alias.")
-@click.option("--deadline-ms", type=click.IntRange(1, 3_600_000), default=None,
+@click.option("--deadline-ms", type=click.IntRange(1, int(MAX_DEADLINE_S * 1000)), default=None,
               help="Not run (answered expired) unless a worker starts it within this many milliseconds.")  # fmt: skip
 @click.option("--tenant", default=None, help="Send as this tenant (its quota and share). Default: LEPTON_TENANT.")
 @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds to wait.")

@@ -23,6 +23,7 @@ from lepton_runtime.constants import (
     CLASSIFY_TASK,
     INFERENCE_QUEUE,
     MAX_CHUNK_SIZE,
+    MAX_DEADLINE_S,
     MAX_TRAINING_DATA_BYTES,
     TRAIN_TASK,
     TRAINING_QUEUE,
@@ -65,8 +66,6 @@ TEXT_REPR_CHARS = 60
 DEFAULT_WAIT_S = 30.0
 # A wait on an interactive answer looks at the stored answer at least this often (seconds).
 ANSWER_POLL_S = 1.0
-# The longest deadline a request may carry (seconds from submission).
-MAX_DEADLINE_S = 3600.0
 LaneChoice = Literal["auto", "interactive", "bulk"]
 # States of a Celery task, as job states.
 _TASK_STATES = {

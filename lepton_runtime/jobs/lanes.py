@@ -142,9 +142,7 @@ class InteractiveLane:
 
     # -- worker processes ------------------------------------------------------------------------------
     def tenants(self) -> list[str]:
-        return sorted(
-            name.decode() if isinstance(name, bytes) else name for name in self.redis.smembers(INTERACTIVE_TENANTS_KEY)
-        )
+        return sorted(_text(name) for name in self.redis.smembers(INTERACTIVE_TENANTS_KEY))
 
     def _ensure_groups(self, tenants: Iterable[str]) -> None:
         for tenant in tenants:
@@ -241,9 +239,9 @@ class InteractiveLane:
             pipe.execute()
 
     # -- what waits --------------------------------------------------------------------------------------
-    def depths(self) -> dict[str, int]:
-        """Requests waiting or running per tenant."""
-        tenants = self.tenants()
+    def depths(self, tenants: list[str] | None = None) -> dict[str, int]:
+        """Requests waiting or running per tenant (of ``tenants``, default all)."""
+        tenants = self.tenants() if tenants is None else tenants
         with self.redis.pipeline(transaction=False) as pipe:
             for tenant in tenants:
                 pipe.xlen(interactive_stream_key(tenant))
@@ -255,9 +253,9 @@ class InteractiveLane:
         counts: Any = self.redis.hgetall(INTERACTIVE_REJECTED_KEY)
         return {_text(tenant): int(count) for tenant, count in counts.items()}
 
-    def oldest_enqueued_at(self) -> float | None:
+    def oldest_enqueued_at(self, tenants: list[str] | None = None) -> float | None:
         """When the oldest request still in the lane was admitted (its entry id is its time in ms)."""
-        tenants = self.tenants()
+        tenants = self.tenants() if tenants is None else tenants
         with self.redis.pipeline(transaction=False) as pipe:
             for tenant in tenants:
                 pipe.xrange(interactive_stream_key(tenant), count=1)

@@ -57,9 +57,10 @@ class QueueCollector(Collector):
                     lane_depth.add_metric(["bulk", BULK_TENANT_LABEL], depths[queue])
                     lane_age.add_metric(["bulk"], max(0.0, now - oldest) if oldest else 0.0)
             lane = InteractiveLane(self.client)
-            for tenant, waiting in lane.depths().items():
+            tenants = lane.tenants()
+            for tenant, waiting in lane.depths(tenants).items():
                 lane_depth.add_metric(["interactive", tenant], waiting)
-            oldest_request = lane.oldest_enqueued_at()
+            oldest_request = lane.oldest_enqueued_at(tenants)
             lane_age.add_metric(["interactive"], max(0.0, now - oldest_request) if oldest_request else 0.0)
             for tenant, count in lane.rejected().items():
                 rejected.add_metric([tenant], count)

@@ -10,11 +10,12 @@ from typing import Any
 import psutil
 from prometheus_client import Counter, Gauge, Histogram
 
+from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK
 from lepton_runtime.monitoring.collectors import BULK_TENANT_LABEL
 
 MODEL_LABELS = ("model", "version")
 # Tasks of the bulk lane (their latency is the bulk lane's, labelled with collectors.BULK_TENANT_LABEL).
-BULK_LANE_TASKS = ("lepton.bulk.chunk", "lepton.classify")
+BULK_LANE_TASKS = (BULK_CHUNK_TASK, CLASSIFY_TASK)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 

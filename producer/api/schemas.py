@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from lepton_runtime.constants import MAX_API_WAIT_S, PRODUCTION_ALIAS
+from lepton_runtime.constants import MAX_API_WAIT_S, MAX_DEADLINE_S, PRODUCTION_ALIAS
 from lepton_runtime.prediction import ItemError, Prediction
 
 # The media type of a bulk job's streamed results.
@@ -40,7 +40,7 @@ class ClassifyRequest(BaseModel):
     deadline_ms: int | None = Field(
         default=None,
         ge=1,
-        le=3_600_000,
+        le=int(MAX_DEADLINE_S * 1000),
         description="Not run (answered 504 expired) unless a worker starts it within this many milliseconds; "
         "interactive lane only (up to LEPTON_INTERACTIVE_MAX_TEXTS texts).",
     )
