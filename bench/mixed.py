@@ -7,7 +7,8 @@ One worker (one single-threaded process per core) on a local Redis, real clients
             alone and the clients alone in the same run; with the short shared texts and with 40-80-token texts
   overload  2 x --clients clients without a pause + bulk jobs: the bulk lane's share, and one-text throughput
             with micro-batching on against the same run with it off (LEPTON_MAX_BATCH_REQUESTS=1, no wait)
-  tenants   tenant A sending far over its quota beside tenant B: A gets 429s, B's p99 against B alone
+  tenants   tenant A (another process: another service) sending far over its quota beside tenant B: A gets
+            429s, B's p99 against B alone
 
 Every bulk job's output is checked (each input once); every one-text request must be answered once (the
 worker's lepton_lane_requests_total equals the requests admitted). Writes a markdown report and a plot of
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -182,35 +184,33 @@ class Bench:
                 with tally.lock:
                     tally.samples.append((done - started, (done - sent) * 1000))
 
-    def flooding_tenant(self, texts: list[str], stop: threading.Event, tally: Tally) -> None:
-        """Tenant A: TENANT_A_OVERLOAD x its quota of clients without a pause; a refused one tries again after
-        RETRY_AFTER_429_S (sooner than the Retry-After it was given)."""
-        threads = [
-            threading.Thread(target=self._flooding_client, args=(texts, stop, tally), daemon=True)
-            for _ in range(TENANT_A_QUOTA * TENANT_A_OVERLOAD)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+    def flooding_tenant(self, texts: list[str], tally: Tally) -> Callable[[], None]:
+        """Tenant A: TENANT_A_OVERLOAD x its quota of clients without a pause, in a process of its own (another
+        service: its threads must not take the GIL from tenant B's clients in this one). Returns a function that
+        stops it and counts what it saw; it returns once A's clients are sending."""
+        context = multiprocessing.get_context("spawn")
+        stop, counts = context.Event(), context.Queue()
+        process = context.Process(
+            target=flood,
+            args=(self.url, str(self.settings.model_dir), self.version.reference, texts, stop, counts),
+            daemon=True,
+        )
+        process.start()
+        if counts.get(timeout=120) != "sending":
+            raise RuntimeError("tenant A's process did not start")
 
-    def _flooding_client(self, texts: list[str], stop: threading.Event, tally: Tally) -> None:
-        chooser = random.Random(threading.get_ident())
-        with LeptonClient(self.settings) as client:
-            while not stop.is_set():
-                try:
-                    job = client.classify([chooser.choice(texts)], model=self.version.reference, tenant="a")
-                except QuotaExceededError:
-                    with tally.lock:
-                        tally.rejected += 1
-                    stop.wait(RETRY_AFTER_429_S)  # the client's own back-off, not a synchronisation
-                    continue
-                with self.admitted_lock:
-                    self.admitted += 1
-                try:
-                    job.wait(60)
-                except Exception as error:
-                    tally.failed(f"tenant a: {type(error).__name__}: {error}")
+        def finish() -> None:
+            stop.set()
+            admitted, rejected, failures = counts.get(timeout=120)
+            process.join(timeout=60)
+            with self.admitted_lock:
+                self.admitted += admitted
+            with tally.lock:
+                tally.rejected += rejected
+            for failure in failures:
+                tally.failed(failure)
+
+        return finish
 
     def bulk_jobs(self, texts: list[str], stop: threading.Event, tally: Tally, done: list[int]) -> None:
         """Bulk jobs back to back; ``done[0]``: texts finished so far (jobs finished + the running one)."""
@@ -264,6 +264,41 @@ class Bench:
         for thread in threads:
             thread.join(timeout=120)
         return time.perf_counter() - started
+
+
+def flood(url: str, model_dir: str, reference: str, texts: list[str], stop: Any, counts: Any) -> None:
+    """Tenant A's process: its clients send without a pause; a refused one tries again after RETRY_AFTER_429_S
+    (sooner than the Retry-After it was given). Puts "sending", then (admitted, rejected, failures) on ``counts``."""
+    settings = LeptonSettings(redis_url=SecretStr(url), model_dir=Path(model_dir), tenant_quotas={"a": TENANT_A_QUOTA})
+    lock, seen = threading.Lock(), {"admitted": 0, "rejected": 0}
+    failures: list[str] = []
+
+    def client_loop() -> None:
+        chooser = random.Random(threading.get_ident())
+        with LeptonClient(settings) as client:
+            while not stop.is_set():
+                try:
+                    job = client.classify([chooser.choice(texts)], model=reference, tenant="a")
+                except QuotaExceededError:
+                    with lock:
+                        seen["rejected"] += 1
+                    stop.wait(RETRY_AFTER_429_S)  # the client's own back-off, not a synchronisation
+                    continue
+                with lock:
+                    seen["admitted"] += 1
+                try:
+                    job.wait(60)
+                except Exception as error:
+                    with lock:
+                        failures.append(f"tenant a: {type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=client_loop, daemon=True) for _ in range(TENANT_A_QUOTA * TENANT_A_OVERLOAD)]
+    for thread in threads:
+        thread.start()
+    counts.put("sending")
+    for thread in threads:
+        thread.join(timeout=180)
+    counts.put((seen["admitted"], seen["rejected"], failures[:10]))
 
 
 def long_texts(texts: list[str], version: ModelVersion, count: int) -> list[str]:
@@ -447,12 +482,9 @@ def main() -> int:
         for _ in range(args.rounds):
             alone_round, beside_round = Tally(), Tally()
             alone_s += bench.clients(short, 8, 0.05, window, alone_round, tenant="b")
-            stop = threading.Event()
-            flood = threading.Thread(target=bench.flooding_tenant, args=(short, stop, a_flood), daemon=True)
-            flood.start()
+            finish_flood = bench.flooding_tenant(short, a_flood)
             beside_s += bench.clients(short, 8, 0.05, window, beside_round, tenant="b")
-            stop.set()
-            flood.join(timeout=120)
+            finish_flood()
             p99_ratios.append(percentile(beside_round.latencies_ms, 0.99) / percentile(alone_round.latencies_ms, 0.99))
             progress.update(2)
             for total, part in ((b_alone, alone_round), (b_beside, beside_round)):
