@@ -99,9 +99,7 @@ class Bench:
         self.scratch = scratch
         self.server = LocalRedis(free_port(), scratch / "redis")
         self.url = self.server.start()
-        self.settings = LeptonSettings(
-            redis_url=SecretStr(self.url), model_dir=version.path.parent.parent, tenant_quotas={"a": TENANT_A_QUOTA}
-        )
+        self.settings = bench_settings(self.url, version.path.parent.parent)
         self.processes = available_cores()
         self.worker: WorkerProcess | None = None
         self.metrics_port = 0
@@ -192,7 +190,7 @@ class Bench:
         stop, counts = context.Event(), context.Queue()
         process = context.Process(
             target=flood,
-            args=(self.url, str(self.settings.model_dir), self.version.reference, texts, stop, counts),
+            args=(self.url, self.settings.model_dir, self.version.reference, texts, stop, counts),
             daemon=True,
         )
         process.start()
@@ -201,14 +199,14 @@ class Bench:
 
         def finish() -> None:
             stop.set()
-            admitted, rejected, failures = counts.get(timeout=120)
+            admitted, rejected, failures, errors = counts.get(timeout=120)
             process.join(timeout=60)
             with self.admitted_lock:
                 self.admitted += admitted
             with tally.lock:
                 tally.rejected += rejected
-            for failure in failures:
-                tally.failed(failure)
+                tally.failures += failures
+                tally.errors += errors
 
         return finish
 
@@ -266,12 +264,15 @@ class Bench:
         return time.perf_counter() - started
 
 
-def flood(url: str, model_dir: str, reference: str, texts: list[str], stop: Any, counts: Any) -> None:
+def bench_settings(url: str, model_dir: Path) -> LeptonSettings:
+    """The settings of every client of the run (the benchmark's and tenant A's process): tenant A's quota set."""
+    return LeptonSettings(redis_url=SecretStr(url), model_dir=model_dir, tenant_quotas={"a": TENANT_A_QUOTA})
+
+
+def flood(url: str, model_dir: Path, reference: str, texts: list[str], stop: Any, counts: Any) -> None:
     """Tenant A's process: its clients send without a pause; a refused one tries again after RETRY_AFTER_429_S
-    (sooner than the Retry-After it was given). Puts "sending", then (admitted, rejected, failures) on ``counts``."""
-    settings = LeptonSettings(redis_url=SecretStr(url), model_dir=Path(model_dir), tenant_quotas={"a": TENANT_A_QUOTA})
-    lock, seen = threading.Lock(), {"admitted": 0, "rejected": 0}
-    failures: list[str] = []
+    (sooner than the Retry-After it was given). Puts "sending", then (admitted, rejected, failures, errors)."""
+    settings, tally, admitted = bench_settings(url, model_dir), Tally(), [0]
 
     def client_loop() -> None:
         chooser = random.Random(threading.get_ident())
@@ -280,17 +281,16 @@ def flood(url: str, model_dir: str, reference: str, texts: list[str], stop: Any,
                 try:
                     job = client.classify([chooser.choice(texts)], model=reference, tenant="a")
                 except QuotaExceededError:
-                    with lock:
-                        seen["rejected"] += 1
+                    with tally.lock:
+                        tally.rejected += 1
                     stop.wait(RETRY_AFTER_429_S)  # the client's own back-off, not a synchronisation
                     continue
-                with lock:
-                    seen["admitted"] += 1
+                with tally.lock:
+                    admitted[0] += 1
                 try:
                     job.wait(60)
                 except Exception as error:
-                    with lock:
-                        failures.append(f"tenant a: {type(error).__name__}: {error}")
+                    tally.failed(f"tenant a: {type(error).__name__}: {error}")
 
     threads = [threading.Thread(target=client_loop, daemon=True) for _ in range(TENANT_A_QUOTA * TENANT_A_OVERLOAD)]
     for thread in threads:
@@ -298,7 +298,7 @@ def flood(url: str, model_dir: str, reference: str, texts: list[str], stop: Any,
     counts.put("sending")
     for thread in threads:
         thread.join(timeout=180)
-    counts.put((seen["admitted"], seen["rejected"], failures[:10]))
+    counts.put((admitted[0], tally.rejected, tally.failures, tally.errors))
 
 
 def long_texts(texts: list[str], version: ModelVersion, count: int) -> list[str]:
