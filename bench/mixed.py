@@ -70,6 +70,7 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
     samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, latency ms)
     rejected: int = 0
+    admitted: int = 0  # requests admitted (tenant A's process counts them)
     bulk_jobs: int = 0
     lost: int = 0
     duplicated: int = 0
@@ -205,6 +206,7 @@ class Bench:
                 self.admitted += admitted
             with tally.lock:
                 tally.rejected += rejected
+                tally.admitted += admitted
                 tally.failures += failures
                 tally.errors += errors
 
@@ -383,6 +385,124 @@ def row(name: str, tally: Tally, seconds: float, offered_per_s: float | None = N
     }
 
 
+SCENARIOS = ("idle", "short", "long", "overload", "tenants")
+
+
+def run_idle(bench: Bench, texts: list[str], figures: dict[str, Any]) -> None:
+    figures["idle"] = idle_round_trip(bench, texts, bench.args.idle_requests)
+
+
+def run_mixed(
+    bench: Bench, kind: str, texts: list[str], figures: dict[str, Any], rows: list[dict[str, Any]],
+    series: dict[str, list[tuple[float, float]]], tally: Tally, progress: tqdm,
+) -> None:  # fmt: skip
+    """The clients alone, then each round bulk alone and bulk beside the clients (alternating, so that a slow
+    spell of the machine hits both)."""
+    args = bench.args
+    think_s, window = args.think_ms / 1000, args.seconds
+    offered = args.clients / think_s if think_s else None
+    clients_alone = Tally()
+    seconds = bench.clients(texts, args.clients, think_s, window, clients_alone)
+    rows.append(row(f"{args.clients} clients alone, {kind} texts", clients_alone, seconds, offered))
+    progress.update()
+    mixed, alone_rates, mixed_rates, mixed_s = Tally(), [], [], 0.0
+    for _ in range(args.rounds):
+        alone = Tally()
+        alone_rates.append(measure_bulk(bench, texts, window, alone))
+        merge(tally, alone)
+        with bench.bulk_load(texts, mixed) as finished:
+            time.sleep(min(3.0, window / 4))  # the bulk job's first chunks are running
+            before, started = finished(), time.perf_counter()
+            mixed_s += bench.clients(texts, args.clients, think_s, window, mixed)
+            mixed_rates.append((finished() - before) / (time.perf_counter() - started))
+        progress.update(2)
+    figures[f"bulk_alone_{kind}"] = statistics.median(alone_rates)
+    figures[f"bulk_mixed_{kind}"] = statistics.median(mixed_rates)
+    figures[f"bulk_ratios_{kind}"] = [m / a for m, a in zip(mixed_rates, alone_rates, strict=True)]
+    figures[f"bulk_ratio_{kind}"] = statistics.median(figures[f"bulk_ratios_{kind}"])
+    rows.append(row(f"{args.clients} clients + bulk jobs, {kind} texts", mixed, mixed_s, offered))
+    if kind == "short":
+        series["alone (short texts)"] = clients_alone.samples
+        series["with bulk jobs (short texts)"] = mixed.samples
+    else:
+        series["with bulk jobs (40-80 tokens)"] = mixed.samples
+    for part in (clients_alone, mixed):
+        merge(tally, part)
+
+
+def run_overload(
+    bench: Bench, texts: list[str], figures: dict[str, Any], rows: list[dict[str, Any]], tally: Tally,
+    progress: tqdm,
+) -> None:  # fmt: skip
+    """2 x --clients clients without a pause beside a bulk job, micro-batching on and off, alternating."""
+    args = bench.args
+    if "bulk_alone_short" not in figures:  # the short-text scenario did not run: bulk alone measured here
+        alone = Tally()
+        figures["bulk_alone_short"] = statistics.median(
+            measure_bulk(bench, texts, args.seconds, alone) for _ in range(args.rounds)
+        )
+        merge(tally, alone)
+    overload = {"on": Tally(), "off": Tally()}
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    shares: dict[str, list[float]] = {"on": [], "off": []}
+    overload_s = {"on": 0.0, "off": 0.0}
+    for _ in range(args.rounds):
+        for batching, env in (("on", {}), ("off", {"LEPTON_MAX_BATCH_REQUESTS": "1", "LEPTON_BATCH_WAIT_MS": "0"})):
+            bench.start_worker(tally, **env)
+            answered_before = len(overload[batching].samples)
+            with bench.bulk_load(texts, overload[batching]) as finished:
+                time.sleep(min(3.0, args.seconds / 4))
+                before, started = finished(), time.perf_counter()
+                seconds = bench.clients(texts, 2 * args.clients, 0.0, args.seconds, overload[batching])
+                bulk_rate = (finished() - before) / (time.perf_counter() - started)
+            overload_s[batching] += seconds
+            rates[batching].append((len(overload[batching].samples) - answered_before) / seconds)
+            shares[batching].append(bulk_rate / figures["bulk_alone_short"])
+            progress.update()
+    for batching in ("on", "off"):
+        rows.append(row(f"{2 * args.clients} clients without pause + bulk, micro-batching {batching}",
+                        overload[batching], overload_s[batching]))  # fmt: skip
+        figures[f"overload_{batching}_per_s"] = statistics.median(rates[batching])
+        figures[f"bulk_share_overload_{batching}"] = statistics.median(shares[batching])
+        merge(tally, overload[batching])
+    figures["overload_ratios"] = [on / off for on, off in zip(rates["on"], rates["off"], strict=True)]
+    figures["overload_ratio"] = statistics.median(figures["overload_ratios"])
+    bench.start_worker(tally)
+
+
+def run_tenants(
+    bench: Bench, texts: list[str], figures: dict[str, Any], rows: list[dict[str, Any]], tally: Tally,
+    progress: tqdm,
+) -> None:  # fmt: skip
+    """Tenant B's 8 clients alone, then beside tenant A flooding at TENANT_A_OVERLOAD x its quota, per round."""
+    args, reference = bench.args, bench.version.reference
+    with LeptonClient(bench.settings) as client:  # each tenant's stream exists before the clock starts
+        for tenant in ("a", "b"):
+            client.classify(["hello"], model=reference, tenant=tenant).wait(30)
+            bench.admitted += 1
+    b_alone, b_beside, a_flood = Tally(), Tally(), Tally()
+    p99_ratios, alone_s, beside_s = [], 0.0, 0.0
+    for _ in range(args.rounds):
+        alone_round, beside_round = Tally(), Tally()
+        alone_s += bench.clients(texts, 8, 0.05, args.seconds, alone_round, tenant="b")
+        finish_flood = bench.flooding_tenant(texts, a_flood)
+        beside_s += bench.clients(texts, 8, 0.05, args.seconds, beside_round, tenant="b")
+        finish_flood()
+        p99_ratios.append(percentile(beside_round.latencies_ms, 0.99) / percentile(alone_round.latencies_ms, 0.99))
+        progress.update(2)
+        for total, part in ((b_alone, alone_round), (b_beside, beside_round)):
+            total.samples += part.samples
+            merge(total, part)
+    rows.append(row("tenant B alone (8 clients, 50 ms pause)", b_alone, alone_s))
+    rows.append(row(f"tenant B beside tenant A at {TENANT_A_OVERLOAD}x its quota", b_beside, beside_s))
+    figures["tenant_a_rejected"] = a_flood.rejected
+    figures["tenant_a_admitted_per_s"] = a_flood.admitted / beside_s if beside_s else 0.0
+    figures["tenant_b_p99_ratios"] = p99_ratios
+    figures["tenant_b_p99_ratio"] = statistics.median(p99_ratios)
+    for part in (b_alone, b_beside, a_flood):
+        merge(tally, part)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sentiment@production", help="published reference (MiniLM on SST-2)")
@@ -396,7 +516,15 @@ def main() -> int:
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "mixed.md"), help="markdown report")
     parser.add_argument("--json", default=None, help="also write the figures as JSON here")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each comparison (the report gives medians)")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS),
+        help=f"comma-separated, of {', '.join(SCENARIOS)} (default all); the report is written only when all run, "
+        "otherwise the figures are printed",
+    )  # fmt: skip
     args = parser.parse_args()
+    chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    if unknown := sorted(set(chosen) - set(SCENARIOS)):
+        parser.error(f"--scenarios: unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
 
     version = ModelRegistry(args.registry).resolve(args.model)  # fails with how to fix when nothing is published
     short = load_texts(args.texts)
@@ -407,112 +535,40 @@ def main() -> int:
     figures: dict[str, Any] = {"model": version.reference, "cores": bench.processes}
     rows: list[dict[str, Any]] = []
     series: dict[str, list[tuple[float, float]]] = {}
-    think_s, window = args.think_ms / 1000, args.seconds
-    offered = args.clients / think_s if think_s else None
-    # idle; per text length the clients alone and each round's two windows; each overload round's two; tenants'
-    progress = tqdm(total=1 + 2 * (1 + 2 * args.rounds) + 4 * args.rounds, desc="mixed", unit="window", file=sys.stderr)
+    windows = {"idle": 1, "short": 1 + 2 * args.rounds, "long": 1 + 2 * args.rounds, "overload": 2 * args.rounds,
+               "tenants": 2 * args.rounds}  # fmt: skip
+    progress = tqdm(total=sum(windows[name] for name in chosen), desc="mixed", unit="window", file=sys.stderr)
     try:
         bench.start_worker(tally)
-        figures["idle"] = idle_round_trip(bench, short, args.idle_requests)
-        progress.update()
-        for kind, texts in (("short", short), ("long", long)):
-            clients_alone = Tally()
-            seconds = bench.clients(texts, args.clients, think_s, window, clients_alone)
-            rows.append(row(f"{args.clients} clients alone, {kind} texts", clients_alone, seconds, offered))
+        if "idle" in chosen:
+            run_idle(bench, short, figures)
             progress.update()
-            mixed, alone_rates, mixed_rates, mixed_s = Tally(), [], [], 0.0
-            for _ in range(args.rounds):  # alternating, so that a slow spell of the machine hits both
-                alone = Tally()
-                alone_rates.append(measure_bulk(bench, texts, window, alone))
-                merge(tally, alone)
-                with bench.bulk_load(texts, mixed) as finished:
-                    time.sleep(min(3.0, window / 4))  # the bulk job's first chunks are running
-                    before, started = finished(), time.perf_counter()
-                    mixed_s += bench.clients(texts, args.clients, think_s, window, mixed)
-                    mixed_rates.append((finished() - before) / (time.perf_counter() - started))
-                progress.update(2)
-            figures[f"bulk_alone_{kind}"] = statistics.median(alone_rates)
-            figures[f"bulk_mixed_{kind}"] = statistics.median(mixed_rates)
-            figures[f"bulk_ratio_{kind}"] = statistics.median(
-                m / a for m, a in zip(mixed_rates, alone_rates, strict=True)
-            )
-            figures[f"bulk_ratios_{kind}"] = [m / a for m, a in zip(mixed_rates, alone_rates, strict=True)]
-            rows.append(row(f"{args.clients} clients + bulk jobs, {kind} texts", mixed, mixed_s, offered))
-            if kind == "short":
-                series["alone (short texts)"] = clients_alone.samples
-                series["with bulk jobs (short texts)"] = mixed.samples
-            else:
-                series["with bulk jobs (40-80 tokens)"] = mixed.samples
-            for part in (clients_alone, mixed):
-                merge(tally, part)
-
-        overload = {"on": Tally(), "off": Tally()}
-        rates: dict[str, list[float]] = {"on": [], "off": []}
-        shares: dict[str, list[float]] = {"on": [], "off": []}
-        overload_s = {"on": 0.0, "off": 0.0}
-        for _ in range(args.rounds):
-            for batching, env in (("on", {}), ("off", {"LEPTON_MAX_BATCH_REQUESTS": "1", "LEPTON_BATCH_WAIT_MS": "0"})):
-                bench.start_worker(tally, **env)
-                answered_before = len(overload[batching].samples)
-                with bench.bulk_load(short, overload[batching]) as finished:
-                    time.sleep(min(3.0, window / 4))
-                    before, started = finished(), time.perf_counter()
-                    seconds = bench.clients(short, 2 * args.clients, 0.0, window, overload[batching])
-                    bulk_rate = (finished() - before) / (time.perf_counter() - started)
-                overload_s[batching] += seconds
-                rates[batching].append((len(overload[batching].samples) - answered_before) / seconds)
-                shares[batching].append(bulk_rate / figures["bulk_alone_short"])
-                progress.update()
-        for batching in ("on", "off"):
-            rows.append(row(f"{2 * args.clients} clients without pause + bulk, micro-batching {batching}",
-                            overload[batching], overload_s[batching]))  # fmt: skip
-            figures[f"overload_{batching}_per_s"] = statistics.median(rates[batching])
-            figures[f"bulk_share_overload_{batching}"] = statistics.median(shares[batching])
-            merge(tally, overload[batching])
-        figures["overload_ratios"] = [on / off for on, off in zip(rates["on"], rates["off"], strict=True)]
-        figures["overload_ratio"] = statistics.median(figures["overload_ratios"])
-
-        bench.start_worker(tally)
-        with LeptonClient(bench.settings) as client:  # each tenant's stream exists before the clock starts
-            for tenant in ("a", "b"):
-                client.classify(["hello"], model=version.reference, tenant=tenant).wait(30)
-                bench.admitted += 1
-        b_alone, b_beside, a_flood = Tally(), Tally(), Tally()
-        p99_ratios, alone_s, beside_s = [], 0.0, 0.0
-        for _ in range(args.rounds):
-            alone_round, beside_round = Tally(), Tally()
-            alone_s += bench.clients(short, 8, 0.05, window, alone_round, tenant="b")
-            finish_flood = bench.flooding_tenant(short, a_flood)
-            beside_s += bench.clients(short, 8, 0.05, window, beside_round, tenant="b")
-            finish_flood()
-            p99_ratios.append(percentile(beside_round.latencies_ms, 0.99) / percentile(alone_round.latencies_ms, 0.99))
-            progress.update(2)
-            for total, part in ((b_alone, alone_round), (b_beside, beside_round)):
-                total.samples += part.samples
-                merge(total, part)
-        rows.append(row("tenant B alone (8 clients, 50 ms pause)", b_alone, alone_s))
-        rows.append(row(f"tenant B beside tenant A at {TENANT_A_OVERLOAD}x its quota", b_beside, beside_s))
-        figures["tenant_a_rejected"] = a_flood.rejected
-        figures["tenant_b_p99_ratios"] = p99_ratios
-        figures["tenant_b_p99_ratio"] = statistics.median(p99_ratios)
-        for part in (b_alone, b_beside, a_flood):
-            merge(tally, part)
+        for kind, texts in (("short", short), ("long", long)):
+            if kind in chosen:
+                run_mixed(bench, kind, texts, figures, rows, series, tally, progress)
+        if "overload" in chosen:
+            run_overload(bench, short, figures, rows, tally, progress)
+        if "tenants" in chosen:
+            run_tenants(bench, short, figures, rows, tally, progress)
         bench.stop_worker(tally)
     finally:
         progress.close()
         bench.close()
 
     figures["rows"] = rows
-    report = Path(args.report)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    plot(series, report.with_suffix(".png"))
-    text = render(args, figures, rows, tally)
-    report.write_text(text)
+    exactness = {name: getattr(tally, name) for name in EXACTNESS}
     if args.json:
-        exactness = {name: getattr(tally, name) for name in EXACTNESS}
         Path(args.json).write_text(json.dumps({**figures, **exactness}, indent=1))
-    print(text)
-    print(f"wrote {report} and {report.with_suffix('.png')}")
+    if set(chosen) == set(SCENARIOS):
+        report = Path(args.report)
+        report.parent.mkdir(parents=True, exist_ok=True)
+        plot(series, report.with_suffix(".png"))
+        text = render(args, figures, rows, tally)
+        report.write_text(text)
+        print(text)
+        print(f"wrote {report} and {report.with_suffix('.png')}")
+    else:
+        print(json.dumps({**figures, **exactness, "failure_messages": tally.errors}, indent=1))
     return 0 if all(getattr(tally, name) == 0 for name in EXACTNESS if name != "requests_checked") else 1
 
 
@@ -520,6 +576,7 @@ EXACTNESS = ("failures", "lost", "duplicated", "requests_checked", "answers_miss
 
 
 def merge(total: Tally, part: Tally) -> None:
+    total.admitted += part.admitted
     total.bulk_jobs += part.bulk_jobs
     total.lost += part.lost
     total.duplicated += part.duplicated

@@ -217,7 +217,7 @@ class InteractiveConsumer:
 
     def _finish(self, answers: list[tuple[LaneRequest, Any]], turn_wait_s: float) -> None:
         """Dead letters of the failures worth replaying first, then every answer stored and its request
-        acknowledged together (one script each, one round trip)."""
+        acknowledged together (one script for the batch, one round trip)."""
         if self.dead_letters is not None:
             for request, answer in answers:
                 if isinstance(answer, LeptonError) and not isinstance(answer, InvalidInputError | ExpiredError):

@@ -123,6 +123,7 @@ class InteractiveLane:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._admit = client.register_script(_ADMIT)
+        self._answer = client.register_script(ANSWER_INTERACTIVE)
         self._grouped: set[str] = set()
 
     # -- producers ------------------------------------------------------------------------------------
@@ -213,17 +214,15 @@ class InteractiveLane:
 
     def answer(self, answers: Sequence[tuple[LaneRequest, tuple[str, str, int]]]) -> None:
         """Store each request's answer (result key, encoded Celery meta, TTL s) where its client looks, and
-        acknowledge and delete its stream entry in the same script: all of a batch in one round trip."""
+        acknowledge and delete its stream entry in the same script: all of a batch in one call (EVALSHA)."""
         if not answers:
             return
-        with self.redis.pipeline(transaction=False) as pipe:
-            for request, (result_key, meta, ttl_s) in answers:
-                pipe.eval(
-                    ANSWER_INTERACTIVE, 3,
-                    result_key, answer_list_key(request.id), interactive_stream_key(request.tenant),
-                    meta, ttl_s, ANSWER_NOTICE_TTL_S, INTERACTIVE_GROUP, request.entry,
-                )  # fmt: skip
-            pipe.execute()
+        keys: list[str] = []
+        arguments: list[Any] = [ANSWER_NOTICE_TTL_S, INTERACTIVE_GROUP]
+        for request, (result_key, meta, ttl_s) in answers:
+            keys += [result_key, answer_list_key(request.id), interactive_stream_key(request.tenant)]
+            arguments += [meta, ttl_s, request.entry]
+        self._answer(keys, arguments)
 
     def ack(self, requests: Iterable[LaneRequest]) -> None:
         """Acknowledge and delete requests without answering them (tests; ``answer`` does both)."""

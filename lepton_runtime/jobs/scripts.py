@@ -166,15 +166,18 @@ end
 """
 # KEYS[1] the task's result key; ARGV: encoded meta, TTL in seconds (0: none). -> 1 stored, 0 kept.
 STORE_UNLESS_SUCCEEDED = _STORE_FUNCTION + "return store(KEYS[1], false, ARGV[1], ARGV[2], 0)\n"
-# KEYS: result key, notice list, the tenant's stream; ARGV: encoded meta, TTL s, notice TTL s, consumer group,
-# stream entry. The request is answered and its entry acknowledged and deleted in one step: never one without
-# the other.
+# A batch of interactive answers in one call. KEYS: per request its result key, notice list and tenant's stream
+# (three each); ARGV: notice TTL s, consumer group, then per request its encoded meta, TTL s and stream entry.
+# Each request is answered and its entry acknowledged and deleted in one step: never one without the other.
 ANSWER_INTERACTIVE = (
     _STORE_FUNCTION
     + """
-local stored = store(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
-redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
-redis.call('XDEL', KEYS[3], ARGV[5])
+local stored = 0
+for i = 0, #KEYS / 3 - 1 do
+  stored = stored + store(KEYS[3 * i + 1], KEYS[3 * i + 2], ARGV[3 * i + 3], ARGV[3 * i + 4], ARGV[1])
+  redis.call('XACK', KEYS[3 * i + 3], ARGV[2], ARGV[3 * i + 5])
+  redis.call('XDEL', KEYS[3 * i + 3], ARGV[3 * i + 5])
+end
 return stored
 """
 )
