@@ -141,6 +141,10 @@ def worker(
     processes, threads_per_process = pool_shape_for(
         chosen_device, concurrency or (1 if training_only else None), threads or settings.intra_op_threads
     )
+    if threads_per_process == 1:
+        # one core per process: the Rust tokenizer's own thread pool would take cores from the other processes,
+        # and waiting for its threads to be scheduled shows up as request latency
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warm_models = list(warm) or ([] if training_only else production_models(ModelRegistry(settings.model_dir)))
     if chosen_device == "cuda":
         check_cuda(settings, warm_models, training=TRAINING_QUEUE in consumed, inference=INFERENCE_QUEUE in consumed)

@@ -40,6 +40,10 @@ TOP_UP_AFTER_WAIT_S = 0.002
 TENANTS_REFRESH_S = 0.25
 # What counts in "served lately" when tenants' requests are ordered (seconds, the time constant of a decay).
 FAIRNESS_WINDOW_S = 1.0
+# A tenant counts as served lately from this many texts (decayed); one served more than OVER_SHARE x the least
+# served of those (by weight) is read one request per batch while the others are served too.
+ACTIVE_TEXTS = 1.0
+OVER_SHARE = 2.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class InteractiveConsumer:
         self._tenants: list[str] = []
         self._tenants_read_at = -TENANTS_REFRESH_S
         self._had_company = False  # whether the last batch read held more than one request
+        self._capped: set[str] = set()  # tenants read one request per batch (_read_counts)
         self._served: dict[str, float] = {}  # texts served per tenant, decaying over FAIRNESS_WINDOW_S
         self._served_at = time.monotonic()
 
@@ -138,9 +143,7 @@ class InteractiveConsumer:
             if served:
                 return served
         capacity = self.options.max_batch_requests
-        requests = self.lane.read(
-            self.consumer, weighted_counts(tenants, self.options.weights, capacity), block_ms=READ_BLOCK_MS
-        )
+        requests = self.lane.read(self.consumer, self._read_counts(tenants, capacity), block_ms=READ_BLOCK_MS)
         if not requests:
             return 0
         if len(requests) < capacity and self.options.batch_wait_ms > 0 and self._had_company:
@@ -148,7 +151,8 @@ class InteractiveConsumer:
             # requests (one after the other) would only be slower for it
             self._stopping.wait(self.options.batch_wait_ms / 1000)
             requests += self._top_up(tenants, capacity - len(requests))
-        self._had_company = len(requests) > 1
+        # company that a wait could bring: a tenant read one request per batch (_read_counts) brings none
+        self._had_company = sum(request.tenant not in self._capped for request in requests) > 1
         return self.serve(requests)
 
     def serve(self, requests: list[LaneRequest]) -> int:
@@ -183,14 +187,12 @@ class InteractiveConsumer:
 
     def _fair_groups(self, requests: list[LaneRequest]) -> list[list[LaneRequest]]:
         """``requests`` by tenant, the tenant with the fewest texts served lately (over its weight) first."""
-        decay = math.exp(-(time.monotonic() - self._served_at) / FAIRNESS_WINDOW_S)
-        self._served = {tenant: served * decay for tenant, served in self._served.items()}
-        self._served_at = time.monotonic()
+        served = self._decayed_served()
         groups: dict[str, list[LaneRequest]] = {}
         for request in requests:
             groups.setdefault(request.tenant, []).append(request)
         weights = self.options.weights
-        order = sorted(groups, key=lambda tenant: self._served.get(tenant, 0.0) / weights.get(tenant, 1.0))
+        order = sorted(groups, key=lambda tenant: served.get(tenant, 0.0) / weights.get(tenant, 1.0))
         return [groups[tenant] for tenant in order]
 
     def _run(self, requests: list[LaneRequest]) -> list[tuple[LaneRequest, Any]]:
@@ -240,7 +242,34 @@ class InteractiveConsumer:
             self.observer.batch(len(answers), turn_wait_s)
 
     def _top_up(self, tenants: list[str], capacity: int) -> list[LaneRequest]:
-        return self.lane.read(self.consumer, weighted_counts(tenants, self.options.weights, capacity))
+        return self.lane.read(self.consumer, self._read_counts(tenants, capacity))
+
+    def _read_counts(self, tenants: list[str], capacity: int) -> dict[str, int]:
+        """How many requests to read from each tenant's stream: ``capacity`` split by weight; but while other
+        tenants are served too, a tenant served more than OVER_SHARE x the least served one (by weight) gets
+        one request per batch. Its batches stay short, so another tenant's request that arrives meanwhile
+        waits for a short batch only, wherever it lands."""
+        counts = weighted_counts(tenants, self.options.weights, capacity)
+        weights = self.options.weights
+        active = {
+            tenant: served / weights.get(tenant, 1.0)
+            for tenant, served in self._decayed_served().items()
+            if served >= ACTIVE_TEXTS and tenant in counts
+        }
+        self._capped = set()
+        if len(active) > 1:
+            least = min(active.values())
+            self._capped = {tenant for tenant, served in active.items() if served > OVER_SHARE * least}
+            counts.update(dict.fromkeys(self._capped, 1))
+        return counts
+
+    def _decayed_served(self) -> dict[str, float]:
+        """Texts served per tenant, decayed over FAIRNESS_WINDOW_S."""
+        now = time.monotonic()
+        decay = math.exp(-(now - self._served_at) / FAIRNESS_WINDOW_S)
+        self._served = {tenant: served * decay for tenant, served in self._served.items()}
+        self._served_at = now
+        return self._served
 
     def _known_tenants(self) -> list[str]:
         if not self._tenants or time.monotonic() - self._tenants_read_at >= TENANTS_REFRESH_S:
