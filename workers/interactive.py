@@ -38,6 +38,8 @@ CLAIM_INTERVAL_S = 1.0
 # Waiting for the turn longer than this means requests may have arrived meanwhile: read again.
 TOP_UP_AFTER_WAIT_S = 0.002
 TENANTS_REFRESH_S = 0.25
+# A tenant counts as sending (or as refused over its quota) for this long after its counter last moved.
+ACTIVITY_WINDOW_S = 1.0
 # What counts in "served lately" when tenants' requests are ordered (seconds, the time constant of a decay).
 FAIRNESS_WINDOW_S = 1.0
 # A tenant counts as served lately from this many texts (decayed); one served more than OVER_SHARE x the least
@@ -55,6 +57,8 @@ class LaneOptions:
     claim_after_s: float = constants.DEFAULT_INTERACTIVE_CLAIM_AFTER_S
     max_deliveries: int = constants.DEFAULT_MAX_DELIVERIES
     weights: dict[str, float] = field(default_factory=dict)
+    # this process's place among its worker's processes: only the first serves a confined tenant
+    process_rank: int = 0
 
 
 class LaneObserver(Protocol):
@@ -96,6 +100,10 @@ class InteractiveConsumer:
         self._tenants: list[str] = []
         self._tenants_read_at = -TENANTS_REFRESH_S
         self._had_company = False  # whether the last batch read held more than one request
+        # tenants over their quota while others send: served by each worker's first process only
+        self._confined: set[str] = set()
+        self._counters: tuple[dict[str, int], dict[str, int]] | None = None  # admitted, refused at the last look
+        self._moved_at: dict[tuple[str, str], float] = {}  # (counter, tenant) -> when it last moved
         self._capped: set[str] = set()  # tenants read one request per batch (_read_counts)
         self._served: dict[str, float] = {}  # texts served per tenant, decaying over FAIRNESS_WINDOW_S
         self._served_at = time.monotonic()
@@ -143,7 +151,11 @@ class InteractiveConsumer:
             if served:
                 return served
         capacity = self.options.max_batch_requests
-        requests = self.lane.read(self.consumer, self._read_counts(tenants, capacity), block_ms=READ_BLOCK_MS)
+        counts = self._read_counts(tenants, capacity)
+        if not counts:  # every tenant with requests is confined to another process
+            self._stopping.wait(READ_BLOCK_MS / 1000)
+            return 0
+        requests = self.lane.read(self.consumer, counts, block_ms=READ_BLOCK_MS)
         if not requests:
             return 0
         if len(requests) < capacity and self.options.batch_wait_ms > 0 and self._had_company:
@@ -242,7 +254,8 @@ class InteractiveConsumer:
             self.observer.batch(len(answers), turn_wait_s)
 
     def _top_up(self, tenants: list[str], capacity: int) -> list[LaneRequest]:
-        return self.lane.read(self.consumer, self._read_counts(tenants, capacity))
+        counts = self._read_counts(tenants, capacity)
+        return self.lane.read(self.consumer, counts) if counts else []
 
     def _read_counts(self, tenants: list[str], capacity: int) -> dict[str, int]:
         """How many requests to read from each tenant's stream: ``capacity`` split by weight; but while other
@@ -261,6 +274,9 @@ class InteractiveConsumer:
             least = min(active.values())
             self._capped = {tenant for tenant, served in active.items() if served > OVER_SHARE * least}
             counts.update(dict.fromkeys(self._capped, 1))
+        if self.options.process_rank > 0:  # a confined tenant is read by the worker's first process only
+            for tenant in self._confined:
+                counts.pop(tenant, None)
         return counts
 
     def _decayed_served(self) -> dict[str, float]:
@@ -272,9 +288,25 @@ class InteractiveConsumer:
         return self._served
 
     def _known_tenants(self) -> list[str]:
-        if not self._tenants or time.monotonic() - self._tenants_read_at >= TENANTS_REFRESH_S:
-            self._tenants = self.lane.tenants()
-            self._tenants_read_at = time.monotonic()
+        """Every tenant (looked up every TENANTS_REFRESH_S); meanwhile which ones are confined: a tenant refused
+        over its quota within ACTIVITY_WINDOW_S, while another tenant that is not sends. Each worker's first
+        process alone serves it then, so its overload cannot hold every process when the others' requests
+        come: theirs find a process that runs short batches of their own."""
+        now = time.monotonic()
+        if self._tenants and now - self._tenants_read_at < TENANTS_REFRESH_S:
+            return self._tenants
+        self._tenants, admitted, refused = self.lane.activity()
+        self._tenants_read_at = now
+        before_admitted, before_refused = self._counters or (admitted, refused)
+        self._counters = (admitted, refused)
+        for counter, counts, before in (("admitted", admitted, before_admitted), ("refused", refused, before_refused)):
+            for tenant, count in counts.items():
+                if count != before.get(tenant, count):
+                    self._moved_at[(counter, tenant)] = now
+        recent = {key for key, at in self._moved_at.items() if now - at <= ACTIVITY_WINDOW_S}
+        refusing = {tenant for counter, tenant in recent if counter == "refused"}
+        sending = {tenant for counter, tenant in recent if counter == "admitted"} - refusing
+        self._confined = refusing if sending else set()
         return self._tenants
 
 

@@ -90,6 +90,7 @@ class WorkerRuntime:
             claim_after_s=settings.interactive_claim_after_s,
             max_deliveries=settings.max_deliveries,
             weights=dict(settings.tenant_weights),
+            process_rank=process_rank(),
         )
         self.interactive = InteractiveConsumer(
             InteractiveLane(self.redis), self.engines, self.scheduler, answers, options,
@@ -151,6 +152,13 @@ def is_built() -> bool:
 
 def metrics_on() -> bool:
     return bool(_configured and _configured[1].metrics)
+
+
+def process_rank() -> int:
+    """This process's place among its worker's pool processes (0: the first, or the only one)."""
+    import billiard.process
+
+    return int(getattr(billiard.process.current_process(), "index", 0) or 0)
 
 
 def pool_kind() -> str:

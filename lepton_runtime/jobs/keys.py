@@ -131,6 +131,8 @@ LOST_CHUNK_SWEEP_LOCK_KEY = f"{REDIS_KEY_PREFIX}lost-chunk-sweep"
 INTERACTIVE_TENANTS_KEY = f"{REDIS_KEY_PREFIX}lane:tenants"
 # Hash: tenant -> interactive requests refused over its quota (a counter for the metrics).
 INTERACTIVE_REJECTED_KEY = f"{REDIS_KEY_PREFIX}lane:rejected"
+# Hash: tenant -> interactive requests admitted (a counter: the workers tell from it which tenants are sending).
+INTERACTIVE_ADMITTED_KEY = f"{REDIS_KEY_PREFIX}lane:admitted"
 # The consumer group of the worker processes on every tenant's stream.
 INTERACTIVE_GROUP = "lepton-workers"
 

@@ -22,6 +22,7 @@ import redis
 
 from lepton_runtime.errors import InvalidInputError, QuotaExceededError
 from lepton_runtime.jobs.keys import (
+    INTERACTIVE_ADMITTED_KEY,
     INTERACTIVE_GROUP,
     INTERACTIVE_REJECTED_KEY,
     INTERACTIVE_TENANTS_KEY,
@@ -40,8 +41,9 @@ ANSWER_NOTICE_TTL_S = 60
 # The one field of a stream entry.
 _REQUEST_FIELD = "request"
 
-# KEYS[1] the tenant's stream, KEYS[2] the tenant set, KEYS[3] the refusal counters; ARGV: quota, tenant,
-# request JSON. -> {1, waiting} admitted, {0, waiting} refused (the stream already holds `quota` requests).
+# KEYS[1] the tenant's stream, KEYS[2] the tenant set, KEYS[3] the refusal counters, KEYS[4] the admission
+# counters; ARGV: quota, tenant, request JSON. -> {1, waiting} admitted, {0, waiting} refused (the stream
+# already holds `quota` requests).
 _ADMIT = """
 local waiting = redis.call('XLEN', KEYS[1])
 if waiting >= tonumber(ARGV[1]) then
@@ -50,6 +52,7 @@ if waiting >= tonumber(ARGV[1]) then
 end
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('XADD', KEYS[1], '*', 'request', ARGV[3])
+redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
 return {1, waiting + 1}
 """
 
@@ -129,10 +132,8 @@ class InteractiveLane:
     # -- producers ------------------------------------------------------------------------------------
     def admit(self, request: LaneRequest, *, quota: int) -> int:
         """Queue ``request`` unless its tenant already has ``quota`` requests waiting; returns how many wait now."""
-        admitted, waiting = self._admit(
-            [interactive_stream_key(request.tenant), INTERACTIVE_TENANTS_KEY, INTERACTIVE_REJECTED_KEY],
-            [quota, request.tenant, request.to_json()],
-        )
+        keys = [interactive_stream_key(request.tenant), INTERACTIVE_TENANTS_KEY, INTERACTIVE_REJECTED_KEY]
+        admitted, waiting = self._admit([*keys, INTERACTIVE_ADMITTED_KEY], [quota, request.tenant, request.to_json()])
         if not admitted:
             raise QuotaExceededError(
                 f"tenant {request.tenant!r} has {waiting} requests waiting in the interactive lane, its quota "
@@ -144,6 +145,20 @@ class InteractiveLane:
     # -- worker processes ------------------------------------------------------------------------------
     def tenants(self) -> list[str]:
         return sorted(_text(name) for name in self.redis.smembers(INTERACTIVE_TENANTS_KEY))
+
+    def activity(self) -> tuple[list[str], dict[str, int], dict[str, int]]:
+        """Every tenant, and per tenant the requests admitted and refused since the counters began (one round
+        trip): what changed between two looks tells who is sending and who is over its quota."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(INTERACTIVE_TENANTS_KEY)
+            pipe.hgetall(INTERACTIVE_ADMITTED_KEY)
+            pipe.hgetall(INTERACTIVE_REJECTED_KEY)
+            names, admitted, rejected = pipe.execute()
+        return (
+            sorted(_text(name) for name in names),
+            {_text(tenant): int(count) for tenant, count in admitted.items()},
+            {_text(tenant): int(count) for tenant, count in rejected.items()},
+        )
 
     def _ensure_groups(self, tenants: Iterable[str]) -> None:
         for tenant in tenants:

@@ -4,6 +4,7 @@ until the failing request is alone, deadlines shed, a request that kills its pro
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -162,3 +163,58 @@ def test_the_tenant_served_least_lately_by_weight_goes_first(redis_client: redis
     ]
     groups = consumer._fair_groups(waiting)
     assert [[request.id for request in group] for group in groups] == [["r1"], ["r2"], ["r0", "r3"]]
+
+
+def test_a_tenant_served_far_more_than_the_others_is_read_one_request_per_batch(redis_client: redis.Redis) -> None:
+    consumer = consumer_of(InteractiveLane(redis_client), LaneOptions(max_batch_requests=64))
+    consumer._served = {"a": 100.0, "b": 10.0}
+    assert consumer._read_counts(["a", "b"], 64) == {"a": 1, "b": 32}
+    consumer._served = {"a": 100.0}  # alone, it is read in full batches
+    assert consumer._read_counts(["a", "b"], 64) == {"a": 32, "b": 32}
+
+
+def test_a_tenant_over_its_quota_is_served_by_the_first_process_only_while_another_sends(
+    redis_client: redis.Redis,
+) -> None:
+    from lepton_runtime.errors import QuotaExceededError
+    from lepton_runtime.jobs.lanes import LaneRequest
+
+    lane = InteractiveLane(redis_client)
+    first, second = (consumer_of(lane, LaneOptions(process_rank=rank)) for rank in (0, 1))
+
+    def look() -> list[str]:
+        for consumer in (first, second):
+            consumer._tenants_read_at = float("-inf")  # look again now
+            tenants = consumer._known_tenants()
+        return tenants
+
+    def request(tenant: str) -> LaneRequest:
+        return LaneRequest(id=uuid.uuid4().hex, texts=["x"], model="tiny@1", sha256=None, tenant=tenant)
+
+    lane.admit(request("a"), quota=1)
+    lane.admit(request("b"), quota=100)
+    look()  # the counters as they were
+    with pytest.raises(QuotaExceededError):
+        lane.admit(request("a"), quota=1)
+    tenants = look()
+    assert first._read_counts(tenants, 64).keys() == second._read_counts(tenants, 64).keys() == {"a", "b"}, (
+        "b sent nothing since the last look: a is refused, but takes no process from anyone"
+    )
+    lane.admit(request("b"), quota=100)
+    with pytest.raises(QuotaExceededError):
+        lane.admit(request("a"), quota=1)
+    tenants = look()
+    assert first._read_counts(tenants, 64).keys() == {"a", "b"}
+    assert second._read_counts(tenants, 64).keys() == {"b"}, "a, over its quota while b sends, waits for process 0"
+    for consumer in (first, second):  # a second later, nobody sent or was refused: a is everyone's again
+        consumer._moved_at = {key: at - 2.0 for key, at in consumer._moved_at.items()}
+    tenants = look()
+    assert second._read_counts(tenants, 64).keys() == {"a", "b"}
+
+
+def consumer_of(lane: InteractiveLane, options: LaneOptions) -> InteractiveConsumer:
+    """A consumer whose reading and ordering are tested (no engines, no answers)."""
+    return InteractiveConsumer(
+        lane, None, LaneScheduler(), lambda: None,  # type: ignore[arg-type,return-value]
+        options, f"test-consumer-{options.process_rank}",
+    )  # fmt: skip
