@@ -55,6 +55,8 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 CLASSIFY_TASK = "lepton.classify"
 BULK_CHUNK_TASK = "lepton.bulk.chunk"
 TRAIN_TASK = "lepton.train"
+# Not a task: the name under which each batch of the interactive lane appears in Flower (a task event).
+INTERACTIVE_BATCH_EVENT_NAME = "lepton.lane.interactive"
 # Texts per bulk chunk (one message). bench/queue.py, 2 cores, 6,000 texts: chunks of 128 / 256 /
 # 512 / 1024 ran at 0.94 / 1.03 / 1.01 / 0.98x the in-process Engine; 512 sends half the messages of 256.
 DEFAULT_CHUNK_SIZE = 512

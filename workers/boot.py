@@ -28,9 +28,11 @@ def _warm_main_process(sender: Any = None, **_: Any) -> None:
 def _warm_and_serve() -> None:
     from celery import current_app
 
+    from workers.lane_events import CeleryBatchEvents
+
     process = runtime.current()
     process.warm()
-    process.start_interactive(lambda: current_app.backend)
+    process.start_interactive(lambda: current_app.backend, lambda: CeleryBatchEvents(current_app, process.options.name))
 
 
 def _stop_serving(**_: Any) -> None:

@@ -66,6 +66,12 @@ class LaneObserver(Protocol):
     def batch(self, requests: int, turn_wait_s: float) -> None: ...
 
 
+class BatchEvents(Protocol):
+    """Where each batch is told as it ends (workers/lane_events.py: a Celery task event, for Flower)."""
+
+    def batch_done(self, outcomes: list[tuple[LaneRequest, str]], runtime_s: float) -> None: ...
+
+
 class AnswerEncoder(Protocol):
     """The result backend: what storing a result writes (result key, encoded meta, TTL s)."""
 
@@ -85,6 +91,7 @@ class InteractiveConsumer:
         consumer: str,
         observer: LaneObserver | None = None,
         dead_letters: DeadLetterStore | None = None,
+        events: Callable[[], BatchEvents] | None = None,
     ) -> None:
         self.lane = lane
         self.engines = engines
@@ -94,6 +101,8 @@ class InteractiveConsumer:
         self.consumer = consumer
         self.observer = observer
         self.dead_letters = dead_letters
+        self.make_events = events  # called in the consumer's thread (a kombu connection is per thread)
+        self._events: BatchEvents | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_claim_at = 0.0
@@ -174,7 +183,7 @@ class InteractiveConsumer:
         time, a lost worker) are dead-lettered as ``lepton.classify`` tasks."""
         lost = [(request, _lost(request)) for request in requests if request.deliveries > self.options.max_deliveries]
         if lost:
-            self._finish(lost, 0.0)
+            self._finish(lost, 0.0, 0.0)
         groups = self._fair_groups(
             [request for request in requests if request.deliveries <= self.options.max_deliveries]
         )
@@ -190,7 +199,7 @@ class InteractiveConsumer:
                 requests = requests + self._top_up(self._tenants, capacity)
             answers = self._run(requests)
             turn_s = time.monotonic() - turn_at
-        self._finish(answers, turn_wait_s)
+        self._finish(answers, turn_wait_s, turn_s)
         for request in requests:
             self._served[request.tenant] = self._served.get(request.tenant, 0.0) + len(request.texts)
         # the answering (and the reading before) is this lane's work too, though outside its turn
@@ -229,9 +238,9 @@ class InteractiveConsumer:
             answers += zip(group, results, strict=True)
         return answers
 
-    def _finish(self, answers: list[tuple[LaneRequest, Any]], turn_wait_s: float) -> None:
+    def _finish(self, answers: list[tuple[LaneRequest, Any]], turn_wait_s: float, runtime_s: float) -> None:
         """Dead letters of the failures worth replaying first, then every answer stored and its request
-        acknowledged together (one script for the batch, one round trip)."""
+        acknowledged together (one script for the batch, one round trip); then the metrics and the event."""
         if self.dead_letters is not None:
             for request, answer in answers:
                 if isinstance(answer, LeptonError) and not isinstance(answer, InvalidInputError | ExpiredError):
@@ -242,16 +251,16 @@ class InteractiveConsumer:
             for request, answer in answers
         ]
         self.lane.answer(encoded)
+        outcomes = [(request, _outcome(answer)) for request, answer in answers]
         if self.observer is not None:
             answered_at = time.time()
-            for request, answer in answers:
-                outcome = "answered"
-                if isinstance(answer, ExpiredError):
-                    outcome = "expired"
-                elif isinstance(answer, Exception):
-                    outcome = "failed"
+            for request, outcome in outcomes:
                 self.observer.answered(request, outcome, answered_at - request.enqueued_at)
             self.observer.batch(len(answers), turn_wait_s)
+        if self.make_events is not None and outcomes:
+            if self._events is None:
+                self._events = self.make_events()
+            self._events.batch_done(outcomes, runtime_s)
 
     def _top_up(self, tenants: list[str], capacity: int) -> list[LaneRequest]:
         counts = self._read_counts(tenants, capacity)
@@ -308,6 +317,12 @@ class InteractiveConsumer:
         sending = {tenant for counter, tenant in recent if counter == "admitted"} - refusing
         self._confined = refusing if sending else set()
         return self._tenants
+
+
+def _outcome(answer: Any) -> str:
+    if isinstance(answer, ExpiredError):
+        return "expired"
+    return "failed" if isinstance(answer, Exception) else "answered"
 
 
 def _dead_letter(request: LaneRequest, error: LeptonError) -> DeadLetter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from lepton_runtime.machine import available_cores
 from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.settings import LeptonSettings
 from workers.execution import BatchPolicy
-from workers.interactive import InteractiveConsumer, LaneOptions
+from workers.interactive import BatchEvents, InteractiveConsumer, LaneOptions
 from workers.scheduler import LaneScheduler
 
 logger = logging.getLogger(__name__)
@@ -73,9 +74,9 @@ class WorkerRuntime:
         busy = self.scheduler.interactive_active(within_s=INTERACTIVE_ACTIVE_WINDOW_S)
         return BatchPolicy(self.bulk_turn, self.settings.bulk_batch_tokens_beside_interactive if busy else None)
 
-    def start_interactive(self, answers: Any) -> None:
+    def start_interactive(self, answers: Any, events: Callable[[], BatchEvents] | None = None) -> None:
         """Serve the interactive lane from a thread of this process; ``answers`` gives the thread its result
-        backend (Celery's are per thread)."""
+        backend (Celery's are per thread), ``events`` what tells Flower of each batch."""
         if not self.options.interactive or self.interactive is not None:
             return
         observer = None
@@ -95,6 +96,7 @@ class WorkerRuntime:
         self.interactive = InteractiveConsumer(
             InteractiveLane(self.redis), self.engines, self.scheduler, answers, options,
             consumer=f"{self.options.name}:{os.getpid()}", observer=observer, dead_letters=self.dead_letters,
+            events=events,
         )  # fmt: skip
         self.interactive.start()
 

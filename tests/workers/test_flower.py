@@ -1,9 +1,11 @@
 """Flower as an operator sees it: headless Chromium logs in with the password and finds the worker and the
-running job's tasks by name (a screenshot is kept in test-artifacts/); without the password nothing answers."""
+running job's tasks by name (a screenshot is kept in test-artifacts/); without the password nothing answers;
+the interactive lane's batches are listed under a name of their own."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lepton_runtime.constants import CLASSIFY_TASK, INTERACTIVE_BATCH_EVENT_NAME
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
@@ -96,3 +99,25 @@ def test_flower_shows_the_worker_and_the_running_job_to_a_logged_in_browser(
             browser.close()
         assert job.wait(300).state == "succeeded"
     assert (ARTIFACTS / "flower-tasks.png").stat().st_size > 10_000
+
+
+def test_flower_lists_the_interactive_lanes_batches_apart_from_the_bulk_lanes_tasks(
+    start_worker: Callable[..., WorkerProcess], flower: httpx.Client, queue_settings: LeptonSettings
+) -> None:
+    worker = start_worker()
+    batches: dict[str, dict[str, object]] = {}
+    with LeptonClient(queue_settings) as client:
+        wait_until_flower_sees_tasks(flower, client)
+        deadline = time.monotonic() + FLOWER_TIMEOUT_S
+        while not batches and time.monotonic() < deadline:
+            answers = client.classify(["a gorgeous film"], model="tiny", tenant="shop").wait(30)
+            assert all(hasattr(answer, "label") for answer in answers)
+            batches = flower.get("/api/tasks", params={"taskname": INTERACTIVE_BATCH_EVENT_NAME}).json()
+    assert batches, "Flower never listed a batch of the interactive lane"
+    batch = next(iter(batches.values()))
+    assert batch["state"] == "SUCCESS" and batch["worker"] == worker.name
+    assert "1 answered" in str(batch["result"]) and "shop" in str(batch["args"])
+    assert isinstance(batch["runtime"], float) and batch["runtime"] > 0
+    metrics = flower.get("/metrics").text
+    assert re.search(rf'flower_task_runtime_seconds_count{{[^}}]*task="{INTERACTIVE_BATCH_EVENT_NAME}"', metrics)
+    assert re.search(rf'flower_task_runtime_seconds_count{{[^}}]*task="{CLASSIFY_TASK}"', metrics)
