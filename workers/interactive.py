@@ -310,7 +310,7 @@ class InteractiveConsumer:
         self._counters = (admitted, refused)
         for counter, counts, before in (("admitted", admitted, before_admitted), ("refused", refused, before_refused)):
             for tenant, count in counts.items():
-                if count != before.get(tenant, count):
+                if count != before.get(tenant, 0):  # a tenant new since the last look moved from 0
                     self._moved_at[(counter, tenant)] = now
         recent = {key for key, at in self._moved_at.items() if now - at <= ACTIVITY_WINDOW_S}
         refusing = {tenant for counter, tenant in recent if counter == "refused"}
