@@ -70,9 +70,13 @@ class WorkerRuntime:
 
     def bulk_policy(self) -> BatchPolicy:
         """Bulk batches in the bulk lane's turns; shorter ones while interactive requests come to this process,
-        so that one waits for a short batch at most."""
+        so that one waits for a short batch at most. Under interactive overload (bulk below its minimum share)
+        a chunk runs full batches again: its few turns then do the most bulk work each (requests queue anyway,
+        and wait for one batch of the engine's token budget at most)."""
         busy = self.scheduler.interactive_active(within_s=INTERACTIVE_ACTIVE_WINDOW_S)
-        return BatchPolicy(self.bulk_turn, self.settings.bulk_batch_tokens_beside_interactive if busy else None)
+        if busy and not self.scheduler.bulk_behind():
+            return BatchPolicy(self.bulk_turn, self.settings.bulk_batch_tokens_beside_interactive)
+        return BatchPolicy(self.bulk_turn, None)
 
     def start_interactive(self, answers: Any, events: Callable[[], BatchEvents] | None = None) -> None:
         """Serve the interactive lane from a thread of this process; ``answers`` gives the thread its result

@@ -86,3 +86,14 @@ def test_work_outside_the_turns_counts_in_the_share() -> None:
     scheduler.charge("interactive", 0.09)
     assert scheduler.bulk_share() == pytest.approx(0.1, abs=0.01)
     assert scheduler.interactive_active(within_s=1.0) is False, "charging is not a turn"
+
+
+def test_bulk_is_behind_only_while_its_share_is_under_the_minimum() -> None:
+    now = [0.0]
+    scheduler = LaneScheduler(bulk_min_share=0.2, clock=lambda: now[0])
+    assert not scheduler.bulk_behind(), "neither lane ran: bulk is not behind"
+    scheduler.charge("interactive", 0.9)
+    scheduler.charge("bulk", 0.1)
+    assert scheduler.bulk_behind()
+    scheduler.charge("bulk", 0.3)
+    assert not scheduler.bulk_behind()
