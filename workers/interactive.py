@@ -67,9 +67,11 @@ class LaneObserver(Protocol):
 
 
 class BatchEvents(Protocol):
-    """Where each batch is told as it ends (workers/lane_events.py: a Celery task event, for Flower)."""
+    """Where each batch is told as it ends (workers/lane_events.py: Celery task events, for Flower); ``flush``
+    when the lane is idle."""
 
     def batch_done(self, outcomes: list[tuple[LaneRequest, str]], runtime_s: float) -> None: ...
+    def flush(self) -> None: ...
 
 
 class AnswerEncoder(Protocol):
@@ -130,7 +132,8 @@ class InteractiveConsumer:
         backoff_s = 0.1
         while not self._stopping.is_set():
             try:
-                self.step()
+                if not self.step() and self._events is not None:
+                    self._events.flush()  # idle: what the last batches did is told now
                 backoff_s = 0.1
             except redis.RedisError as error:
                 logger.warning("interactive lane: Redis error (%s); trying again in %.1f s", error, backoff_s)

@@ -70,11 +70,11 @@ class WorkerRuntime:
 
     def bulk_policy(self) -> BatchPolicy:
         """Bulk batches in the bulk lane's turns; shorter ones while interactive requests come to this process,
-        so that one waits for a short batch at most. Under interactive overload (bulk below its minimum share)
-        a chunk runs full batches again: its few turns then do the most bulk work each (requests queue anyway,
-        and wait for one batch of the engine's token budget at most)."""
+        so that one waits for a short batch at most. Under interactive overload (bulk pressed toward its minimum
+        share) a chunk runs full batches again: its few turns then do the most bulk work each (requests queue
+        anyway, and wait for one batch of the engine's token budget at most)."""
         busy = self.scheduler.interactive_active(within_s=INTERACTIVE_ACTIVE_WINDOW_S)
-        if busy and not self.scheduler.bulk_behind():
+        if busy and not self.scheduler.bulk_pressed():
             return BatchPolicy(self.bulk_turn, self.settings.bulk_batch_tokens_beside_interactive)
         return BatchPolicy(self.bulk_turn, None)
 

@@ -81,12 +81,13 @@ class LaneScheduler:
         with self._condition:
             return self._waiting["interactive"] > 0 or self.clock() - self._last_turn_at["interactive"] <= within_s
 
-    def bulk_behind(self) -> bool:
-        """Whether the bulk lane's recent share is below its minimum: interactive work is overloading the
-        process, and bulk gets turns only to keep its share."""
+    def bulk_pressed(self) -> bool:
+        """Whether interactive work presses the bulk lane toward its minimum share: bulk's recent share is under
+        twice the minimum (interactive overload; a chunk asks once, when it starts, while the share swings
+        around the minimum from turn to turn)."""
         with self._condition:
             self._decay()
-            return self._share_of_bulk() < self.bulk_min_share
+            return self._share_of_bulk() < 2 * self.bulk_min_share
 
     def bulk_share(self) -> float:
         """The bulk lane's share of the time both lanes used recently (1.0 when neither ran)."""

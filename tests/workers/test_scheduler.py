@@ -88,12 +88,12 @@ def test_work_outside_the_turns_counts_in_the_share() -> None:
     assert scheduler.interactive_active(within_s=1.0) is False, "charging is not a turn"
 
 
-def test_bulk_is_behind_only_while_its_share_is_under_the_minimum() -> None:
+def test_bulk_is_pressed_while_its_share_is_under_twice_the_minimum() -> None:
     now = [0.0]
     scheduler = LaneScheduler(bulk_min_share=0.2, clock=lambda: now[0])
-    assert not scheduler.bulk_behind(), "neither lane ran: bulk is not behind"
-    scheduler.charge("interactive", 0.9)
-    scheduler.charge("bulk", 0.1)
-    assert scheduler.bulk_behind()
+    assert not scheduler.bulk_pressed(), "neither lane ran: nothing presses bulk"
+    scheduler.charge("interactive", 0.7)
     scheduler.charge("bulk", 0.3)
-    assert not scheduler.bulk_behind()
+    assert scheduler.bulk_pressed(), "30% of the time: above the minimum, but pressed toward it"
+    scheduler.charge("bulk", 0.3)
+    assert not scheduler.bulk_pressed(), "46% of the time: interactive work is no overload"
