@@ -1,4 +1,5 @@
-"""Length-aware batching: sort texts by token count, cut batches by a padded-token budget, pad each batch."""
+"""Length-aware batching: sort texts by token count, cut batches where padding and calls cost least within a
+padded-token budget, pad each batch."""
 
 from __future__ import annotations
 
@@ -9,27 +10,47 @@ import numpy as np
 
 from lepton_runtime.inference.tokenization import EncodedText
 
+# What one ONNX Runtime call costs beyond its tokens, in padded tokens of a row. Measured on these machines
+# (MiniLM int8, one CPU thread, texts of the shared sets, greedy cuts against these): 25 ran 20 texts of
+# different callers at 1.55 ms/text (greedy: 2.69), a 512-text chunk at 1.41 (1.53), 256 long texts at
+# 3.79 (3.76); 10, 50 and 100 were no better.
+DEFAULT_CALL_COST_TOKENS = 25.0
+# On a GPU a call costs kernel launches and copies while tokens are nearly free: not measured here (no GPU
+# lent yet), a guess that keeps batches whole unless padding would more than double them.
+DEFAULT_CALL_COST_TOKENS_CUDA = 4096.0
 
-def plan_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int) -> list[np.ndarray]:
+
+def plan_batches(
+    lengths: Sequence[int],
+    max_batch_tokens: int,
+    max_batch_size: int,
+    call_cost_tokens: float = DEFAULT_CALL_COST_TOKENS,
+) -> list[np.ndarray]:
     """Group row indices into batches of similar length whose padded size (rows x longest) fits the budget.
 
-    Rows are taken shortest first, so each batch pads only to its own longest row. A row longer
-    than the budget still gets a batch of its own.
+    Rows are sorted shortest first and cut where it costs least in all: each batch costs its padded tokens
+    plus ``call_cost_tokens`` (what one model call costs beyond its tokens, in tokens). So a few texts of
+    very different lengths (requests of different callers) run as a few batches instead of one padded to
+    the longest, and texts of equal length share one. A row longer than the budget gets a batch of its own.
     """
     order = np.argsort(np.asarray(lengths), kind="stable")
+    longest_of = np.asarray(lengths, dtype=np.int64)[order]
+    count = len(order)
+    cost = np.zeros(count + 1)
+    start_of = np.zeros(count + 1, dtype=np.int64)
+    for end in range(1, count + 1):  # cost[end]: the cheapest cut of the first `end` sorted rows
+        longest = int(longest_of[end - 1])
+        rows = min(end, max_batch_size, max(1, max_batch_tokens // max(longest, 1)))
+        starts = np.arange(end - rows, end)
+        candidates = cost[starts] + call_cost_tokens + (end - starts) * longest
+        best = int(np.argmin(candidates))
+        cost[end], start_of[end] = candidates[best], starts[best]
     batches: list[np.ndarray] = []
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while (
-            end < len(order)
-            and end - start < max_batch_size
-            and (end - start + 1) * lengths[order[end]] <= max_batch_tokens
-        ):
-            end += 1
-        batches.append(order[start:end])
-        start = end
-    return batches
+    end = count
+    while end > 0:
+        batches.append(order[start_of[end] : end])
+        end = int(start_of[end])
+    return batches[::-1]
 
 
 @dataclass(frozen=True)

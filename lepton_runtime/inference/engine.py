@@ -16,7 +16,13 @@ import numpy as np
 
 from lepton_runtime import constants
 from lepton_runtime.errors import InvalidInputError, ModelNotFoundError
-from lepton_runtime.inference.batching import PaddedBatch, pad_batch, plan_batches
+from lepton_runtime.inference.batching import (
+    DEFAULT_CALL_COST_TOKENS,
+    DEFAULT_CALL_COST_TOKENS_CUDA,
+    PaddedBatch,
+    pad_batch,
+    plan_batches,
+)
 from lepton_runtime.inference.providers import Device, create_session, run_on_cuda
 from lepton_runtime.inference.tokenization import TOKENIZER_FILE, EncodedText, TextEncoder
 from lepton_runtime.inference.validation import (
@@ -122,6 +128,7 @@ class Engine:
         self.max_batch_tokens = max_batch_tokens or (
             constants.DEFAULT_MAX_BATCH_TOKENS_CUDA if on_cuda else constants.DEFAULT_MAX_BATCH_TOKENS
         )
+        self.call_cost_tokens = DEFAULT_CALL_COST_TOKENS_CUDA if on_cuda else DEFAULT_CALL_COST_TOKENS
         self.max_batch_size = max_batch_size or (
             constants.DEFAULT_MAX_BATCH_SIZE_CUDA if on_cuda else constants.DEFAULT_MAX_BATCH_SIZE
         )
@@ -232,7 +239,7 @@ class Engine:
         predictions: list[Prediction | None] = [None] * len(encoded)
         lengths = [len(item.ids) for item in encoded]
         budget = min(max_batch_tokens, self.max_batch_tokens) if max_batch_tokens else self.max_batch_tokens
-        plans = plan_batches(lengths, budget, self.max_batch_size)
+        plans = plan_batches(lengths, budget, self.max_batch_size, self.call_cost_tokens)
         batches = ((rows, pad_batch([encoded[i] for i in rows])) for rows in plans)
         for rows, logits in self._run_all(batches, overlap=self.overlap_batches and len(plans) > 1, turn=turn):
             probabilities = _softmax(logits)

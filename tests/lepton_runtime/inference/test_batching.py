@@ -25,6 +25,15 @@ def test_sorting_by_length_cuts_padding() -> None:
     assert sorted_padded < 0.7 * arrival_padded
 
 
+def test_texts_of_very_different_lengths_run_apart_and_equal_ones_together() -> None:
+    lengths = [8, 60, 9, 8, 61, 10, 62, 9]  # a few callers' requests: short ones and long ones
+    batches = [sorted(lengths[i] for i in batch) for batch in plan_batches(lengths, 1024, 64)]
+    assert batches == [[8, 8, 9, 9, 10], [60, 61, 62]], "one batch would pad the short ones to 62 tokens"
+    assert len(plan_batches([12] * 40, 1024, 64)) == 1, "equal lengths: one call"
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in plan_batches(lengths, 1024, 64))
+    assert padded < 0.6 * len(lengths) * max(lengths)
+
+
 def test_pad_batch_right_pads_with_a_mask() -> None:
     items = [
         EncodedText(np.array([101, 7, 102]), np.zeros(3, dtype=np.int64), False),
