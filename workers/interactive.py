@@ -318,7 +318,13 @@ class InteractiveConsumer:
         recent = {key for key, at in self._moved_at.items() if now - at <= ACTIVITY_WINDOW_S}
         refusing = {tenant for counter, tenant in recent if counter == "refused"}
         sending = {tenant for counter, tenant in recent if counter == "admitted"} - refusing
-        self._confined = refusing if sending else set()
+        confined = refusing if sending else set()
+        if confined != self._confined and self.options.process_rank == 0:  # told once per worker
+            logger.info(
+                "interactive lane: %s served by each worker's first process only (over quota while %s send)",
+                ", ".join(sorted(confined)) or "no tenant", ", ".join(sorted(sending)) or "nobody else",
+            )  # fmt: skip
+        self._confined = confined
         return self._tenants
 
 

@@ -72,8 +72,8 @@ class WorkerRuntime:
         """Bulk batches in the bulk lane's turns; shorter ones while interactive requests come to this process,
         so that one waits for a short batch at most. Under interactive overload (bulk pressed toward its minimum
         share) a chunk runs batches twice as long: its few turns do more bulk work each (requests queue anyway).
-        bench/mixed.py, overload: full batches gave bulk 0.26x of its rate alone and cost a tenth of the
-        interactive rate; the short ones alone left bulk at 0.199x."""
+        bench/mixed.py, overload: short batches left bulk at 0.199x of its rate alone, full ones gave 0.26x but
+        cost a tenth of the interactive rate, twice as long gave 0.31x with micro-batching still 4.7x."""
         if not self.scheduler.interactive_active(within_s=INTERACTIVE_ACTIVE_WINDOW_S):
             return BatchPolicy(self.bulk_turn, None)
         tokens = self.settings.bulk_batch_tokens_beside_interactive
