@@ -60,8 +60,8 @@ class CeleryBatchEvents:
         fields = {
             "uuid": f"lane-{uuid.uuid4().hex}",
             "name": INTERACTIVE_BATCH_EVENT_NAME,
-            "args": f"[{self._batches} batches, {self._requests} requests, {self._texts} texts, tenants "
-            f"{', '.join(sorted(self._tenants))}]",
+            "args": f"[batches={self._batches}, requests={self._requests}, texts={self._texts}, "
+            f"tenants={','.join(sorted(self._tenants))}]",
             "kwargs": "{}",
             "result": ", ".join(f"{count} {outcome}" for outcome, count in sorted(self._outcomes.items())),
             "runtime": self._runtime_s / self._batches,
