@@ -22,6 +22,7 @@ Exit status 1 when anything was lost, duplicated or failed.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -274,7 +275,7 @@ def bench_settings(url: str, model_dir: Path) -> LeptonSettings:
 def flood(url: str, model_dir: Path, reference: str, texts: list[str], stop: Any, counts: Any) -> None:
     """Tenant A's process: its clients send without a pause; a refused one tries again after RETRY_AFTER_429_S
     (sooner than the Retry-After it was given). Puts "sending", then (admitted, rejected, failures, errors)."""
-    settings, tally, admitted = bench_settings(url, model_dir), Tally(), [0]
+    settings, tally = bench_settings(url, model_dir), Tally()
 
     def client_loop() -> None:
         chooser = random.Random(threading.get_ident())
@@ -288,7 +289,7 @@ def flood(url: str, model_dir: Path, reference: str, texts: list[str], stop: Any
                     stop.wait(RETRY_AFTER_429_S)  # the client's own back-off, not a synchronisation
                     continue
                 with tally.lock:
-                    admitted[0] += 1
+                    tally.admitted += 1
                 try:
                     job.wait(60)
                 except Exception as error:
@@ -300,7 +301,7 @@ def flood(url: str, model_dir: Path, reference: str, texts: list[str], stop: Any
     counts.put("sending")
     for thread in threads:
         thread.join(timeout=180)
-    counts.put((admitted[0], tally.rejected, tally.failures, tally.errors))
+    counts.put((tally.admitted, tally.rejected, tally.failures, tally.errors))
 
 
 def long_texts(texts: list[str], version: ModelVersion, count: int) -> list[str]:
@@ -316,13 +317,20 @@ def long_texts(texts: list[str], version: ModelVersion, count: int) -> list[str]
     return found
 
 
-def measure_bulk(bench: Bench, texts: list[str], seconds: float, tally: Tally) -> float:
-    """Bulk texts per second over ``seconds`` of back-to-back jobs (after the first job has started)."""
+def measure_bulk(bench: Bench, texts: list[str], tally: Tally, window: Callable[[], Any]) -> tuple[float, Any]:
+    """Bulk texts per second of back-to-back jobs while ``window()`` runs (after the first job has started:
+    the measured window is steady state), and what ``window`` returned."""
     with bench.bulk_load(texts, tally) as finished:
-        time.sleep(min(3.0, seconds / 4))  # let the first chunks start: the measured window is steady state
+        time.sleep(min(3.0, bench.args.seconds / 4))  # let the first chunks start
         start_done, started = finished(), time.perf_counter()
-        time.sleep(seconds)  # the measured window
-        return (finished() - start_done) / (time.perf_counter() - started)
+        result = window()
+        return (finished() - start_done) / (time.perf_counter() - started), result
+
+
+def bulk_alone(bench: Bench, texts: list[str], tally: Tally) -> float:
+    """Bulk texts per second over one window (--seconds) with nothing beside the jobs."""
+    rate, _ = measure_bulk(bench, texts, tally, lambda: time.sleep(bench.args.seconds))  # the measured window
+    return rate
 
 
 def idle_round_trip(bench: Bench, texts: list[str], requests: int) -> dict[str, float]:
@@ -408,13 +416,12 @@ def run_mixed(
     mixed, alone_rates, mixed_rates, mixed_s = Tally(), [], [], 0.0
     for _ in range(args.rounds):
         alone = Tally()
-        alone_rates.append(measure_bulk(bench, texts, window, alone))
+        alone_rates.append(bulk_alone(bench, texts, alone))
         merge(tally, alone)
-        with bench.bulk_load(texts, mixed) as finished:
-            time.sleep(min(3.0, window / 4))  # the bulk job's first chunks are running
-            before, started = finished(), time.perf_counter()
-            mixed_s += bench.clients(texts, args.clients, think_s, window, mixed)
-            mixed_rates.append((finished() - before) / (time.perf_counter() - started))
+        clients = functools.partial(bench.clients, texts, args.clients, think_s, window, mixed)
+        rate, seconds = measure_bulk(bench, texts, mixed, clients)
+        mixed_rates.append(rate)
+        mixed_s += seconds
         progress.update(2)
     figures[f"bulk_alone_{kind}"] = statistics.median(alone_rates)
     figures[f"bulk_mixed_{kind}"] = statistics.median(mixed_rates)
@@ -438,9 +445,7 @@ def run_overload(
     args = bench.args
     if "bulk_alone_short" not in figures:  # the short-text scenario did not run: bulk alone measured here
         alone = Tally()
-        figures["bulk_alone_short"] = statistics.median(
-            measure_bulk(bench, texts, args.seconds, alone) for _ in range(args.rounds)
-        )
+        figures["bulk_alone_short"] = statistics.median(bulk_alone(bench, texts, alone) for _ in range(args.rounds))
         merge(tally, alone)
     overload = {"on": Tally(), "off": Tally()}
     rates: dict[str, list[float]] = {"on": [], "off": []}
@@ -450,11 +455,9 @@ def run_overload(
         for batching, env in (("on", {}), ("off", {"LEPTON_MAX_BATCH_REQUESTS": "1", "LEPTON_BATCH_WAIT_MS": "0"})):
             bench.start_worker(tally, **env)
             answered_before = len(overload[batching].samples)
-            with bench.bulk_load(texts, overload[batching]) as finished:
-                time.sleep(min(3.0, args.seconds / 4))
-                before, started = finished(), time.perf_counter()
-                seconds = bench.clients(texts, 2 * args.clients, 0.0, args.seconds, overload[batching])
-                bulk_rate = (finished() - before) / (time.perf_counter() - started)
+            part = overload[batching]
+            clients = functools.partial(bench.clients, texts, 2 * args.clients, 0.0, args.seconds, part)
+            bulk_rate, seconds = measure_bulk(bench, texts, part, clients)
             overload_s[batching] += seconds
             rates[batching].append((len(overload[batching].samples) - answered_before) / seconds)
             shares[batching].append(bulk_rate / figures["bulk_alone_short"])

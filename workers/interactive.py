@@ -211,12 +211,11 @@ class InteractiveConsumer:
 
     def _fair_groups(self, requests: list[LaneRequest]) -> list[list[LaneRequest]]:
         """``requests`` by tenant, the tenant with the fewest texts served lately (over its weight) first."""
-        served = self._decayed_served()
+        served = self._served_by_weight()
         groups: dict[str, list[LaneRequest]] = {}
         for request in requests:
             groups.setdefault(request.tenant, []).append(request)
-        weights = self.options.weights
-        order = sorted(groups, key=lambda tenant: served.get(tenant, 0.0) / weights.get(tenant, 1.0))
+        order = sorted(groups, key=lambda tenant: served.get(tenant, 0.0))
         return [groups[tenant] for tenant in order]
 
     def _run(self, requests: list[LaneRequest]) -> list[tuple[LaneRequest, Any]]:
@@ -275,11 +274,11 @@ class InteractiveConsumer:
         one request per batch. Its batches stay short, so another tenant's request that arrives meanwhile
         waits for a short batch only, wherever it lands."""
         counts = weighted_counts(tenants, self.options.weights, capacity)
-        weights = self.options.weights
+        by_weight = self._served_by_weight()
         active = {
-            tenant: served / weights.get(tenant, 1.0)
-            for tenant, served in self._decayed_served().items()
-            if served >= ACTIVE_TEXTS and tenant in counts
+            tenant: served
+            for tenant, served in by_weight.items()
+            if self._served[tenant] >= ACTIVE_TEXTS and tenant in counts
         }
         self._capped = set()
         if len(active) > 1:
@@ -291,24 +290,30 @@ class InteractiveConsumer:
                 counts.pop(tenant, None)
         return counts
 
-    def _decayed_served(self) -> dict[str, float]:
-        """Texts served per tenant, decayed over FAIRNESS_WINDOW_S."""
+    def _served_by_weight(self) -> dict[str, float]:
+        """Texts served per tenant lately (``_served`` decayed over FAIRNESS_WINDOW_S, to now) over its weight."""
         now = time.monotonic()
         decay = math.exp(-(now - self._served_at) / FAIRNESS_WINDOW_S)
         self._served = {tenant: served * decay for tenant, served in self._served.items()}
         self._served_at = now
-        return self._served
+        weights = self.options.weights
+        return {tenant: served / weights.get(tenant, 1.0) for tenant, served in self._served.items()}
 
     def _known_tenants(self) -> list[str]:
-        """Every tenant (looked up every TENANTS_REFRESH_S); meanwhile which ones are confined: a tenant refused
-        over its quota within ACTIVITY_WINDOW_S, while another tenant that is not sends. Each worker's first
-        process alone serves it then, so its overload cannot hold every process when the others' requests
-        come: theirs find a process that runs short batches of their own."""
+        """Every tenant, looked up every TENANTS_REFRESH_S with the lane's counters (``_confine``)."""
         now = time.monotonic()
         if self._tenants and now - self._tenants_read_at < TENANTS_REFRESH_S:
             return self._tenants
         self._tenants, admitted, refused = self.lane.activity()
         self._tenants_read_at = now
+        self._confine(admitted, refused, now)
+        return self._tenants
+
+    def _confine(self, admitted: dict[str, int], refused: dict[str, int], now: float) -> None:
+        """Which tenants are confined, from the lane's admission and refusal counters: a tenant refused over
+        its quota within ACTIVITY_WINDOW_S, while another tenant that is not sends. Each worker's first process
+        alone serves it then, so its overload cannot hold every process when the others' requests come:
+        theirs find a process that runs short batches of their own."""
         before_admitted, before_refused = self._counters or (admitted, refused)
         self._counters = (admitted, refused)
         for counter, counts, before in (("admitted", admitted, before_admitted), ("refused", refused, before_refused)):
@@ -325,7 +330,6 @@ class InteractiveConsumer:
                 ", ".join(sorted(confined)) or "no tenant", ", ".join(sorted(sending)) or "nobody else",
             )  # fmt: skip
         self._confined = confined
-        return self._tenants
 
 
 def _outcome(answer: Any) -> str:
