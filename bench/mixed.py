@@ -42,6 +42,7 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.*
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -108,6 +109,7 @@ class Bench:
         self.admitted = 0  # interactive requests admitted, all scenarios
         self.admitted_before = 0  # ... when the running worker started
         self.admitted_lock = threading.Lock()
+        self.cpu_shares: list[dict[str, float]] = []  # cores used by each part in each bulk window, in order
 
     def start_worker(self, tally: Tally, **env: str) -> None:
         self.stop_worker(tally)
@@ -138,6 +140,21 @@ class Bench:
                 tally.answers_extra += max(0, round(answered) - expected)
         self.worker.stop()
         self.worker = None
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by the worker's pool processes, its main process, Redis and this benchmark."""
+
+        def used(process: psutil.Process) -> float:
+            times = process.cpu_times()
+            return times.user + times.system
+
+        worker = psutil.Process(self.worker.pid) if self.worker is not None else None
+        return {
+            "pool": sum(used(child) for child in worker.children()) if worker else 0.0,
+            "worker main": used(worker) if worker else 0.0,
+            "redis": used(psutil.Process(self.server.process.pid)) if self.server.process else 0.0,
+            "benchmark (clients, jobs)": used(psutil.Process()),
+        }
 
     def lane_answers(self) -> float:
         """lepton_lane_requests_total of the running worker (every outcome)."""
@@ -319,12 +336,18 @@ def long_texts(texts: list[str], version: ModelVersion, count: int) -> list[str]
 
 def measure_bulk(bench: Bench, texts: list[str], tally: Tally, window: Callable[[], Any]) -> tuple[float, Any]:
     """Bulk texts per second of back-to-back jobs while ``window()`` runs (after the first job has started:
-    the measured window is steady state), and what ``window`` returned."""
+    the measured window is steady state), and what ``window`` returned. Where the CPU went meanwhile is
+    added to ``bench.cpu_shares`` (cores used by each part)."""
     with bench.bulk_load(texts, tally) as finished:
         time.sleep(min(3.0, bench.args.seconds / 4))  # let the first chunks start
-        start_done, started = finished(), time.perf_counter()
+        start_done, started, cpu_before = finished(), time.perf_counter(), bench.cpu_seconds()
         result = window()
-        return (finished() - start_done) / (time.perf_counter() - started), result
+        elapsed_s = time.perf_counter() - started
+        cpu_after = bench.cpu_seconds()
+        bench.cpu_shares.append(
+            {part: round((cpu_after[part] - cpu_before.get(part, 0.0)) / elapsed_s, 3) for part in cpu_after}
+        )
+        return (finished() - start_done) / elapsed_s, result
 
 
 def bulk_alone(bench: Bench, texts: list[str], tally: Tally) -> float:
@@ -417,9 +440,11 @@ def run_mixed(
     for _ in range(args.rounds):
         alone = Tally()
         alone_rates.append(bulk_alone(bench, texts, alone))
+        bench.cpu_shares[-1]["window"] = f"bulk alone, {kind}"
         merge(tally, alone)
         clients = functools.partial(bench.clients, texts, args.clients, think_s, window, mixed)
         rate, seconds = measure_bulk(bench, texts, mixed, clients)
+        bench.cpu_shares[-1]["window"] = f"bulk + {args.clients} clients, {kind}"
         mixed_rates.append(rate)
         mixed_s += seconds
         progress.update(2)
@@ -559,6 +584,7 @@ def main() -> int:
         bench.close()
 
     figures["rows"] = rows
+    figures["cpu_cores_by_window"] = bench.cpu_shares
     exactness = {name: getattr(tally, name) for name in EXACTNESS}
     if args.json:
         Path(args.json).write_text(json.dumps({**figures, **exactness}, indent=1))
