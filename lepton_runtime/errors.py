@@ -10,6 +10,7 @@
     ├── RouteNotFoundError         not_found              404  no such HTTP route
     ├── MethodNotAllowedError      method_not_allowed     405  the route exists, the method does not
     ├── ModelNotFoundError         unknown_model          404  no such model, version or alias
+    ├── WrongTaskError             wrong_task             422  the model does another task than the one asked
     ├── ModelIntegrityError        corrupt_model          500  a file does not match its manifest checksum
     ├── ProviderUnavailableError   provider_unavailable   503  the asked execution provider is not active
     ├── ExportError                export_failed          500  the checkpoint could not be exported
@@ -128,6 +129,13 @@ class ModelNotFoundError(LeptonError):
 
     code = "unknown_model"
     http_status = 404
+
+
+class WrongTaskError(LeptonError):
+    """Raised when a model is asked for a task it was not exported for (embeddings of a classifier, say)."""
+
+    code = "wrong_task"
+    http_status = 422
 
 
 class ModelIntegrityError(LeptonError):
@@ -327,6 +335,7 @@ __all__ = [
     "TooLargeError",
     "UnauthorizedError",
     "UnsupportedMediaError",
+    "WrongTaskError",
     "error_classes",
     "http_status_by_code",
 ]

@@ -1,9 +1,17 @@
-"""What a model answers, shared by the engine and producers: a prediction with provenance, or an error for one item."""
+"""What a model answers, shared by the engine and producers: a prediction or an embedding with provenance, or an
+error for one item."""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
+
+# How a bulk row carries a vector: little-endian float32, base64 (exact, a third of the size of decimal JSON).
+VECTOR_ENCODING = "base64-float32-le"
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,29 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class Embedding:
+    """One text's sentence embedding (unit length when the model normalises, as all-MiniLM-L6-v2 does)."""
+
+    vector: Sequence[float]
+    model: Provenance
+    truncated: bool = False
+    tokens: int = 0  # the tokens the model read (usage figures)
+
+    def as_dict(self) -> dict[str, Any]:
+        vector = self.vector.tolist() if hasattr(self.vector, "tolist") else [float(x) for x in self.vector]
+        return {"embedding": vector, "truncated": self.truncated, "tokens": self.tokens, "model": self.model.as_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Embedding:
+        return cls(
+            vector=data["embedding"],
+            model=Provenance.from_dict(data["model"]),
+            truncated=data.get("truncated", False),
+            tokens=data.get("tokens", 0),
+        )
+
+
+@dataclass(frozen=True)
 class ItemError:
     """Why one item of a request got no prediction; the others are unaffected."""
 
@@ -69,3 +100,13 @@ class ItemError:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ItemError:
         return cls(index=data["index"], code=data["error"]["code"], message=data["error"]["message"])
+
+
+def encode_vector(vector: Any) -> str:
+    """A vector as base64 of its little-endian float32 bytes (``VECTOR_ENCODING``)."""
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str) -> np.ndarray:
+    """The float32 vector ``encode_vector`` wrote."""
+    return np.frombuffer(base64.b64decode(text), dtype="<f4")

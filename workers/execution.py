@@ -16,7 +16,7 @@ from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import JobStore, TrainingProgress, TrainingRuns
 from lepton_runtime.labelled_data import LabelledTexts
-from lepton_runtime.prediction import ItemError, Prediction
+from lepton_runtime.prediction import ItemError
 from lepton_runtime.registry import ModelRegistry
 
 # A running training run looks at its cancel flag at most this often (it is asked at every step).
@@ -41,8 +41,9 @@ ALONE = BatchPolicy()
 
 
 def classify_texts(engine: Engine, texts: list[Any], policy: BatchPolicy = ALONE) -> dict[str, Any]:
-    """Predictions for a few texts in input order (bad items become errors in place) and one provenance."""
-    results = engine.classify(texts, errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens)
+    """The model's results (predictions, embeddings) for a few texts in input order (bad items become errors in
+    place) and one provenance."""
+    results = engine.run(texts, errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens)
     return _answer(engine, results, offset=0)
 
 
@@ -55,7 +56,7 @@ def classify_requests(engine: Engine, requests: Sequence[list[Any]], turn: Turn 
     """
     texts = [text for request in requests for text in request]
     try:
-        results = engine.classify(texts, errors="return", turn=turn)
+        results = engine.run(texts, errors="return", turn=turn)
     except LeptonError:
         raise  # not about these texts (the model, the broker): the caller answers every request with it
     except Exception as error:
@@ -76,8 +77,9 @@ def classify_requests(engine: Engine, requests: Sequence[list[Any]], turn: Turn 
     return answers
 
 
-def _answer(engine: Engine, results: Sequence[Prediction | ItemError], *, offset: int) -> dict[str, Any]:
-    """One request's answer: its predictions (bad items as errors, indexed within the request) and one provenance."""
+def _answer(engine: Engine, results: Sequence[Any], *, offset: int) -> dict[str, Any]:
+    """One request's answer: its results under ``predictions`` (bad items as errors, indexed within the request)
+    and one provenance."""
     answers = []
     for result in results:
         if isinstance(result, ItemError):
@@ -94,7 +96,8 @@ def _answer(engine: Engine, results: Sequence[Prediction | ItemError], *, offset
 def run_chunk(
     jobs: JobStore, engines: EngineCache, job_id: str, chunk: int, policy: BatchPolicy = ALONE
 ) -> dict[str, Any]:
-    """Classify one chunk of a bulk job and store its rows once; skip chunks done, failed or cancelled."""
+    """Run one chunk of a bulk job through its model's task and store its rows once; skip chunks done, failed or
+    cancelled."""
     decision = jobs.start_chunk(job_id, chunk)
     if decision != "run":
         return {"job": job_id, "chunk": chunk, "skipped": decision}
@@ -106,11 +109,11 @@ def run_chunk(
             return {"job": job_id, "chunk": chunk, "skipped": "done"}
         raise
     engine = engines.get(model_version, content_sha256=model_sha256)
-    results = engine.classify(
+    results = engine.run(
         [text for _, text in items], errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens
     )
     provenance = json.dumps(engine.provenance.as_dict())
-    rows = [_row(item_id, result, provenance) for (item_id, _), result in zip(items, results, strict=True)]
+    rows = [_row(engine, item_id, result, provenance) for (item_id, _), result in zip(items, results, strict=True)]
     errors = sum(isinstance(result, ItemError) for result in results)
     written = jobs.complete_chunk(job_id, chunk, rows, errors)
     return {"job": job_id, "chunk": chunk, "texts": len(rows), "errors": errors, "written": written}
@@ -167,14 +170,13 @@ def _labelled(rows: list[dict[str, str]], source: str | None) -> LabelledTexts:
     return LabelledTexts([row["text"] for row in rows], [row["label"] for row in rows], source or "<rows>")
 
 
-def _row(item_id: str, result: Prediction | ItemError, provenance_json: str) -> str:
-    """One output line: ``{"id", "label", "score", "model"}``, or ``{"id", "error": {"code", "message"}}``."""
+def _row(engine: Engine, item_id: str, result: Any, provenance_json: str) -> str:
+    """One output line: the task's own (``{"id", "label", "score", "model"}`` for a classifier), or
+    ``{"id", "error": {"code", "message"}}``."""
     identity = json.dumps(item_id, ensure_ascii=False)
     if isinstance(result, ItemError):
         # the row's id says which text; its place inside the chunk would only mislead
         message = _CHUNK_INDEX.sub("text", result.message, count=1)
         error = json.dumps({"code": result.code, "message": message}, ensure_ascii=False)
         return f'{{"id": {identity}, "error": {error}}}'
-    truncated = ', "truncated": true' if result.truncated else ""
-    label = json.dumps(result.label, ensure_ascii=False)
-    return f'{{"id": {identity}, "label": {label}, "score": {result.score:.6f}{truncated}, "model": {provenance_json}}}'
+    return engine.task.bulk_row(identity, result, provenance_json)

@@ -1,4 +1,5 @@
-"""``lepton predict``: classify texts from the command line with a published model, one JSON object per text."""
+"""``lepton predict``: run a published model on texts from the command line (labels, or embeddings), one JSON object
+per text."""
 
 from __future__ import annotations
 
@@ -23,16 +24,17 @@ from lepton_runtime.settings import load_settings
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: LEPTON_DEVICE or cpu.")
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores).")
 def predict(reference: str, texts: tuple[str, ...], variant: str, device: str | None, threads: int | None) -> None:
-    """Classify TEXTS (or lines of stdin) with model REFERENCE (name, name@version or name@alias).
+    """Run model REFERENCE (name, name@version or name@alias) on TEXTS (or lines of stdin), in this process.
 
-    Prints one JSON object per text, in order: label, score, all scores and the exact model
-    (name, version, sha256, variant, precision, provider). An invalid text prints an error object
-    in its place; the exit code is then 1.
+    Prints one JSON object per text, in order: for a classifier label, score and all scores, for an
+    embedding model the vector; then the exact model (name, version, sha256, variant, precision,
+    provider). An invalid text prints an error object in its place; the exit code is then 1.
 
     \b
-    Example:
+    Examples:
       lepton predict sentiment@production "great film" "dull and slow"
       cut -f2 reviews.tsv | lepton predict sentiment
+      lepton predict minilm "where is my card?"
     """
     from lepton_runtime.inference import Engine
 
@@ -49,8 +51,8 @@ def predict(reference: str, texts: tuple[str, ...], variant: str, device: str | 
         max_text_chars=settings.max_text_chars,
     )
     failed = False
-    for result in engine.classify(items, errors="return"):
-        failed |= not hasattr(result, "label")
+    for result in engine.run(items, errors="return"):
+        failed |= hasattr(result, "code")
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
     if failed:
         sys.exit(1)

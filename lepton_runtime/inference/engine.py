@@ -1,4 +1,5 @@
-"""The Engine: loads one exported model and classifies texts with ONNX Runtime, fast and with provenance."""
+"""The Engine: loads one exported model and runs its task (classification, embeddings) with ONNX Runtime, fast
+and with provenance."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from lepton_runtime.inference.batching import (
     plan_batches,
 )
 from lepton_runtime.inference.providers import Device, create_session, run_on_cuda
+from lepton_runtime.inference.tasks import Classification, SentenceEmbedding, Task, task_class
 from lepton_runtime.inference.tokenization import TOKENIZER_FILE, EncodedText, TextEncoder
 from lepton_runtime.inference.validation import (
     TextLimits,
@@ -32,10 +34,11 @@ from lepton_runtime.inference.validation import (
     overflow_issue,
     raise_for_issues,
 )
-from lepton_runtime.prediction import ItemError, Prediction, Provenance
+from lepton_runtime.prediction import ItemError, Provenance
 from lepton_runtime.registry.checksums import sha256_file
 from lepton_runtime.registry.manifest import MANIFEST_FILE, Manifest
 from lepton_runtime.registry.store import ModelRegistry, ModelVersion
+from lepton_runtime.task_names import require_task
 
 logger = logging.getLogger(__name__)
 
@@ -88,15 +91,18 @@ class LoadedModel:
     name: str
     version: int | None
     sha256: str
+    task: str | None  # None: a bare directory, whose graph outputs say
 
 
 class Engine:
-    """Classify texts with an exported model: sorted, token-budget batches on ONNX Runtime.
+    """Run an exported model on texts: sorted, token-budget batches on ONNX Runtime, then the model's task
+    (``classify`` for a classifier, ``embed`` for an embedding model; ``run`` for whichever it is).
 
     ``Engine(path)`` takes a registry version directory (verified against its manifest before
     load) or a bare directory with ``model.onnx``, ``tokenizer.json`` and ``config.json``;
     ``Engine.load("name@alias")`` resolves a registry reference. ``onnx_file`` runs another
-    graph of a bare directory (the export gates use it before a version is published).
+    graph of a bare directory (the export gates use it before a version is published), and
+    ``max_sequence_length`` the tokens per text it was exported for (a bare directory does not say).
 
     On CUDA, inputs and outputs are bound on the GPU (IO binding), batches are larger, and the next
     batch is padded (and the last one turned into predictions) while the GPU runs the current one.
@@ -115,6 +121,7 @@ class Engine:
         max_text_chars: int = constants.DEFAULT_MAX_TEXT_CHARS,
         on_overflow: Literal["truncate", "error"] = "truncate",
         onnx_file: str | None = None,
+        max_sequence_length: int | None = None,
         allow_spinning: bool = True,
         overlap_batches: bool | None = None,
         warm: bool = True,
@@ -132,12 +139,14 @@ class Engine:
         self.max_batch_size = max_batch_size or (
             constants.DEFAULT_MAX_BATCH_SIZE_CUDA if on_cuda else constants.DEFAULT_MAX_BATCH_SIZE
         )
-        self.limits = TextLimits(max_items, max_text_chars, self.model.max_sequence_length, on_overflow)
-        self.encoder = TextEncoder(self.model.directory / TOKENIZER_FILE, self.model.max_sequence_length)
+        max_tokens = max_sequence_length or self.model.max_sequence_length
+        self.limits = TextLimits(max_items, max_text_chars, max_tokens, on_overflow)
+        self.encoder = TextEncoder(self.model.directory / TOKENIZER_FILE, max_tokens)
         self.session = create_session(
             str(self.model.directory / self.model.onnx_file), device, intra_op_threads, allow_spinning
         )
         self.input_names = {node.name for node in self.session.get_inputs()}
+        output_names = {node.name for node in self.session.get_outputs()}
         self.provenance = Provenance(
             model=self.model.name,
             version=self.model.version,
@@ -146,10 +155,18 @@ class Engine:
             precision=self.model.precision,
             provider=self.session.get_providers()[0],
         )
+        self.task: Task = task_class(self.model.task or _task_of_outputs(output_names))(
+            self.model.labels, self.provenance
+        )
+        if self.task.output_name not in output_names:
+            raise ModelNotFoundError(
+                f"model {self.model.name} is recorded as a {self.task.name} model but its graph has no"
+                f" {self.task.output_name!r} output (outputs: {sorted(output_names)}); export it again"
+            )
         self.stats = EngineStats()
         self.observer: EngineObserver | None = None  # set after warm-up: the warm-up text is not work done
         if warm:
-            self.classify(["warm-up"])
+            self.run(["warm-up"])
             self.stats = EngineStats()
         self.load_time_s = time.perf_counter() - started
 
@@ -182,11 +199,40 @@ class Engine:
         turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
         max_batch_tokens: int | None = None,
     ) -> list[Any]:
-        """Classify texts; results come back in input order.
+        """Classify texts: one Prediction per text, in input order (see ``run`` for the options)."""
+        self.require_task(Classification.name)
+        return self.run(texts, errors=errors, turn=turn, max_batch_tokens=max_batch_tokens)
+
+    def embed(self, texts: Sequence[Any]) -> np.ndarray:
+        """Sentence embeddings: a float32 array with one row per text, in input order (unit length when the
+        model normalises). Any invalid text raises one InvalidInputError naming every bad item."""
+        self.require_task(SentenceEmbedding.name)
+        return np.stack([result.vector for result in self.run(texts)]).astype(np.float32, copy=False)
+
+    @property
+    def dimensions(self) -> int:
+        """The width of one output row (an embedding's dimensions, or the number of labels)."""
+        (output,) = [node for node in self.session.get_outputs() if node.name == self.task.output_name]
+        width = output.shape[-1]
+        return width if isinstance(width, int) else len(self.model.labels)
+
+    def require_task(self, task: str) -> None:
+        """Raise WrongTaskError unless this model does ``task``."""
+        require_task(f"{self.provenance.model}@{self.provenance.version}", self.task.name, task)
+
+    def run(
+        self,
+        texts: Sequence[Any],
+        *,
+        errors: Literal["raise", "return"] = "raise",
+        turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        max_batch_tokens: int | None = None,
+    ) -> list[Any]:
+        """The model's task on texts (a Prediction or an Embedding per text); results come back in input order.
 
         With ``errors="raise"`` (default) any invalid text raises one InvalidInputError naming
         every bad item; with ``errors="return"`` bad items become ItemError in their place and
-        the others are still classified. Each ONNX Runtime batch runs inside ``turn()``: a worker
+        the others still run. Each ONNX Runtime batch runs inside ``turn()``: a worker
         process lets its interactive requests in between the batches of a bulk chunk that way.
         ``max_batch_tokens`` lowers the engine's token budget for this call (shorter batches).
         """
@@ -222,11 +268,9 @@ class Engine:
         return EncodedRequest(self.encoder.encode(items), single=single)
 
     def forward(self, request: EncodedRequest) -> dict[str, Any] | list[dict[str, Any]]:
-        """Run the model on a preprocessed request: a dict with label, score and scores (a list for many)."""
-        answers = [
-            {"label": p.label, "score": p.score, "scores": p.scores, "model": p.model.as_dict()}
-            for p in self._predict(request.encoded)
-        ]
+        """Run the model on a preprocessed request: a dict per text (label, score and scores for a classifier,
+        embedding for an embedding model), a list for many."""
+        answers = [result.as_dict() for result in self._predict(request.encoded)]
         return answers[0] if request.single else answers
 
     # -- internals -------------------------------------------------------------------------------
@@ -235,18 +279,17 @@ class Engine:
         encoded: list[EncodedText],
         turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
         max_batch_tokens: int | None = None,
-    ) -> list[Prediction]:
-        predictions: list[Prediction | None] = [None] * len(encoded)
+    ) -> list[Any]:
+        results: list[Any] = [None] * len(encoded)
         lengths = [len(item.ids) for item in encoded]
         budget = min(max_batch_tokens, self.max_batch_tokens) if max_batch_tokens else self.max_batch_tokens
         plans = plan_batches(lengths, budget, self.max_batch_size, self.call_cost_tokens)
         batches = ((rows, pad_batch([encoded[i] for i in rows])) for rows in plans)
-        for rows, logits in self._run_all(batches, overlap=self.overlap_batches and len(plans) > 1, turn=turn):
-            probabilities = _softmax(logits)
-            for row, index in enumerate(rows):
-                predictions[index] = self._prediction(probabilities[row], encoded[index].truncated)
+        for rows, outputs in self._run_all(batches, overlap=self.overlap_batches and len(plans) > 1, turn=turn):
+            for index, result in zip(rows, self.task.results(outputs, [encoded[i] for i in rows]), strict=True):
+                results[index] = result
         self.stats.texts += len(encoded)
-        return [p for p in predictions if p is not None]
+        return results
 
     def _run_all(
         self,
@@ -283,10 +326,11 @@ class Engine:
         }
         feeds = {name: array for name, array in arrays.items() if name in self.input_names}
         started = time.perf_counter()
+        output_name = self.task.output_name
         if self.device == "cuda":
-            logits = run_on_cuda(self.session, feeds, "logits")
+            outputs = run_on_cuda(self.session, feeds, output_name)
         else:
-            (logits,) = self.session.run(["logits"], feeds)
+            (outputs,) = self.session.run([output_name], feeds)
         seconds = time.perf_counter() - started
         self.stats.inference_s += seconds
         if self.observer is not None:
@@ -294,24 +338,12 @@ class Engine:
         self.stats.batches += 1
         self.stats.real_tokens += batch.real_tokens
         self.stats.padded_tokens += batch.padded_tokens
-        return np.asarray(logits, dtype=np.float32)
-
-    def _prediction(self, probabilities: np.ndarray, truncated: bool) -> Prediction:
-        best = int(probabilities.argmax())
-        labels = self.model.labels
-        return Prediction(
-            label=labels[best],
-            score=float(probabilities[best]),
-            scores={label: float(p) for label, p in zip(labels, probabilities, strict=True)},
-            model=self.provenance,
-            truncated=truncated,
-        )
+        return np.asarray(outputs, dtype=np.float32)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
-    return probabilities
+def _task_of_outputs(output_names: set[str]) -> str:
+    """The task of a bare directory's graph, from its outputs (a manifest records it for registry versions)."""
+    return SentenceEmbedding.name if SentenceEmbedding.output_name in output_names else Classification.name
 
 
 def choose_variant(manifest: Manifest, variant: VariantChoice, device: Device) -> str:
@@ -350,6 +382,7 @@ def _open_model(path: Path, variant: VariantChoice, device: Device, onnx_file: s
             name=manifest.name,
             version=manifest.version,
             sha256=manifest.files[info.file].sha256,
+            task=manifest.task,
         )
     return _open_bare_directory(path, variant, onnx_file or DEFAULT_ONNX_FILE)
 
@@ -375,4 +408,5 @@ def _open_bare_directory(path: Path, variant: VariantChoice, onnx_file: str) -> 
         name=path.name,
         version=None,
         sha256=sha256_file(path / onnx_file),
+        task=None,
     )
