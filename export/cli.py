@@ -21,8 +21,16 @@ def _registry() -> ModelRegistry:
 
 
 @click.command("export")
-@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("checkpoint", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Model name in the registry (lower-case letters, digits, . _ -).")
+@click.option(
+    "--task",
+    type=click.Choice(["text-classification", "embedding"]),
+    default="text-classification",
+    show_default=True,
+    help="text-classification: a fine-tuned sequence classifier; embedding: a sentence-transformers directory"
+    " (mean pooling and L2 normalisation go inside the graph).",
+)
 @click.option(
     "--variant",
     "variants",
@@ -33,37 +41,51 @@ def _registry() -> ModelRegistry:
 @click.option(
     "--golden",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help='JSONL of real texts ({"text", "label"}; labels optional) that gates int8 and fp16.',
+    help='JSONL of real texts ({"text", "label"}; labels optional) that gates int8 and fp16'
+    " (embeddings: at least 2,000 texts).",
 )
 @click.option("--promote", "alias", default=None, help="Point this alias (e.g. production) at the new version.")
 @click.option(
     "--max-length",
-    default=constants.DEFAULT_MAX_SEQUENCE_LENGTH,
-    show_default=True,
-    help="Tokens per text the model keeps; longer texts are truncated.",
+    type=int,
+    default=None,
+    help="Tokens per text the model keeps; longer texts are truncated."
+    f" [default: {constants.DEFAULT_MAX_SEQUENCE_LENGTH} for a classifier, the checkpoint's own for embeddings]",
 )
 @click.option("--opset", default=constants.DEFAULT_OPSET, show_default=True, help="ONNX opset.")
 def export_command(
     checkpoint: Path,
     name: str,
+    task: str,
     variants: tuple[str, ...],
     golden: Path | None,
     alias: str | None,
-    max_length: int,
+    max_length: int | None,
     opset: int,
 ) -> None:
-    """Export CHECKPOINT (a Hugging Face sequence classifier) to ONNX and publish it.
+    """Export CHECKPOINT (a Hugging Face sequence classifier, or a sentence-transformers model with --task
+    embedding: by default the all-MiniLM-L6-v2 installed with lepton-runtime) to ONNX and publish it.
 
-    The fp32 graph (with ONNX Runtime's transformer fusions) must match PyTorch within 1e-4 at
+    A classifier's fp32 graph (with ONNX Runtime's transformer fusions) must match PyTorch within 1e-4 at
     batch 1/7/64 x sequence 8/128, or nothing is published. int8 must stay within 0.5 point of
     fp32's accuracy on the golden set (99% agreement without labels). fp16 is gated on a GPU,
-    else published as unverified. Prints the published reference, NAME@VERSION, on stdout.
+    else published as unverified. An embedding model's vectors must have cosine >= 0.9999 to
+    PyTorch's for every row at those shapes; its int8 needs mean cosine >= 0.99 to fp32 and
+    top-10 neighbour overlap >= 0.90 over the golden texts. Prints NAME@VERSION on stdout.
 
     \b
-    Example:
+    Examples:
       lepton export ./checkpoints/sentiment --name sentiment --golden val.jsonl --promote production
+      lepton export --task embedding --name minilm --golden texts.jsonl --promote production
     """
     from export.publish import export_checkpoint
+
+    if checkpoint is None:
+        if task != "embedding":
+            raise click.UsageError("give the CHECKPOINT directory to export (only --task embedding has a default)")
+        from lepton_runtime.training.base_models import default_base_model
+
+        checkpoint = default_base_model()
 
     with console.status("exporting") as status:
 
@@ -75,6 +97,7 @@ def export_command(
             checkpoint,
             _registry(),
             name,
+            task=task,
             variants=variants or None,
             golden=golden,
             promote=alias,

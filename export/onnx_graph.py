@@ -6,19 +6,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-# Inputs of a BERT-style sequence classifier, and the dynamic axes declared once for all of them.
+# Inputs of a BERT-style encoder; every output has one row per text (logits, sentence_embedding).
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-OUTPUT_NAMES = ("logits",)
-DYNAMIC_AXES = {
-    **{name: {0: "batch_size", 1: "sequence_length"} for name in INPUT_NAMES},
-    "logits": {0: "batch_size"},
-}
+INPUT_AXES = {name: {0: "batch_size", 1: "sequence_length"} for name in INPUT_NAMES}
 # Fused operators we look for after optimisation; reported in the manifest.
 FUSED_OPERATORS = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu", "FastGelu")
 
 
-def export_onnx(model: Any, output: Path, opset: int) -> Path:
-    """Export with the TorchScript-based exporter (the dynamo one needs onnxscript and ran slower here)."""
+def export_onnx(model: Any, output: Path, opset: int, output_name: str = "logits") -> Path:
+    """Export with the TorchScript-based exporter (the dynamo one needs onnxscript and ran slower here);
+    ``model`` returns one tensor (or an object with ``.logits``) named ``output_name`` in the graph."""
     import torch
 
     sample = torch.ones((2, 8), dtype=torch.long)
@@ -29,8 +26,8 @@ def export_onnx(model: Any, output: Path, opset: int) -> Path:
             (sample, torch.ones_like(sample), torch.zeros_like(sample)),
             str(output),
             input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
-            dynamic_axes=DYNAMIC_AXES,
+            output_names=[output_name],
+            dynamic_axes={**INPUT_AXES, output_name: {0: "batch_size"}},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,

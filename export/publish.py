@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from export.checkpoint import load_checkpoint
+from export.embedding import export_sentence_encoder
 from export.onnx_graph import INPUT_NAMES, export_onnx, fuse_transformer_graph
 from export.parity import check_parity
 from export.quality import accuracy, compare_predictions, predicted_labels
@@ -16,10 +17,12 @@ from export.quantization import INT8_RECIPES, convert_fp16, quantize_int8
 from lepton_runtime import constants
 from lepton_runtime.errors import InputIssue, InvalidInputError, QualityGateError
 from lepton_runtime.inference.providers import cuda_provider_available
+from lepton_runtime.inference.tasks import Classification, SentenceEmbedding
 from lepton_runtime.labelled_data import LabelledTexts, read_labelled
 from lepton_runtime.registry import Manifest, ModelRegistry, ModelVersion, VariantInfo, validate_model_name
 
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+EXPORTED_TASKS = (Classification.name, SentenceEmbedding.name)
 Reporter = Callable[[str], None]
 
 
@@ -28,20 +31,36 @@ def export_checkpoint(
     registry: ModelRegistry,
     name: str,
     *,
+    task: str = Classification.name,
     variants: Sequence[str] | None = None,
     golden: Path | None = None,
     promote: str | None = None,
-    max_sequence_length: int = constants.DEFAULT_MAX_SEQUENCE_LENGTH,
+    max_sequence_length: int | None = None,
     opset: int = constants.DEFAULT_OPSET,
     report: Reporter = lambda message: None,
 ) -> ModelVersion:
     """Export ``checkpoint_dir`` to ONNX, pass the parity and quality gates, publish it as ``name`` and promote it.
 
-    Variants default to fp32, plus int8 when a golden set is given (int8 cannot be gated without
-    one). Any gate that fails raises before anything becomes visible in the registry.
+    ``task`` is ``text-classification`` (a fine-tuned sequence classifier) or ``embedding`` (a
+    sentence-transformers directory; see export/embedding.py). Variants default to fp32, plus int8
+    when a golden set is given (int8 cannot be gated without one). Any gate that fails raises before
+    anything becomes visible in the registry. ``max_sequence_length`` defaults to 128 tokens for a
+    classifier and to the checkpoint's own length for an embedding model.
     """
     validate_model_name(name)
     wanted = _wanted_variants(variants, golden)
+    if task not in EXPORTED_TASKS:
+        raise InvalidInputError(
+            f"task {task!r} cannot be exported; choose from {sorted(EXPORTED_TASKS)}",
+            issues=[InputIssue("task", "unknown")],
+        )
+    if task == SentenceEmbedding.name:
+        version = export_sentence_encoder(
+            checkpoint_dir, registry, name, variants=wanted, golden=golden,
+            max_sequence_length=max_sequence_length, opset=opset, report=report,
+        )  # fmt: skip
+        return _promoted(registry, version, promote, report)
+    max_sequence_length = max_sequence_length or constants.DEFAULT_MAX_SEQUENCE_LENGTH
     golden_set = read_labelled(golden) if golden else None
     report(f"loading checkpoint {checkpoint_dir}")
     checkpoint = load_checkpoint(checkpoint_dir)
@@ -101,9 +120,13 @@ def export_checkpoint(
         )
         version = staged.commit(manifest)
     report(f"published {version.reference}")
-    if promote:
-        registry.promote(version.reference, promote)
-        report(f"{name}@{promote} -> {version.version}")
+    return _promoted(registry, version, promote, report)
+
+
+def _promoted(registry: ModelRegistry, version: ModelVersion, alias: str | None, report: Reporter) -> ModelVersion:
+    if alias:
+        registry.promote(version.reference, alias)
+        report(f"{version.name}@{alias} -> {version.version}")
     return version
 
 

@@ -37,6 +37,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "flower": CommandEntry("workers.cli", "flower"),
     "dlq": CommandEntry("workers.cli", "dlq"),
     "classify": CommandEntry("producer.cli", "classify"),
+    "embed": CommandEntry("producer.cli", "embed"),
     "submit": CommandEntry("producer.cli", "submit"),
     "jobs": CommandEntry("producer.cli", "jobs"),
     "train": CommandEntry("producer.cli", "train"),

@@ -37,6 +37,12 @@ FP16_MIN_AGREEMENT = 0.995
 INT8_MAX_ACCURACY_DROP_POINTS = 0.5
 # int8 gate without labels: smallest argmax agreement with fp32.
 INT8_MIN_AGREEMENT_UNLABELLED = 0.99
+# Embedding models: fp32 against PyTorch (cosine per row), int8 against fp32 on real texts.
+EMBEDDING_PARITY_MIN_COSINE = 0.9999
+INT8_EMBEDDING_MIN_MEAN_COSINE = 0.99
+INT8_EMBEDDING_MIN_NEIGHBOUR_OVERLAP = 0.90
+INT8_EMBEDDING_NEIGHBOURS = 10
+INT8_EMBEDDING_MIN_GOLDEN_TEXTS = 2000
 # ONNX opset of exported graphs.
 DEFAULT_OPSET = 17
 

@@ -132,3 +132,39 @@ def copy_of_published(tmp_path: Path, published: ModelVersion) -> ModelRegistry:
     root = tmp_path / "registry"
     shutil.copytree(published.path.parent.parent, root)
     return ModelRegistry(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_sentence_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained 2-layer, 32-wide BERT saved as a sentence-transformers model (mean pooling, normalised)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from lepton_runtime.training import default_base_model
+
+    directory = tmp_path_factory.mktemp("tiny-sentence-encoder")
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512,
+    )  # fmt: skip
+    torch.manual_seed(1)
+    BertModel(config).save_pretrained(directory)
+    minilm = default_base_model()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "modules.json"):
+        shutil.copy(minilm / name, directory / name)
+    (directory / "1_Pooling").mkdir()
+    pooling = json.loads((minilm / "1_Pooling" / "config.json").read_text()) | {"word_embedding_dimension": 32}
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def published_embedding(tiny_sentence_encoder: Path, published: ModelVersion) -> ModelVersion:
+    """The tiny sentence encoder exported (fp32) as tiny-embed@1 beside tiny@1 in the published registry."""
+    from export.publish import export_checkpoint
+
+    registry = ModelRegistry(published.path.parent.parent)
+    if "tiny-embed" in registry.list_models():
+        return registry.resolve("tiny-embed@1")
+    return export_checkpoint(tiny_sentence_encoder, registry, "tiny-embed", task="embedding", promote="production")
