@@ -72,6 +72,41 @@ def classify(texts: tuple[str, ...], model: str, deadline_ms: int | None, tenant
 
 
 @click.command()
+@click.argument("texts", nargs=-1, required=True)
+@click.option("-m", "--model", required=True, help="An embedding model: name, name@version or name@alias.")
+@click.option("--tenant", default=None, help="Send as this tenant (its quota and share). Default: LEPTON_TENANT.")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds to wait.")
+def embed(texts: tuple[str, ...], model: str, tenant: str | None, timeout_s: float) -> None:
+    """Embed a few TEXTS through the workers and print one JSON line per text (its vector and token count).
+
+    The model must be an embedding model (`lepton export --task embedding`). For a corpus use
+    `lepton submit FILE --model M --out vectors.npy` (or .parquet).
+
+    \b
+    Example:
+      lepton embed "where is my card?" "my card has not arrived" --model minilm
+    """
+    import json
+
+    with LeptonClient() as client:
+        started = time.perf_counter()
+        try:
+            answers = client.embed(list(texts), model=model, tenant=tenant).wait(timeout_s)
+        except LeptonError as error:
+            raise click.ClickException(f"{error.code}: {error}") from None
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    served_by = model
+    for text, answer in zip(texts, answers, strict=True):
+        if isinstance(answer, ItemError):
+            fields: dict[str, Any] = {"text": text, "error": {"code": answer.code, "message": answer.message}}
+        else:
+            fields = {"text": text, "tokens": answer.tokens, "embedding": [round(x, 6) for x in answer.vector]}
+            served_by = f"{answer.model.model}@{answer.model.version} ({answer.model.variant})"
+        click.echo(json.dumps(fields, ensure_ascii=False))
+    console.print(f"{len(texts)} text(s) embedded in {elapsed_ms:.1f} ms by {served_by}")
+
+
+@click.command()
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-m", "--model", required=True, help="Model reference: name, name@version or name@alias.")
 @click.option(
@@ -80,7 +115,8 @@ def classify(texts: tuple[str, ...], model: str, deadline_ms: int | None, tenant
     "output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the results here (JSON lines, input order). Default: SOURCE.predictions.jsonl.",
+    help="Write the results here, in input order: JSON lines, or for an embedding model .npy (ids beside it in"
+    " NAME.ids.jsonl) or .parquet, by the extension. Default: SOURCE.predictions.jsonl.",
 )
 @click.option("--text-field", default="text", show_default=True, help="JSONL field or CSV column with the text.")
 @click.option("--id-field", default="id", show_default=True, help="Field or column with an id (else the line number).")
@@ -109,6 +145,7 @@ def submit(
     \b
     Example:
       lepton submit reviews.jsonl --model sentiment --out labels.jsonl
+      lepton submit corpus.jsonl --model minilm --out vectors.parquet
     """
     output = output or source.with_name(source.stem + ".predictions.jsonl")
     with LeptonClient() as client:
@@ -199,7 +236,7 @@ def jobs_status(job_id: str, as_json: bool) -> None:
     "output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write to this file (atomically) instead of stdout.",
+    help="Write to this file instead of stdout (atomically; .npy or .parquet for vectors, by the extension).",
 )
 def jobs_results(job_id: str, output: Path | None) -> None:
     """The output of a finished job as JSON lines, in input order."""

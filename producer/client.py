@@ -1,4 +1,5 @@
-"""The Python client: submit classify, bulk and training jobs by task name, follow them, fetch results, retry, cancel.
+"""The Python client: submit classify, embed, bulk and training jobs by task name, follow them, fetch results,
+retry, cancel.
 
 It sends tasks by their stable names and never imports worker code, onnxruntime or torch.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import redis
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
@@ -55,10 +57,12 @@ from lepton_runtime.jobs.protocol import INTERACTIVE_PRIORITY
 from lepton_runtime.jobs.queues import stamp_enqueue_times
 from lepton_runtime.jobs.sending import job_of_task, send_chunks
 from lepton_runtime.labelled_data import LabelledTexts, check_trainable, read_labelled
-from lepton_runtime.prediction import ItemError, Prediction, Provenance
+from lepton_runtime.prediction import Embedding, ItemError, Prediction, Provenance
 from lepton_runtime.registry import ModelRegistry, ModelVersion, validate_model_name
 from lepton_runtime.settings import LeptonSettings, load_settings
+from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, require_task
 from producer.inputs import items_from_texts, read_items
+from producer.outputs import write_output
 
 # Characters of a text shown in task arguments (Flower, logs); the task itself gets all of them.
 TEXT_REPR_CHARS = 60
@@ -96,17 +100,21 @@ class ClassifyJob:
     def state(self) -> str:
         return _TASK_STATES.get(self.result.state, "queued")
 
-    def wait(self, timeout_s: float | None = DEFAULT_WAIT_S) -> list[Prediction | ItemError]:
+    def wait(self, timeout_s: float | None = DEFAULT_WAIT_S) -> list[Any]:
+        """One result per text, in order (a Prediction here; an ItemError for a bad text)."""
         status, answer = self._wait_interactive(timeout_s) if self.answers is not None else self._wait_task(timeout_s)
         if status != "SUCCESS":
             if isinstance(answer, LeptonError):
                 raise answer
-            raise JobFailedError(f"classify job {self.id} failed: {type(answer).__name__}: {answer}")
+            raise JobFailedError(f"job {self.id} failed: {type(answer).__name__}: {answer}")
         provenance = Provenance.from_dict(answer["model"])
         return [
-            ItemError.from_dict(item) if "error" in item else Prediction(model=provenance, **item)
+            ItemError.from_dict(item) if "error" in item else self._result(item, provenance)
             for item in answer["predictions"]
         ]
+
+    def _result(self, item: dict[str, Any], provenance: Provenance) -> Any:
+        return Prediction(model=provenance, **item)
 
     def _wait_task(self, timeout_s: float | None) -> tuple[str, Any]:
         try:
@@ -134,9 +142,33 @@ class ClassifyJob:
 
     def _timeout(self, timeout_s: float | None) -> JobTimeoutError:
         return JobTimeoutError(
-            f"classify job {self.id} not finished after {timeout_s} s (state {self.state}); is a worker "
+            f"job {self.id} not finished after {timeout_s} s (state {self.state}); is a worker "
             "running for the lepton.inference queue? (`lepton up` or `lepton worker`)"
         )
+
+
+@dataclass
+class EmbedJob(ClassifyJob):
+    """An embed request: ``wait`` returns one Embedding (or ItemError) per text, ``vectors`` a float32 array."""
+
+    def _result(self, item: dict[str, Any], provenance: Provenance) -> Embedding:
+        return Embedding(
+            vector=item["embedding"], model=provenance, truncated=item.get("truncated", False),
+            tokens=item.get("tokens", 0),
+        )  # fmt: skip
+
+    def vectors(self, timeout_s: float | None = DEFAULT_WAIT_S) -> np.ndarray:
+        """The embeddings as a float32 array, one row per text in order; an InvalidInputError naming every
+        bad text if any was refused."""
+        results = self.wait(timeout_s)
+        errors = [result for result in results if isinstance(result, ItemError)]
+        if errors:
+            raise InvalidInputError(
+                f"{len(errors)} of {len(results)} texts were refused: "
+                + "; ".join(error.message for error in errors[:10]),
+                issues=[InputIssue(f"texts[{error.index}]", error.message) for error in errors],
+            )
+        return np.asarray([result.vector for result in results], dtype=np.float32).reshape(len(results), -1)
 
 
 @dataclass
@@ -231,13 +263,52 @@ class LeptonClient:
         with other callers' requests and run between the batches of bulk work. More take the bulk
         lane, as a ``lepton.classify`` task. ``deadline_s``: not run (answered ``expired``) unless a
         worker starts it within this many seconds. ``tenant``: whose quota and share it counts
-        against (default LEPTON_TENANT).
+        against (default LEPTON_TENANT). A model that is not a classifier is refused (``wrong_task``).
         """
+        return self._submit_texts(
+            ClassifyJob, TEXT_CLASSIFICATION, texts, model=model, idempotency_key=idempotency_key,
+            deadline_s=deadline_s, lane=lane, tenant=tenant,
+        )  # fmt: skip
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        model: str,
+        idempotency_key: str | None = None,
+        deadline_s: float | None = None,
+        lane: LaneChoice = "auto",
+        tenant: str | None = None,
+    ) -> EmbedJob:
+        """Sentence embeddings of a few texts with an embedding model (``lepton export --task embedding``);
+        returns at once: ``wait()`` gives one Embedding per text, ``vectors()`` a float32 array. The lanes,
+        deadlines and tenants work as for ``classify``; use ``submit_bulk`` for a corpus."""
+        job = self._submit_texts(
+            EmbedJob, EMBEDDING, texts, model=model, idempotency_key=idempotency_key,
+            deadline_s=deadline_s, lane=lane, tenant=tenant,
+        )  # fmt: skip
+        assert isinstance(job, EmbedJob)
+        return job
+
+    def _submit_texts(
+        self,
+        job_type: type[ClassifyJob],
+        task: str,
+        texts: Sequence[str],
+        *,
+        model: str,
+        idempotency_key: str | None,
+        deadline_s: float | None,
+        lane: LaneChoice,
+        tenant: str | None,
+    ) -> ClassifyJob:
+        """A few texts for ``task``, through the interactive lane or as a ``lepton.classify`` task (which runs
+        whatever task the model does)."""
         if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
             raise InvalidInputError(f"texts: expected a list of strings, got {type(texts).__name__}")
         if len(texts) > self.settings.max_items:
             raise InvalidInputError(
-                f"texts: {len(texts)} items is over the limit of {self.settings.max_items} for one classify "
+                f"texts: {len(texts)} items is over the limit of {self.settings.max_items} for one call "
                 "call; use submit_bulk for more"
             )
         if lane not in ("auto", "interactive", "bulk"):
@@ -254,10 +325,11 @@ class LeptonClient:
                 )
         tenant = check_tenant(tenant or self.settings.tenant)
         version = self.resolve(model)
+        require_task(version.reference, version.manifest.task, task)
         task_id = uuid.uuid4().hex
         with broker_errors(self._url):
             if idempotency_key and (first := self.jobs.claim_key(idempotency_key, task_id)) != task_id:
-                return ClassifyJob(first, AsyncResult(first, app=self.celery), created=False)
+                return job_type(first, AsyncResult(first, app=self.celery), created=False)
             if lane == "interactive":
                 now = time.time()
                 request = LaneRequest(
@@ -270,7 +342,7 @@ class LeptonClient:
                     if idempotency_key:
                         self.jobs.release_key(idempotency_key, task_id)
                     raise
-                return ClassifyJob(task_id, AsyncResult(task_id, app=self.celery), answers=self.redis)
+                return job_type(task_id, AsyncResult(task_id, app=self.celery), answers=self.redis)
             result = self.celery.send_task(
                 CLASSIFY_TASK,
                 args=[list(texts), version.reference, version.manifest.content_sha256],
@@ -279,7 +351,7 @@ class LeptonClient:
                 priority=INTERACTIVE_PRIORITY,
                 argsrepr=texts_repr(texts, version.reference),
             )
-        return ClassifyJob(result.id, result)
+        return job_type(result.id, result)
 
     # -- bulk --------------------------------------------------------------------------------------
     def submit_bulk(
@@ -412,22 +484,19 @@ class LeptonClient:
             return self.jobs.wait(job_id, timeout_s, on_progress=on_progress)
 
     def results(self, job_id: str) -> Iterator[dict[str, Any]]:
-        """The output rows in input order: ``{"id", "label", "score", "model"}`` or ``{"id", "error"}``."""
+        """The output rows in input order: ``{"id", "label", "score", "model"}`` (an embedding model:
+        ``{"id", "vector", "encoding", "model"}``, the vector as base64 float32) or ``{"id", "error"}``."""
         with broker_errors(self._url):
             for line in self.jobs.results(job_id):
                 yield json.loads(line)
 
     def write_results(self, job_id: str, output: str | os.PathLike[str]) -> int:
-        """Write the output as JSON lines to ``output`` (atomically: a partial file never has its name)."""
-        target = Path(output)
-        partial = target.with_name(f".{target.name}.partial")
-        rows = 0
-        with broker_errors(self._url), partial.open("w", encoding="utf-8") as handle:
-            for line in self.jobs.results(job_id):
-                handle.write(line + "\n")
-                rows += 1
-        partial.replace(target)
-        return rows
+        """Write the output to ``output`` in the format its extension names: JSON lines, or for an embedding
+        model's vectors ``.npy`` (ids beside it) or ``.parquet`` (producer/outputs.py). Rows stream from Redis
+        to the file; a partial file never has its name."""
+        with broker_errors(self._url):
+            total = self.jobs.status(job_id).total_texts
+            return write_output(self.jobs.results(job_id), Path(output), total)
 
     def retry(self, job_id: str) -> list[int]:
         """Run the failed chunks again (only those), and send the chunks a producer that died while

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from lepton_runtime.constants import MAX_API_WAIT_S, MAX_DEADLINE_S, PRODUCTION_ALIAS
 from lepton_runtime.prediction import ItemError, Prediction
@@ -82,6 +82,46 @@ class ClassifyResponse(BaseModel):
     predictions: list[PredictionOut] | None = None
     model: ModelProvenance | None = None
     status_url: str
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's embeddings request: ``input`` is one text or a list of texts (token arrays are not taken)."""
+
+    input: str | list[str] = Field(description="A text, or a list of texts (at most LEPTON_MAX_ITEMS).")
+    model: str = Field(min_length=1, description="An embedding model: name, name@version or name@alias.")
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float", description="float: lists of numbers; base64: little-endian float32 bytes, base64."
+    )
+    dimensions: int | None = Field(default=None, ge=1, description="Must equal the model's width if given.")
+    user: str | None = Field(default=None, max_length=256, description="Accepted for compatibility; not used.")
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("input: the list is empty; give at least one text")
+        return value
+
+    model_config = {"json_schema_extra": {"examples": [{"input": ["a gorgeous, moving film"], "model": "minilm"}]}}
+
+
+class EmbeddingOut(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="The vector (a base64 string with encoding_format=base64).")
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingOut]
+    model: str
+    usage: EmbeddingsUsage
+    provenance: ModelProvenance | None = Field(default=None, description="The exact model version that ran.")
 
 
 class BulkTextsRequest(BaseModel):
