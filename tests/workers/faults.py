@@ -4,7 +4,7 @@ A text equal to POISON kills the process that classifies it (SIGKILL, like the O
 equal to HANG makes the process tell the test (a Redis list) and then wait forever, so the test
 knows the worker is in the middle of that chunk when it kills it; STUCK waits through the soft
 time limit, so only the hard one (the pool process is killed) ends it. The faults live inside
-``Engine.classify``, so they strike after the delivery was counted, like a real crash.
+``Engine.run`` (what workers call for every task), so they strike after the delivery was counted, like a real crash.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ HANG = "__lepton_test_hang__"
 STUCK = "__lepton_test_stuck__"  # hangs and ignores the soft time limit: only the hard limit ends it
 HANGING_KEY = "lepton:test:hanging"
 
-_classify = Engine.classify
+_run = Engine.run
 
 
-def _classify_with_faults(self: Engine, texts: Any, **options: Any) -> Any:
+def _run_with_faults(self: Engine, texts: Any, **options: Any) -> Any:
     if POISON in texts:
         os.kill(os.getpid(), signal.SIGKILL)
     if HANG in texts:
@@ -39,7 +39,7 @@ def _classify_with_faults(self: Engine, texts: Any, **options: Any) -> Any:
         while True:
             with contextlib.suppress(SoftTimeLimitExceeded):
                 threading.Event().wait()
-    return _classify(self, texts, **options)
+    return _run(self, texts, **options)
 
 
-Engine.classify = _classify_with_faults  # type: ignore[method-assign]
+Engine.run = _run_with_faults  # type: ignore[method-assign]
