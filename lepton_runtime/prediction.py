@@ -87,6 +87,36 @@ class Embedding:
 
 
 @dataclass(frozen=True)
+class Entity:
+    """A span of the original text and its type: ``text == original[start:end]`` (character offsets, end
+    exclusive); ``score`` is the mean probability of its words' labels."""
+
+    start: int
+    end: int
+    label: str
+    score: float
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Entities:
+    """The entities found in one text, in order of their start, and provenance."""
+
+    entities: list[Entity]
+    model: Provenance
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"entities": [entity.as_dict() for entity in self.entities], "model": self.model.as_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Entities:
+        return cls([Entity(**entity) for entity in data["entities"]], Provenance.from_dict(data["model"]))
+
+
+@dataclass(frozen=True)
 class ItemError:
     """Why one item of a request got no prediction; the others are unaffected."""
 

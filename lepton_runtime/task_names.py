@@ -7,12 +7,18 @@ from lepton_runtime.errors import WrongTaskError
 
 TEXT_CLASSIFICATION = "text-classification"
 EMBEDDING = "embedding"
+TOKEN_CLASSIFICATION = "token-classification"
 # What each task is called where a person reads it (errors, --help).
-DESCRIPTIONS = {TEXT_CLASSIFICATION: "a text classifier", EMBEDDING: "an embedding model"}
+DESCRIPTIONS = {
+    TEXT_CLASSIFICATION: "a text classifier",
+    EMBEDDING: "an embedding model",
+    TOKEN_CLASSIFICATION: "an entity extractor",
+}
 # Which client call, HTTP route and export option serve each task (for the error that points to them).
 ENTRY_POINTS = {
     TEXT_CLASSIFICATION: "classify() / POST /v1/classify",
     EMBEDDING: "embed() / POST /v1/embeddings",
+    TOKEN_CLASSIFICATION: "entities() / POST /v1/entities",
 }
 
 

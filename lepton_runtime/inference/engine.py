@@ -25,7 +25,7 @@ from lepton_runtime.inference.batching import (
     plan_batches,
 )
 from lepton_runtime.inference.providers import Device, create_session, run_on_cuda
-from lepton_runtime.inference.tasks import Classification, SentenceEmbedding, Task, task_class
+from lepton_runtime.inference.tasks import Classification, SentenceEmbedding, Task, TokenClassification, task_class
 from lepton_runtime.inference.tokenization import TOKENIZER_FILE, EncodedText, TextEncoder
 from lepton_runtime.inference.validation import (
     TextLimits,
@@ -34,7 +34,7 @@ from lepton_runtime.inference.validation import (
     overflow_issue,
     raise_for_issues,
 )
-from lepton_runtime.prediction import ItemError, Provenance
+from lepton_runtime.prediction import Entity, ItemError, Provenance
 from lepton_runtime.registry.checksums import sha256_file
 from lepton_runtime.registry.manifest import MANIFEST_FILE, Manifest
 from lepton_runtime.registry.store import ModelRegistry, ModelVersion
@@ -141,7 +141,6 @@ class Engine:
         )
         max_tokens = max_sequence_length or self.model.max_sequence_length
         self.limits = TextLimits(max_items, max_text_chars, max_tokens, on_overflow)
-        self.encoder = TextEncoder(self.model.directory / TOKENIZER_FILE, max_tokens)
         self.session = create_session(
             str(self.model.directory / self.model.onnx_file), device, intra_op_threads, allow_spinning
         )
@@ -155,7 +154,7 @@ class Engine:
             precision=self.model.precision,
             provider=self.session.get_providers()[0],
         )
-        self.task: Task = task_class(self.model.task or _task_of_outputs(output_names))(
+        self.task: Task = task_class(self.model.task or _task_of_outputs(self.session.get_outputs()))(
             self.model.labels, self.provenance
         )
         if self.task.output_name not in output_names:
@@ -163,6 +162,13 @@ class Engine:
                 f"model {self.model.name} is recorded as a {self.task.name} model but its graph has no"
                 f" {self.task.output_name!r} output (outputs: {sorted(output_names)}); export it again"
             )
+        overlap = self.task.window_overlap
+        self.encoder = TextEncoder(
+            self.model.directory / TOKENIZER_FILE,
+            max_tokens,
+            window_stride=max(1, int(max_tokens * overlap)) if overlap else None,
+            offsets=self.task.needs_offsets,
+        )
         self.stats = EngineStats()
         self.observer: EngineObserver | None = None  # set after warm-up: the warm-up text is not work done
         if warm:
@@ -208,6 +214,12 @@ class Engine:
         model normalises). Any invalid text raises one InvalidInputError naming every bad item."""
         self.require_task(SentenceEmbedding.name)
         return np.stack([result.vector for result in self.run(texts)]).astype(np.float32, copy=False)
+
+    def entities(self, texts: Sequence[Any]) -> list[list[Entity]]:
+        """Entities of each text, in input order: per text a list of Entity(start, end, label, score, text) with
+        character offsets into that text. Any invalid text raises one InvalidInputError naming every bad item."""
+        self.require_task(TokenClassification.name)
+        return [result.entities for result in self.run(texts)]
 
     @property
     def dimensions(self) -> int:
@@ -280,6 +292,23 @@ class Engine:
         turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
         max_batch_tokens: int | None = None,
     ) -> list[Any]:
+        if self.task.window_overlap is None:
+            results = self._predict_rows(encoded, turn, max_batch_tokens)
+        else:  # every window of every text is a row; the task puts each text's windows together
+            rows = [window for item in encoded for window in (item, *item.windows)]
+            window_results = iter(self._predict_rows(rows, turn, max_batch_tokens))
+            results = [
+                self.task.combine([next(window_results) for _ in range(1 + len(item.windows))]) for item in encoded
+            ]
+        self.stats.texts += len(encoded)
+        return results
+
+    def _predict_rows(
+        self,
+        encoded: list[EncodedText],
+        turn: Callable[[], AbstractContextManager[Any]],
+        max_batch_tokens: int | None,
+    ) -> list[Any]:
         results: list[Any] = [None] * len(encoded)
         lengths = [len(item.ids) for item in encoded]
         budget = min(max_batch_tokens, self.max_batch_tokens) if max_batch_tokens else self.max_batch_tokens
@@ -288,7 +317,6 @@ class Engine:
         for rows, outputs in self._run_all(batches, overlap=self.overlap_batches and len(plans) > 1, turn=turn):
             for index, result in zip(rows, self.task.results(outputs, [encoded[i] for i in rows]), strict=True):
                 results[index] = result
-        self.stats.texts += len(encoded)
         return results
 
     def _run_all(
@@ -341,9 +369,13 @@ class Engine:
         return np.asarray(outputs, dtype=np.float32)
 
 
-def _task_of_outputs(output_names: set[str]) -> str:
-    """The task of a bare directory's graph, from its outputs (a manifest records it for registry versions)."""
-    return SentenceEmbedding.name if SentenceEmbedding.output_name in output_names else Classification.name
+def _task_of_outputs(outputs: list[Any]) -> str:
+    """The task of a bare directory's graph, from its outputs (a manifest records it for registry versions):
+    pooled vectors, logits per token (rank 3), or logits per text."""
+    ranks = {node.name: len(node.shape) for node in outputs}
+    if SentenceEmbedding.output_name in ranks:
+        return SentenceEmbedding.name
+    return TokenClassification.name if ranks.get(TokenClassification.output_name) == 3 else Classification.name
 
 
 def choose_variant(manifest: Manifest, variant: VariantChoice, device: Device) -> str:

@@ -6,8 +6,9 @@ from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.inference.tasks.base import Task
 from lepton_runtime.inference.tasks.classification import Classification
 from lepton_runtime.inference.tasks.embedding import SentenceEmbedding
+from lepton_runtime.inference.tasks.token_classification import TokenClassification
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (Classification, SentenceEmbedding)}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (Classification, SentenceEmbedding, TokenClassification)}
 
 
 def task_class(name: str) -> type[Task]:
@@ -20,4 +21,4 @@ def task_class(name: str) -> type[Task]:
         ) from None
 
 
-__all__ = ["TASKS", "Classification", "SentenceEmbedding", "Task", "task_class"]
+__all__ = ["TASKS", "Classification", "SentenceEmbedding", "Task", "TokenClassification", "task_class"]

@@ -22,6 +22,10 @@ class Task(ABC):
 
     name: ClassVar[str]  # as the manifest records it, e.g. "text-classification"
     output_name: ClassVar[str]  # the graph output the engine fetches, e.g. "logits"
+    # Token-level tasks read each token's character span; those that cut long texts into overlapping windows
+    # (instead of truncating them) say how much of a window the next one repeats.
+    needs_offsets: ClassVar[bool] = False
+    window_overlap: ClassVar[float | None] = None
 
     def __init__(self, labels: Sequence[str], provenance: Provenance) -> None:
         self.labels = list(labels)
@@ -31,6 +35,10 @@ class Task(ABC):
     def results(self, outputs: np.ndarray, encoded: Sequence[EncodedText]) -> list[Any]:
         """One result per row of ``outputs`` (a batch of the graph's output), in row order; ``encoded`` are
         the texts of the rows (token ids, truncation)."""
+
+    def combine(self, windows: list[Any]) -> Any:
+        """One text's result from the results of its windows, in order (only tasks with ``window_overlap``)."""
+        return windows[0]
 
     @abstractmethod
     def bulk_row(self, identity_json: str, result: Any, provenance_json: str) -> str:
