@@ -1,4 +1,5 @@
-"""Hugging Face sequence-classification checkpoints: load one for export, with its labels and tokenizer."""
+"""Hugging Face classifier checkpoints (one label per text, or per token): load one for export, with its labels
+and tokenizer."""
 
 from __future__ import annotations
 
@@ -29,19 +30,23 @@ class Checkpoint:
     tokenizer_file: Path
     sha256: str
     training_metrics: dict[str, Any]
+    per_token: bool = False  # a token classifier (entity extraction): logits per token
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    """Load ``path`` as a sequence classifier with eager attention (the graph ONNX fusions recognise)."""
+def load_checkpoint(path: Path, *, per_token: bool = False) -> Checkpoint:
+    """Load ``path`` as a sequence classifier (``per_token``: a token classifier) with eager attention (the graph
+    ONNX fusions recognise)."""
     config_path = path / "config.json"
     if not config_path.is_file():
         raise ExportError(f"{path} is not a Hugging Face checkpoint directory: config.json is missing")
     config = json.loads(config_path.read_text(encoding="utf-8"))
     architectures = config.get("architectures") or []
-    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+    suffix = "ForTokenClassification" if per_token else "ForSequenceClassification"
+    if not any(a.endswith(suffix) for a in architectures):
+        kind = "token classifier (--task token-classification)" if per_token else "sequence classifier"
         raise ExportError(
-            f"{path} is a {architectures or 'model of unknown architecture'} checkpoint, not a sequence"
-            " classifier; fine-tune it first (lepton train DATA --base DIR) and export the result"
+            f"{path} is a {architectures or 'model of unknown architecture'} checkpoint, not a {kind};"
+            " fine-tune it first (lepton train DATA --base DIR) and export the result"
         )
     tokenizer_file = path / "tokenizer.json"
     if not tokenizer_file.is_file():
@@ -50,10 +55,11 @@ def load_checkpoint(path: Path) -> Checkpoint:
             " save it with AutoTokenizer.from_pretrained(path).save_pretrained(path)"
         )
     import transformers
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    model = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager")
+    loader = AutoModelForTokenClassification if per_token else AutoModelForSequenceClassification
+    model = loader.from_pretrained(path, attn_implementation="eager")
     model.eval()
     id2label = model.config.id2label
     labels = [str(id2label[i]) for i in range(len(id2label))]
@@ -70,4 +76,5 @@ def load_checkpoint(path: Path) -> Checkpoint:
         tokenizer_file=tokenizer_file,
         sha256=content_sha256({name: sha256_file(path / name) for name in CHECKPOINT_FILES if (path / name).is_file()}),
         training_metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+        per_token=per_token,
     )

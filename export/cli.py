@@ -25,11 +25,12 @@ def _registry() -> ModelRegistry:
 @click.option("--name", required=True, help="Model name in the registry (lower-case letters, digits, . _ -).")
 @click.option(
     "--task",
-    type=click.Choice(["text-classification", "embedding"]),
+    type=click.Choice(["text-classification", "embedding", "token-classification"]),
     default="text-classification",
     show_default=True,
     help="text-classification: a fine-tuned sequence classifier; embedding: a sentence-transformers directory"
-    " (mean pooling and L2 normalisation go inside the graph).",
+    " (mean pooling and L2 normalisation go inside the graph); token-classification: a fine-tuned token"
+    " classifier (entities; fp32 only for now).",
 )
 @click.option(
     "--variant",

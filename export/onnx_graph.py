@@ -13,9 +13,10 @@ INPUT_AXES = {name: {0: "batch_size", 1: "sequence_length"} for name in INPUT_NA
 FUSED_OPERATORS = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu", "FastGelu")
 
 
-def export_onnx(model: Any, output: Path, opset: int, output_name: str = "logits") -> Path:
+def export_onnx(model: Any, output: Path, opset: int, output_name: str = "logits", *, per_token: bool = False) -> Path:
     """Export with the TorchScript-based exporter (the dynamo one needs onnxscript and ran slower here);
-    ``model`` returns one tensor (or an object with ``.logits``) named ``output_name`` in the graph."""
+    ``model`` returns one tensor (or an object with ``.logits``) named ``output_name`` in the graph, with one
+    row per text (``per_token``: one row per token of each text)."""
     import torch
 
     sample = torch.ones((2, 8), dtype=torch.long)
@@ -27,7 +28,10 @@ def export_onnx(model: Any, output: Path, opset: int, output_name: str = "logits
             str(output),
             input_names=list(INPUT_NAMES),
             output_names=[output_name],
-            dynamic_axes={**INPUT_AXES, output_name: {0: "batch_size"}},
+            dynamic_axes={
+                **INPUT_AXES,
+                output_name: {0: "batch_size", 1: "sequence_length"} if per_token else {0: "batch_size"},
+            },
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,

@@ -167,23 +167,26 @@ def _export(checkpoint: Path, registry: ModelRegistry, name: str, report: Report
         return version, note
 
 
-def decide_promotion(registry: ModelRegistry, version: ModelVersion, policy: str) -> tuple[bool, str]:
-    """Whether ``version`` goes to production under ``policy`` (auto | always | never), and why."""
+def decide_promotion(
+    registry: ModelRegistry, version: ModelVersion, policy: str, *, metric: str = PROMOTION_METRIC
+) -> tuple[bool, str]:
+    """Whether ``version`` goes to production under ``policy`` (auto | always | never; auto compares ``metric``
+    with production's), and why."""
     if policy == "never":
         return False, "not promoted (--promote never)"
     if policy == "always":
         return True, f"promoted to {PRODUCTION_ALIAS} (--promote always)"
-    new = version.manifest.metrics.get(PROMOTION_METRIC)
+    new = version.manifest.metrics.get(metric)
     try:
         current = registry.resolve(f"{version.name}@{PRODUCTION_ALIAS}")
     except ModelNotFoundError:
         return True, f"promoted to {PRODUCTION_ALIAS}: the first {version.name} in production"
-    old = current.manifest.metrics.get(PROMOTION_METRIC)
+    old = current.manifest.metrics.get(metric)
     if new is None or old is None:
         return False, (
-            f"not promoted: {PROMOTION_METRIC} is unknown for {version.reference if new is None else current.reference}"
+            f"not promoted: {metric} is unknown for {version.reference if new is None else current.reference}"
             f"; promote by hand (`lepton models promote {version.reference}`) or train with --promote always"
         )
     if new >= old:
-        return True, f"promoted to {PRODUCTION_ALIAS}: {PROMOTION_METRIC} {new:.4f} >= {old:.4f} of {current.reference}"
-    return False, f"not promoted: {PROMOTION_METRIC} {new:.4f} < {old:.4f} of {current.reference} in {PRODUCTION_ALIAS}"
+        return True, f"promoted to {PRODUCTION_ALIAS}: {metric} {new:.4f} >= {old:.4f} of {current.reference}"
+    return False, f"not promoted: {metric} {new:.4f} < {old:.4f} of {current.reference} in {PRODUCTION_ALIAS}"

@@ -168,3 +168,41 @@ def published_embedding(tiny_sentence_encoder: Path, published: ModelVersion) ->
     if "tiny-embed" in registry.list_models():
         return registry.resolve("tiny-embed@1")
     return export_checkpoint(tiny_sentence_encoder, registry, "tiny-embed", task="embedding", promote="production")
+
+
+ENTITY_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+
+
+@pytest.fixture(scope="session")
+def published_entities(tmp_path_factory: pytest.TempPathFactory, published: ModelVersion) -> ModelVersion:
+    """A tiny random token classifier whose labels depend on each token alone (attention outputs and positions
+    zeroed: the same text gives the same labels in any window), exported as tiny-ner@1 beside tiny@1."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    from export.publish import export_checkpoint
+    from lepton_runtime.training import default_base_model
+
+    registry = ModelRegistry(published.path.parent.parent)
+    if "tiny-ner" in registry.list_models():
+        return registry.resolve("tiny-ner@1")
+    directory = tmp_path_factory.mktemp("tiny-token-classifier")
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512, num_labels=len(ENTITY_LABELS), id2label=dict(enumerate(ENTITY_LABELS)),
+        label2id={label: i for i, label in enumerate(ENTITY_LABELS)},
+    )  # fmt: skip
+    torch.manual_seed(2)
+    model = BertForTokenClassification(config)
+    with torch.no_grad():
+        model.bert.embeddings.position_embeddings.weight.zero_()
+        for layer in model.bert.encoder.layer:
+            layer.attention.output.dense.weight.zero_()
+            layer.attention.output.dense.bias.zero_()
+        model.classifier.weight.mul_(20)  # confident, varied labels
+    model.save_pretrained(directory)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(default_base_model() / name, directory / name)
+    return export_checkpoint(
+        directory, registry, "tiny-ner", task="token-classification", max_sequence_length=32, promote="production"
+    )
