@@ -106,6 +106,34 @@ def embed(texts: tuple[str, ...], model: str, tenant: str | None, timeout_s: flo
     console.print(f"{len(texts)} text(s) embedded in {elapsed_ms:.1f} ms by {served_by}")
 
 
+@click.command("entities")
+@click.argument("texts", nargs=-1, required=True)
+@click.option("-m", "--model", required=True, help="An entity model: name, name@version or name@alias.")
+@click.option("--tenant", default=None, help="Send as this tenant (its quota and share). Default: LEPTON_TENANT.")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds to wait.")
+def entities_command(texts: tuple[str, ...], model: str, tenant: str | None, timeout_s: float) -> None:
+    """Find the entities of a few TEXTS through the workers; print one JSON line per text with its entities
+    (start, end, label, score, text: character offsets into the text).
+
+    \b
+    Example:
+      lepton entities "Zoë Müller flew from São Paulo to Paris." --model ner
+    """
+    import json
+
+    with LeptonClient() as client:
+        try:
+            answers = client.entities(list(texts), model=model, tenant=tenant).wait(timeout_s)
+        except LeptonError as error:
+            raise click.ClickException(f"{error.code}: {error}") from None
+    for text, answer in zip(texts, answers, strict=True):
+        if isinstance(answer, ItemError):
+            fields: dict[str, Any] = {"text": text, "error": {"code": answer.code, "message": answer.message}}
+        else:
+            fields = {"text": text, "entities": [entity.as_dict() for entity in answer.entities]}
+        click.echo(json.dumps(fields, ensure_ascii=False))
+
+
 @click.command()
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-m", "--model", required=True, help="Model reference: name, name@version or name@alias.")
@@ -357,6 +385,14 @@ def training_option(flag: str, name: str) -> Callable[[Callable[..., Any]], Call
 )
 @click.option("--text-field", default="text", show_default=True, help="JSONL field or CSV column with the text.")
 @click.option("--label-field", default="label", show_default=True, help="JSONL field or CSV column with the label.")
+@click.option(
+    "--task",
+    type=click.Choice(["text-classification", "token-classification"]),
+    default="text-classification",
+    show_default=True,
+    help="token-classification: entities from CoNLL-style JSONL (tokens + BIO tags, or text + character spans);"
+    " runs here (not --submit) and needs --validation.",
+)
 @training_option("--epochs", "epochs")
 @training_option("--lr", "learning_rate")
 @training_option("--batch-size", "batch_size")
@@ -373,6 +409,7 @@ def train(
     validation: Path | None,
     text_field: str,
     label_field: str,
+    task: str,
     epochs: int,
     learning_rate: float,
     batch_size: int,
@@ -389,11 +426,25 @@ def train(
     validation accuracy is kept; the version is published with its metrics (and int8 when it passes
     its accuracy gate on the validation split); a training curve PNG is saved beside the checkpoint.
 
+    With --task token-classification, DATA and --validation are CoNLL-style JSONL; each epoch reports
+    entity-level precision, recall and F1 per type (seqeval), the best epoch by F1 is exported (fp32)
+    and scored on the raw validation texts through the Engine.
+
     \b
     Examples:
       lepton train reviews.jsonl --name sentiment --epochs 4
       lepton train intents.csv --name intents --label-field intent --submit   # on a training worker
+      lepton train conll/train.jsonl --validation conll/validation.jsonl --task token-classification --name ner
     """
+    if task == "token-classification":
+        if submit or validation is None:
+            raise click.UsageError(
+                "--task token-classification runs here, without --submit (the training queue takes classifiers"
+                " only for now), and needs --validation FILE (CoNLL-style JSONL)"
+            )
+        _train_entities_here(data, validation, name=name, base=base, epochs=epochs, learning_rate=learning_rate,
+                             batch_size=batch_size, max_length=max_length, promote=promote)  # fmt: skip
+        return
     options: dict[str, Any] = {
         "name": name, "base": base, "validation": validation, "text_field": text_field, "label_field": label_field,
         "epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length,
@@ -454,6 +505,47 @@ def _train_here(data: Path, options: dict[str, Any]) -> None:
             report=lambda message: progress.console.print(message),
         )
     _show_outcome(outcome)
+
+
+def _train_entities_here(data: Path, validation: Path, *, name: str, base: Path | None, promote: str,
+                         **config: Any) -> None:  # fmt: skip
+    from export.entity_run import train_and_publish_entities
+    from lepton_runtime.registry import ModelRegistry
+    from lepton_runtime.training import TrainingConfig
+    from lepton_runtime.training.entities import EntityEpoch, read_tagged
+
+    settings = load_settings()
+    train_set, validation_set = read_tagged(data), read_tagged(validation)
+    run_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    with _training_bar() as (progress, bar):
+
+        def step(done: int, total: int, loss: float) -> None:
+            progress.update(bar, description="training", completed=done, total=total, detail=f"loss {loss:.3f}")
+
+        def epoch(report: EntityEpoch) -> None:
+            progress.console.print(
+                f"epoch {report.epoch}: loss {report.train_loss:.4f}, validation entity F1"
+                f" {report.validation_f1:.4f} ({report.seconds:.0f} s)"
+            )
+
+        outcome = train_and_publish_entities(
+            train_set, validation_set, name=name, config=TrainingConfig(**config),
+            registry=ModelRegistry(settings.model_dir), checkpoint=settings.checkpoint_dir / name / run_id,
+            base=base, promote=promote, on_step=step, on_epoch=epoch,
+            report=lambda message: progress.console.print(message),
+        )  # fmt: skip
+    metrics = outcome.metrics
+    click.echo(
+        f"  published {outcome.version}: validation entity F1 {metrics['validation_entity_f1']:.4f} (seqeval),"
+        f" span F1 on raw text {metrics['validation_span']['f1']:.4f}, {metrics['training_seconds']:.0f} s of training"
+    )
+    for kind, figures in sorted(metrics["per_type"].items()):
+        click.echo(
+            f"    {kind:5} precision {figures['precision']:.3f} recall {figures['recall']:.3f}"
+            f" F1 {figures['f1']:.3f} ({figures['support']} entities)"
+        )
+    click.echo(f"  {outcome.promotion}")
+    click.echo(f"  checkpoint {outcome.checkpoint}")
 
 
 @contextlib.contextmanager

@@ -57,10 +57,10 @@ from lepton_runtime.jobs.protocol import INTERACTIVE_PRIORITY
 from lepton_runtime.jobs.queues import stamp_enqueue_times
 from lepton_runtime.jobs.sending import job_of_task, send_chunks
 from lepton_runtime.labelled_data import LabelledTexts, check_trainable, read_labelled
-from lepton_runtime.prediction import Embedding, ItemError, Prediction, Provenance
+from lepton_runtime.prediction import Embedding, Entities, Entity, ItemError, Prediction, Provenance
 from lepton_runtime.registry import ModelRegistry, ModelVersion, validate_model_name
 from lepton_runtime.settings import LeptonSettings, load_settings
-from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, require_task
+from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, require_task
 from producer.inputs import items_from_texts, read_items
 from producer.outputs import write_output
 
@@ -169,6 +169,14 @@ class EmbedJob(ClassifyJob):
                 issues=[InputIssue(f"texts[{error.index}]", error.message) for error in errors],
             )
         return np.asarray([result.vector for result in results], dtype=np.float32).reshape(len(results), -1)
+
+
+@dataclass
+class EntitiesJob(ClassifyJob):
+    """An entities request: ``wait`` returns per text its Entities (or an ItemError)."""
+
+    def _result(self, item: dict[str, Any], provenance: Provenance) -> Entities:
+        return Entities([Entity(**entity) for entity in item["entities"]], provenance)
 
 
 @dataclass
@@ -288,6 +296,26 @@ class LeptonClient:
             deadline_s=deadline_s, lane=lane, tenant=tenant,
         )  # fmt: skip
         assert isinstance(job, EmbedJob)
+        return job
+
+    def entities(
+        self,
+        texts: Sequence[str],
+        *,
+        model: str,
+        idempotency_key: str | None = None,
+        deadline_s: float | None = None,
+        lane: LaneChoice = "auto",
+        tenant: str | None = None,
+    ) -> EntitiesJob:
+        """Entities of a few texts with an entity model (``--task token-classification``); returns at once:
+        ``wait()`` gives per text its Entities (start, end, label, score, text: character offsets into that
+        text). The lanes, deadlines and tenants work as for ``classify``; use ``submit_bulk`` for a corpus."""
+        job = self._submit_texts(
+            EntitiesJob, TOKEN_CLASSIFICATION, texts, model=model, idempotency_key=idempotency_key,
+            deadline_s=deadline_s, lane=lane, tenant=tenant,
+        )  # fmt: skip
+        assert isinstance(job, EntitiesJob)
         return job
 
     def _submit_texts(

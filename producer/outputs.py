@@ -6,8 +6,9 @@ never holds its output in memory, and the file gets its name only when whole.
   ``"embedding": [floats]``.
 - ``.npy``: a float32 array with one row per input in input order (NaN for an input that failed), and beside it
   ``NAME.ids.jsonl`` with each row's ``id`` (and ``error``), since an array holds no ids.
-- ``.parquet``: columns ``id``, then ``embedding`` (fixed-size float32 lists) or ``label``/``score``, then
-  ``truncated``, ``error_code``, ``error_message``; the model's provenance in the file's metadata.
+- ``.parquet``: columns ``id``, then ``embedding`` (fixed-size float32 lists), ``label``/``score`` or
+  ``entities`` (lists of start, end, label, score, text), then ``truncated``, ``error_code``,
+  ``error_message``; the model's provenance in the file's metadata.
 """
 
 from __future__ import annotations
@@ -139,7 +140,13 @@ def _parquet_table(pa: Any, rows: list[dict[str, Any]]) -> Any:
     columns: dict[str, Any] = {"id": pa.array([row["id"] for row in rows], pa.string())}
     vectors = [decode_vector(row["vector"]) if "vector" in row else None for row in rows]
     width = next((len(vector) for vector in vectors if vector is not None), None)
-    if width is not None or not any("label" in row for row in rows):
+    if any("entities" in row for row in rows):
+        entity = pa.struct(
+            [("start", pa.int64()), ("end", pa.int64()), ("label", pa.string()), ("score", pa.float64()),
+             ("text", pa.string())]
+        )  # fmt: skip
+        columns["entities"] = pa.array([row.get("entities") for row in rows], pa.list_(entity))
+    elif width is not None or not any("label" in row for row in rows):
         flat = np.concatenate(
             [vector if vector is not None else np.full(width or 0, np.nan, np.float32) for vector in vectors]
         )

@@ -13,7 +13,7 @@ from lepton_runtime.errors import InvalidInputError, TooLargeError
 from lepton_runtime.exposure import is_loopback
 from lepton_runtime.settings import LeptonSettings, load_settings
 from producer.api.errors import error_response, install_error_handlers
-from producer.api.routes import classify, dead_letters, embeddings, jobs, models, operations, training
+from producer.api.routes import classify, dead_letters, embeddings, entities, jobs, models, operations, training
 from producer.api.tokens import parse_tokens
 from producer.client import LeptonClient
 
@@ -39,7 +39,7 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
     app = FastAPI(
         title="Lepton Runtime",
         version=__version__,
-        summary="Run Transformer models as queued jobs: classify, embeddings, bulk jobs, training, models.",
+        summary="Run Transformer models as queued jobs: classify, embeddings, entities, bulk jobs, training, models.",
     )
     app.state.settings = settings
     app.state.client = client or LeptonClient(settings)
@@ -58,7 +58,7 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
             )
         return await call_next(request)
 
-    for resource in (classify, embeddings, jobs, training, models, dead_letters, operations):
+    for resource in (classify, embeddings, entities, jobs, training, models, dead_letters, operations):
         # the routers' own routes, each complete with its router's dependencies and responses, as routes of
         # the app itself (FastAPI >= 0.160 would keep an included router as one nested route)
         app.router.routes.extend(resource.router.routes)

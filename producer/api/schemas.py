@@ -124,6 +124,34 @@ class EmbeddingsResponse(BaseModel):
     provenance: ModelProvenance | None = Field(default=None, description="The exact model version that ran.")
 
 
+class EntitiesRequest(BaseModel):
+    texts: list[str] = Field(min_length=1, description="Texts to read entities from (at most LEPTON_MAX_ITEMS).")
+    model: str = Field(min_length=1, description="An entity model: name, name@version or name@alias.")
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"texts": ["Zoë Müller flew from São Paulo to Paris."], "model": "ner"}]}
+    }
+
+
+class EntityOut(BaseModel):
+    start: int = Field(description="Character offset of the entity's first character in its text.")
+    end: int = Field(description="Character offset just past its last character (end exclusive).")
+    label: str = Field(description="The entity's type, e.g. PER, ORG, LOC, MISC.")
+    score: float = Field(description="Mean probability of its words' labels.")
+    text: str = Field(description="Exactly texts[index][start:end].")
+
+
+class EntitiesOut(BaseModel):
+    index: int
+    entities: list[EntityOut] | None = None
+    error: ErrorBody | None = Field(default=None, description="Set instead of entities when this text was invalid.")
+
+
+class EntitiesResponse(BaseModel):
+    results: list[EntitiesOut]
+    model: ModelProvenance | None = None
+
+
 class BulkTextsRequest(BaseModel):
     texts: list[str] = Field(min_length=1, description="Texts of the bulk job, in order.")
     model: str = Field(min_length=1)

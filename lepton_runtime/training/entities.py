@@ -1,0 +1,294 @@
+"""Fine-tuning of an encoder as a token classifier (entity extraction) with PyTorch (imported lazily).
+
+Data is CoNLL-style JSONL: ``{"tokens": [...], "tags": [...]}`` (BIO tags), or ``{"text", "spans": [{"start",
+"end", "label"}]}`` (character spans; the text is split at whitespace into words). Every sub-word piece is
+trained: the first piece of a word gets the word's tag and the others its ``I-`` form, so the engine can read
+entities from any piece on raw text (whose words the tokenizer cuts finer than CoNLL's, "U.S." say). Each epoch
+is scored as seqeval scores CoNLL: entity-level precision, recall and F1 with exact span and type, per type,
+from each word's first piece. The best epoch by F1 is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lepton_runtime.errors import InputIssue, InvalidInputError
+from lepton_runtime.machine import available_cores
+from lepton_runtime.text_files import jsonl_rows
+from lepton_runtime.training.finetune import (
+    TRAINING_METRICS_FILE,
+    TrainingConfig,
+    _length_grouped_batches,
+    _seed_everything,
+    choose_device,
+)
+
+OUTSIDE = "O"
+IGNORED = -100  # the label id PyTorch's cross-entropy skips (special tokens)
+
+
+@dataclass(frozen=True)
+class TaggedSentences:
+    """Sentences as words with one BIO tag each (and the text each came from)."""
+
+    words: list[list[str]]
+    tags: list[list[str]]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def labels(self) -> list[str]:
+        """Every tag, ``O`` first, then B-/I- pairs of each type in alphabetical order."""
+        kinds = sorted({tag.split("-", 1)[1] for row in self.tags for tag in row if tag != OUTSIDE})
+        return [OUTSIDE, *[f"{prefix}-{kind}" for kind in kinds for prefix in ("B", "I")]]
+
+
+def read_tagged(path: Path) -> TaggedSentences:
+    """Read tokens + BIO tags, or text + character spans, per line; errors name the line and the field."""
+    words: list[list[str]] = []
+    tags: list[list[str]] = []
+    for line, row in jsonl_rows(path):
+        if "tokens" in row and "tags" in row:
+            tokens, tagged = row["tokens"], row["tags"]
+            if not isinstance(tokens, list) or not isinstance(tagged, list) or len(tokens) != len(tagged):
+                raise InvalidInputError(
+                    f"{path}: line {line}: 'tokens' and 'tags' must be lists of the same length"
+                    f" (got {len(tokens) if isinstance(tokens, list) else type(tokens).__name__} and"
+                    f" {len(tagged) if isinstance(tagged, list) else type(tagged).__name__})",
+                    issues=[InputIssue(f"{path.name}:{line}.tags", "not aligned with tokens")],
+                )
+            bad = [tag for tag in tagged if not _is_bio(tag)]
+            if bad:
+                raise InvalidInputError(
+                    f"{path}: line {line}: tags must be O, B-TYPE or I-TYPE; got {bad[:3]}",
+                    issues=[InputIssue(f"{path.name}:{line}.tags", "not BIO")],
+                )
+            words.append([str(token) for token in tokens])
+            tags.append(list(tagged))
+        elif isinstance(row.get("text"), str) and isinstance(row.get("spans"), list):
+            sentence, tagged = _words_of_spans(row["text"], row["spans"], f"{path}: line {line}")
+            words.append(sentence)
+            tags.append(tagged)
+        else:
+            raise InvalidInputError(
+                f'{path}: line {line}: expected {{"tokens", "tags"}} or {{"text", "spans"}} (CoNLL-style JSONL)',
+                issues=[InputIssue(f"{path.name}:{line}", "neither tokens+tags nor text+spans")],
+            )
+    if not words:
+        raise InvalidInputError(f"{path}: the file has no rows; give at least one tagged sentence")
+    return TaggedSentences(words, tags, str(path))
+
+
+def _is_bio(tag: Any) -> bool:
+    return tag == OUTSIDE or (isinstance(tag, str) and tag[:2] in {"B-", "I-"} and len(tag) > 2)
+
+
+def _words_of_spans(text: str, spans: list[dict[str, Any]], where: str) -> tuple[list[str], list[str]]:
+    """Whitespace words of ``text``, tagged B-/I- where they fall inside a span."""
+    words, tags, position = [], [], 0
+    for word in text.split():
+        start = text.index(word, position)
+        position = start + len(word)
+        tag = OUTSIDE
+        for span in spans:
+            if span["start"] <= start < span["end"]:
+                tag = ("B-" if start == span["start"] else "I-") + str(span["label"])
+        words.append(word)
+        tags.append(tag)
+    if not words:
+        raise InvalidInputError(f"{where}: 'text' is empty")
+    return words, tags
+
+
+@dataclass
+class EntityEpoch:
+    """One epoch: mean training loss, validation entity F1 (micro), wall seconds (evaluation included)."""
+
+    epoch: int
+    train_loss: float
+    validation_f1: float
+    seconds: float
+
+
+@dataclass
+class EntityTrainingResult:
+    """Where the best checkpoint is and how it did: entity-level figures per type, as seqeval computes them."""
+
+    output_dir: Path
+    labels: list[str]
+    best_epoch: int = 0
+    validation_f1: float = -1.0
+    per_type: dict[str, dict[str, float]] = field(default_factory=dict)
+    epochs: list[EntityEpoch] = field(default_factory=list)
+    train_size: int = 0
+    validation_size: int = 0
+    seconds: float = 0.0
+    device: str = "cpu"
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "validation_entity_f1": self.validation_f1,
+            "per_type": self.per_type,
+            "best_epoch": self.best_epoch,
+            "train_size": self.train_size,
+            "validation_size": self.validation_size,
+            "training_seconds": round(self.seconds, 1),
+            "device": self.device,
+            "epochs": [asdict(epoch) for epoch in self.epochs],
+        }
+
+
+def fine_tune_entities(
+    data: TaggedSentences,
+    base: Path,
+    output_dir: Path,
+    config: TrainingConfig,
+    *,
+    validation: TaggedSentences,
+    on_step: Callable[[int, int, float], None] | None = None,
+    on_epoch: Callable[[EntityEpoch], None] | None = None,
+) -> EntityTrainingResult:
+    """Fine-tune ``base`` as a token classifier on ``data``; keep the best epoch (validation entity F1)."""
+    import torch
+    import transformers
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # a new head is expected
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    started = time.perf_counter()
+    _seed_everything(config.seed)
+    device = choose_device(config.device)
+    if device == "cpu":
+        torch.set_num_threads(available_cores())
+    labels = data.labels()
+    unknown = sorted({tag for row in validation.tags for tag in row} - set(labels))
+    if unknown:
+        raise InvalidInputError(f"{validation.source}: tags the training data never has: {unknown[:10]}")
+    label_ids = {label: i for i, label in enumerate(labels)}
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForTokenClassification.from_pretrained(
+        base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids,
+        ignore_mismatched_sizes=True,
+    ).to(device)  # fmt: skip
+    inputs, targets = _encode(tokenizer, data, label_ids, config.max_length)
+    batches_per_epoch = math.ceil(len(inputs) / config.batch_size)
+    head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
+    body = [p for n, p in model.named_parameters() if not n.startswith("classifier")]
+    optimizer = torch.optim.AdamW(
+        [{"params": body, "lr": config.learning_rate}, {"params": head, "lr": config.head_learning_rate}],
+        weight_decay=config.weight_decay,
+    )
+    total_steps = batches_per_epoch * config.epochs
+    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+        optimizer, int(total_steps * config.warmup_fraction), total_steps
+    )
+    result = EntityTrainingResult(
+        output_dir, labels, train_size=len(data), validation_size=len(validation), device=device
+    )
+    stale_epochs, step = 0, 0
+    for epoch in range(1, config.epochs + 1):
+        epoch_started, losses = time.perf_counter(), []
+        model.train()
+        for rows in _length_grouped_batches([len(x) for x in inputs], config.batch_size, config.seed + epoch):
+            batch = tokenizer.pad({"input_ids": [inputs[i] for i in rows]}, return_tensors="pt").to(device)
+            width = batch["input_ids"].shape[1]
+            target = torch.tensor([targets[i] + [IGNORED] * (width - len(targets[i])) for i in rows], device=device)
+            output = model(**batch, labels=target)
+            output.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            losses.append(output.loss.item())
+            step += 1
+            if on_step:
+                on_step(step, total_steps, losses[-1])
+        f1, per_type = evaluate_entities(model, tokenizer, validation, labels, config.max_length, device)
+        report = EntityEpoch(epoch, float(np.mean(losses)), f1, time.perf_counter() - epoch_started)
+        result.epochs.append(report)
+        if on_epoch:
+            on_epoch(report)
+        if f1 > result.validation_f1:
+            result.best_epoch, result.validation_f1, result.per_type = epoch, f1, per_type
+            model.save_pretrained(output_dir)
+            tokenizer.save_pretrained(output_dir)
+            stale_epochs = 0
+        else:
+            stale_epochs += 1
+            if stale_epochs >= config.early_stopping_patience_epochs:
+                break
+    result.seconds = time.perf_counter() - started
+    (output_dir / TRAINING_METRICS_FILE).write_text(json.dumps(result.metrics(), indent=2) + "\n")
+    return result
+
+
+def _encode(
+    tokenizer: Any, data: TaggedSentences, label_ids: dict[str, int], max_length: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of each sentence and a label per piece: the word's tag on its first piece, the tag's I- form on
+    the others, IGNORED on special tokens."""
+    encoded = tokenizer(data.words, is_split_into_words=True, truncation=True, max_length=max_length)
+    targets = []
+    for index, tags in enumerate(data.tags):
+        row, previous = [], None
+        for word in encoded.word_ids(index):
+            if word is None:
+                row.append(IGNORED)
+            elif word != previous:
+                row.append(label_ids[tags[word]])
+            else:
+                tag = tags[word]
+                row.append(label_ids["I-" + tag[2:] if tag != OUTSIDE else OUTSIDE])
+            previous = word
+        targets.append(row)
+    return list(encoded["input_ids"]), targets
+
+
+def evaluate_entities(
+    model: Any, tokenizer: Any, data: TaggedSentences, labels: list[str], max_length: int, device: str = "cpu"
+) -> tuple[float, dict[str, dict[str, float]]]:
+    """Micro entity F1 and per-type precision/recall/F1/support (seqeval, exact span and type) from each word's
+    first piece; words cut off by ``max_length`` count as O."""
+    import torch
+    from seqeval.metrics import classification_report, f1_score
+
+    model.eval()
+    predicted: list[list[str]] = [[] for _ in range(len(data))]
+    order = sorted(range(len(data)), key=lambda i: len(data.words[i]))
+    with torch.inference_mode():
+        for start in range(0, len(order), 64):
+            rows = order[start : start + 64]
+            batch = tokenizer(
+                [data.words[i] for i in rows], is_split_into_words=True, truncation=True, max_length=max_length,
+                padding=True, return_tensors="pt",
+            ).to(device)  # fmt: skip
+            best = model(**batch).logits.argmax(dim=-1).tolist()
+            for position, row in enumerate(rows):
+                tags = [OUTSIDE] * len(data.words[row])
+                previous = None
+                for token, word in enumerate(batch.word_ids(position)):
+                    if word is not None and word != previous:
+                        tags[word] = labels[best[position][token]]
+                    previous = word
+                predicted[row] = tags
+    report = classification_report(data.tags, predicted, output_dict=True, zero_division=0)
+    per_type = {kind: _figures(figures) for kind, figures in report.items() if not kind.endswith("avg")}
+    return float(f1_score(data.tags, predicted)), per_type
+
+
+def _figures(report: dict[str, Any]) -> dict[str, float]:
+    return {
+        "precision": round(float(report["precision"]), 4),
+        "recall": round(float(report["recall"]), 4),
+        "f1": round(float(report["f1-score"]), 4),
+        "support": int(report["support"]),
+    }
