@@ -10,6 +10,7 @@ from typing import Any
 
 from export.checkpoint import load_checkpoint
 from export.embedding import export_sentence_encoder
+from export.entities import entity_gate, staged_span_f1
 from export.onnx_graph import INPUT_NAMES, export_onnx, fuse_transformer_graph
 from export.parity import check_parity
 from export.quality import accuracy, compare_predictions, predicted_labels
@@ -20,6 +21,7 @@ from lepton_runtime.inference.providers import cuda_provider_available
 from lepton_runtime.inference.tasks import Classification, SentenceEmbedding, TokenClassification
 from lepton_runtime.labelled_data import LabelledTexts, read_labelled
 from lepton_runtime.registry import Manifest, ModelRegistry, ModelVersion, VariantInfo, validate_model_name
+from lepton_runtime.training.entities import TaggedSentences, read_tagged
 
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 EXPORTED_TASKS = (Classification.name, SentenceEmbedding.name, TokenClassification.name)
@@ -62,13 +64,14 @@ def export_checkpoint(
         return _promoted(registry, version, promote, report)
     max_sequence_length = max_sequence_length or constants.DEFAULT_MAX_SEQUENCE_LENGTH
     per_token = task == TokenClassification.name
-    if per_token and wanted != ["fp32"]:
+    if per_token and "fp16" in wanted:
         raise InvalidInputError(
-            "an entity model is exported as fp32 only for now: its int8 gate (entity F1 on labelled spans) is not"
-            " built yet; export with --variant fp32",
-            issues=[InputIssue("variant", "fp32 only for token-classification")],
+            "an entity model is exported as fp32, and int8 gated on labelled sentences; fp16 is not built for"
+            " entities yet: leave out --variant fp16",
+            issues=[InputIssue("variant", "fp32 or int8 for token-classification")],
         )
-    golden_set = read_labelled(golden) if golden else None
+    tagged = read_tagged(golden) if per_token and golden else None
+    golden_set = read_labelled(golden) if golden and not per_token else None
     report(f"loading checkpoint {checkpoint_dir}")
     checkpoint = load_checkpoint(checkpoint_dir, per_token=per_token)
     if golden_set and golden_set.labels and not per_token:
@@ -104,6 +107,9 @@ def export_checkpoint(
             metrics["golden_fp32_accuracy"] = round(accuracy(reference, golden_set.labels), 4)
         if "int8" in wanted and golden_set and reference:
             infos["int8"] = _publish_int8(raw, directory, golden_set, reference, report)
+        if "int8" in wanted and tagged is not None:
+            infos["int8"] = _publish_int8_entities(raw, directory, tagged, max_sequence_length, report)
+            metrics["golden_fp32_span_f1"] = infos["int8"].gate["fp32_span_f1"]
         if "fp16" in wanted:
             infos["fp16"] = _publish_fp16(directory, golden_set, reference, report)
         manifest = Manifest(
@@ -190,6 +196,33 @@ def _publish_int8(
             for t in tried
         )
         + ". Export with --variant fp32 alone, or use a larger golden set.",
+        variant="int8",
+    )
+
+
+def _publish_int8_entities(
+    raw: Path, directory: Path, tagged: TaggedSentences, max_length: int, report: Reporter
+) -> VariantInfo:
+    """Quantise with each recipe in turn until one keeps the span F1 on the labelled sentences."""
+    target = VARIANT_FILES["int8"]
+    reference = staged_span_f1(directory, VARIANT_FILES["fp32"], tagged, max_length)
+    tried: list[dict[str, Any]] = []
+    for recipe in INT8_RECIPES:
+        quantize_int8(raw, directory / target, recipe)
+        result = entity_gate(reference, staged_span_f1(directory, target, tagged, max_length))
+        report(f"int8 ({recipe.name}): {result.reason}: {'passed' if result.passed else 'failed'}")
+        if result.passed:
+            return VariantInfo(
+                file=target, precision="int8", verified=True,
+                gate=result.figures | {"recipe": recipe.name, "sentences": len(tagged), "tried": tried},
+                optimizations=["dynamic int8 of the unfused graph", recipe.name],
+            )  # fmt: skip
+        tried.append({"recipe": recipe.name, **result.figures})
+    (directory / target).unlink()
+    raise QualityGateError(
+        "int8 failed its entity gate with every recipe, so nothing was published: "
+        + "; ".join(f"{t['recipe']}: span F1 drop {t['f1_drop_points']} points" for t in tried)
+        + ". Export with --variant fp32 alone.",
         variant="int8",
     )
 

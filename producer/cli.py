@@ -531,7 +531,7 @@ def _train_entities_here(data: Path, validation: Path, *, name: str, base: Path 
         outcome = train_and_publish_entities(
             train_set, validation_set, name=name, config=TrainingConfig(**config),
             registry=ModelRegistry(settings.model_dir), checkpoint=settings.checkpoint_dir / name / run_id,
-            base=base, promote=promote, on_step=step, on_epoch=epoch,
+            base=base, golden=validation, promote=promote, on_step=step, on_epoch=epoch,
             report=lambda message: progress.console.print(message),
         )  # fmt: skip
     metrics = outcome.metrics

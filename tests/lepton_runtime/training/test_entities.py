@@ -83,15 +83,23 @@ def test_bad_rows_are_refused_naming_the_line(tmp_path: Path, row: dict[str, obj
 @pytest.mark.slow
 def test_a_run_learns_entities_and_the_served_model_finds_them_in_raw_text(tmp_path: Path, tiny_base: Path) -> None:
     epochs: list[float] = []
+    validation = synthetic(80, seed=2)
+    golden = tmp_path / "validation.jsonl"
+    rows = zip(validation.words, validation.tags, strict=True)
+    golden.write_text("".join(json.dumps({"tokens": words, "tags": tags}) + "\n" for words, tags in rows))
     outcome = train_and_publish_entities(
-        synthetic(400, seed=1), synthetic(80, seed=2), name="ner", registry=ModelRegistry(tmp_path / "models"),
+        synthetic(400, seed=1), validation, name="ner", registry=ModelRegistry(tmp_path / "models"),
         config=TrainingConfig(epochs=6, learning_rate=3e-3, head_learning_rate=3e-3, batch_size=16, max_length=64),
-        checkpoint=tmp_path / "checkpoint", base=tiny_base, on_epoch=lambda e: epochs.append(e.validation_f1),
+        checkpoint=tmp_path / "checkpoint", base=tiny_base, golden=golden,
+        on_epoch=lambda e: epochs.append(e.validation_f1),
     )  # fmt: skip
     metrics = outcome.metrics
     assert len(epochs) >= 2 and max(epochs) == metrics["validation_entity_f1"] > 0.8
     assert set(metrics["per_type"]) == {"PER", "LOC", "ORG"}
     assert metrics["validation_span"]["f1"] > 0.7 and outcome.promoted and outcome.version == "ner@1"
+    manifest = ModelRegistry(tmp_path / "models").resolve("ner@1").manifest
+    assert manifest.task == "token-classification" and manifest.variants["int8"].verified
+    assert manifest.variants["int8"].gate["f1_drop_points"] <= 1.0  # the entity gate ran on the labelled file
     engine = Engine.load("ner@production", registry=tmp_path / "models")
     text = "Yesterday  Kofi Mensah met María García at Lufthansa ."
     found = {(e.text, e.label) for e in engine.entities([text])[0]}
