@@ -122,7 +122,7 @@ class WorkerRuntime:
         if self.options.metrics:
             from lepton_runtime.monitoring.metrics import EngineMetrics
 
-            engine.observer = EngineMetrics(engine.model.name, engine.model.version)
+            engine.observer = EngineMetrics(engine.model.name, engine.model.version, engine.task.name)
             engine.observer.loaded(engine.load_time_s)
         return engine
 

@@ -13,7 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK
 from lepton_runtime.monitoring.collectors import BULK_TENANT_LABEL
 
-MODEL_LABELS = ("model", "version")
+MODEL_LABELS = ("model", "version", "task")
 # Tasks of the bulk lane (their latency is the bulk lane's, labelled with collectors.BULK_TENANT_LABEL).
 BULK_LANE_TASKS = (BULK_CHUNK_TASK, CLASSIFY_TASK)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -65,8 +65,8 @@ CPU_SECONDS = Gauge(
 class EngineMetrics:
     """What one loaded model records: the Engine calls ``batch`` per ONNX Runtime call and ``texts`` per request."""
 
-    def __init__(self, model: str, version: int | None) -> None:
-        self.labels = (model, str(version if version is not None else "-"))
+    def __init__(self, model: str, version: int | None, task: str) -> None:
+        self.labels = (model, str(version if version is not None else "-"), task)
 
     def batch(self, rows: int, real_tokens: int, padded_tokens: int, seconds: float) -> None:
         BATCHES.labels(*self.labels).inc()

@@ -42,7 +42,7 @@ def test_metrics_count_a_bulk_job_and_a_request_exactly_across_pool_processes(
         assert client.submit_bulk(banking.texts[:300], model="tiny", chunk_size=64).wait(120).state == "succeeded"
         client.classify(["a fine film", ""], model="tiny").wait(30)
     samples = scrape(port)
-    tiny = {"model": "tiny", "version": "1"}
+    tiny = {"model": "tiny", "version": "1", "task": "text-classification"}
     assert total(samples, "lepton_texts_total", outcome="predicted", **tiny) == 301
     assert total(samples, "lepton_texts_total", outcome="invalid", **tiny) == 1
     batches = total(samples, "lepton_batches_total", **tiny)
