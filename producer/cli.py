@@ -165,7 +165,8 @@ def submit(
     no_wait: bool,
     timeout_s: float | None,
 ) -> None:
-    """Classify every text of SOURCE (JSONL, CSV or plain lines) as a bulk job on the queue.
+    """Run every text of SOURCE (JSONL, CSV or plain lines) through MODEL as a bulk job on the queue: labels,
+    embeddings or entities, whatever the model does.
 
     Shows a progress bar and the final throughput; the job survives this command (Ctrl-C only
     stops waiting) and worker crashes. The job id is printed on stdout.
@@ -204,7 +205,7 @@ def _follow(wait: object, first: JobStatus, timeout_s: float | None) -> JobStatu
         TimeRemainingColumn(),
         console=console,
     ) as progress:
-        bar = progress.add_task("classifying", total=first.total_texts, rate="")
+        bar = progress.add_task(first.state, total=first.total_texts, rate="")
 
         def show(status: JobStatus) -> None:
             rate = f"{status.progress.texts_per_s:,.0f} texts/s" if status.progress.texts_per_s else ""
