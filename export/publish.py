@@ -106,7 +106,7 @@ def export_checkpoint(
         if golden_set and reference and golden_set.labels:
             metrics["golden_fp32_accuracy"] = round(accuracy(reference, golden_set.labels), 4)
         if "int8" in wanted and golden_set and reference:
-            infos["int8"] = _publish_int8(raw, directory, golden_set, reference, report)
+            infos["int8"] = publish_int8_classifier(raw, directory, golden_set, reference, report)
         if "int8" in wanted and tagged is not None:
             infos["int8"] = _publish_int8_entities(raw, directory, tagged, max_sequence_length, report)
             metrics["golden_fp32_span_f1"] = infos["int8"].gate["fp32_span_f1"]
@@ -167,7 +167,7 @@ def _check_golden_labels(golden: LabelledTexts, labels: list[str]) -> None:
         )
 
 
-def _publish_int8(
+def publish_int8_classifier(
     raw: Path, directory: Path, golden: LabelledTexts, reference: list[str], report: Reporter
 ) -> VariantInfo:
     """Quantise the unfused graph (per-channel MatMul weights; ONNX Runtime fuses it at load): on a

@@ -394,6 +394,14 @@ def training_option(flag: str, name: str) -> Callable[[Callable[..., Any]], Call
     help="token-classification: entities from CoNLL-style JSONL (tokens + BIO tags, or text + character spans);"
     " runs here (not --submit) and needs --validation.",
 )
+@click.option(
+    "--method",
+    type=click.Choice(["full", "head"]),
+    default="full",
+    show_default=True,
+    help="full: fine-tune every weight (minutes); head: a linear classifier on the base's frozen mean-pooled"
+    " embeddings (seconds; a sentence-transformers base such as the default MiniLM; runs here, not --submit).",
+)
 @training_option("--epochs", "epochs")
 @training_option("--lr", "learning_rate")
 @training_option("--batch-size", "batch_size")
@@ -411,6 +419,7 @@ def train(
     text_field: str,
     label_field: str,
     task: str,
+    method: str,
     epochs: int,
     learning_rate: float,
     batch_size: int,
@@ -445,6 +454,12 @@ def train(
             )
         _train_entities_here(data, validation, name=name, base=base, epochs=epochs, learning_rate=learning_rate,
                              batch_size=batch_size, max_length=max_length, promote=promote)  # fmt: skip
+        return
+    if method == "head":
+        if submit:
+            raise click.UsageError("--method head runs here (seconds); leave out --submit")
+        _train_head_here(data, validation, name=name, base=base, max_length=max_length, promote=promote,
+                         text_field=text_field, label_field=label_field)  # fmt: skip
         return
     options: dict[str, Any] = {
         "name": name, "base": base, "validation": validation, "text_field": text_field, "label_field": label_field,
@@ -506,6 +521,33 @@ def _train_here(data: Path, options: dict[str, Any]) -> None:
             report=lambda message: progress.console.print(message),
         )
     _show_outcome(outcome)
+
+
+def _train_head_here(data: Path, validation: Path | None, *, name: str, base: Path | None, max_length: int,
+                     promote: str, text_field: str, label_field: str) -> None:  # fmt: skip
+    from export.head_run import train_head_and_publish
+    from lepton_runtime.labelled_data import read_labelled
+    from lepton_runtime.registry import ModelRegistry
+
+    fields = {"text_field": text_field, "label_field": label_field}
+    with console.status("training a linear head") as status:
+
+        def report(message: str) -> None:
+            console.log(message)
+            status.update(message)
+
+        outcome = train_head_and_publish(
+            read_labelled(data, require_labels=True, **fields), name=name,
+            registry=ModelRegistry(load_settings().model_dir),
+            validation=read_labelled(validation, require_labels=True, **fields) if validation else None,
+            base=base, max_length=max_length, promote=promote, report=report,
+        )  # fmt: skip
+    metrics = outcome.metrics
+    click.echo(
+        f"  published {outcome.version} ({', '.join(outcome.variants)}): validation accuracy"
+        f" {metrics['validation_accuracy']:.4f}, {metrics['training_seconds']:.0f} s (embeddings and head)"
+    )
+    click.echo(f"  {outcome.promotion}")
 
 
 def _train_entities_here(data: Path, validation: Path, *, name: str, base: Path | None, promote: str,

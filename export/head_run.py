@@ -1,0 +1,122 @@
+"""A ``--method head`` training run: a linear classifier on the frozen, mean-pooled embeddings of a
+sentence-transformers base, exported with the encoder as one text-classification graph, gated and published.
+
+    labelled rows -> embeddings (PyTorch, once) -> logistic regression (seconds) -> encoder + pooling + head
+                  -> ONNX (fusions, parity gate) -> int8 gated on the validation split -> publish -> promote
+
+Full fine-tuning (``lepton train`` without ``--method``) trains every weight and takes minutes; this trains a
+few thousand and takes seconds, at some cost in accuracy (README, "Training").
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from export.embedding import load_sentence_encoder
+from export.onnx_graph import INPUT_NAMES, export_onnx, fuse_transformer_graph
+from export.parity import check_parity
+from export.publish import VARIANT_FILES, Reporter, publish_int8_classifier
+from export.quality import predicted_labels
+from export.training_run import decide_promotion
+from lepton_runtime import constants
+from lepton_runtime.constants import PRODUCTION_ALIAS
+from lepton_runtime.errors import QualityGateError
+from lepton_runtime.jobs.schemas import TrainingOutcome
+from lepton_runtime.labelled_data import LabelledTexts, check_trainable
+from lepton_runtime.registry import Manifest, ModelRegistry, VariantInfo, validate_model_name
+from lepton_runtime.task_names import TEXT_CLASSIFICATION
+from lepton_runtime.training import default_base_model
+from lepton_runtime.training.finetune import stratified_split
+from lepton_runtime.training.head import classifier_on_encoder, embed_texts, fit_linear_head
+
+
+def train_head_and_publish(
+    data: LabelledTexts,
+    *,
+    name: str,
+    registry: ModelRegistry,
+    validation: LabelledTexts | None = None,
+    base: Path | None = None,
+    max_length: int = constants.DEFAULT_TRAIN_MAX_LENGTH,
+    seed: int = constants.DEFAULT_TRAIN_SEED,
+    promote: str = "auto",
+    report: Reporter = lambda message: None,
+) -> TrainingOutcome:
+    """Fit a linear head on ``base``'s embeddings of ``data``, publish encoder + head as ``name``, promote by rule."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from lepton_runtime.machine import available_cores
+
+    validate_model_name(name)
+    check_trainable(data)
+    started = time.perf_counter()
+    torch.set_num_threads(available_cores())
+    base = base or default_base_model()
+    if validation is None:
+        train_rows, validation_rows = stratified_split(data, 0.2, seed)
+        assert data.labels is not None
+        validation = LabelledTexts(
+            [data.texts[i] for i in validation_rows], [data.labels[i] for i in validation_rows], data.source
+        )
+        data = LabelledTexts([data.texts[i] for i in train_rows], [data.labels[i] for i in train_rows], data.source)
+    assert data.labels is not None and validation.labels is not None
+    encoder = load_sentence_encoder(base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    report(f"embedding {len(data) + len(validation)} texts with {base} (frozen, {encoder.max_sequence_length} tokens)")
+    train_vectors = embed_texts(encoder.model, tokenizer, data.texts, max_length)
+    validation_vectors = embed_texts(encoder.model, tokenizer, validation.texts, max_length)
+    head = fit_linear_head(train_vectors, data.labels, validation_vectors, validation.labels, seed)
+    training_s = time.perf_counter() - started
+    report(f"linear head: validation accuracy {head.validation_accuracy:.4f} ({training_s:.0f} s with the embeddings)")
+    model = classifier_on_encoder(encoder.model, head)
+    with registry.begin_publish(name) as staged, tempfile.TemporaryDirectory() as scratch:
+        directory = staged.path
+        raw = export_onnx(model, Path(scratch) / "raw.onnx", constants.DEFAULT_OPSET)
+        fused = fuse_transformer_graph(
+            raw, directory / VARIANT_FILES["fp32"], encoder.num_attention_heads, encoder.hidden_size
+        )
+        lengths = tuple(sorted({*constants.PARITY_SEQUENCE_LENGTHS, max_length}))
+        parity = check_parity(model, directory / VARIANT_FILES["fp32"], encoder.vocab_size, sequence_lengths=lengths)
+        report(f"parity passed: max |logit diff| {parity['max_abs_diff']:.2g}")
+        shutil.copy2(base / "tokenizer.json", directory / "tokenizer.json")
+        config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+        ids = {label: i for i, label in enumerate(head.labels)}
+        config |= {"id2label": dict(enumerate(head.labels)), "label2id": ids}
+        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        fp32 = VariantInfo(
+            file=VARIANT_FILES["fp32"], precision="fp32", verified=True, gate={"parity": "passed"}, optimizations=fused
+        )
+        infos = {"fp32": fp32}
+        reference = predicted_labels(directory, VARIANT_FILES["fp32"], validation.texts)
+        try:
+            infos["int8"] = publish_int8_classifier(raw, directory, validation, reference, report)
+        except QualityGateError as error:
+            report(f"int8 not published: {error}")
+        metrics = {
+            "validation_accuracy": round(head.validation_accuracy, 4),
+            "method": "head",
+            "training_seconds": round(training_s, 1),
+            "train_size": len(data),
+            "validation_size": len(validation),
+        }
+        manifest = Manifest(
+            name=name, task=TEXT_CLASSIFICATION, labels=head.labels, max_sequence_length=max_length,
+            opset=constants.DEFAULT_OPSET, architecture=f"{encoder.architecture} + mean pooling + linear head",
+            num_attention_heads=encoder.num_attention_heads, hidden_size=encoder.hidden_size,
+            input_names=list(INPUT_NAMES), source={"base": str(base), "sha256": encoder.sha256, "method": "head"},
+            parity=parity, metrics=metrics, variants=infos, files={},
+        )  # fmt: skip
+        version = staged.commit(manifest)
+    promoted, why = decide_promotion(registry, version, promote)
+    if promoted:
+        registry.promote(version.reference, PRODUCTION_ALIAS)
+    report(f"published {version.reference}: {why}")
+    return TrainingOutcome(
+        version=version.reference, metrics=metrics, promoted=promoted, promotion=why, checkpoint=str(base),
+        variants=sorted(version.manifest.variants),
+    )  # fmt: skip
