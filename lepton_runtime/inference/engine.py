@@ -1,5 +1,5 @@
-"""The Engine: loads one exported model and runs its task (classification, embeddings) with ONNX Runtime, fast
-and with provenance."""
+"""The Engine: loads one exported model and runs its task (classification, embeddings, entities) with ONNX Runtime,
+fast and with provenance."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ class LoadedModel:
 
 class Engine:
     """Run an exported model on texts: sorted, token-budget batches on ONNX Runtime, then the model's task
-    (``classify`` for a classifier, ``embed`` for an embedding model; ``run`` for whichever it is).
+    (``classify`` for a classifier, ``embed`` for an embedding model, ``entities`` for a token classifier;
+    ``run`` for whichever it is).
 
     ``Engine(path)`` takes a registry version directory (verified against its manifest before
     load) or a bare directory with ``model.onnx``, ``tokenizer.json`` and ``config.json``;
@@ -240,7 +241,7 @@ class Engine:
         turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
         max_batch_tokens: int | None = None,
     ) -> list[Any]:
-        """The model's task on texts (a Prediction or an Embedding per text); results come back in input order.
+        """The model's task on texts (a Prediction, an Embedding or Entities per text), in input order.
 
         With ``errors="raise"`` (default) any invalid text raises one InvalidInputError naming
         every bad item; with ``errors="return"`` bad items become ItemError in their place and
