@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 # torch first, pinned: the local CPU wheel; a bare `torch` would pull gigabytes of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format types check bench bench-queue bench-mixed soak demo clean
+.PHONY: install test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities soak demo clean
 
 install: $(VENV)/.installed  ## create .venv with everything for CPU use (inference, training, API, dev tools)
 
@@ -49,6 +49,16 @@ bench-mixed: install  ## online + bulk traffic on one fleet (MiniLM on SST-2): l
 	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('sentiment@production')" \
 		2>/dev/null || $(VENV)/bin/lepton train ../shared/datasets/sst2/dev.jsonl --name sentiment --epochs 3 --max-length 64
 	$(PYTHON) bench/mixed.py
+
+bench-embeddings: install  ## all-MiniLM-L6-v2 in the Engine vs sentence-transformers; a 100,000-text corpus through the queue
+	$(PYTHON) bench/embeddings.py
+	$(PYTHON) bench/bulk_embeddings.py
+
+bench-entities: install  ## an entity model trained on the shared CoNLL-2003 (if none is published) vs the transformers pipeline
+	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('ner@production')" \
+		2>/dev/null || $(VENV)/bin/lepton train ../shared/datasets/conll2003/train.jsonl --task token-classification \
+		--validation ../shared/datasets/conll2003/validation.jsonl --name ner --epochs 3 --lr 1e-4 --batch-size 32
+	$(PYTHON) bench/entities.py
 
 soak: install  ## long reliability suite + 30 minutes of mixed traffic on MiniLM; reports in bench/results/
 	LEPTON_RELIABILITY_LONG=1 LEPTON_RELIABILITY_REPORT=bench/results/reliability.md $(PYTHON) -m pytest tests/reliability
