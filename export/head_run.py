@@ -100,6 +100,7 @@ def train_head_and_publish(
         metrics = {
             "validation_accuracy": round(head.validation_accuracy, 4),
             "method": "head",
+            "l2_penalty": head.l2_penalty,
             "training_seconds": round(training_s, 1),
             "train_size": len(data),
             "validation_size": len(validation),
