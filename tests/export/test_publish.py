@@ -44,8 +44,8 @@ def test_published_manifest_records_everything_a_user_checks(published: ModelVer
 def _perturbing_exporter(real_export):  # type: ignore[no-untyped-def]
     """The real exporter, then a change to the classifier bias: what a broken export looks like."""
 
-    def export(model, output, opset):  # type: ignore[no-untyped-def]
-        path = real_export(model, output, opset)
+    def export(model, output, opset, *args, **options):  # type: ignore[no-untyped-def]
+        path = real_export(model, output, opset, *args, **options)
         graph = onnx.load(str(path))
         for initializer in graph.graph.initializer:
             if "classifier.bias" in initializer.name:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from export.entity_run import gold_text_and_spans, span_f1_of, train_and_publish_entities
+from export.entities import gold_text_and_spans, span_f1_of
+from export.entity_run import train_and_publish_entities
 from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.inference import Engine
 from lepton_runtime.registry import ModelRegistry
