@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ import numpy as np
 from export.onnx_graph import INPUT_NAMES, export_onnx, fuse_transformer_graph
 from export.parity import parity_inputs
 from export.quality import FLOAT_SLACK, GateResult
-from export.quantization import INT8_RECIPES, quantize_int8
+from export.quantization import gated_int8
 from lepton_runtime import constants
-from lepton_runtime.errors import ExportError, InputIssue, InvalidInputError, ParityError, QualityGateError
+from lepton_runtime.errors import ExportError, InputIssue, InvalidInputError, ParityError
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.inference.tasks import SentenceEmbedding
 from lepton_runtime.labelled_data import read_labelled
@@ -41,7 +42,7 @@ SOURCE_FILES = (
     "sentence_bert_config.json",
     "1_Pooling/config.json",
 )
-Reporter = Any  # Callable[[str], None]
+Reporter = Callable[[str], None]
 
 
 @dataclass
@@ -321,27 +322,9 @@ def export_sentence_encoder(
 
 
 def _publish_int8(raw: Path, directory: Path, max_length: int, texts: list[str], report: Reporter) -> VariantInfo:
-    """Quantise the unfused graph with each recipe in turn until one keeps the retrieval figures."""
-    target = VARIANT_FILES["int8"]
+    """int8 gated on retrieval: mean cosine to fp32 and top-10 neighbour overlap over the golden texts."""
     reference = embedded(directory, VARIANT_FILES["fp32"], texts, max_length)
-    tried: list[dict[str, Any]] = []
-    for recipe in INT8_RECIPES:
-        quantize_int8(raw, directory / target, recipe)
-        result = embedding_gate(reference, embedded(directory, target, texts, max_length))
-        report(f"int8 ({recipe.name}): {result.reason}: {'passed' if result.passed else 'failed'}")
-        if result.passed:
-            return VariantInfo(
-                file=target,
-                precision="int8",
-                verified=True,
-                gate=result.figures | {"recipe": recipe.name, "tried": tried},
-                optimizations=["dynamic int8 of the unfused graph", recipe.name],
-            )
-        tried.append({"recipe": recipe.name, **result.figures})
-    (directory / target).unlink()
-    raise QualityGateError(
-        "int8 failed its retrieval gate with every recipe, so nothing was published: "
-        + "; ".join(f"{t['recipe']}: mean cosine {t['mean_cosine']}, overlap {t['neighbour_overlap']}" for t in tried)
-        + ". Export with --variant fp32 alone.",
-        variant="int8",
-    )
+    return gated_int8(
+        raw, directory, lambda onnx_file: embedding_gate(reference, embedded(directory, onnx_file, texts, max_length)),
+        report, what="retrieval gate",
+    )  # fmt: skip

@@ -99,10 +99,10 @@ def _logistic_regression(
     def loss() -> Any:
         optimizer.zero_grad()
         value = torch.nn.functional.cross_entropy(head(inputs), wanted) + penalty * head.weight.square().sum()
-        value.backward()
+        value.backward()  # type: ignore[no-untyped-call]
         return value
 
-    optimizer.step(loss)
+    optimizer.step(loss)  # type: ignore[no-untyped-call]
     return head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy()
 
 
