@@ -18,8 +18,9 @@ from lepton_runtime.errors import (
     ParityError,
     ProviderUnavailableError,
     QualityGateError,
+    WrongTaskError,
 )
-from lepton_runtime.prediction import ItemError, Prediction, Provenance
+from lepton_runtime.prediction import Embedding, Entities, Entity, ItemError, Prediction, Provenance
 from lepton_runtime.registry import ModelReference, ModelRegistry, ModelVersion
 from lepton_runtime.settings import LeptonSettings, load_settings
 
@@ -30,7 +31,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     # inference
+    "Embedding",
     "Engine",
+    "Entities",
+    "Entity",
     "ItemError",
     "Prediction",
     "Provenance",
@@ -51,6 +55,7 @@ __all__ = [
     "ParityError",
     "ProviderUnavailableError",
     "QualityGateError",
+    "WrongTaskError",
 ]
 
 

@@ -1,5 +1,5 @@
-"""The Python client: submit classify, embed, bulk and training jobs by task name, follow them, fetch results,
-retry, cancel.
+"""The Python client: submit classify, embed, entities, bulk and training jobs by task name, follow them, fetch
+results, retry, cancel.
 
 It sends tasks by their stable names and never imports worker code, onnxruntime or torch.
 """
@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import redis
@@ -101,7 +101,8 @@ class ClassifyJob:
         return _TASK_STATES.get(self.result.state, "queued")
 
     def wait(self, timeout_s: float | None = DEFAULT_WAIT_S) -> list[Any]:
-        """One result per text, in order (a Prediction here; an ItemError for a bad text)."""
+        """One result per text, in order (a Prediction; an Embedding or Entities in the subclasses; an ItemError
+        for a bad text)."""
         status, answer = self._wait_interactive(timeout_s) if self.answers is not None else self._wait_task(timeout_s)
         if status != "SUCCESS":
             if isinstance(answer, LeptonError):
@@ -177,6 +178,10 @@ class EntitiesJob(ClassifyJob):
 
     def _result(self, item: dict[str, Any], provenance: Provenance) -> Entities:
         return Entities([Entity(**entity) for entity in item["entities"]], provenance)
+
+
+# The job a few-text call returns: ClassifyJob, EmbedJob or EntitiesJob.
+TextJob = TypeVar("TextJob", bound=ClassifyJob)
 
 
 @dataclass
@@ -291,12 +296,10 @@ class LeptonClient:
         """Sentence embeddings of a few texts with an embedding model (``lepton export --task embedding``);
         returns at once: ``wait()`` gives one Embedding per text, ``vectors()`` a float32 array. The lanes,
         deadlines and tenants work as for ``classify``; use ``submit_bulk`` for a corpus."""
-        job = self._submit_texts(
+        return self._submit_texts(
             EmbedJob, EMBEDDING, texts, model=model, idempotency_key=idempotency_key,
             deadline_s=deadline_s, lane=lane, tenant=tenant,
         )  # fmt: skip
-        assert isinstance(job, EmbedJob)
-        return job
 
     def entities(
         self,
@@ -311,16 +314,14 @@ class LeptonClient:
         """Entities of a few texts with an entity model (``--task token-classification``); returns at once:
         ``wait()`` gives per text its Entities (start, end, label, score, text: character offsets into that
         text). The lanes, deadlines and tenants work as for ``classify``; use ``submit_bulk`` for a corpus."""
-        job = self._submit_texts(
+        return self._submit_texts(
             EntitiesJob, TOKEN_CLASSIFICATION, texts, model=model, idempotency_key=idempotency_key,
             deadline_s=deadline_s, lane=lane, tenant=tenant,
         )  # fmt: skip
-        assert isinstance(job, EntitiesJob)
-        return job
 
     def _submit_texts(
         self,
-        job_type: type[ClassifyJob],
+        job_type: type[TextJob],
         task: str,
         texts: Sequence[str],
         *,
@@ -329,7 +330,7 @@ class LeptonClient:
         deadline_s: float | None,
         lane: LaneChoice,
         tenant: str | None,
-    ) -> ClassifyJob:
+    ) -> TextJob:
         """A few texts for ``task``, through the interactive lane or as a ``lepton.classify`` task (which runs
         whatever task the model does)."""
         if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):

@@ -40,15 +40,15 @@ class BatchPolicy:
 ALONE = BatchPolicy()
 
 
-def classify_texts(engine: Engine, texts: list[Any], policy: BatchPolicy = ALONE) -> dict[str, Any]:
-    """The model's results (predictions, embeddings) for a few texts in input order (bad items become errors in
-    place) and one provenance."""
+def run_texts(engine: Engine, texts: list[Any], policy: BatchPolicy = ALONE) -> dict[str, Any]:
+    """The model's results (predictions, embeddings, entities) for a few texts in input order (bad items become
+    errors in place) and one provenance."""
     results = engine.run(texts, errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens)
     return _answer(engine, results, offset=0)
 
 
-def classify_requests(engine: Engine, requests: Sequence[list[Any]], turn: Turn = nullcontext) -> list[Any]:
-    """The answers to several requests run as one batch (each ``classify_texts``-shaped, in order).
+def run_requests(engine: Engine, requests: Sequence[list[Any]], turn: Turn = nullcontext) -> list[Any]:
+    """The answers to several requests run as one batch (each ``run_texts``-shaped, in order).
 
     Bad texts fail only their item. A batch that makes the model fail at run time is split in halves,
     again and again, until the request that causes it is alone: that one is answered with an
@@ -69,7 +69,7 @@ def classify_requests(engine: Engine, requests: Sequence[list[Any]], turn: Turn 
                 )
             ]
         middle = len(requests) // 2
-        return classify_requests(engine, requests[:middle], turn) + classify_requests(engine, requests[middle:], turn)
+        return run_requests(engine, requests[:middle], turn) + run_requests(engine, requests[middle:], turn)
     answers, start = [], 0
     for request in requests:
         answers.append(_answer(engine, results[start : start + len(request)], offset=start))

@@ -25,7 +25,7 @@ from lepton_runtime.errors import ExpiredError, InvalidInputError, LeptonError, 
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.jobs import DeadLetter, DeadLetterStore, new_dead_letter
 from lepton_runtime.jobs.lanes import InteractiveLane, LaneRequest, weighted_counts
-from workers.execution import classify_requests
+from workers.execution import run_requests
 from workers.scheduler import LaneScheduler
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ class InteractiveConsumer:
         for (model, sha256), group in groups.items():
             try:
                 engine = self.engines.get(model, content_sha256=sha256)
-                results = classify_requests(engine, [request.texts for request in group])
+                results = run_requests(engine, [request.texts for request in group])
             except LeptonError as error:
                 results = [error] * len(group)
             answers += zip(group, results, strict=True)

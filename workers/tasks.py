@@ -10,7 +10,7 @@ from celery import Celery
 from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK, TRAIN_TASK
 from lepton_runtime.jobs.keys import JobKeys, TrainingKeys
 from lepton_runtime.jobs.schemas import TrainingProgress
-from workers.execution import classify_texts, run_chunk, run_training
+from workers.execution import run_chunk, run_texts, run_training
 from workers.guard import LeptonTask
 from workers.runtime import WorkerRuntime, current
 
@@ -49,7 +49,7 @@ def register_tasks(app: Celery) -> None:
     def classify(self: LeptonTask, texts: list[Any], model: str, content_sha256: str | None = None) -> dict[str, Any]:
         """Classify a few texts with one exact model version (``name@N``, resolved at submit)."""
         runtime = current()
-        return classify_texts(runtime.engines.get(model, content_sha256=content_sha256), texts, runtime.bulk_policy())
+        return run_texts(runtime.engines.get(model, content_sha256=content_sha256), texts, runtime.bulk_policy())
 
     @app.task(name=BULK_CHUNK_TASK, base=BulkChunkTask, bind=True)  # type: ignore[untyped-decorator]
     def bulk_chunk(self: BulkChunkTask, job_id: str, chunk: int) -> dict[str, Any]:

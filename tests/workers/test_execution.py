@@ -11,7 +11,7 @@ from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import JobStore
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelRegistry, ModelVersion
-from workers.execution import classify_texts, run_chunk
+from workers.execution import run_chunk, run_texts
 
 
 def _engines(published: ModelVersion) -> EngineCache:
@@ -62,7 +62,7 @@ def test_a_cancelled_job_runs_no_further_chunk(redis_client: redis.Redis, publis
 
 def test_a_few_texts_get_one_provenance_and_an_answer_each(published: ModelVersion) -> None:
     engine = Engine(published.path, intra_op_threads=1)
-    answer = classify_texts(engine, ["where is my new card?", 42, "my top-up was reverted"])
+    answer = run_texts(engine, ["where is my new card?", 42, "my top-up was reverted"])
     assert answer["model"] == engine.provenance.as_dict()
     first, bad, last = answer["predictions"]
     assert first["label"] in {"problem", "question"} and "model" not in first

@@ -27,7 +27,7 @@ from producer import LeptonClient
 from tests.queue_fixtures import free_port
 from tests.workers.faults import POISON
 from tests.workers.test_metrics import scrape, total
-from workers.execution import classify_requests
+from workers.execution import run_requests
 from workers.interactive import InteractiveConsumer, LaneOptions
 from workers.processes import WorkerProcess
 from workers.scheduler import LaneScheduler
@@ -72,7 +72,7 @@ def test_a_batch_the_model_fails_on_is_split_until_the_failing_request_is_alone(
     with pytest.raises(Exception, match="out of"):
         engine.classify([f"my card {marker}"])
     requests = [["where is my card?"], ["top up failed", ""], [f"my card {marker}"], ["how do I pay?"]]
-    answers = classify_requests(engine, requests)
+    answers = run_requests(engine, requests)
     assert isinstance(answers[2], InferenceError) and "the requests batched with it were answered" in str(answers[2])
     alone = [engine.classify(texts, errors="return") for texts in (["where is my card?"], ["how do I pay?"])]
     assert answers[0]["predictions"][0]["label"] == alone[0][0].label
