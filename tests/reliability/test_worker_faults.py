@@ -14,8 +14,10 @@ import pytest
 import redis
 
 from lepton_runtime.constants import REDIS_KEY_PREFIX
+from lepton_runtime.inference import Engine
 from lepton_runtime.jobs.schemas import JobStatus
 from lepton_runtime.labelled_data import LabelledTexts
+from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
 from tests.reliability.conftest import Figures, scaled
@@ -104,3 +106,41 @@ def test_a_pool_process_over_its_memory_budget_is_replaced_and_the_job_finishes(
     assert not first.is_running(), "the process over budget was replaced after its task"
     assert worker.process.poll() is None
     figures.add("Worker faults", "pool processes over a 64 MB memory budget replaced", "yes; job of 1,000 texts exact")
+
+
+ENTITY_KILLS = 5
+
+
+def test_an_entities_job_under_five_kills_answers_every_text_once_with_the_engines_entities(
+    start_worker: Callable[..., WorkerProcess],
+    queue_settings: LeptonSettings,
+    published_entities: ModelVersion,
+    banking: LabelledTexts,
+    figures: Figures,
+) -> None:
+    texts = [f"{text} ({i})" for i, text in enumerate(banking.texts * (TEXTS // len(banking.texts) + 1))][:TEXTS]
+    worker = start_worker(concurrency=2, env={"LEPTON_MAX_DELIVERIES": str(ENTITY_KILLS + 1)})
+    chooser = random.Random(11)
+    killed: list[int] = []
+    between = TEXTS // CHUNK_SIZE // (2 * ENTITY_KILLS)
+
+    def kill_now_and_then(status: JobStatus) -> None:
+        if len(killed) < ENTITY_KILLS and status.done_chunks >= between * (len(killed) + 1):
+            pool = psutil.Process(worker.process.pid).children()
+            if pool:
+                victim = chooser.choice(pool)
+                victim.kill()
+                killed.append(victim.pid)
+
+    with LeptonClient(queue_settings) as client:
+        job = client.submit_bulk(texts, model="tiny-ner", chunk_size=CHUNK_SIZE)
+        status = client.jobs.wait(job.id, 600, on_progress=kill_now_and_then, progress_interval_s=0.05)
+        assert len(killed) == ENTITY_KILLS and status.state == "succeeded", status.failures
+        rows = list(client.results(job.id))
+    assert [row["id"] for row in rows] == [str(i) for i in range(TEXTS)]
+    sample = chooser.sample(range(TEXTS), 200)
+    expected = Engine(published_entities.path, intra_op_threads=1).entities([texts[i] for i in sample])
+    assert [rows[i]["entities"] for i in sample] == [[e.as_dict() for e in found] for found in expected]
+    figures.add(
+        "Worker faults", "SIGKILLs during an entities job survived", f"{ENTITY_KILLS} over {TEXTS:,} texts, exact"
+    )
