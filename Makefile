@@ -62,6 +62,7 @@ bench-entities: install  ## an entity model trained on the shared CoNLL-2003 (if
 
 soak: install  ## long reliability suite + 30 minutes of mixed traffic on MiniLM; reports in bench/results/
 	LEPTON_RELIABILITY_LONG=1 LEPTON_RELIABILITY_REPORT=bench/results/reliability.md $(PYTHON) -m pytest tests/reliability
+	LEPTON_RELIABILITY_LONG=1 $(PYTHON) -m pytest tests/export/test_embedding.py  # the real all-MiniLM-L6-v2 vs sentence-transformers
 	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('intents@production')" \
 		2>/dev/null || $(VENV)/bin/lepton demo  # the soak classifies with the demo's fine-tuned MiniLM (intents)
 	$(PYTHON) bench/soak.py --minutes 30
