@@ -13,14 +13,13 @@ import pytest
 from export.embedding import embedding_gate, retrieval_figures
 from export.publish import export_checkpoint
 from lepton_runtime import Engine
+from lepton_runtime.datasets import BANKING77_DEV
 from lepton_runtime.errors import ExportError, InvalidInputError, WrongTaskError
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelRegistry, ModelVersion
 from lepton_runtime.training import default_base_model
 
 pytestmark = pytest.mark.slow
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 
 
 def test_the_manifest_records_the_task_the_pooling_and_the_parity_figures(published_embedding: ModelVersion) -> None:
@@ -90,7 +89,6 @@ def test_the_retrieval_gate_passes_close_vectors_and_fails_scrambled_neighbours(
     assert figures.neighbour_overlap == 1.0 and figures.mean_cosine == pytest.approx(1.0)
 
 
-@pytest.mark.skipif(not (SHARED / "banking77" / "dev.jsonl").is_file(), reason="needs ../shared/datasets")
 @pytest.mark.skipif(
     os.environ.get("LEPTON_RELIABILITY_LONG") != "1", reason="the real 90 MB model: make soak (and bench/embeddings.py)"
 )
@@ -98,8 +96,7 @@ def test_all_minilm_l6_v2_equals_sentence_transformers_on_two_thousand_real_text
     """The acceptance figure: fp32 vectors of the real model against SentenceTransformer.encode, cosine >= 0.9999."""
     from sentence_transformers import SentenceTransformer
 
-    lines = (SHARED / "banking77" / "dev.jsonl").read_text().splitlines()
-    lines += (SHARED / "sst2" / "dev.jsonl").read_text().splitlines()
+    lines = BANKING77_DEV.read_text().splitlines()  # the real queries shipped in the repository
     texts = [json.loads(line)["text"] for line in lines][:2000]
     assert len(texts) == 2000
     version = export_checkpoint(default_base_model(), ModelRegistry(tmp_path), "minilm", task="embedding")
