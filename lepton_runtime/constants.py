@@ -13,9 +13,12 @@ REDIS_KEY_PREFIX = "lepton:"
 
 # Tokens per text kept by default at export; longer texts are truncated (or refused, by policy).
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
-# Padded tokens (rows x longest row) in one ONNX Runtime call; bench/engine.py measured 1024 best
-# on 2 cores (int8 MiniLM, bench/results/engine.md: 1391 texts/s at 1024, 1243 at 512, 1155 at 2048).
-DEFAULT_MAX_BATCH_TOKENS = 1024
+# Padded tokens (rows x longest row) in one ONNX Runtime call on the CPU, per intra-op thread: bench/engine.py
+# measured 1024 best with 2 threads (int8 MiniLM, bench/results/engine.md: 1391 texts/s at 1024, 1243 at 512,
+# 1155 at 2048), and a worker's single-threaded process runs best at 512 (short texts: 841 texts/s at 512, 747 at
+# 1024; 40-80-token texts 265 and 256): past that the activations leave the core's cache.
+DEFAULT_MAX_BATCH_TOKENS_PER_THREAD = 512
+DEFAULT_MAX_BATCH_TOKENS = 2 * DEFAULT_MAX_BATCH_TOKENS_PER_THREAD  # with 2 threads, as bench/engine.py runs
 # Rows in one ONNX Runtime call, whatever their length.
 DEFAULT_MAX_BATCH_SIZE = 256
 # On CUDA a call costs a launch and two copies whatever its size: far larger batches pay off
@@ -81,9 +84,10 @@ DEFAULT_INTERACTIVE_MAX_TEXTS = 32
 DEFAULT_BATCH_WAIT_MS = 2.0
 # Requests in one interactive batch (their texts still go in token-budget ONNX Runtime batches).
 DEFAULT_MAX_BATCH_REQUESTS = 64
-# Padded tokens of one bulk batch while interactive requests come to the process (instead of
-# DEFAULT_MAX_BATCH_TOKENS): the longest an interactive request waits is one such batch.
-DEFAULT_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE = 256
+# Padded tokens of one bulk batch while interactive requests come to the process (instead of the engine's
+# budget): the longest an interactive request waits is one such batch. A single-threaded process runs 384 as
+# fast as 512 and 256 7% slower (40-80-token texts: 257, 265, 239 texts/s), so 384 bounds the wait at no cost.
+DEFAULT_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE = 384
 # The least share of a worker process's time that bulk work keeps while interactive work overloads it.
 DEFAULT_BULK_MIN_SHARE = 0.2
 # Requests a tenant may have waiting in the interactive lane before it gets 429.

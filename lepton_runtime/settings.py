@@ -28,7 +28,8 @@ class LeptonSettings(BaseSettings):
         default=None,
         ge=16,
         description="Padded tokens per ONNX Runtime call. Unset: "
-        f"{constants.DEFAULT_MAX_BATCH_TOKENS} on CPU, {constants.DEFAULT_MAX_BATCH_TOKENS_CUDA} on CUDA.",
+        f"{constants.DEFAULT_MAX_BATCH_TOKENS_PER_THREAD} per ONNX Runtime thread on CPU, "
+        f"{constants.DEFAULT_MAX_BATCH_TOKENS_CUDA} on CUDA.",
     )
     max_items: int = Field(default=constants.DEFAULT_MAX_ITEMS, ge=1)
     max_text_chars: int = Field(default=constants.DEFAULT_MAX_TEXT_CHARS, ge=1)

@@ -34,6 +34,7 @@ from lepton_runtime.inference.validation import (
     overflow_issue,
     raise_for_issues,
 )
+from lepton_runtime.machine import available_cores
 from lepton_runtime.prediction import Entity, ItemError, Provenance
 from lepton_runtime.registry.checksums import sha256_file
 from lepton_runtime.registry.manifest import MANIFEST_FILE, Manifest
@@ -134,7 +135,9 @@ class Engine:
         # pad the next batch while the device runs this one: on by default where the device is a GPU
         self.overlap_batches = on_cuda if overlap_batches is None else overlap_batches
         self.max_batch_tokens = max_batch_tokens or (
-            constants.DEFAULT_MAX_BATCH_TOKENS_CUDA if on_cuda else constants.DEFAULT_MAX_BATCH_TOKENS
+            constants.DEFAULT_MAX_BATCH_TOKENS_CUDA
+            if on_cuda
+            else constants.DEFAULT_MAX_BATCH_TOKENS_PER_THREAD * (intra_op_threads or available_cores())
         )
         self.call_cost_tokens = DEFAULT_CALL_COST_TOKENS_CUDA if on_cuda else DEFAULT_CALL_COST_TOKENS
         self.max_batch_size = max_batch_size or (

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
 
 from lepton_runtime.errors import ProviderUnavailableError
+from lepton_runtime.machine import available_cores
 
 Device = Literal["cpu", "cuda"]
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -70,7 +70,7 @@ def session_options(intra_op_threads: int, allow_spinning: bool = True) -> ort.S
     wasteful when processes share them.
     """
     options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads or (os.cpu_count() or 1)
+    options.intra_op_num_threads = intra_op_threads or available_cores()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
