@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from export.embedding import SOURCE_FILES, load_sentence_encoder
 from lepton_runtime.errors import ExportError
 from lepton_runtime.registry.checksums import content_sha256, sha256_file
+from lepton_runtime.training.pooled import POOLED_HEAD_FILE, pooled_classifier
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json")
 TRAINING_METRICS_FILE = "training_metrics.json"
@@ -35,10 +37,13 @@ class Checkpoint:
 
 def load_checkpoint(path: Path, *, per_token: bool = False) -> Checkpoint:
     """Load ``path`` as a sequence classifier (``per_token``: a token classifier) with eager attention (the graph
-    ONNX fusions recognise)."""
+    ONNX fusions recognise); a sentence encoder with a head of ``lepton train`` (lepton_runtime/training/pooled.py)
+    as encoder + mean pooling + head."""
     config_path = path / "config.json"
     if not config_path.is_file():
         raise ExportError(f"{path} is not a Hugging Face checkpoint directory: config.json is missing")
+    if not per_token and (path / POOLED_HEAD_FILE).is_file():
+        return _load_pooled_classifier(path)
     config = json.loads(config_path.read_text(encoding="utf-8"))
     architectures = config.get("architectures") or []
     suffix = "ForTokenClassification" if per_token else "ForSequenceClassification"
@@ -77,4 +82,28 @@ def load_checkpoint(path: Path, *, per_token: bool = False) -> Checkpoint:
         sha256=content_sha256({name: sha256_file(path / name) for name in CHECKPOINT_FILES if (path / name).is_file()}),
         training_metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
         per_token=per_token,
+    )
+
+
+def _load_pooled_classifier(path: Path) -> Checkpoint:
+    from safetensors.numpy import load_file
+
+    encoder = load_sentence_encoder(path)  # checks that the pooling is the mean the graph computes
+    head = load_file(str(path / POOLED_HEAD_FILE))
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    labels = [str(config["id2label"][str(i)]) for i in range(len(config["id2label"]))]
+    metrics_path = path / TRAINING_METRICS_FILE
+    hashed = (*SOURCE_FILES, POOLED_HEAD_FILE)
+    return Checkpoint(
+        path=path,
+        model=pooled_classifier(encoder.model, head["weight"], head["bias"]),
+        labels=labels,
+        architecture=f"{encoder.architecture} + mean pooling + linear head",
+        num_attention_heads=encoder.num_attention_heads,
+        hidden_size=encoder.hidden_size,
+        vocab_size=encoder.vocab_size,
+        max_position_embeddings=int(config["max_position_embeddings"]),
+        tokenizer_file=path / "tokenizer.json",
+        sha256=content_sha256({name: sha256_file(path / name) for name in hashed if (path / name).is_file()}),
+        training_metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
     )

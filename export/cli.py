@@ -64,8 +64,9 @@ def export_command(
     max_length: int | None,
     opset: int,
 ) -> None:
-    """Export CHECKPOINT (a Hugging Face sequence classifier, or a sentence-transformers model with --task
-    embedding: by default the all-MiniLM-L6-v2 installed with lepton-runtime) to ONNX and publish it.
+    """Export CHECKPOINT (a Hugging Face sequence classifier or a sentence encoder with the head `lepton train`
+    gives it, or a sentence-transformers model with --task embedding: by default the all-MiniLM-L6-v2
+    installed with lepton-runtime) to ONNX and publish it.
 
     A classifier's fp32 graph (with ONNX Runtime's transformer fusions) must match PyTorch within 1e-4 at
     batch 1/7/64 x sequence 8/128, or nothing is published. int8 must stay within 0.5 point of

@@ -29,6 +29,7 @@ from lepton_runtime.inference.tasks import SentenceEmbedding
 from lepton_runtime.labelled_data import read_labelled
 from lepton_runtime.registry import Manifest, ModelRegistry, ModelVersion, VariantInfo
 from lepton_runtime.registry.checksums import content_sha256, sha256_file
+from lepton_runtime.training.pooled import mean_pooled
 
 OUTPUT_NAME = SentenceEmbedding.output_name
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
@@ -95,7 +96,7 @@ def load_sentence_encoder(path: Path) -> SentenceEncoder:
     config = encoder.config
     return SentenceEncoder(
         path=path,
-        model=_mean_pooled(encoder, normalize),
+        model=mean_pooled(encoder, normalize),
         architecture=(config.architectures or [type(encoder).__name__])[0],
         num_attention_heads=config.num_attention_heads,
         hidden_size=config.hidden_size,
@@ -104,27 +105,6 @@ def load_sentence_encoder(path: Path) -> SentenceEncoder:
         normalize=normalize,
         sha256=content_sha256({name: sha256_file(path / name) for name in SOURCE_FILES if (path / name).is_file()}),
     )
-
-
-def _mean_pooled(encoder: Any, normalize: bool) -> Any:
-    """The encoder followed by mean pooling over real tokens (and L2 normalisation), as sentence-transformers'
-    Pooling and Normalize modules compute them."""
-    import torch
-
-    class MeanPooledEncoder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            hidden = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2, dim=1) if normalize else pooled
-
-    return MeanPooledEncoder().eval()
 
 
 # -- gates -----------------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ from lepton_runtime.registry import Manifest, ModelRegistry, VariantInfo, valida
 from lepton_runtime.task_names import TEXT_CLASSIFICATION
 from lepton_runtime.training import default_base_model
 from lepton_runtime.training.finetune import stratified_split
-from lepton_runtime.training.head import classifier_on_encoder, embed_texts, fit_linear_head
+from lepton_runtime.training.head import embed_texts, fit_linear_head
+from lepton_runtime.training.pooled import pooled_classifier
 
 
 def train_head_and_publish(
@@ -73,7 +74,7 @@ def train_head_and_publish(
     head = fit_linear_head(train_vectors, data.labels, validation_vectors, validation.labels, seed)
     training_s = time.perf_counter() - started
     report(f"linear head: validation accuracy {head.validation_accuracy:.4f} ({training_s:.0f} s with the embeddings)")
-    model = classifier_on_encoder(encoder.model, head)
+    model = pooled_classifier(encoder.model, head.weight, head.bias)
     with registry.begin_publish(name) as staged, tempfile.TemporaryDirectory() as scratch:
         directory = staged.path
         raw = export_onnx(model, Path(scratch) / "raw.onnx", constants.DEFAULT_OPSET)

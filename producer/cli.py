@@ -399,8 +399,9 @@ def training_option(flag: str, name: str) -> Callable[[Callable[..., Any]], Call
     type=click.Choice(["full", "head"]),
     default="full",
     show_default=True,
-    help="full: fine-tune every weight (minutes); head: a linear classifier on the base's frozen mean-pooled"
-    " embeddings (seconds; a sentence-transformers base such as the default MiniLM; runs here, not --submit).",
+    help="full: fine-tune every weight (minutes; on a sentence-transformers base such as the default MiniLM the"
+    " head sits on its mean-pooled embedding, starting from a linear probe); head: a linear classifier on the"
+    " base's frozen mean-pooled embeddings (seconds; runs here, not --submit).",
 )
 @training_option("--epochs", "epochs")
 @training_option("--lr", "learning_rate")

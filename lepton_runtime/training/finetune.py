@@ -1,5 +1,8 @@
 """Fine-tuning of a Hugging Face encoder as a sequence classifier with PyTorch (imported lazily).
 
+A sentence-transformers base (all-MiniLM-L6-v2, the default) gets its head on the mean-pooled embedding it was
+trained for, started from a linear probe (lepton_runtime/training/pooled.py); any other base gets the
+``[CLS]`` pooler head of ``AutoModelForSequenceClassification``.
 The device is chosen automatically (CUDA when present, with mixed precision; else the CPU with one
 thread per available core); batches group texts of similar length and pad dynamically; AdamW with
 linear warm-up and decay, gradient clipping, evaluation each epoch (accuracy, macro-F1, per-class
@@ -24,6 +27,14 @@ from lepton_runtime import constants
 from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.machine import available_cores
+from lepton_runtime.training.head import embed_texts, fit_head_weights
+from lepton_runtime.training.pooled import (
+    is_sentence_encoder,
+    mean_pooled,
+    normalizes,
+    pooled_classifier,
+    save_pooled_classifier,
+)
 
 TRAINING_METRICS_FILE = "training_metrics.json"
 VALIDATION_FILE = constants.VALIDATION_FILE
@@ -162,16 +173,20 @@ def fine_tune(
         train_texts, train_labels = data.texts, data.labels
     label_ids = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        # a base that is already a classifier (other labels) gets a new head of the right size
-        base,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id=label_ids,
-        ignore_mismatched_sizes=True,
-    ).to(device)
     train_encoded = tokenizer(train_texts, truncation=True, max_length=config.max_length)["input_ids"]
     train_targets = [label_ids[label] for label in train_labels]
+    pooled = is_sentence_encoder(base)
+    if pooled:  # the head on the embedding the base was trained for, starting from a linear probe (LP-FT)
+        model = _pooled_classifier(base, tokenizer, train_texts, train_targets, len(labels), config).to(device)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            # a base that is already a classifier (other labels) gets a new head of the right size
+            base,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id=label_ids,
+            ignore_mismatched_sizes=True,
+        ).to(device)
     batches_per_epoch = math.ceil(len(train_texts) / config.batch_size)
     head = [p for n, p in model.named_parameters() if n.startswith(("classifier", "bert.pooler"))]
     body = [p for n, p in model.named_parameters() if not n.startswith(("classifier", "bert.pooler"))]
@@ -195,15 +210,15 @@ def fine_tune(
             targets = torch.tensor([train_targets[i] for i in rows], device=device)
             autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
             with autocast:
-                output = model(**batch, labels=targets)
-            scaler.scale(output.loss).backward()
+                loss = torch.nn.functional.cross_entropy(_logits(model(**batch)).float(), targets)
+            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
             optimizer.zero_grad()
-            losses.append(output.loss.item())
+            losses.append(loss.item())
             step += 1
             if on_step:
                 on_step(step, total_steps, losses[-1])
@@ -217,8 +232,11 @@ def fine_tune(
         if evaluation.accuracy > result.validation_accuracy:
             result.best_epoch, result.validation_accuracy = epoch, evaluation.accuracy
             result.validation_macro_f1, result.per_class = evaluation.macro_f1, evaluation.per_class
-            model.save_pretrained(output_dir)
-            tokenizer.save_pretrained(output_dir)
+            if pooled:
+                save_pooled_classifier(model, tokenizer, base, output_dir, labels)
+            else:
+                model.save_pretrained(output_dir)
+                tokenizer.save_pretrained(output_dir)
             stale_epochs = 0
         else:
             stale_epochs += 1
@@ -248,7 +266,7 @@ def evaluate(
             batch = tokenizer(
                 [data.texts[i] for i in rows], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
             ).to(device)
-            predicted += model(**batch).logits.argmax(dim=1).tolist()
+            predicted += _logits(model(**batch)).argmax(dim=1).tolist()
     label_ids = {label: i for i, label in enumerate(labels)}
     by_row = dict(zip(order, predicted, strict=True))
     truth = np.asarray([label_ids.get(label, -1) for label in data.labels])
@@ -265,6 +283,25 @@ def evaluate(
         }  # fmt: skip
     macro_f1 = float(np.mean([entry["f1"] for entry in per_class.values()])) if per_class else 0.0
     return Evaluation(float(np.mean(guess == truth)), macro_f1, per_class)
+
+
+def _pooled_classifier(
+    base: Path, tokenizer: Any, texts: list[str], targets: list[int], classes: int, config: TrainingConfig
+) -> Any:
+    """``base``'s encoder, its mean pooling and a linear head that starts as the logistic regression of ``targets`` on
+    the frozen embeddings of ``texts`` (linear probing, then fine-tuning: the body's features are not torn up by a
+    random head's first gradients; Kumar et al. 2022)."""
+    from transformers import AutoModel
+
+    encoder = mean_pooled(AutoModel.from_pretrained(base), normalizes(base))
+    vectors = embed_texts(encoder, tokenizer, texts, config.max_length)
+    weight, bias, _ = fit_head_weights(vectors, np.asarray(targets), classes, config.seed)
+    return pooled_classifier(encoder, weight, bias)
+
+
+def _logits(output: Any) -> Any:
+    """A Hugging Face model's ``.logits``, or the tensor a pooled classifier returns."""
+    return getattr(output, "logits", output)
 
 
 def choose_device(wanted: str) -> str:

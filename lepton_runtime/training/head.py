@@ -65,23 +65,29 @@ def fit_linear_head(
         raise InvalidInputError("a classifier needs at least two labels in the training data")
     index = {label: i for i, label in enumerate(labels)}
     targets = np.asarray([index[label] for label in train_labels])
-    folds = np.random.default_rng(seed).permutation(len(train)) % HEAD_FOLDS
+    weight, bias, penalty = fit_head_weights(train, targets, len(labels), seed)
+    guesses = (validation @ weight.T + bias).argmax(axis=1)
+    accuracy = float(np.mean([labels[g] == truth for g, truth in zip(guesses, validation_labels, strict=True)]))
+    return LinearHead(weight, bias, labels, accuracy, time.perf_counter() - started, penalty)
+
+
+def fit_head_weights(
+    features: np.ndarray, targets: np.ndarray, classes: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Weights [classes x dimensions], biases and the L2 penalty of a multinomial logistic regression of ``targets``
+    (class ids) on ``features``, the penalty chosen by HEAD_FOLDS-fold cross-validation."""
+    folds = np.random.default_rng(seed).permutation(len(features)) % HEAD_FOLDS
     scores = {}
     for penalty in HEAD_L2_PENALTIES:
         accuracies = []
         for fold in range(HEAD_FOLDS):
-            weight, bias = _logistic_regression(
-                train[folds != fold], targets[folds != fold], len(labels), penalty, seed
-            )
-            accuracies.append(
-                float(np.mean((train[folds == fold] @ weight.T + bias).argmax(axis=1) == targets[folds == fold]))
-            )
+            weight, bias = _logistic_regression(features[folds != fold], targets[folds != fold], classes, penalty, seed)
+            guesses = (features[folds == fold] @ weight.T + bias).argmax(axis=1)
+            accuracies.append(float(np.mean(guesses == targets[folds == fold])))
         scores[penalty] = float(np.mean(accuracies))
     penalty = max(scores, key=lambda p: scores[p])
-    weight, bias = _logistic_regression(train, targets, len(labels), penalty, seed)
-    guesses = (validation @ weight.T + bias).argmax(axis=1)
-    accuracy = float(np.mean([labels[g] == truth for g, truth in zip(guesses, validation_labels, strict=True)]))
-    return LinearHead(weight, bias, labels, accuracy, time.perf_counter() - started, penalty)
+    weight, bias = _logistic_regression(features, targets, classes, penalty, seed)
+    return weight, bias, penalty
 
 
 def _logistic_regression(
@@ -104,22 +110,3 @@ def _logistic_regression(
 
     optimizer.step(loss)  # type: ignore[no-untyped-call]
     return head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy()
-
-
-def classifier_on_encoder(encoder: Any, head: LinearHead) -> Any:
-    """One module: the pooled encoder, then the head; (input ids, mask, types) -> logits (the graph to export)."""
-    import torch
-
-    class PooledClassifier(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.encoder = encoder
-            self.classifier = torch.nn.Linear(head.weight.shape[1], head.weight.shape[0])
-            with torch.no_grad():
-                self.classifier.weight.copy_(torch.from_numpy(head.weight))
-                self.classifier.bias.copy_(torch.from_numpy(head.bias))
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.classifier(self.encoder(input_ids, attention_mask, token_type_ids))
-
-    return PooledClassifier().eval()
