@@ -52,9 +52,9 @@ def main() -> int:
 
     from export.entities import gold_text_and_spans
     from lepton_runtime import Engine
+    from lepton_runtime.labelled_data import read_tagged
     from lepton_runtime.machine import available_cores
     from lepton_runtime.registry import ModelRegistry
-    from lepton_runtime.training.entities import read_tagged
 
     validation_file = SHARED_DATASETS / "conll2003" / "validation.jsonl"
     if not validation_file.is_file():

@@ -9,7 +9,7 @@ from typing import Any
 from export.quality import FLOAT_SLACK, GateResult
 from lepton_runtime import constants
 from lepton_runtime.inference.engine import Engine
-from lepton_runtime.training.entities import OUTSIDE, TaggedSentences
+from lepton_runtime.labelled_data import OUTSIDE, TaggedSentences
 
 
 def gold_text_and_spans(words: list[str], tags: list[str]) -> tuple[str, set[tuple[int, int, str]]]:

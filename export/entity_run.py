@@ -11,23 +11,28 @@ spans: what a user of ``entities()`` gets).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from export.entities import span_f1_of
 from export.publish import Reporter, export_checkpoint
-from export.training_run import decide_promotion
+from export.training_run import RunTracker, decide_promotion
 from lepton_runtime.constants import PRODUCTION_ALIAS
 from lepton_runtime.errors import QualityGateError
 from lepton_runtime.inference.engine import Engine
-from lepton_runtime.jobs.schemas import TrainingOutcome
+from lepton_runtime.jobs.schemas import TrainingOutcome, TrainingProgress, TrainRequest
+from lepton_runtime.labelled_data import TaggedSentences, read_tagged
 from lepton_runtime.registry import ModelRegistry, validate_model_name
 from lepton_runtime.task_names import TOKEN_CLASSIFICATION
 from lepton_runtime.training import TrainingConfig, default_base_model
-from lepton_runtime.training.entities import EntityEpoch, TaggedSentences, fine_tune_entities
+from lepton_runtime.training.entities import EntityEpoch, fine_tune_entities
 
 # The figure that decides promotion of an entity model.
 ENTITY_PROMOTION_METRIC = "validation_entity_f1"
+TRAIN_ROWS_FILE = "train.jsonl"
+VALIDATION_ROWS_FILE = "validation.jsonl"
 
 
 def train_and_publish_entities(
@@ -82,3 +87,39 @@ def train_and_publish_entities(
         checkpoint=str(checkpoint),
         variants=sorted(version.manifest.variants),
     )
+
+
+def train_queued_entities(
+    train_rows: Iterable[dict[str, Any]],
+    validation_rows: Iterable[dict[str, Any]],
+    request: TrainRequest,
+    *,
+    registry: ModelRegistry,
+    checkpoint_dir: Path,
+    run_id: str,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainingOutcome:
+    """An entity run from the training queue: its rows (``{"tokens", "tags"}``) are written beside the checkpoint
+    and read back with the checks of a local run; progress and cancel (during training) as for a classifier."""
+    tracker = RunTracker(request.epochs, on_progress, should_stop)
+    tracker.phase("loading")
+    checkpoint = checkpoint_dir / request.name / run_id
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for file_name, rows in ((TRAIN_ROWS_FILE, train_rows), (VALIDATION_ROWS_FILE, validation_rows)):
+        files[file_name] = checkpoint / file_name
+        with files[file_name].open("w", encoding="utf-8") as stream:
+            stream.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    config = TrainingConfig(
+        epochs=request.epochs, learning_rate=request.learning_rate, batch_size=request.batch_size,
+        max_length=request.max_length, seed=request.seed,
+    )  # fmt: skip
+    outcome = train_and_publish_entities(
+        read_tagged(files[TRAIN_ROWS_FILE]), read_tagged(files[VALIDATION_ROWS_FILE]), name=request.name,
+        config=config, registry=registry, checkpoint=checkpoint, base=Path(request.base) if request.base else None,
+        golden=files[VALIDATION_ROWS_FILE], promote=request.promote, on_step=tracker.step,
+        on_epoch=tracker.entity_epoch,
+    )  # fmt: skip
+    tracker.phase("done", stoppable=False)
+    return outcome

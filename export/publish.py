@@ -19,9 +19,8 @@ from lepton_runtime import constants
 from lepton_runtime.errors import InputIssue, InvalidInputError, QualityGateError
 from lepton_runtime.inference.providers import cuda_provider_available
 from lepton_runtime.inference.tasks import Classification, SentenceEmbedding, TokenClassification
-from lepton_runtime.labelled_data import LabelledTexts, read_labelled
+from lepton_runtime.labelled_data import LabelledTexts, TaggedSentences, read_labelled, read_tagged
 from lepton_runtime.registry import Manifest, ModelRegistry, ModelVersion, VariantInfo, validate_model_name
-from lepton_runtime.training.entities import TaggedSentences, read_tagged
 
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 EXPORTED_TASKS = (Classification.name, SentenceEmbedding.name, TokenClassification.name)

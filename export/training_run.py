@@ -25,6 +25,7 @@ from lepton_runtime.labelled_data import LabelledTexts, check_trainable
 from lepton_runtime.registry import ModelRegistry, ModelVersion, validate_model_name
 from lepton_runtime.training import TrainingConfig, default_base_model, fine_tune
 from lepton_runtime.training.curve import CURVE_FILE, save_training_curve
+from lepton_runtime.training.entities import EntityEpoch
 from lepton_runtime.training.finetune import VALIDATION_FILE, EpochReport
 
 # Progress is handed on at most this often during training (every step would flood Redis).
@@ -32,7 +33,7 @@ PROGRESS_INTERVAL_S = 1.0
 
 
 @dataclass
-class _Tracker:
+class RunTracker:
     """Turns training callbacks into throttled TrainingProgress reports, and cancels when told."""
 
     epochs: int
@@ -63,6 +64,11 @@ class _Tracker:
     def epoch(self, report: EpochReport) -> None:
         self.progress.epoch = report.epoch
         self.progress.validation_accuracy = round(report.validation_accuracy, 4)
+        self._send(force=True)
+
+    def entity_epoch(self, report: EntityEpoch) -> None:
+        self.progress.epoch = report.epoch
+        self.progress.validation_f1 = round(report.validation_f1, 4)
         self._send(force=True)
 
     def stop_if_asked(self) -> None:
@@ -100,7 +106,7 @@ def train_and_publish(
             f"base checkpoint {base} has no config.json; give a Hugging Face checkpoint directory with --base, "
             "or leave it out for MiniLM-L6"
         )
-    tracker = _Tracker(request.epochs, on_progress, should_stop)
+    tracker = RunTracker(request.epochs, on_progress, should_stop)
     tracker.phase("loading")
     checkpoint = checkpoint_dir / request.name / run_id
     checkpoint.mkdir(parents=True, exist_ok=True)

@@ -332,6 +332,8 @@ def _show_training(status: TrainingStatus) -> None:
     click.echo(f"{status.id} {status.state}: training {request.name} on {request.source} ({status.train_rows} rows)")
     loss = f", loss {progress.loss:.4f}" if progress.loss is not None else ""
     accuracy = f", validation accuracy {progress.validation_accuracy:.4f}" if progress.validation_accuracy else ""
+    if progress.validation_f1 is not None:
+        accuracy = f", validation entity F1 {progress.validation_f1:.4f}"
     eta = f", ETA {progress.eta_s:.0f} s" if progress.eta_s and not status.finished else ""
     click.echo(
         f"  {progress.phase}: epoch {progress.epoch}/{progress.epochs}, step {progress.step}/{progress.total_steps}"
@@ -345,6 +347,9 @@ def _show_training(status: TrainingStatus) -> None:
 
 def _show_outcome(outcome: TrainingOutcome) -> None:
     metrics = outcome.metrics
+    if "validation_entity_f1" in metrics:
+        _show_entity_outcome(outcome)
+        return
     click.echo(
         f"  published {outcome.version} ({', '.join(outcome.variants)}): validation accuracy "
         f"{metrics.get('validation_accuracy', float('nan')):.4f}, macro-F1 {metrics.get('validation_macro_f1', 0):.4f}"
@@ -392,7 +397,7 @@ def training_option(flag: str, name: str) -> Callable[[Callable[..., Any]], Call
     default="text-classification",
     show_default=True,
     help="token-classification: entities from CoNLL-style JSONL (tokens + BIO tags, or text + character spans);"
-    " runs here (not --submit) and needs --validation.",
+    " needs --validation.",
 )
 @click.option(
     "--method",
@@ -448,28 +453,30 @@ def train(
       lepton train reviews.jsonl --name sentiment --epochs 4
       lepton train intents.csv --name intents --label-field intent --submit   # on a training worker
       lepton train conll/train.jsonl --validation conll/validation.jsonl --task token-classification --name ner
+      lepton train conll/train.jsonl --validation conll/dev.jsonl --task token-classification --name ner --submit
       lepton train intents.jsonl --name intents-quick --method head
     """
-    if task == "token-classification":
-        if submit or validation is None:
-            raise click.UsageError(
-                "--task token-classification runs here, without --submit (the training queue takes classifiers"
-                " only for now), and needs --validation FILE (CoNLL-style JSONL)"
-            )
-        _train_entities_here(data, validation, name=name, base=base, epochs=epochs, learning_rate=learning_rate,
-                             batch_size=batch_size, max_length=max_length, promote=promote)  # fmt: skip
-        return
+    if method == "head" and (submit or task == "token-classification"):
+        raise click.UsageError(
+            "--method head trains a classifier here (seconds): leave out --submit and --task token-classification"
+        )
     if method == "head":
-        if submit:
-            raise click.UsageError("--method head runs here (seconds); leave out --submit")
         _train_head_here(data, validation, name=name, base=base, max_length=max_length, promote=promote,
                          text_field=text_field, label_field=label_field)  # fmt: skip
         return
     options: dict[str, Any] = {
-        "name": name, "base": base, "validation": validation, "text_field": text_field, "label_field": label_field,
-        "epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length,
-        "promote": promote,
+        "name": name, "base": base, "validation": validation, "epochs": epochs, "learning_rate": learning_rate,
+        "batch_size": batch_size, "max_length": max_length, "promote": promote,
     }  # fmt: skip
+    if task == "token-classification":
+        if validation is None:
+            raise click.UsageError("--task token-classification needs --validation FILE (CoNLL-style JSONL)")
+        if not submit:
+            _train_entities_here(data, options.pop("validation"), **options)
+            return
+        options["task"] = task
+    else:
+        options |= {"text_field": text_field, "label_field": label_field}
     if submit:
         _train_on_worker(data, options, no_wait=no_wait, timeout_s=timeout_s, idempotency_key=idempotency_key)
     else:
@@ -557,9 +564,10 @@ def _train_head_here(data: Path, validation: Path | None, *, name: str, base: Pa
 def _train_entities_here(data: Path, validation: Path, *, name: str, base: Path | None, promote: str,
                          **config: Any) -> None:  # fmt: skip
     from export.entity_run import train_and_publish_entities
+    from lepton_runtime.labelled_data import read_tagged
     from lepton_runtime.registry import ModelRegistry
     from lepton_runtime.training import TrainingConfig
-    from lepton_runtime.training.entities import EntityEpoch, read_tagged
+    from lepton_runtime.training.entities import EntityEpoch
 
     settings = load_settings()
     train_set, validation_set = read_tagged(data), read_tagged(validation)
@@ -581,6 +589,10 @@ def _train_entities_here(data: Path, validation: Path, *, name: str, base: Path 
             base=base, golden=validation, promote=promote, on_step=step, on_epoch=epoch,
             report=lambda message: progress.console.print(message),
         )  # fmt: skip
+    _show_entity_outcome(outcome)
+
+
+def _show_entity_outcome(outcome: TrainingOutcome) -> None:
     metrics = outcome.metrics
     click.echo(
         f"  published {outcome.version}: validation entity F1 {metrics['validation_entity_f1']:.4f} (seqeval),"

@@ -44,6 +44,7 @@ from lepton_runtime.jobs import (
     JobStatus,
     JobStore,
     PromotePolicy,
+    TrainedTask,
     TrainingRuns,
     TrainingStatus,
     TrainRequest,
@@ -56,7 +57,7 @@ from lepton_runtime.jobs.lanes import InteractiveLane, LaneRequest, check_tenant
 from lepton_runtime.jobs.protocol import INTERACTIVE_PRIORITY
 from lepton_runtime.jobs.queues import stamp_enqueue_times
 from lepton_runtime.jobs.sending import job_of_task, send_chunks
-from lepton_runtime.labelled_data import LabelledTexts, check_trainable, read_labelled
+from lepton_runtime.labelled_data import check_trainable, read_labelled, read_tagged
 from lepton_runtime.prediction import Embedding, Entities, Entity, ItemError, Prediction, Provenance
 from lepton_runtime.registry import ModelRegistry, ModelVersion, validate_model_name
 from lepton_runtime.settings import LeptonSettings, load_settings
@@ -453,11 +454,14 @@ class LeptonClient:
         max_length: int = DEFAULT_TRAINING.max_length,
         promote: PromotePolicy = DEFAULT_TRAINING.promote,
         idempotency_key: str | None = None,
+        task: TrainedTask = "text-classification",
     ) -> TrainingJob:
         """Queue ``lepton.train``: fine-tune ``base`` (default MiniLM-L6) on a labelled file and publish ``name``.
 
         The file is read and checked here (bad rows fail at once, naming the line) and its rows travel
-        with the run in Redis, so a worker on another machine needs only the base checkpoint.
+        with the run in Redis, so a worker on another machine needs only the base checkpoint. With
+        ``task="token-classification"`` the files are CoNLL-style JSONL (``tokens`` + BIO ``tags``, or ``text`` +
+        character ``spans``) and ``validation`` is required (it gates int8 and decides promotion).
         """
         validate_model_name(name)
         request = TrainRequest(
@@ -470,17 +474,13 @@ class LeptonClient:
             batch_size=batch_size,
             max_length=max_length,
             promote=promote,
+            task=task,
         )
-        train_set = read_labelled(Path(data), text_field=text_field, label_field=label_field, require_labels=True)
-        check_trainable(train_set)
-        validation_set = None
-        if validation is not None:
-            validation_set = read_labelled(
-                Path(validation), text_field=text_field, label_field=label_field, require_labels=True
-            )
-            check_trainable(validation_set, what="validation data")
-        rows, validation_rows = _rows(train_set), _rows(validation_set) if validation_set else []
-        size_bytes = sum(len(row["text"]) + len(row["label"]) for row in [*rows, *validation_rows])
+        if task == TOKEN_CLASSIFICATION:
+            rows, validation_rows = _tagged_rows(data, validation)
+        else:
+            rows, validation_rows = _labelled_rows(data, validation, text_field, label_field)
+        size_bytes = sum(len(json.dumps(row, ensure_ascii=False)) for row in [*rows, *validation_rows])
         if size_bytes > MAX_TRAINING_DATA_BYTES:
             raise InvalidInputError(
                 f"{data}: {size_bytes:,} bytes of text is over the limit of {MAX_TRAINING_DATA_BYTES:,} for one "
@@ -564,8 +564,37 @@ class LeptonClient:
         return version
 
 
-def _rows(data: LabelledTexts) -> list[dict[str, str]]:
-    return [{"text": text, "label": label} for text, label in zip(data.texts, data.labels or [], strict=True)]
+def _labelled_rows(
+    data: str | os.PathLike[str], validation: str | os.PathLike[str] | None, text_field: str, label_field: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A classifier run's rows ``{"text", "label"}``, checked (and its validation rows, if any)."""
+    sets = []
+    for path, what in ((data, "training data"), (validation, "validation data")):
+        if path is None:
+            continue
+        labelled = read_labelled(Path(path), text_field=text_field, label_field=label_field, require_labels=True)
+        check_trainable(labelled, what=what)
+        pairs = zip(labelled.texts, labelled.labels or [], strict=True)
+        sets.append([{"text": text, "label": label} for text, label in pairs])
+    return sets[0], sets[1] if len(sets) > 1 else []
+
+
+def _tagged_rows(
+    data: str | os.PathLike[str], validation: str | os.PathLike[str] | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """An entity run's rows ``{"tokens", "tags"}`` (spans turned into tags), checked, and its validation rows."""
+    if validation is None:
+        raise InvalidInputError(
+            "an entity model needs validation sentences (CoNLL-style JSONL): they choose the best epoch, gate int8 and "
+            "decide promotion; give validation=FILE (--validation FILE)",
+            issues=[InputIssue("validation", "required for token-classification")],
+        )
+    train_set, validation_set = read_tagged(Path(data)), read_tagged(Path(validation))
+
+    def rows(tagged: Any) -> list[dict[str, Any]]:
+        return [{"tokens": words, "tags": tags} for words, tags in zip(tagged.words, tagged.tags, strict=True)]
+
+    return rows(train_set), rows(validation_set)
 
 
 def _worker_path(path: str | os.PathLike[str] | None) -> str | None:

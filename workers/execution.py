@@ -18,6 +18,7 @@ from lepton_runtime.jobs import JobStore, TrainingProgress, TrainingRuns
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.prediction import ItemError
 from lepton_runtime.registry import ModelRegistry
+from lepton_runtime.task_names import TOKEN_CLASSIFICATION
 
 # A running training run looks at its cancel flag at most this often (it is asked at every step).
 CANCEL_CHECK_INTERVAL_S = 0.5
@@ -126,7 +127,8 @@ def run_training(
     run_id: str,
     on_progress: Callable[[TrainingProgress], None],
 ) -> dict[str, Any]:
-    """Train and publish the run recorded under ``run_id``; skip runs finished or cancelled; honour a cancel."""
+    """Train and publish the run recorded under ``run_id`` (a classifier, or an entity model); skip runs finished or
+    cancelled; honour a cancel."""
     from export.training_run import train_and_publish  # torch and transformers: only in training workers
 
     decision = runs.start(run_id)
@@ -134,7 +136,6 @@ def run_training(
         return {"run": run_id, "skipped": decision}
     request = runs.request(run_id)
     train_rows, validation_rows = runs.rows(run_id)
-    validation = _labelled(validation_rows, request.validation_source) if validation_rows else None
 
     def report(progress: TrainingProgress) -> None:
         runs.report(run_id, progress)
@@ -149,16 +150,24 @@ def run_training(
         return cancelled
 
     try:
-        outcome = train_and_publish(
-            _labelled(train_rows, request.source),
-            request,
-            registry=registry,
-            checkpoint_dir=checkpoint_dir,
-            run_id=run_id,
-            validation=validation,
-            on_progress=report,
-            should_stop=cancel_requested,
-        )
+        if request.task == TOKEN_CLASSIFICATION:
+            from export.entity_run import train_queued_entities
+
+            outcome = train_queued_entities(
+                train_rows, validation_rows, request, registry=registry, checkpoint_dir=checkpoint_dir,
+                run_id=run_id, on_progress=report, should_stop=cancel_requested,
+            )  # fmt: skip
+        else:
+            outcome = train_and_publish(
+                _labelled(train_rows, request.source),
+                request,
+                registry=registry,
+                checkpoint_dir=checkpoint_dir,
+                run_id=run_id,
+                validation=_labelled(validation_rows, request.validation_source) if validation_rows else None,
+                on_progress=report,
+                should_stop=cancel_requested,
+            )
     except JobCancelledError as error:
         runs.mark_cancelled(run_id)
         return {"run": run_id, "state": "cancelled", "message": str(error)}

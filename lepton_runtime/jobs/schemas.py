@@ -63,6 +63,8 @@ class JobStatus(BaseModel):
 
 
 PromotePolicy = Literal["auto", "always", "never"]
+# The tasks a queued training run can fine-tune (lepton_runtime/task_names.py spells them).
+TrainedTask = Literal["text-classification", "token-classification"]
 TrainingPhase = Literal["queued", "loading", "training", "evaluating", "exporting", "publishing", "done"]
 
 
@@ -103,6 +105,11 @@ class TrainRequest(TrainingOptions):
     )
     source: str = Field(description="Where the training rows came from (a file path).")
     validation_source: str | None = Field(default=None, description="Validation file; unset: a stratified 20%.")
+    task: TrainedTask = Field(
+        default="text-classification",
+        description="text-classification (rows {text, label}) or token-classification (rows {tokens, tags}, "
+        "validation rows required).",
+    )
 
 
 class TrainingProgress(BaseModel):
@@ -115,6 +122,7 @@ class TrainingProgress(BaseModel):
     total_steps: int = 0
     loss: float | None = None
     validation_accuracy: float | None = None
+    validation_f1: float | None = Field(default=None, description="An entity run's validation entity F1 (seqeval).")
     elapsed_s: float = 0.0
     eta_s: float | None = Field(default=None, description="Seconds left at the pace so far (training steps).")
 

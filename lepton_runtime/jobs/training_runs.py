@@ -86,8 +86,8 @@ class TrainingRuns:
     def create(
         self,
         request: TrainRequest,
-        rows: Iterable[dict[str, str]],
-        validation_rows: Iterable[dict[str, str]] = (),
+        rows: Iterable[dict[str, Any]],
+        validation_rows: Iterable[dict[str, Any]] = (),
         *,
         idempotency_key_value: str | None = None,
     ) -> tuple[str, bool]:
@@ -129,7 +129,7 @@ class TrainingRuns:
         return self.status(run_id)
 
     def status(self, run_id: str) -> TrainingStatus:
-        record = cast(dict[str, str], self.redis.hgetall(TrainingKeys(run_id).record))
+        record = cast(dict[str, Any], self.redis.hgetall(TrainingKeys(run_id).record))
         if not record:
             raise self._not_found(run_id)
         return _status_from_record(record)
@@ -175,7 +175,7 @@ class TrainingRuns:
         """'run' when the caller should train, else why not (finished already, cancelled, missing)."""
         return cast(RunStart, self._start(keys=self._keys(run_id)[:2], args=[time.time()]))
 
-    def rows(self, run_id: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    def rows(self, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The training rows and the validation rows (empty when the run splits its own)."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(TrainingKeys(run_id).data)
@@ -219,12 +219,12 @@ class TrainingRuns:
         )
 
 
-def _jsonl(rows: Iterable[dict[str, str]]) -> tuple[str, int]:
+def _jsonl(rows: Iterable[dict[str, Any]]) -> tuple[str, int]:
     lines = [json.dumps(row, ensure_ascii=False) for row in rows]
     return "\n".join(lines), len(lines)
 
 
-def _rows(blob: str) -> list[dict[str, str]]:
+def _rows(blob: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in blob.split("\n") if line]
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from lepton_runtime.errors import InputIssue, InvalidInputError
+from lepton_runtime.errors import InvalidInputError
+from lepton_runtime.labelled_data import OUTSIDE, TaggedSentences
 from lepton_runtime.machine import available_cores
-from lepton_runtime.text_files import jsonl_rows
 from lepton_runtime.training.finetune import (
     TRAINING_METRICS_FILE,
     TrainingConfig,
@@ -31,82 +31,7 @@ from lepton_runtime.training.finetune import (
     choose_device,
 )
 
-OUTSIDE = "O"
 IGNORED = -100  # the label id PyTorch's cross-entropy skips (special tokens)
-
-
-@dataclass(frozen=True)
-class TaggedSentences:
-    """Sentences as words with one BIO tag each (and the text each came from)."""
-
-    words: list[list[str]]
-    tags: list[list[str]]
-    source: str
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    def labels(self) -> list[str]:
-        """Every tag, ``O`` first, then B-/I- pairs of each type in alphabetical order."""
-        kinds = sorted({tag.split("-", 1)[1] for row in self.tags for tag in row if tag != OUTSIDE})
-        return [OUTSIDE, *[f"{prefix}-{kind}" for kind in kinds for prefix in ("B", "I")]]
-
-
-def read_tagged(path: Path) -> TaggedSentences:
-    """Read tokens + BIO tags, or text + character spans, per line; errors name the line and the field."""
-    words: list[list[str]] = []
-    tags: list[list[str]] = []
-    for line, row in jsonl_rows(path):
-        if "tokens" in row and "tags" in row:
-            tokens, tagged = row["tokens"], row["tags"]
-            if not isinstance(tokens, list) or not isinstance(tagged, list) or len(tokens) != len(tagged):
-                raise InvalidInputError(
-                    f"{path}: line {line}: 'tokens' and 'tags' must be lists of the same length"
-                    f" (got {len(tokens) if isinstance(tokens, list) else type(tokens).__name__} and"
-                    f" {len(tagged) if isinstance(tagged, list) else type(tagged).__name__})",
-                    issues=[InputIssue(f"{path.name}:{line}.tags", "not aligned with tokens")],
-                )
-            bad = [tag for tag in tagged if not _is_bio(tag)]
-            if bad:
-                raise InvalidInputError(
-                    f"{path}: line {line}: tags must be O, B-TYPE or I-TYPE; got {bad[:3]}",
-                    issues=[InputIssue(f"{path.name}:{line}.tags", "not BIO")],
-                )
-            words.append([str(token) for token in tokens])
-            tags.append(list(tagged))
-        elif isinstance(row.get("text"), str) and isinstance(row.get("spans"), list):
-            sentence, tagged = _words_of_spans(row["text"], row["spans"], f"{path}: line {line}")
-            words.append(sentence)
-            tags.append(tagged)
-        else:
-            raise InvalidInputError(
-                f'{path}: line {line}: expected {{"tokens", "tags"}} or {{"text", "spans"}} (CoNLL-style JSONL)',
-                issues=[InputIssue(f"{path.name}:{line}", "neither tokens+tags nor text+spans")],
-            )
-    if not words:
-        raise InvalidInputError(f"{path}: the file has no rows; give at least one tagged sentence")
-    return TaggedSentences(words, tags, str(path))
-
-
-def _is_bio(tag: Any) -> bool:
-    return tag == OUTSIDE or (isinstance(tag, str) and tag[:2] in {"B-", "I-"} and len(tag) > 2)
-
-
-def _words_of_spans(text: str, spans: list[dict[str, Any]], where: str) -> tuple[list[str], list[str]]:
-    """Whitespace words of ``text``, tagged B-/I- where they fall inside a span."""
-    words, tags, position = [], [], 0
-    for word in text.split():
-        start = text.index(word, position)
-        position = start + len(word)
-        tag = OUTSIDE
-        for span in spans:
-            if span["start"] <= start < span["end"]:
-                tag = ("B-" if start == span["start"] else "I-") + str(span["label"])
-        words.append(word)
-        tags.append(tag)
-    if not words:
-        raise InvalidInputError(f"{where}: 'text' is empty")
-    return words, tags
 
 
 @dataclass

@@ -226,6 +226,20 @@ def test_training_is_queued_followed_and_cancelled(api: RunningApi, banking: Lab
     )
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_input"
 
+    sentences = "".join(
+        json.dumps({"tokens": ["Anna", "flew", "to", "Berlin"], "tags": ["B-PER", "O", "O", "B-LOC"]}) + "\n"
+        for _ in range(20)
+    )
+    entities, form = {"file": ("ner.jsonl", sentences.encode())}, {"name": "ner", "task": "token-classification"}
+    alone = api.http.post("/v1/train", files=entities, data=form, headers=AUTH)
+    assert alone.status_code == 422 and "validation" in alone.json()["error"]["message"]
+    queued = api.http.post(
+        "/v1/train", files={**entities, "validation": ("dev.jsonl", sentences.encode())}, data=form, headers=AUTH,
+    )  # fmt: skip
+    assert queued.status_code == 201, queued.text
+    status = api.http.get(f"/v1/jobs/{queued.json()['job_id']}", headers=AUTH).json()
+    assert status["request"]["task"] == "token-classification" and status["train_rows"] == 20
+
 
 def test_readyz_needs_a_worker(api: RunningApi, start_worker: Callable[..., WorkerProcess]) -> None:
     not_ready = api.http.get("/readyz")

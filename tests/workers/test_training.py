@@ -182,3 +182,40 @@ def test_lepton_train_submit_follows_the_run_and_jobs_status_shows_it(
     assert f"{run_id} succeeded" in status and "done: epoch 1/1" in status
     listed = runner.invoke(cli, ["jobs", "list"], env=env, catch_exceptions=False).output
     assert run_id in listed and "train" in listed
+
+
+def test_an_entity_model_trains_on_the_queue_from_the_cli_and_serves_entities(
+    start_trainer: Callable[[], WorkerProcess],
+    queue_env: dict[str, str],
+    registry_dir: Path,
+    tiny_base: Path,
+    client: LeptonClient,
+    tmp_path: Path,
+) -> None:
+    from lepton_runtime.inference import Engine
+    from tests.lepton_runtime.training.test_entities import synthetic
+
+    files = {}
+    for name, count, seed in (("train", 400, 1), ("validation", 80, 2)):
+        tagged = synthetic(count, seed=seed)
+        files[name] = tmp_path / f"{name}.jsonl"
+        rows = zip(tagged.words, tagged.tags, strict=True)
+        files[name].write_text("".join(json.dumps({"tokens": w, "tags": t}) + "\n" for w, t in rows))
+    with pytest.raises(InvalidInputError, match="validation"):
+        client.train(files["train"], name="ner", task="token-classification")
+    start_trainer()
+    env = {**queue_env, "LEPTON_MODEL_DIR": str(registry_dir)}
+
+    submitted = CliRunner().invoke(
+        cli, ["train", str(files["train"]), "--validation", str(files["validation"]), "--task", "token-classification",
+              "--name", "ner", "--base", str(tiny_base), "--epochs", "6", "--lr", "3e-3", "--max-length", "64",
+              "--submit", "--timeout", str(WAIT_S)],
+        env=env, catch_exceptions=False,
+    )  # fmt: skip
+
+    assert submitted.exit_code == 0, submitted.output
+    assert "published ner@1: validation entity F1" in submitted.output and "PER" in submitted.output
+    version = ModelRegistry(registry_dir).resolve("ner@production")
+    assert version.manifest.task == "token-classification" and version.manifest.metrics["validation_entity_f1"] > 0.8
+    found = Engine(version.path).entities(["Yesterday Kofi Mensah met Li Wei at Lufthansa ."])[0]
+    assert {entity.label for entity in found} & {"PER", "ORG"}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import Response
 
-from lepton_runtime.jobs import DEFAULT_TRAINING, PromotePolicy, TrainingOptions
+from lepton_runtime.jobs import DEFAULT_TRAINING, PromotePolicy, TrainedTask, TrainingOptions, TrainRequest
 from producer.api.dependencies import TRAIN, Client, Settings
 from producer.api.errors import error_responses
 from producer.api.routes.jobs import submitted
@@ -32,8 +33,18 @@ def option(name: str) -> object:
 def train(
     settings: Settings,
     client: Client,
-    file: Annotated[UploadFile, File(description='Labelled data: JSONL {"text", "label"} or CSV.')],
+    file: Annotated[
+        UploadFile,
+        File(description='Labelled data: JSONL {"text", "label"} or CSV; entities: JSONL {"tokens", "tags"}.'),
+    ],
     name: Annotated[str, Form(min_length=1, description="Model name to publish, e.g. sentiment.")],
+    task: Annotated[TrainedTask, Form(description=TrainRequest.model_fields["task"].description)] = (
+        "text-classification"
+    ),
+    validation: Annotated[
+        UploadFile | None,
+        File(description="Validation data in the same format (required for token-classification); unset: 20%."),
+    ] = None,
     epochs: Annotated[int, option("epochs")] = DEFAULT_TRAINING.epochs,
     learning_rate: Annotated[float, option("learning_rate")] = DEFAULT_TRAINING.learning_rate,
     batch_size: Annotated[int, option("batch_size")] = DEFAULT_TRAINING.batch_size,
@@ -43,9 +54,12 @@ def train(
     label_field: Annotated[str, Form()] = "label",
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    """Queue a fine-tuning run of MiniLM-L6 on an uploaded labelled file; follow it at GET /v1/jobs/{id}."""
-    with uploaded(file, settings.api_max_body_bytes) as path:
-        run = client.train(path, name=name, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                           max_length=max_length, promote=promote, text_field=text_field,
-                           label_field=label_field, idempotency_key=idempotency_key)  # fmt: skip
+    """Queue a fine-tuning run of MiniLM-L6 on an uploaded labelled file (a classifier, or with
+    task=token-classification an entity model); follow it at GET /v1/jobs/{id}."""
+    with ExitStack() as files:
+        path = files.enter_context(uploaded(file, settings.api_max_body_bytes))
+        validation_path = files.enter_context(uploaded(validation, settings.api_max_body_bytes)) if validation else None
+        run = client.train(path, name=name, validation=validation_path, task=task, epochs=epochs,
+                           learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, promote=promote,
+                           text_field=text_field, label_field=label_field, idempotency_key=idempotency_key)  # fmt: skip
     return submitted(run.id, run.created)

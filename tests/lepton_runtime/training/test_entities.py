@@ -13,9 +13,9 @@ from export.entities import gold_text_and_spans, span_f1_of
 from export.entity_run import train_and_publish_entities
 from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.inference import Engine
+from lepton_runtime.labelled_data import TaggedSentences, read_tagged
 from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.training import TrainingConfig
-from lepton_runtime.training.entities import TaggedSentences, read_tagged
 
 PEOPLE = ["Anna Schmidt", "Kofi Mensah", "Li Wei", "María García", "John Smith", "Aiko Tanaka", "Omar Haddad"]
 PLACES = ["Berlin", "Accra", "Shanghai", "Madrid", "Boston", "Osaka", "Beirut", "New York", "São Paulo"]
