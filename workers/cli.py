@@ -297,6 +297,8 @@ def up(concurrency: int | None, flower: bool, flower_port: int, trainer: bool, r
     processes, _ = pool_shape_for(settings.device, concurrency, settings.intra_op_threads)
     url = settings.broker_url if settings.broker_configured else None
     fleet = Fleet(FleetOptions(data_dir, redis_port, processes, flower, flower_port, trainer), url)
+    # Ctrl-C and SIGTERM stop everything, even when started with SIGINT ignored (a shell's background job)
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with broker_errors(settings.broker_url):

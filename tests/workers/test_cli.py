@@ -66,7 +66,7 @@ def test_lepton_up_runs_a_job_and_leaves_nothing_running(
     assert status.state == "succeeded" and status.done_texts == 300
 
     up.send_signal(signal.SIGINT)
-    assert up.wait(timeout=180) == 0, "".join(seen)  # generous: a loaded CI machine stops slowly
+    assert up.wait(timeout=90) == 0, "".join(seen)
     rest.join(10)
     assert "lepton up: stopped" in "".join(seen)
     assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
