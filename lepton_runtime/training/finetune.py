@@ -3,6 +3,7 @@
 A sentence-transformers base (all-MiniLM-L6-v2, the default) gets its head on the mean-pooled embedding it was
 trained for, started from a linear probe (lepton_runtime/training/pooled.py); any other base gets the
 ``[CLS]`` pooler head of ``AutoModelForSequenceClassification``.
+
 The device is chosen automatically (CUDA when present, with mixed precision; else the CPU with one
 thread per available core); batches group texts of similar length and pad dynamically; AdamW with
 linear warm-up and decay, gradient clipping, evaluation each epoch (accuracy, macro-F1, per-class
