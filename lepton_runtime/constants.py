@@ -81,7 +81,11 @@ DEFAULT_MAX_DELIVERIES = 3
 # between bulk batches); larger ones are a `lepton.classify` task of the bulk lane.
 DEFAULT_INTERACTIVE_MAX_TEXTS = 32
 # How long a worker process waits for more requests to join the first one in a batch (milliseconds).
-DEFAULT_BATCH_WAIT_MS = 2.0
+# 6 ms rather than 2: beside bulk work, one-text requests batch more (a call costs about 25 padded tokens, more than
+# a short text). bench/mixed.py with short texts: bulk kept 0.85x and 0.88x of its rate alone in two runs (0.79x
+# at 2 ms), one-text p50 27 and 25 ms (34 ms); long texts 0.80x and 0.71x (0.79x): within the swing of this
+# machine. A lone caller never waits (workers/interactive.py).
+DEFAULT_BATCH_WAIT_MS = 6.0
 # Requests in one interactive batch (their texts still go in token-budget ONNX Runtime batches).
 DEFAULT_MAX_BATCH_REQUESTS = 64
 # Padded tokens of one bulk batch while interactive requests come to the process (instead of the engine's
