@@ -68,7 +68,6 @@ def load_checkpoint(path: Path, *, per_token: bool = False) -> Checkpoint:
     model.eval()
     id2label = model.config.id2label
     labels = [str(id2label[i]) for i in range(len(id2label))]
-    metrics_path = path / TRAINING_METRICS_FILE
     return Checkpoint(
         path=path,
         model=model,
@@ -80,7 +79,7 @@ def load_checkpoint(path: Path, *, per_token: bool = False) -> Checkpoint:
         max_position_embeddings=model.config.max_position_embeddings,
         tokenizer_file=tokenizer_file,
         sha256=content_sha256({name: sha256_file(path / name) for name in CHECKPOINT_FILES if (path / name).is_file()}),
-        training_metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+        training_metrics=_training_metrics(path),
         per_token=per_token,
     )
 
@@ -92,7 +91,6 @@ def _load_pooled_classifier(path: Path) -> Checkpoint:
     head = load_file(str(path / POOLED_HEAD_FILE))
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     labels = [str(config["id2label"][str(i)]) for i in range(len(config["id2label"]))]
-    metrics_path = path / TRAINING_METRICS_FILE
     hashed = (*SOURCE_FILES, POOLED_HEAD_FILE)
     return Checkpoint(
         path=path,
@@ -105,5 +103,12 @@ def _load_pooled_classifier(path: Path) -> Checkpoint:
         max_position_embeddings=int(config["max_position_embeddings"]),
         tokenizer_file=path / "tokenizer.json",
         sha256=content_sha256({name: sha256_file(path / name) for name in hashed if (path / name).is_file()}),
-        training_metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+        training_metrics=_training_metrics(path),
     )
+
+
+def _training_metrics(path: Path) -> dict[str, Any]:
+    """What the training run wrote beside the checkpoint (nothing for a checkpoint from elsewhere)."""
+    metrics_path = path / TRAINING_METRICS_FILE
+    metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    return metrics

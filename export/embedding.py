@@ -29,7 +29,7 @@ from lepton_runtime.inference.tasks import SentenceEmbedding
 from lepton_runtime.labelled_data import read_labelled
 from lepton_runtime.registry import Manifest, ModelRegistry, ModelVersion, VariantInfo
 from lepton_runtime.registry.checksums import content_sha256, sha256_file
-from lepton_runtime.training.pooled import mean_pooled
+from lepton_runtime.training.pooled import MODULES_FILE, is_sentence_encoder, mean_pooled, normalizes
 
 OUTPUT_NAME = SentenceEmbedding.output_name
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
@@ -64,8 +64,8 @@ class SentenceEncoder:
 def load_sentence_encoder(path: Path) -> SentenceEncoder:
     """Load ``path`` (a sentence-transformers directory: ``modules.json``, a mean Pooling module, optionally
     Normalize) with eager attention, the graph ONNX Runtime's fusions recognise."""
-    modules_file = path / "modules.json"
-    if not modules_file.is_file():
+    modules_file = path / MODULES_FILE
+    if not is_sentence_encoder(path):
         raise ExportError(
             f"{path} is not a sentence-transformers checkpoint (no modules.json), so its pooling is unknown;"
             " export a sentence-transformers directory (e.g. the files of all-MiniLM-L6-v2) with --task embedding"
@@ -90,7 +90,7 @@ def load_sentence_encoder(path: Path) -> SentenceEncoder:
     transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     encoder = AutoModel.from_pretrained(path, attn_implementation="eager")
     encoder.eval()
-    normalize = "Normalize" in modules
+    normalize = normalizes(path)
     sentence_config_file = path / "sentence_bert_config.json"
     sentence_config = json.loads(sentence_config_file.read_text()) if sentence_config_file.is_file() else {}
     config = encoder.config

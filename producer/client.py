@@ -568,15 +568,14 @@ def _labelled_rows(
     data: str | os.PathLike[str], validation: str | os.PathLike[str] | None, text_field: str, label_field: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A classifier run's rows ``{"text", "label"}``, checked (and its validation rows, if any)."""
-    sets = []
-    for path, what in ((data, "training data"), (validation, "validation data")):
-        if path is None:
-            continue
+
+    def rows(path: str | os.PathLike[str], what: str) -> list[dict[str, Any]]:
         labelled = read_labelled(Path(path), text_field=text_field, label_field=label_field, require_labels=True)
         check_trainable(labelled, what=what)
         pairs = zip(labelled.texts, labelled.labels or [], strict=True)
-        sets.append([{"text": text, "label": label} for text, label in pairs])
-    return sets[0], sets[1] if len(sets) > 1 else []
+        return [{"text": text, "label": label} for text, label in pairs]
+
+    return rows(data, "training data"), rows(validation, "validation data") if validation is not None else []
 
 
 def _tagged_rows(
