@@ -18,11 +18,11 @@ from typing import Any
 
 from export.entities import span_f1_of
 from export.publish import Reporter, export_checkpoint
-from export.training_run import RunTracker, decide_promotion
+from export.training_run import RunTracker, decide_promotion, withdraw_if_cancelled
 from lepton_runtime.constants import PRODUCTION_ALIAS
 from lepton_runtime.errors import QualityGateError
 from lepton_runtime.inference.engine import Engine
-from lepton_runtime.jobs.schemas import TrainingOutcome, TrainingProgress, TrainRequest
+from lepton_runtime.jobs.schemas import TrainingOutcome, TrainingPhase, TrainingProgress, TrainRequest
 from lepton_runtime.labelled_data import TaggedSentences, read_tagged
 from lepton_runtime.registry import ModelRegistry, validate_model_name
 from lepton_runtime.task_names import TOKEN_CLASSIFICATION
@@ -48,10 +48,13 @@ def train_and_publish_entities(
     promote: str = "auto",
     on_step: Callable[[int, int, float], None] | None = None,
     on_epoch: Callable[[EntityEpoch], None] | None = None,
+    on_phase: Callable[[TrainingPhase], None] = lambda phase: None,
+    should_stop: Callable[[], bool] | None = None,
     report: Reporter = lambda message: None,
 ) -> TrainingOutcome:
     """Fine-tune ``base`` (MiniLM-L6 by default) on ``train``, publish it as ``name`` (with int8 when it passes
-    its entity gate on ``golden``, a labelled file: the validation file) and promote it by the rule."""
+    its entity gate on ``golden``, a labelled file: the validation file) and promote it by the rule. ``on_phase``
+    hears "exporting" and "publishing"; a run that ``should_stop`` after its export withdraws the version."""
     validate_model_name(name)
     base = base or default_base_model()
     checkpoint.mkdir(parents=True, exist_ok=True)
@@ -61,6 +64,7 @@ def train_and_publish_entities(
     )
     per_type = ", ".join(f"{kind} {figures['f1']:.3f}" for kind, figures in sorted(result.per_type.items()))
     report(f"validation entity F1 {result.validation_f1:.4f} (epoch {result.best_epoch}; {per_type})")
+    on_phase("exporting")
     variants = ["fp32", "int8"] if golden else ["fp32"]
     try:
         version = export_checkpoint(
@@ -75,6 +79,8 @@ def train_and_publish_entities(
         )  # fmt: skip
     span_f1 = span_f1_of(Engine(version.path), validation)
     report(f"{version.reference} on raw validation text: span F1 {span_f1['f1']:.4f}")
+    withdraw_if_cancelled(registry, version, should_stop)
+    on_phase("publishing")
     promoted, why = decide_promotion(registry, version, promote, metric=ENTITY_PROMOTION_METRIC)
     if promoted:
         registry.promote(version.reference, PRODUCTION_ALIAS)
@@ -101,7 +107,7 @@ def train_queued_entities(
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainingOutcome:
     """An entity run from the training queue: its rows (``{"tokens", "tags"}``) are written beside the checkpoint
-    and read back with the checks of a local run; progress and cancel (during training) as for a classifier."""
+    and read back with the checks of a local run; progress, phases and cancel as for a classifier."""
     tracker = RunTracker(request.epochs, on_progress, should_stop)
     tracker.phase("loading")
     checkpoint = checkpoint_dir / request.name / run_id
@@ -119,7 +125,7 @@ def train_queued_entities(
         read_tagged(files[TRAIN_ROWS_FILE]), read_tagged(files[VALIDATION_ROWS_FILE]), name=request.name,
         config=config, registry=registry, checkpoint=checkpoint, base=Path(request.base) if request.base else None,
         golden=files[VALIDATION_ROWS_FILE], promote=request.promote, on_step=tracker.step,
-        on_epoch=tracker.entity_epoch,
+        on_epoch=tracker.entity_epoch, on_phase=tracker.phase, should_stop=should_stop,
     )  # fmt: skip
-    tracker.phase("done", stoppable=False)
+    tracker.phase("done")
     return outcome

@@ -30,6 +30,8 @@ from lepton_runtime.training.finetune import VALIDATION_FILE, EpochReport
 
 # Progress is handed on at most this often during training (every step would flood Redis).
 PROGRESS_INTERVAL_S = 1.0
+# Phases a cancel no longer stops: the version is exported and, if the run was cancelled, withdrawn already.
+PHASES_PAST_EXPORT: tuple[TrainingPhase, ...] = ("publishing", "done")
 
 
 @dataclass
@@ -46,8 +48,9 @@ class RunTracker:
     def __post_init__(self) -> None:
         self.progress.epochs = self.epochs
 
-    def phase(self, phase: TrainingPhase, *, stoppable: bool = True) -> None:
-        if stoppable:
+    def phase(self, phase: TrainingPhase) -> None:
+        """Enter ``phase``; a cancel is honoured here until the export is done (after it, withdraw_if_cancelled)."""
+        if phase not in PHASES_PAST_EXPORT:
             self.stop_if_asked()
         self.progress.phase = phase
         self._send(force=True)
@@ -131,15 +134,13 @@ def train_and_publish(
     report(f"validation accuracy {result.validation_accuracy:.4f} (epoch {result.best_epoch}); curve {curve}")
     tracker.phase("exporting")
     version, variants_note = _export(checkpoint, registry, request.name, report)
-    if should_stop is not None and should_stop():  # too late to stop the export, not too late to withdraw it
-        registry.delete(version.reference, force=True)
-        raise JobCancelledError(f"the training run was cancelled; {version.reference} was withdrawn")
+    withdraw_if_cancelled(registry, version, should_stop)
     tracker.phase("publishing")
     promoted, why = decide_promotion(registry, version, request.promote)
     if promoted:
         registry.promote(version.reference, PRODUCTION_ALIAS)
     report(f"{version.reference}: {why}")
-    tracker.phase("done", stoppable=False)
+    tracker.phase("done")
     return TrainingOutcome(
         version=version.reference,
         metrics={k: v for k, v in version.manifest.metrics.items() if k not in {"per_class", "epochs"}},
@@ -149,6 +150,16 @@ def train_and_publish(
         curve=str(curve),
         variants=sorted(version.manifest.variants),
     )
+
+
+def withdraw_if_cancelled(
+    registry: ModelRegistry, version: ModelVersion, should_stop: Callable[[], bool] | None
+) -> None:
+    """After an export (too late to stop, not too late to withdraw): a run cancelled meanwhile deletes the version
+    it exported before anything promotes it, and ends cancelled."""
+    if should_stop is not None and should_stop():
+        registry.delete(version.reference, force=True)
+        raise JobCancelledError(f"the training run was cancelled; {version.reference} was withdrawn")
 
 
 def _export(checkpoint: Path, registry: ModelRegistry, name: str, report: Reporter) -> tuple[ModelVersion, str]:
