@@ -47,6 +47,7 @@ from pydantic import SecretStr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.soak import free_port, load_texts, percentile  # noqa: E402
+from lepton_runtime import constants  # noqa: E402
 from lepton_runtime.errors import QuotaExceededError  # noqa: E402
 from lepton_runtime.inference import Engine  # noqa: E402
 from lepton_runtime.inference.tokenization import TOKENIZER_FILE, TextEncoder  # noqa: E402
@@ -622,7 +623,9 @@ def render(args: argparse.Namespace, figures: dict[str, Any], rows: list[dict[st
         f"single-threaded processes on a local Redis, clients in threads of the benchmark on the same cores; bulk jobs "
         f"of {args.bulk_texts:,} texts back to back; {args.clients} clients pausing {args.think_ms:g} ms would send "
         f"{args.clients / (args.think_ms / 1000):.0f} requests/s with zero latency. Default settings: "
-        "LEPTON_BATCH_WAIT_MS=2, LEPTON_MAX_BATCH_REQUESTS=64, LEPTON_BULK_MIN_SHARE=0.2.",
+        f"LEPTON_BATCH_WAIT_MS={constants.DEFAULT_BATCH_WAIT_MS:g}, LEPTON_MAX_BATCH_REQUESTS="
+        f"{constants.DEFAULT_MAX_BATCH_REQUESTS}, LEPTON_BULK_MIN_SHARE={constants.DEFAULT_BULK_MIN_SHARE:g}, "
+        f"LEPTON_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE={constants.DEFAULT_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE}.",
         "",
         "## Idle round trip (median of 3 rounds)",
         "",
