@@ -10,14 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 from lepton_runtime import constants
-from lepton_runtime.registry import ModelRegistry
+from lepton_runtime.registry import ModelRegistry, open_registry
 from lepton_runtime.settings import load_settings
 
 console = Console(stderr=True)
 
 
 def _registry() -> ModelRegistry:
-    return ModelRegistry(load_settings().model_dir)
+    return open_registry(load_settings())
 
 
 @click.command("export")

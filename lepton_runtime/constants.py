@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # Registry root when LEPTON_MODEL_DIR is not set.
 DEFAULT_MODEL_DIR = "./models"
+# Where a host keeps its verified copies of versions from an object store (LEPTON_MODEL_CACHE_DIR).
+DEFAULT_MODEL_CACHE_DIR = "~/.cache/lepton/models"
 # Broker and result backend when LEPTON_REDIS_URL is not set: the Redis that `lepton up` starts on
 # loopback. Its own port, so that it never collides with a Redis already running on 6379.
 EMBEDDED_REDIS_PORT = 6390

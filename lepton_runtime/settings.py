@@ -22,6 +22,20 @@ class LeptonSettings(BaseSettings):
         "Unset: the embedded Redis that `lepton up` starts on loopback.",
     )
     model_dir: Path = Field(default=Path(constants.DEFAULT_MODEL_DIR), description="Registry root.")
+    model_store: str | None = Field(
+        default=None,
+        pattern=r"^s3://[^/]+(/.*)?$",
+        description="s3://BUCKET[/PREFIX]: the registry in an S3-compatible object store instead of LEPTON_MODEL_DIR "
+        "(credentials and region from the standard AWS variables). Unset: the directory.",
+    )
+    model_cache_dir: Path = Field(
+        default=Path(constants.DEFAULT_MODEL_CACHE_DIR),
+        description="With LEPTON_MODEL_STORE: where this host keeps the verified copies of the versions it loads.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3-compatible server of LEPTON_MODEL_STORE (MinIO, Ceph). Unset: AWS_ENDPOINT_URL, else AWS.",
+    )
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="Execution provider family.")
     intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads; 0 = cores.")
     max_batch_tokens: int | None = Field(

@@ -506,7 +506,7 @@ def _train_on_worker(
 def _train_here(data: Path, options: dict[str, Any]) -> None:
     from export.training_run import train_and_publish
     from lepton_runtime.labelled_data import check_trainable, read_labelled
-    from lepton_runtime.registry import ModelRegistry
+    from lepton_runtime.registry import open_registry
 
     settings = load_settings()
     fields = {"text_field": options.pop("text_field"), "label_field": options.pop("label_field")}
@@ -524,7 +524,7 @@ def _train_here(data: Path, options: dict[str, Any]) -> None:
         outcome = train_and_publish(
             train_set,
             request,
-            registry=ModelRegistry(settings.model_dir),
+            registry=open_registry(settings),
             checkpoint_dir=settings.checkpoint_dir,
             run_id=run_id,
             validation=validation_set,
@@ -538,7 +538,7 @@ def _train_head_here(data: Path, validation: Path | None, *, name: str, base: Pa
                      promote: str, text_field: str, label_field: str) -> None:  # fmt: skip
     from export.head_run import train_head_and_publish
     from lepton_runtime.labelled_data import read_labelled
-    from lepton_runtime.registry import ModelRegistry
+    from lepton_runtime.registry import open_registry
 
     fields = {"text_field": text_field, "label_field": label_field}
     with console.status("training a linear head") as status:
@@ -549,7 +549,7 @@ def _train_head_here(data: Path, validation: Path | None, *, name: str, base: Pa
 
         outcome = train_head_and_publish(
             read_labelled(data, require_labels=True, **fields), name=name,
-            registry=ModelRegistry(load_settings().model_dir),
+            registry=open_registry(load_settings()),
             validation=read_labelled(validation, require_labels=True, **fields) if validation else None,
             base=base, max_length=max_length, promote=promote, report=report,
         )  # fmt: skip
@@ -565,7 +565,7 @@ def _train_entities_here(data: Path, validation: Path, *, name: str, base: Path 
                          **config: Any) -> None:  # fmt: skip
     from export.entity_run import train_and_publish_entities
     from lepton_runtime.labelled_data import read_tagged
-    from lepton_runtime.registry import ModelRegistry
+    from lepton_runtime.registry import open_registry
     from lepton_runtime.training import TrainingConfig
     from lepton_runtime.training.entities import EntityEpoch
 
@@ -585,7 +585,7 @@ def _train_entities_here(data: Path, validation: Path, *, name: str, base: Path 
 
         outcome = train_and_publish_entities(
             train_set, validation_set, name=name, config=TrainingConfig(**config),
-            registry=ModelRegistry(settings.model_dir), checkpoint=settings.checkpoint_dir / name / run_id,
+            registry=open_registry(settings), checkpoint=settings.checkpoint_dir / name / run_id,
             base=base, golden=validation, promote=promote, on_step=step, on_epoch=epoch,
             report=lambda message: progress.console.print(message),
         )  # fmt: skip

@@ -59,7 +59,7 @@ from lepton_runtime.jobs.queues import stamp_enqueue_times
 from lepton_runtime.jobs.sending import job_of_task, send_chunks
 from lepton_runtime.labelled_data import check_trainable, read_labelled, read_tagged
 from lepton_runtime.prediction import Embedding, Entities, Entity, ItemError, Prediction, Provenance
-from lepton_runtime.registry import ModelRegistry, ModelVersion, validate_model_name
+from lepton_runtime.registry import ModelVersion, open_registry, validate_model_name
 from lepton_runtime.settings import LeptonSettings, load_settings
 from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, require_task
 from producer.inputs import items_from_texts, read_items
@@ -245,7 +245,7 @@ class LeptonClient:
         self.training = TrainingRuns(self.redis, ttl_s=self.settings.job_ttl_s)
         self.lane = InteractiveLane(self.redis)
         self._exact_versions: dict[str, ModelVersion] = {}
-        self.registry = ModelRegistry(self.settings.model_dir)
+        self.registry = open_registry(self.settings)
         self.celery = Celery("lepton-producer", set_as_current=False)
         self.celery.conf.update(celery_config(self.settings))
         stamp_enqueue_times()

@@ -28,7 +28,7 @@ from lepton_runtime.datasets import BANKING77_DEV
 from lepton_runtime.errors import ModelNotFoundError
 from lepton_runtime.jobs import TrainingStatus
 from lepton_runtime.labelled_data import read_labelled
-from lepton_runtime.registry import ModelRegistry, ModelVersion
+from lepton_runtime.registry import ModelRegistry, ModelVersion, open_registry
 from lepton_runtime.settings import load_settings
 from lepton_runtime.text_files import jsonl_rows
 from producer.client import LeptonClient
@@ -204,7 +204,7 @@ def demo(data: Path, epochs: int, work_dir: Path) -> None:
     5. Everything started is stopped.
     """
     settings = load_settings()
-    registry = ModelRegistry(settings.model_dir)
+    registry = open_registry(settings)
     redis_port = free_port()
     env = {
         **os.environ,

@@ -19,7 +19,7 @@ from lepton_runtime.datasets import BANKING77_DEV
 from lepton_runtime.labelled_data import LabelledTexts, read_labelled
 from lepton_runtime.registry import ModelRegistry, ModelVersion
 
-pytest_plugins = ["tests.queue_fixtures"]
+pytest_plugins = ["tests.queue_fixtures", "tests.store_fixtures"]
 
 
 def cuda_available() -> bool:

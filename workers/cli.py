@@ -25,7 +25,7 @@ from lepton_runtime.constants import (
 from lepton_runtime.errors import ProviderUnavailableError
 from lepton_runtime.exposure import is_loopback
 from lepton_runtime.jobs import DeadLetterStore, JobStore, broker_errors, connect
-from lepton_runtime.registry import ModelRegistry
+from lepton_runtime.registry import ModelRegistry, open_registry
 from lepton_runtime.settings import LeptonSettings, load_settings
 
 console = Console()
@@ -145,7 +145,7 @@ def worker(
         # one core per process: the Rust tokenizer's own thread pool would take cores from the other processes,
         # and waiting for its threads to be scheduled shows up as request latency
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warm_models = list(warm) or ([] if training_only else production_models(ModelRegistry(settings.model_dir)))
+    warm_models = list(warm) or ([] if training_only else production_models(open_registry(settings)))
     if chosen_device == "cuda":
         check_cuda(settings, warm_models, training=TRAINING_QUEUE in consumed, inference=INFERENCE_QUEUE in consumed)
     worker_name = name or f"lepton-{os.getpid()}@{socket.gethostname()}"
@@ -226,7 +226,7 @@ def check_cuda(settings: LeptonSettings, warm_models: list[str], *, training: bo
         err_console.print("[yellow]no model to warm: the CUDA check stops at the provider list[/yellow]")
         return
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pool.submit(probe_provider, str(settings.model_dir), warm_models[0], "cuda").result()
+        pool.submit(probe_provider, settings, warm_models[0], "cuda").result()
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from lepton_runtime.inference.engine import Engine
-from lepton_runtime.registry import ModelRegistry
+from lepton_runtime.registry import open_registry
+from lepton_runtime.settings import LeptonSettings
 
 
-def probe_provider(model_dir: str, reference: str, device: str) -> str:
+def probe_provider(settings: LeptonSettings, reference: str, device: str) -> str:
     """Load ``reference`` on ``device``; the Engine raises ProviderUnavailableError if CUDA is not active."""
-    engine = Engine(ModelRegistry(model_dir).resolve(reference).path, device=device)  # type: ignore[arg-type]
+    registry = open_registry(settings)
+    engine = Engine(registry.local_copy(registry.resolve(reference)).path, device=device)  # type: ignore[arg-type]
     return engine.provenance.provider
 
 

@@ -16,7 +16,7 @@ from lepton_runtime.jobs import DeadLetterStore, DeliveryCounter, JobStore, Trai
 from lepton_runtime.jobs.keys import worker_ready_key
 from lepton_runtime.jobs.lanes import InteractiveLane
 from lepton_runtime.machine import available_cores
-from lepton_runtime.registry import ModelRegistry
+from lepton_runtime.registry import open_registry
 from lepton_runtime.settings import LeptonSettings
 from workers.execution import BatchPolicy
 from workers.interactive import BatchEvents, InteractiveConsumer, LaneOptions
@@ -59,7 +59,7 @@ class WorkerRuntime:
         self.dead_letters = DeadLetterStore(self.redis, ttl_s=settings.job_ttl_s)
         self.deliveries = DeliveryCounter(self.redis, ttl_s=settings.job_ttl_s)
         self.training_runs = TrainingRuns(self.redis, ttl_s=settings.job_ttl_s)
-        self.registry = ModelRegistry(settings.model_dir)
+        self.registry = open_registry(settings)
         self.engines = EngineCache(self.registry, self._make_engine, memory_budget_mb=settings.model_memory_budget_mb)
         self.scheduler = LaneScheduler(bulk_min_share=settings.bulk_min_share)
         self.interactive: InteractiveConsumer | None = None

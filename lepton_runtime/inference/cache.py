@@ -14,7 +14,7 @@ import psutil
 
 from lepton_runtime.errors import ModelIntegrityError
 from lepton_runtime.inference.engine import Engine
-from lepton_runtime.registry import ModelRegistry
+from lepton_runtime.registry import ModelRegistry, ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class EngineCache:
             return self._engines[key].engine
         rss_before = self._process.memory_info().rss
         started = time.perf_counter()
-        engine = self.make_engine(str(version.path))
+        engine = self._load(version)
         load_s = time.perf_counter() - started
         grown_mb = (self._process.memory_info().rss - rss_before) / _MIB
         file_mb = (version.path / engine.model.onnx_file).stat().st_size / _MIB
@@ -88,6 +88,17 @@ class EngineCache:
             self.on_load(key, load_s)
         self._evict(keep=key)
         return engine
+
+    def _load(self, version: ModelVersion) -> Engine:
+        """The engine of ``version`` from this host's copy of its files; a copy that fails verification at load
+        (changed on disk since it was fetched) is fetched once more where the registry keeps copies."""
+        try:
+            return self.make_engine(str(self.registry.local_copy(version).path))
+        except ModelIntegrityError as error:
+            if not self.registry.discard_local_copy(version):
+                raise
+            logger.warning("%s: this host's copy failed verification (%s); fetching it again", version.reference, error)
+            return self.make_engine(str(self.registry.local_copy(version).path))
 
     @property
     def memory_mb(self) -> float:

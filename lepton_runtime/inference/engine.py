@@ -190,15 +190,16 @@ class Engine:
     ) -> Engine:
         """Resolve ``name``, ``name@version`` or ``name@alias`` in the registry and load that version.
 
-        ``registry`` defaults to ``LEPTON_MODEL_DIR`` (or ``./models``).
+        ``registry`` defaults to the settings' (LEPTON_MODEL_STORE, else LEPTON_MODEL_DIR or ``./models``).
         """
-        if not isinstance(registry, ModelRegistry):
-            if registry is None:
-                from lepton_runtime.settings import load_settings
+        if registry is None:
+            from lepton_runtime.registry import open_registry
+            from lepton_runtime.settings import load_settings
 
-                registry = load_settings().model_dir
+            registry = open_registry(load_settings())
+        elif not isinstance(registry, ModelRegistry):
             registry = ModelRegistry(registry)
-        return cls(registry.resolve(reference).path, **options)
+        return cls(registry.local_copy(registry.resolve(reference)).path, **options)
 
     # -- the fast path ---------------------------------------------------------------------------
     def classify(

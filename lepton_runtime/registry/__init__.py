@@ -1,5 +1,6 @@
-"""Model management: versions on disk with manifests and checksums, aliases, references."""
+"""Model management: versions in a directory or an object store, with manifests and checksums, aliases, references."""
 
+from lepton_runtime.registry.configured import open_registry
 from lepton_runtime.registry.manifest import FileEntry, Manifest, VariantInfo
 from lepton_runtime.registry.references import ModelReference, validate_alias, validate_model_name
 from lepton_runtime.registry.store import ModelRegistry, ModelVersion, StagedVersion
@@ -7,6 +8,7 @@ from lepton_runtime.registry.store import ModelRegistry, ModelVersion, StagedVer
 __all__ = [
     # the store
     "ModelRegistry",
+    "open_registry",
     "ModelVersion",
     "StagedVersion",
     # manifests

@@ -19,11 +19,11 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lepton_runtime.errors import InvalidInputError, ModelIntegrityError, ModelNotFoundError
 from lepton_runtime.registry.checksums import content_sha256, sha256_file
@@ -35,6 +35,7 @@ LOCK_FILE = ".lock"
 STAGING_DIR = ".staging"
 # The alias a bare model name resolves to, when it is set.
 DEFAULT_ALIAS = "production"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,6 @@ class StagedVersion:
             for path in sorted(self.path.rglob("*"))
             if path.is_file() and path.name != MANIFEST_FILE
         }
-        for relative in file_entries:
-            _fsync_file(self.path / relative)
         manifest = manifest.model_copy(
             update={
                 "name": self.name,
@@ -97,14 +96,7 @@ class StagedVersion:
                 "content_sha256": content_sha256({k: v.sha256 for k, v in file_entries.items()}),
             }
         )
-        with self.registry._locked(self.name):
-            version = max(self.registry._version_numbers(self.name), default=0) + 1
-            manifest = manifest.model_copy(update={"version": version})
-            _fsync_file(manifest.write(self.path))
-            final = self.registry.root / self.name / str(version)
-            os.rename(self.path, final)
-            _fsync_dir(final.parent)
-        self.committed = ModelVersion(self.name, version, final, manifest)
+        self.committed = self.registry._publish_staged(self, manifest)
         return self.committed
 
 
@@ -120,7 +112,7 @@ class ModelRegistry:
     def begin_publish(self, name: str) -> Iterator[StagedVersion]:
         """Give a private directory to write a version into; it is removed unless committed."""
         validate_model_name(name)
-        staging = self.root / name / STAGING_DIR / uuid.uuid4().hex
+        staging = self._staging_dir(name) / uuid.uuid4().hex
         staging.mkdir(parents=True)
         staged = StagedVersion(self, name, staging)
         try:
@@ -130,6 +122,20 @@ class ModelRegistry:
                 shutil.rmtree(staging, ignore_errors=True)
 
     # -- reading ------------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        """Where the versions are, for messages (a directory here; a bucket URL for an object store)."""
+        return str(self.root)
+
+    def local_copy(self, version: ModelVersion) -> ModelVersion:
+        """``version`` with its files on this host's disk (here they are already: the registry is a directory)."""
+        return version
+
+    def discard_local_copy(self, version: ModelVersion) -> bool:
+        """Drop this host's copy of ``version`` (one that failed verification) so that ``local_copy`` fetches it again;
+        False where there is no copy apart from the registry itself (nothing to fetch again)."""
+        return False
+
     def list_models(self) -> list[str]:
         """Names of models that have at least one finished version."""
         if not self.root.is_dir():
@@ -153,7 +159,7 @@ class ModelRegistry:
         if not numbers:
             known = ", ".join(self.list_models()) or "none"
             raise ModelNotFoundError(
-                f"model {ref.name!r} has no published version under {self.root} (published models: {known});"
+                f"model {ref.name!r} has no published version under {self.location} (published models: {known});"
                 " publish one with 'lepton export CHECKPOINT --name NAME'"
             )
         if ref.version is not None:
@@ -183,23 +189,24 @@ class ModelRegistry:
         """Point ``alias`` at the version ``reference`` names; the previous target is kept for rollback."""
         validate_alias(alias)
         version = self.resolve(reference)
-        with self._locked(version.name):
-            aliases = self._read_aliases(version.name)
+
+        def move(aliases: dict[str, Any]) -> None:
             entry = aliases.get(alias, {"version": None, "history": []})
             if entry["version"] not in (None, version.version):
                 entry["history"].append(entry["version"])
             entry["version"] = version.version
             entry["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             aliases[alias] = entry
-            self._write_aliases(version.name, aliases)
+
+        self._move_aliases(version.name, move)
         return version
 
     def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> ModelVersion:
         """Point ``alias`` back at the version it named before its last move."""
         validate_alias(alias)
         validate_model_name(name)
-        with self._locked(name):
-            aliases = self._read_aliases(name)
+
+        def move(aliases: dict[str, Any]) -> int:
             entry = aliases.get(alias)
             if not entry or not entry["history"]:
                 raise InvalidInputError(
@@ -208,24 +215,16 @@ class ModelRegistry:
                 )
             entry["version"] = entry["history"].pop()
             entry["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-            self._write_aliases(name, aliases)
-        return self._load(name, entry["version"])
+            return int(entry["version"])
+
+        return self._load(name, self._move_aliases(name, move))
 
     def delete(self, reference: str | ModelReference, *, force: bool = False) -> ModelVersion:
         """Remove one version; refused while an alias points at it, unless ``force`` (which drops those aliases)."""
         version = self.resolve(reference)
         with self._locked(version.name):
             aliases = self._read_aliases(version.name)
-            pointing = sorted(a for a, e in aliases.items() if e["version"] == version.version)
-            if pointing and not force:
-                raise InvalidInputError(
-                    f"{version.reference} is the target of alias(es) {', '.join(pointing)};"
-                    " promote another version first, or pass --force to drop those aliases"
-                )
-            for alias in pointing:
-                del aliases[alias]
-            for entry in aliases.values():
-                entry["history"] = [v for v in entry["history"] if v != version.version]
+            release_aliases(aliases, version, force=force)
             self._write_aliases(version.name, aliases)
             trash = version.path.parent / STAGING_DIR / f"deleted-{version.version}-{uuid.uuid4().hex}"
             trash.parent.mkdir(parents=True, exist_ok=True)
@@ -234,6 +233,32 @@ class ModelRegistry:
         return version
 
     # -- internals ----------------------------------------------------------------------------
+    def _publish_staged(self, staged: StagedVersion, manifest: Manifest) -> ModelVersion:
+        """Number the staged version, write its manifest last and make it visible in one rename."""
+        for relative in manifest.files:
+            _fsync_file(staged.path / relative)
+        with self._locked(staged.name):
+            version = max(self._version_numbers(staged.name), default=0) + 1
+            manifest = manifest.model_copy(update={"version": version})
+            _fsync_file(manifest.write(staged.path))
+            final = self.root / staged.name / str(version)
+            os.rename(staged.path, final)
+            _fsync_dir(final.parent)
+        return ModelVersion(staged.name, version, final, manifest)
+
+    def _move_aliases(self, name: str, move: Callable[[dict[str, Any]], T]) -> T:
+        """Apply ``move`` to ``name``'s alias table (alias -> {"version", "history", "updated_at"}) in place, as one
+        atomic step against other movers: under the model's file lock, written by one rename."""
+        with self._locked(name):
+            aliases = self._read_aliases(name)
+            result = move(aliases)
+            self._write_aliases(name, aliases)
+        return result
+
+    def _staging_dir(self, name: str) -> Path:
+        """Where versions of ``name`` are written before they are published (the same file system: one rename)."""
+        return self.root / name / STAGING_DIR
+
     def _version_numbers(self, name: str) -> list[int]:
         directory = self.root / name
         if not directory.is_dir():
@@ -281,6 +306,21 @@ class ModelRegistry:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def release_aliases(aliases: dict[str, Any], version: ModelVersion, *, force: bool) -> None:
+    """Take ``version`` out of an alias table before it is deleted: refused while an alias points at it, unless
+    ``force`` (which drops those aliases); it leaves every alias's history."""
+    pointing = sorted(a for a, e in aliases.items() if e["version"] == version.version)
+    if pointing and not force:
+        raise InvalidInputError(
+            f"{version.reference} is the target of alias(es) {', '.join(pointing)};"
+            " promote another version first, or pass --force to drop those aliases"
+        )
+    for alias in pointing:
+        del aliases[alias]
+    for entry in aliases.values():
+        entry["history"] = [v for v in entry["history"] if v != version.version]
 
 
 def _fsync_file(path: Path) -> None:

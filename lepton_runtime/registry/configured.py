@@ -1,0 +1,17 @@
+"""Which registry the settings name: the directory (LEPTON_MODEL_DIR) or an object store (LEPTON_MODEL_STORE)."""
+
+from __future__ import annotations
+
+from lepton_runtime.registry.store import ModelRegistry
+from lepton_runtime.settings import LeptonSettings
+
+
+def open_registry(settings: LeptonSettings) -> ModelRegistry:
+    """The registry of ``settings``: an object store when LEPTON_MODEL_STORE is set (versions load from this host's
+    verified copies under LEPTON_MODEL_CACHE_DIR), else the directory LEPTON_MODEL_DIR."""
+    if settings.model_store:
+        from lepton_runtime.registry.object_store import ObjectStoreRegistry
+
+        cache_dir = settings.model_cache_dir.expanduser()
+        return ObjectStoreRegistry(settings.model_store, cache_dir, endpoint_url=settings.s3_endpoint_url)
+    return ModelRegistry(settings.model_dir)

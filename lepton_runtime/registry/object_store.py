@@ -1,0 +1,275 @@
+"""The model registry in an S3-compatible bucket, and the verified copy of each version a host loads.
+
+Layout under ``s3://bucket/prefix/``::
+
+    <name>/claims/<version>          created once per number (a conditional write): who numbered that version
+    <name>/<version>/<files>         the version's files, uploaded first
+    <name>/<version>/manifest.json   uploaded last: a version without it is not visible
+    <name>/aliases/<move>.json       each alias move, numbered, created once, holding the whole alias table after it
+
+Two publishers never get the same number: each creates ``claims/<n>`` with ``If-None-Match: *`` and the one that
+loses tries n + 1. An alias move is a compare-and-swap the same way: the table after the move is created as move
+m + 1 of the table read as move m; a mover that loses the create reads again and retries, so every move builds on
+the one before it and the history stays whole. No lock service is needed: AWS S3, MinIO and Ceph honour
+conditional writes (a Redis lock would tie `lepton export` to the queue, and a lost lease to a broken registry).
+A publisher that dies leaves a gap in the numbers, never half a version; numbers are never reused.
+
+Each host keeps the versions it loads under ``cache_dir/<name>/<version>-<content hash>/``: downloaded into a
+private directory, every file checked against the manifest's sha256, then renamed into place, so a reader never
+sees half a copy. One process of a host downloads a version while the others wait for it (a file lock per copy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lepton_runtime.errors import ModelIntegrityError, ModelNotFoundError
+from lepton_runtime.registry.checksums import HASH_CHUNK_BYTES, sha256_file
+from lepton_runtime.registry.manifest import MANIFEST_FILE, Manifest
+from lepton_runtime.registry.references import validate_model_name
+from lepton_runtime.registry.store import ModelRegistry, ModelVersion, StagedVersion, T, release_aliases
+
+STORE_SCHEME = "s3://"
+CLAIMS = "claims"
+ALIAS_MOVES = "aliases"
+# Digits of an alias move's number in its key: keys sort as numbers do.
+MOVE_DIGITS = 10
+# Tries of a conditional write before giving up (each loss means another writer moved on meanwhile).
+MAX_CONDITIONAL_TRIES = 1000
+
+
+class ObjectStoreRegistry(ModelRegistry):
+    """Versions and aliases in ``s3://bucket/prefix`` (``LEPTON_MODEL_STORE``); versions load from ``cache_dir``.
+
+    Credentials and region come from the standard AWS variables (``AWS_ACCESS_KEY_ID``, ...); ``endpoint_url`` names
+    an S3-compatible server (MinIO, Ceph), else ``AWS_ENDPOINT_URL`` or AWS itself.
+    """
+
+    def __init__(self, url: str, cache_dir: str | Path, *, endpoint_url: str | None = None) -> None:
+        if not url.startswith(STORE_SCHEME) or not url[len(STORE_SCHEME) :].strip("/"):
+            raise ValueError(f"LEPTON_MODEL_STORE: {url!r} is not s3://BUCKET[/PREFIX]")
+        import s3fs  # only where an object store is configured
+
+        super().__init__(cache_dir)
+        self.url = url.rstrip("/")
+        self.base = self.url[len(STORE_SCHEME) :]
+        # no listing cache: another host publishes and promotes while this one reads
+        self.fs = s3fs.S3FileSystem(
+            endpoint_url=endpoint_url, use_listings_cache=False, skip_instance_cache=True
+        )  # fmt: skip
+        self._manifests: dict[tuple[str, int, str], Manifest] = {}  # (name, number, manifest ETag) -> manifest
+
+    @property
+    def location(self) -> str:
+        return self.url
+
+    # -- publishing ---------------------------------------------------------------------------
+    def _staging_dir(self, name: str) -> Path:
+        return self.root / ".staging" / name
+
+    def _publish_staged(self, staged: StagedVersion, manifest: Manifest) -> ModelVersion:
+        """Claim the next free number, upload the files, then the manifest; the staged files become this host's copy."""
+        number = self._claim_number(staged.name)
+        manifest = manifest.model_copy(update={"version": number})
+        for relative in manifest.files:
+            self.fs.put_file(str(staged.path / relative), self._key(staged.name, str(number), relative))
+        manifest.write(staged.path)
+        self.fs.pipe_file(
+            self._key(staged.name, str(number), MANIFEST_FILE), (staged.path / MANIFEST_FILE).read_bytes()
+        )
+        copy = self._copy_dir(staged.name, number, manifest)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if copy.exists():  # a copy of a number deleted and claimed again cannot be: numbers are never reused
+            shutil.rmtree(copy)
+        staged.path.rename(copy)
+        return ModelVersion(staged.name, number, copy, manifest)
+
+    def _claim_number(self, name: str) -> int:
+        claims = [
+            int(key.rsplit("/", 1)[1]) for key in self._list(self._key(name, CLAIMS)) if key.rsplit("/", 1)[1].isdigit()
+        ]
+        number = max(claims, default=0) + 1
+        claim = json.dumps({"owner": uuid.uuid4().hex, "at": datetime.now(UTC).isoformat(timespec="seconds")})
+        for _ in range(MAX_CONDITIONAL_TRIES):
+            try:
+                self.fs.pipe_file(self._key(name, CLAIMS, str(number)), claim.encode(), mode="create")
+                return number
+            except FileExistsError:
+                number += 1  # another publisher took it meanwhile
+        raise RuntimeError(f"could not claim a version number for {name} after {MAX_CONDITIONAL_TRIES} tries")
+
+    # -- reading ------------------------------------------------------------------------------
+    def list_models(self) -> list[str]:
+        names = [key.rsplit("/", 1)[1] for key in self._list(self.base)]
+        return sorted(name for name in names if self._version_numbers(name))
+
+    def verify(self, reference: Any) -> ModelVersion:
+        """Check every object of the version in the store against the manifest (streamed and hashed here)."""
+        version = self.resolve(reference)
+        problems = []
+        for relative, entry in sorted(version.manifest.files.items()):
+            key = self._key(version.name, str(version.version), relative)
+            try:
+                digest, size = self._remote_sha256(key)
+            except FileNotFoundError:
+                problems.append(f"{relative}: missing")
+                continue
+            if size != entry.size_bytes or digest != entry.sha256:
+                problems.append(f"{relative}: sha256 differs from the manifest (object changed or corrupt)")
+        if problems:
+            raise ModelIntegrityError(
+                f"model {version.reference} in {self.url} failed verification: " + "; ".join(problems)
+                + ". Re-publish the version (lepton export) or delete it; do not load it."
+            )  # fmt: skip
+        return version
+
+    def local_copy(self, version: ModelVersion) -> ModelVersion:
+        """``version`` with its files in this host's cache: downloaded once (the host's other processes wait), each
+        file checked against the manifest before the copy becomes visible."""
+        if (version.path / MANIFEST_FILE).is_file():
+            return version
+        with self._copy_lock(version):
+            if not (version.path / MANIFEST_FILE).is_file():
+                self._download(version)
+        return version
+
+    def discard_local_copy(self, version: ModelVersion) -> bool:
+        with self._copy_lock(version):
+            shutil.rmtree(version.path, ignore_errors=True)
+        return True
+
+    # -- deleting -----------------------------------------------------------------------------
+    def delete(self, reference: Any, *, force: bool = False) -> ModelVersion:
+        """Refused while an alias points at the version (unless ``force``); the manifest goes first, so readers stop
+        seeing the version before its files go. Its number stays claimed: it is never given again."""
+        version = self.resolve(reference)
+        self._move_aliases(version.name, lambda aliases: release_aliases(aliases, version, force=force))
+        prefix = self._key(version.name, str(version.version))
+        self.fs.rm_file(f"{prefix}/{MANIFEST_FILE}")
+        self.fs.rm(prefix, recursive=True)
+        shutil.rmtree(version.path, ignore_errors=True)
+        return version
+
+    # -- internals ----------------------------------------------------------------------------
+    def _key(self, *parts: str) -> str:
+        return "/".join((self.base, *parts))
+
+    def _list(self, prefix: str) -> list[str]:
+        try:
+            return [str(key) for key in self.fs.ls(prefix, detail=False)]
+        except FileNotFoundError:
+            return []
+
+    def _version_numbers(self, name: str) -> list[int]:
+        return sorted(self._manifest_etags(name))
+
+    def _manifest_etags(self, name: str) -> dict[int, str]:
+        """Version number -> its manifest's ETag, for every finished version of ``name`` (one listing)."""
+        validate_model_name(name)
+        try:
+            found = self.fs.find(self._key(name), maxdepth=2, detail=True)
+        except FileNotFoundError:
+            return {}
+        etags = {}
+        for key, info in found.items():
+            parts = str(key).rsplit("/", 2)
+            if len(parts) == 3 and parts[2] == MANIFEST_FILE and parts[1].isdigit():
+                etags[int(parts[1])] = str(info.get("ETag", ""))
+        return etags
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        return [self._version(name, number, etag) for number, etag in sorted(self._manifest_etags(name).items())]
+
+    def _load(self, name: str, number: int) -> ModelVersion:
+        etag = self._manifest_etags(name).get(number)
+        if etag is None:
+            raise ModelNotFoundError(f"model {name}@{number} has no manifest in {self.url}")
+        return self._version(name, number, etag)
+
+    def _version(self, name: str, number: int, etag: str) -> ModelVersion:
+        """The version ``name@number`` with its manifest from the store (read once per manifest object: its ETag)."""
+        manifest = self._manifests.get((name, number, etag))
+        if manifest is None:
+            manifest = Manifest.model_validate_json(self.fs.cat_file(self._key(name, str(number), MANIFEST_FILE)))
+            self._manifests[(name, number, etag)] = manifest
+        return ModelVersion(name, number, self._copy_dir(name, number, manifest), manifest)
+
+    def _read_aliases(self, name: str) -> dict[str, Any]:
+        return self._alias_table(name)[1]
+
+    def _alias_table(self, name: str) -> tuple[int, dict[str, Any]]:
+        """(the last move's number, the alias table after it); (0, {}) before any move."""
+        moves = [key.rsplit("/", 1)[1] for key in self._list(self._key(name, ALIAS_MOVES))]
+        numbers = [int(move.removesuffix(".json")) for move in moves if move.removesuffix(".json").isdigit()]
+        if not numbers:
+            return 0, {}
+        last = max(numbers)
+        table: dict[str, Any] = json.loads(self.fs.cat_file(self._move_key(name, last)))
+        return last, table
+
+    def _move_aliases(self, name: str, move: Callable[[dict[str, Any]], T]) -> T:
+        """Compare-and-swap: the table after ``move`` is created as the move after the one it was read from; on a
+        lost race, read again and apply ``move`` to the newer table."""
+        for _ in range(MAX_CONDITIONAL_TRIES):
+            last, aliases = self._alias_table(name)
+            result = move(aliases)
+            body = json.dumps(aliases, indent=2, sort_keys=True).encode()
+            try:
+                self.fs.pipe_file(self._move_key(name, last + 1), body, mode="create")
+                return result
+            except FileExistsError:
+                continue  # another process moved an alias of this model meanwhile
+        raise RuntimeError(f"could not move the aliases of {name} after {MAX_CONDITIONAL_TRIES} tries")
+
+    def _move_key(self, name: str, move: int) -> str:
+        return self._key(name, ALIAS_MOVES, f"{move:0{MOVE_DIGITS}d}.json")
+
+    def _copy_dir(self, name: str, number: int, manifest: Manifest) -> Path:
+        return self.root / name / f"{number}-{manifest.content_sha256[:16]}"
+
+    @contextlib.contextmanager
+    def _copy_lock(self, version: ModelVersion) -> Iterator[None]:
+        lock_path = version.path.parent / f".{version.path.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _download(self, version: ModelVersion) -> None:
+        partial = version.path.parent / f".partial-{uuid.uuid4().hex}"
+        partial.mkdir(parents=True)
+        try:
+            for relative, entry in sorted(version.manifest.files.items()):
+                target = partial / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.fs.get_file(self._key(version.name, str(version.version), relative), str(target))
+                if target.stat().st_size != entry.size_bytes or sha256_file(target) != entry.sha256:
+                    raise ModelIntegrityError(
+                        f"model {version.reference}: {relative} downloaded from {self.url} differs from its manifest "
+                        "(sha256); the object in the store is corrupt. Re-publish the version (lepton export) or "
+                        "delete it"
+                    )
+            version.manifest.write(partial)
+            partial.rename(version.path)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+
+    def _remote_sha256(self, key: str) -> tuple[str, int]:
+        digest, size = hashlib.sha256(), 0
+        with self.fs.open(key, "rb", block_size=HASH_CHUNK_BYTES) as stream:
+            while chunk := stream.read(HASH_CHUNK_BYTES):
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size
