@@ -185,6 +185,14 @@ class BrokerUnavailableError(LeptonError):
     transient = True
 
 
+class ModelStoreUnavailableError(LeptonError):
+    """Raised when the object store of the registry cannot be reached for a model this host has no copy of."""
+
+    code = "store_unavailable"
+    http_status = 503
+    transient = True
+
+
 class QueueFullError(LeptonError):
     """Raised when a queue holds more waiting messages than the API accepts; try again later."""
 

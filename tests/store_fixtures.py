@@ -32,39 +32,63 @@ class ObjectStore:
     url: str  # s3://bucket/prefix
 
 
+class S3Server:
+    """moto's S3 server in a process of its own, on a free port of loopback."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> S3Server:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            try:
+                httpx.get(self.endpoint_url, timeout=1)
+                return self
+            except httpx.TransportError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"moto's S3 server did not start on {self.endpoint_url} (moto[server]: make install)")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def new_bucket(self) -> ObjectStore:
+        """A fresh bucket, with a prefix (as a deployment would have)."""
+        import s3fs
+
+        bucket = f"models-{uuid.uuid4().hex[:12]}"
+        s3fs.S3FileSystem(endpoint_url=self.endpoint_url, skip_instance_cache=True).mkdir(bucket)
+        return ObjectStore(self.endpoint_url, f"s3://{bucket}/lepton")
+
+
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on a free port, for the session; the AWS credential variables point at it."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while True:
-        try:
-            httpx.get(endpoint, timeout=1)
-            break
-        except httpx.TransportError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"moto's S3 server did not start on {endpoint} (is moto[server] installed? make install)")
-            time.sleep(0.1)
+def s3_credentials() -> Iterator[None]:
+    """The AWS credential variables (dummies) that the store's clients read, as in production."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in CREDENTIALS.items():
             patch.setenv(name, value)
-        yield endpoint
-    server.terminate()
-    server.wait(timeout=10)
+        yield
+
+
+@pytest.fixture(scope="session")
+def s3_server(s3_credentials: None) -> Iterator[S3Server]:
+    """moto's S3 server for the session."""
+    server = S3Server().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def object_store(s3_endpoint: str) -> ObjectStore:
-    """A fresh bucket on the session's server, with a prefix (as a deployment would have)."""
-    import s3fs
-
-    bucket = f"models-{uuid.uuid4().hex[:12]}"
-    s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True).mkdir(bucket)
+def object_store(s3_server: S3Server) -> ObjectStore:
+    """A fresh bucket on the session's server."""
     assert os.environ["AWS_ACCESS_KEY_ID"] == CREDENTIALS["AWS_ACCESS_KEY_ID"]
-    return ObjectStore(s3_endpoint, f"s3://{bucket}/lepton")
+    return s3_server.new_bucket()

@@ -17,6 +17,10 @@ A publisher that dies leaves a gap in the numbers, never half a version; numbers
 Each host keeps the versions it loads under ``cache_dir/<name>/<version>-<content hash>/``: downloaded into a
 private directory, every file checked against the manifest's sha256, then renamed into place, so a reader never
 sees half a copy. One process of a host downloads a version while the others wait for it (a file lock per copy).
+
+While the store cannot be reached, reads fall back to what the host has: its copies (with their manifests) and the
+alias table it last read (``cache_dir/<name>/.aliases.json``); ``store_error`` says why, and the store is asked
+again after STORE_RETRY_AFTER_S. A version the host has no copy of cannot load then (ModelStoreUnavailableError).
 """
 
 from __future__ import annotations
@@ -25,20 +29,35 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lepton_runtime.errors import ModelIntegrityError, ModelNotFoundError
+import botocore.exceptions
+
+from lepton_runtime.errors import ModelIntegrityError, ModelNotFoundError, ModelStoreUnavailableError
 from lepton_runtime.registry.checksums import HASH_CHUNK_BYTES, sha256_file
 from lepton_runtime.registry.manifest import MANIFEST_FILE, Manifest
 from lepton_runtime.registry.references import validate_model_name
 from lepton_runtime.registry.store import ModelRegistry, ModelVersion, StagedVersion, T, release_aliases
 
+logger = logging.getLogger(__name__)
+
 STORE_SCHEME = "s3://"
+LAST_KNOWN_ALIASES_FILE = ".aliases.json"
+# After a failed request, reads use this host's copies for this long before the store is asked again.
+STORE_RETRY_AFTER_S = 5.0
+# Seconds to wait for a connection to the store, and tries of each request (botocore's, then s3fs's own): a store
+# that is down answers from the host's copies within seconds, not after minutes of retries.
+STORE_CONNECT_TIMEOUT_S = 3
+STORE_ATTEMPTS = 2
+# What says the store cannot be reached (a missing object is an answer, not one of these).
+UNREACHABLE = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
 CLAIMS = "claims"
 ALIAS_MOVES = "aliases"
 # Digits of an alias move's number in its key: keys sort as numbers do.
@@ -64,9 +83,13 @@ class ObjectStoreRegistry(ModelRegistry):
         self.base = self.url[len(STORE_SCHEME) :]
         # no listing cache: another host publishes and promotes while this one reads
         self.fs = s3fs.S3FileSystem(
-            endpoint_url=endpoint_url, use_listings_cache=False, skip_instance_cache=True
+            endpoint_url=endpoint_url, use_listings_cache=False, skip_instance_cache=True,
+            config_kwargs={"connect_timeout": STORE_CONNECT_TIMEOUT_S, "retries": {"max_attempts": STORE_ATTEMPTS}},
         )  # fmt: skip
+        self.fs.retries = STORE_ATTEMPTS
         self._manifests: dict[tuple[str, int, str], Manifest] = {}  # (name, number, manifest ETag) -> manifest
+        self.store_error: str | None = None  # why the store could not be reached at the last try; None: it could
+        self._ask_store_after = 0.0
 
     @property
     def location(self) -> str:
@@ -109,8 +132,24 @@ class ObjectStoreRegistry(ModelRegistry):
 
     # -- reading ------------------------------------------------------------------------------
     def list_models(self) -> list[str]:
-        names = [key.rsplit("/", 1)[1] for key in self._list(self.base)]
+        names = self._from_store(
+            lambda: [key.rsplit("/", 1)[1] for key in self._list(self.base)],
+            lambda: [path.name for path in self.root.glob("[!.]*") if path.is_dir()],  # the host's copies
+        )
         return sorted(name for name in names if self._version_numbers(name))
+
+    def resolve(self, reference: Any) -> ModelVersion:
+        """As the directory registry resolves; while the store cannot be reached, among this host's copies and the
+        aliases it read last (a version it has no copy of: ModelStoreUnavailableError)."""
+        try:
+            return super().resolve(reference)
+        except ModelNotFoundError as error:
+            if self.store_error is None:
+                raise
+            raise ModelStoreUnavailableError(
+                f"{reference} cannot be resolved: the store {self.url} cannot be reached ({self.store_error}) and "
+                f"this host has no copy of it; it loads when the store answers again (check the store and the network)"
+            ) from error
 
     def verify(self, reference: Any) -> ModelVersion:
         """Check every object of the version in the store against the manifest (streamed and hashed here)."""
@@ -139,7 +178,14 @@ class ObjectStoreRegistry(ModelRegistry):
             return version
         with self._copy_lock(version):
             if not (version.path / MANIFEST_FILE).is_file():
-                self._download(version)
+                try:
+                    self._download(version)
+                except UNREACHABLE as error:
+                    self._unreachable(error)
+                    raise ModelStoreUnavailableError(
+                        f"model {version.reference} is not on this host and the store {self.url} cannot be reached "
+                        f"({error}); it loads when the store answers again (check the store and the network)"
+                    ) from error
         return version
 
     def discard_local_copy(self, version: ModelVersion) -> bool:
@@ -160,6 +206,26 @@ class ObjectStoreRegistry(ModelRegistry):
         return version
 
     # -- internals ----------------------------------------------------------------------------
+    def _from_store(self, read: Callable[[], T], fallback: Callable[[], T]) -> T:
+        """``read()`` from the store; ``fallback()`` (this host's copies) while it cannot be reached."""
+        if time.monotonic() < self._ask_store_after:
+            return fallback()
+        try:
+            result = read()
+        except UNREACHABLE as error:
+            self._unreachable(error)
+            return fallback()
+        if self.store_error is not None:
+            logger.info("model store %s answers again", self.url)
+            self.store_error = None
+        return result
+
+    def _unreachable(self, error: Exception) -> None:
+        if self.store_error is None:
+            logger.warning("model store %s cannot be reached (%s); serving this host's copies", self.url, error)
+        self.store_error = str(error)
+        self._ask_store_after = time.monotonic() + STORE_RETRY_AFTER_S
+
     def _key(self, *parts: str) -> str:
         return "/".join((self.base, *parts))
 
@@ -173,8 +239,12 @@ class ObjectStoreRegistry(ModelRegistry):
         return sorted(self._manifest_etags(name))
 
     def _manifest_etags(self, name: str) -> dict[int, str]:
-        """Version number -> its manifest's ETag, for every finished version of ``name`` (one listing)."""
+        """Version number -> its manifest's ETag, for every finished version of ``name`` (one listing); while the
+        store cannot be reached, the versions this host has copies of."""
         validate_model_name(name)
+        return self._from_store(lambda: self._listed_manifests(name), lambda: self._copied_manifests(name))
+
+    def _listed_manifests(self, name: str) -> dict[int, str]:
         try:
             found = self.fs.find(self._key(name), maxdepth=2, detail=True)
         except FileNotFoundError:
@@ -189,6 +259,14 @@ class ObjectStoreRegistry(ModelRegistry):
     def versions(self, name: str) -> list[ModelVersion]:
         return [self._version(name, number, etag) for number, etag in sorted(self._manifest_etags(name).items())]
 
+    def _copied_manifests(self, name: str) -> dict[int, str]:
+        """Version number -> ``local:<copy directory>`` for the copies this host has (the newest per number)."""
+        copies = sorted(
+            (path for path in (self.root / name).glob(f"*-*/{MANIFEST_FILE}") if path.parent.name[0].isdigit()),
+            key=lambda path: path.stat().st_mtime,
+        )
+        return {int(path.parent.name.split("-")[0]): f"local:{path.parent.name}" for path in copies}
+
     def _load(self, name: str, number: int) -> ModelVersion:
         etag = self._manifest_etags(name).get(number)
         if etag is None:
@@ -198,6 +276,8 @@ class ObjectStoreRegistry(ModelRegistry):
     def _version(self, name: str, number: int, etag: str) -> ModelVersion:
         """The version ``name@number`` with its manifest from the store (read once per manifest object: its ETag)."""
         manifest = self._manifests.get((name, number, etag))
+        if manifest is None and etag.startswith("local:"):
+            return ModelVersion(name, number, self.root / name / etag[6:], Manifest.read(self.root / name / etag[6:]))
         if manifest is None:
             manifest = Manifest.model_validate_json(self.fs.cat_file(self._key(name, str(number), MANIFEST_FILE)))
             self._manifests[(name, number, etag)] = manifest
@@ -207,7 +287,22 @@ class ObjectStoreRegistry(ModelRegistry):
         return self._alias_table(name)[1]
 
     def _alias_table(self, name: str) -> tuple[int, dict[str, Any]]:
-        """(the last move's number, the alias table after it); (0, {}) before any move."""
+        """(the last move's number, the alias table after it); (0, {}) before any move. While the store cannot be
+        reached: the table this host read last."""
+        last_known = self.root / name / LAST_KNOWN_ALIASES_FILE
+
+        def remembered() -> tuple[int, dict[str, Any]]:
+            return (-1, json.loads(last_known.read_text())) if last_known.is_file() else (-1, {})
+
+        last, table = self._from_store(lambda: self._stored_alias_table(name), remembered)
+        if last >= 0 and (not last_known.is_file() or json.loads(last_known.read_text()) != table):
+            last_known.parent.mkdir(parents=True, exist_ok=True)
+            temporary = last_known.with_name(f"{LAST_KNOWN_ALIASES_FILE}.{uuid.uuid4().hex}")
+            temporary.write_text(json.dumps(table, sort_keys=True))
+            temporary.replace(last_known)
+        return last, table
+
+    def _stored_alias_table(self, name: str) -> tuple[int, dict[str, Any]]:
         moves = [key.rsplit("/", 1)[1] for key in self._list(self._key(name, ALIAS_MOVES))]
         numbers = [int(move.removesuffix(".json")) for move in moves if move.removesuffix(".json").isdigit()]
         if not numbers:
@@ -220,7 +315,7 @@ class ObjectStoreRegistry(ModelRegistry):
         """Compare-and-swap: the table after ``move`` is created as the move after the one it was read from; on a
         lost race, read again and apply ``move`` to the newer table."""
         for _ in range(MAX_CONDITIONAL_TRIES):
-            last, aliases = self._alias_table(name)
+            last, aliases = self._stored_alias_table(name)
             result = move(aliases)
             body = json.dumps(aliases, indent=2, sort_keys=True).encode()
             try:

@@ -11,18 +11,32 @@ from pathlib import Path
 
 import pytest
 
-from lepton_runtime.errors import InvalidInputError, ModelIntegrityError, ModelNotFoundError
+from lepton_runtime.errors import (
+    InvalidInputError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    ModelStoreUnavailableError,
+)
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.registry import ModelVersion
 from lepton_runtime.registry.object_store import ObjectStoreRegistry
 from tests.lepton_runtime.registry.test_store import _publish
-from tests.store_fixtures import ObjectStore
+from tests.store_fixtures import ObjectStore, S3Server
 
 
 def host(store: ObjectStore, cache: Path) -> ObjectStoreRegistry:
     """The registry as one host sees it: the shared bucket, its own cache directory."""
     return ObjectStoreRegistry(store.url, cache, endpoint_url=store.endpoint_url)
+
+
+def copy_into(registry: ObjectStoreRegistry, version: ModelVersion, name: str) -> ModelVersion:
+    """Publish the files of ``version`` (the tiny exported model) as a version of ``name`` in ``registry``."""
+    with registry.begin_publish(name) as staged:
+        for relative in version.manifest.files:
+            (staged.path / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(version.path / relative, staged.path / relative)
+        return staged.commit(version.manifest)
 
 
 def flip_first_byte(path: Path) -> None:
@@ -97,11 +111,7 @@ def test_a_flipped_byte_in_the_cache_is_refused_at_load_and_fetched_again(
     object_store: ObjectStore, published: ModelVersion, tmp_path: Path
 ) -> None:
     publisher = host(object_store, tmp_path / "publisher")
-    with publisher.begin_publish("tiny") as staged:
-        for relative in published.manifest.files:
-            (staged.path / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(published.path / relative, staged.path / relative)
-        staged.commit(published.manifest)
+    copy_into(publisher, published, "tiny")
     publisher.promote("tiny@1")
     worker = host(object_store, tmp_path / "worker")
     texts = ["my card was declined", "how do I top up?"]
@@ -113,6 +123,31 @@ def test_a_flipped_byte_in_the_cache_is_refused_at_load_and_fetched_again(
     engines = EngineCache(worker, Engine, memory_budget_mb=1024)  # a restarted worker process on the same host
     assert [p.label for p in engines.get("tiny@production").classify(texts)] == expected
     copy.verify()  # the copy was fetched again
+
+
+def test_a_host_serves_its_copies_while_the_store_is_down(
+    s3_credentials: None, published: ModelVersion, tmp_path: Path
+) -> None:
+    server = S3Server().start()  # a server of its own: this test stops it
+    try:
+        store = server.new_bucket()
+        publisher = host(store, tmp_path / "publisher")
+        copy_into(publisher, published, "tiny")
+        copy_into(publisher, published, "other")
+        publisher.promote("tiny@1")
+        texts = ["my card was declined", "how do I top up?"]
+        expected = [p.label for p in EngineCache(host(store, tmp_path / "worker"), Engine, memory_budget_mb=1024)
+                    .get("tiny@production").classify(texts)]  # fmt: skip
+    finally:
+        server.stop()
+
+    restarted = host(store, tmp_path / "worker")  # a new worker process on the host, the store gone
+    engine = EngineCache(restarted, Engine, memory_budget_mb=1024).get("tiny@production")
+    assert [prediction.label for prediction in engine.classify(texts)] == expected
+    assert restarted.store_error is not None and "connect" in restarted.store_error.lower()
+    with pytest.raises(ModelStoreUnavailableError, match="cannot be reached") as caught:
+        restarted.resolve("other@1")  # published, but never copied to this host
+    assert caught.value.code == "store_unavailable"
 
 
 def _publish_many(url: str, endpoint: str, cache: str, worker: int, count: int) -> None:
