@@ -101,6 +101,10 @@ class ObjectStoreRegistry(ModelRegistry):
 
     def _publish_staged(self, staged: StagedVersion, manifest: Manifest) -> ModelVersion:
         """Claim the next free number, upload the files, then the manifest; the staged files become this host's copy."""
+        with self._store_needed(f"publish a version of {staged.name}"):
+            return self._upload(staged, manifest)
+
+    def _upload(self, staged: StagedVersion, manifest: Manifest) -> ModelVersion:
         number = self._claim_number(staged.name)
         manifest = manifest.model_copy(update={"version": number})
         for relative in manifest.files:
@@ -154,6 +158,10 @@ class ObjectStoreRegistry(ModelRegistry):
     def verify(self, reference: Any) -> ModelVersion:
         """Check every object of the version in the store against the manifest (streamed and hashed here)."""
         version = self.resolve(reference)
+        with self._store_needed(f"verify {version.reference}"):
+            return self._verify_objects(version)
+
+    def _verify_objects(self, version: ModelVersion) -> ModelVersion:
         problems = []
         for relative, entry in sorted(version.manifest.files.items()):
             key = self._key(version.name, str(version.version), relative)
@@ -200,8 +208,9 @@ class ObjectStoreRegistry(ModelRegistry):
         version = self.resolve(reference)
         self._move_aliases(version.name, lambda aliases: release_aliases(aliases, version, force=force))
         prefix = self._key(version.name, str(version.version))
-        self.fs.rm_file(f"{prefix}/{MANIFEST_FILE}")
-        self.fs.rm(prefix, recursive=True)
+        with self._store_needed(f"delete {version.reference}"):
+            self.fs.rm_file(f"{prefix}/{MANIFEST_FILE}")
+            self.fs.rm(prefix, recursive=True)
         shutil.rmtree(version.path, ignore_errors=True)
         return version
 
@@ -219,6 +228,19 @@ class ObjectStoreRegistry(ModelRegistry):
             logger.info("model store %s answers again", self.url)
             self.store_error = None
         return result
+
+    @contextlib.contextmanager
+    def _store_needed(self, what: str) -> Iterator[None]:
+        """Work only the store can do (publishing, moving aliases, deleting, verifying its objects): an unreachable
+        store fails it with ModelStoreUnavailableError, saying what was not done."""
+        try:
+            yield
+        except UNREACHABLE as error:
+            self._unreachable(error)
+            raise ModelStoreUnavailableError(
+                f"could not {what}: the store {self.url} cannot be reached ({error}); try again when it answers "
+                "(check the store and the network)"
+            ) from error
 
     def _unreachable(self, error: Exception) -> None:
         if self.store_error is None:
@@ -314,6 +336,10 @@ class ObjectStoreRegistry(ModelRegistry):
     def _move_aliases(self, name: str, move: Callable[[dict[str, Any]], T]) -> T:
         """Compare-and-swap: the table after ``move`` is created as the move after the one it was read from; on a
         lost race, read again and apply ``move`` to the newer table."""
+        with self._store_needed(f"move an alias of {name}"):
+            return self._swap_aliases(name, move)
+
+    def _swap_aliases(self, name: str, move: Callable[[dict[str, Any]], T]) -> T:
         for _ in range(MAX_CONDITIONAL_TRIES):
             last, aliases = self._stored_alias_table(name)
             result = move(aliases)

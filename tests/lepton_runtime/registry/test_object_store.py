@@ -148,6 +148,8 @@ def test_a_host_serves_its_copies_while_the_store_is_down(
     with pytest.raises(ModelStoreUnavailableError, match="cannot be reached") as caught:
         restarted.resolve("other@1")  # published, but never copied to this host
     assert caught.value.code == "store_unavailable"
+    with pytest.raises(ModelStoreUnavailableError, match="could not move an alias of tiny"):
+        restarted.promote("tiny@1", "staging")
 
 
 def _publish_many(url: str, endpoint: str, cache: str, worker: int, count: int) -> None:
