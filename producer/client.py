@@ -59,7 +59,8 @@ from lepton_runtime.jobs.queues import stamp_enqueue_times
 from lepton_runtime.jobs.sending import job_of_task, send_chunks
 from lepton_runtime.labelled_data import check_trainable, read_labelled, read_tagged
 from lepton_runtime.prediction import Embedding, Entities, Entity, ItemError, Prediction, Provenance
-from lepton_runtime.registry import ModelVersion, open_registry, validate_model_name
+from lepton_runtime.registry import ModelReference, ModelVersion, open_registry, validate_model_name
+from lepton_runtime.registry.notices import ALIAS_RECHECK_S, SWITCH_AFTER_S, is_warm, registry_epoch
 from lepton_runtime.settings import LeptonSettings, load_settings
 from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, require_task
 from producer.inputs import items_from_texts, read_items
@@ -245,6 +246,7 @@ class LeptonClient:
         self.training = TrainingRuns(self.redis, ttl_s=self.settings.job_ttl_s)
         self.lane = InteractiveLane(self.redis)
         self._exact_versions: dict[str, ModelVersion] = {}
+        self._alias_versions: dict[str, HeldAlias] = {}  # from an object store (_follow_alias)
         self.registry = open_registry(self.settings)
         self.celery = Celery("lepton-producer", set_as_current=False)
         self.celery.conf.update(celery_config(self.settings))
@@ -554,14 +556,53 @@ class LeptonClient:
 
     def resolve(self, model: str) -> ModelVersion:
         """The exact version a reference names now (``name`` -> production, else the latest). An exact
-        ``name@N`` never changes: it is read from the registry once per client (a request path of its own)."""
+        ``name@N`` never changes: it is read from the registry once per client (a request path of its own). From
+        an object store, an alias is followed as ``_follow_alias`` says."""
         cached = self._exact_versions.get(model)
         if cached is not None:
             return cached
+        if self.registry.remote and ModelReference.parse(model).version is None:
+            return self._follow_alias(model)
         version = self.registry.resolve(model)
         if model == version.reference:
             self._exact_versions[model] = version
         return version
+
+    def _follow_alias(self, model: str) -> ModelVersion:
+        """The version kept for an alias while the registry's change counter in Redis stays put (ALIAS_RECHECK_S at
+        most: a request does not wait for the store). When the alias moved, the old version is kept until a worker
+        says the new one is warm, SWITCH_AFTER_S at most (registry/notices.py): no request waits for a load."""
+        with broker_errors(self._url):
+            epoch = registry_epoch(self.redis)
+        now = time.monotonic()
+        held = self._alias_versions.get(model)
+        if held is not None and held.epoch == epoch and now - held.checked_at < ALIAS_RECHECK_S and not held.next:
+            return held.version
+        version = held.next if held is not None and held.next and held.epoch == epoch else None
+        version = version or self.registry.resolve(model)
+        if held is None or version.reference == held.version.reference:
+            self._alias_versions[model] = HeldAlias(version, epoch, now)
+            return version
+        noticed_at = held.next_since if held.next and held.next.reference == version.reference else now
+        with broker_errors(self._url):
+            warm = is_warm(self.redis, version.reference)
+        if warm or now - noticed_at >= SWITCH_AFTER_S:
+            self._alias_versions[model] = HeldAlias(version, epoch, now)
+            return version
+        self._alias_versions[model] = HeldAlias(held.version, epoch, now, next=version, next_since=noticed_at)
+        return held.version
+
+
+@dataclass
+class HeldAlias:
+    """What a producer sends for an alias: ``version``, read at ``checked_at`` under the registry's change counter
+    ``epoch``; and the version the alias moved to (``next``, seen at ``next_since``) until a worker has it warm."""
+
+    version: ModelVersion
+    epoch: int
+    checked_at: float
+    next: ModelVersion | None = None
+    next_since: float = 0.0
 
 
 def _labelled_rows(

@@ -32,12 +32,13 @@ def _warm_and_serve() -> None:
 
     process = runtime.current()
     process.warm()
+    process.follower.start()  # a moved alias: its new version loaded beside the old one (workers/follow.py)
     process.start_interactive(lambda: current_app.backend, lambda: CeleryBatchEvents(current_app, process.options.name))
 
 
 def _stop_serving(**_: Any) -> None:
     """The process ends: its interactive thread finishes the batch it runs (what it read and did not answer is
-    claimed by another process)."""
+    claimed by another process); it stops following aliases."""
     if runtime.is_built():
         runtime.current().stop_interactive()
 

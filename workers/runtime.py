@@ -19,6 +19,7 @@ from lepton_runtime.machine import available_cores
 from lepton_runtime.registry import open_registry
 from lepton_runtime.settings import LeptonSettings
 from workers.execution import BatchPolicy
+from workers.follow import AliasFollower
 from workers.interactive import BatchEvents, InteractiveConsumer, LaneOptions
 from workers.scheduler import LaneScheduler
 
@@ -63,6 +64,7 @@ class WorkerRuntime:
         self.engines = EngineCache(self.registry, self._make_engine, memory_budget_mb=settings.model_memory_budget_mb)
         self.scheduler = LaneScheduler(bulk_min_share=settings.bulk_min_share)
         self.interactive: InteractiveConsumer | None = None
+        self.follower = AliasFollower(self.redis, self.registry, self.engines, list(options.warm))
 
     def bulk_turn(self) -> AbstractContextManager[Any]:
         """A turn of the bulk lane on this process's model (one ONNX Runtime batch of a chunk or large request)."""
@@ -109,6 +111,7 @@ class WorkerRuntime:
         if self.interactive is not None:
             self.interactive.stop()
             self.interactive = None
+        self.follower.stop()
 
     def _make_engine(self, path: str) -> Engine:
         engine = Engine(

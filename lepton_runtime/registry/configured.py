@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from lepton_runtime.registry.notices import RegistryNotices
 from lepton_runtime.registry.store import ModelRegistry
 from lepton_runtime.settings import LeptonSettings
 
 
 def open_registry(settings: LeptonSettings) -> ModelRegistry:
     """The registry of ``settings``: an object store when LEPTON_MODEL_STORE is set (versions load from this host's
-    verified copies under LEPTON_MODEL_CACHE_DIR), else the directory LEPTON_MODEL_DIR."""
+    verified copies under LEPTON_MODEL_CACHE_DIR), else the directory LEPTON_MODEL_DIR. Its alias moves are told to
+    the fleet through the settings' Redis (registry/notices.py)."""
+    registry: ModelRegistry
     if settings.model_store:
         from lepton_runtime.registry.object_store import ObjectStoreRegistry
 
         cache_dir = settings.model_cache_dir.expanduser()
-        return ObjectStoreRegistry(settings.model_store, cache_dir, endpoint_url=settings.s3_endpoint_url)
-    return ModelRegistry(settings.model_dir)
+        registry = ObjectStoreRegistry(settings.model_store, cache_dir, endpoint_url=settings.s3_endpoint_url)
+    else:
+        registry = ModelRegistry(settings.model_dir)
+    registry.on_alias_move = RegistryNotices(settings.broker_url).announce
+    return registry

@@ -73,6 +73,8 @@ class ObjectStoreRegistry(ModelRegistry):
     an S3-compatible server (MinIO, Ceph), else ``AWS_ENDPOINT_URL`` or AWS itself.
     """
 
+    remote = True
+
     def __init__(self, url: str, cache_dir: str | Path, *, endpoint_url: str | None = None) -> None:
         if not url.startswith(STORE_SCHEME) or not url[len(STORE_SCHEME) :].strip("/"):
             raise ValueError(f"LEPTON_MODEL_STORE: {url!r} is not s3://BUCKET[/PREFIX]")
@@ -337,7 +339,9 @@ class ObjectStoreRegistry(ModelRegistry):
         """Compare-and-swap: the table after ``move`` is created as the move after the one it was read from; on a
         lost race, read again and apply ``move`` to the newer table."""
         with self._store_needed(f"move an alias of {name}"):
-            return self._swap_aliases(name, move)
+            result = self._swap_aliases(name, move)
+        self._alias_moved(name)
+        return result
 
     def _swap_aliases(self, name: str, move: Callable[[dict[str, Any]], T]) -> T:
         for _ in range(MAX_CONDITIONAL_TRIES):

@@ -103,9 +103,14 @@ class StagedVersion:
 class ModelRegistry:
     """Versions and aliases of models under one root directory (``LEPTON_MODEL_DIR``)."""
 
+    # Whether reads cross a network (an object store): readers then keep what aliases resolved to (see notices.py).
+    remote = False
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self._loaded: dict[tuple[str, int], tuple[tuple[int, int, int], ModelVersion]] = {}
+        # told the model's name after each alias move (registry/notices.py: the fleet hears of it through Redis)
+        self.on_alias_move: Callable[[str], None] | None = None
 
     # -- publishing ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -230,6 +235,7 @@ class ModelRegistry:
             trash.parent.mkdir(parents=True, exist_ok=True)
             os.rename(version.path, trash)
         shutil.rmtree(trash, ignore_errors=True)
+        self._alias_moved(version.name)
         return version
 
     # -- internals ----------------------------------------------------------------------------
@@ -253,7 +259,12 @@ class ModelRegistry:
             aliases = self._read_aliases(name)
             result = move(aliases)
             self._write_aliases(name, aliases)
+        self._alias_moved(name)
         return result
+
+    def _alias_moved(self, name: str) -> None:
+        if self.on_alias_move is not None:
+            self.on_alias_move(name)
 
     def _staging_dir(self, name: str) -> Path:
         """Where versions of ``name`` are written before they are published (the same file system: one rename)."""

@@ -1,0 +1,70 @@
+"""Alias moves told through Redis: a counter every mover raises, which producers and workers read to notice them.
+
+Whoever moves an alias (``lepton models promote``, a training run, the API) raises ``lepton:registry:epoch`` after the
+move; a producer keeps the versions its aliases resolved to while the counter stays put, and every worker process
+reads it each second and loads (and warms) the version an alias it serves now names, beside the old one, then says
+so (``lepton:registry:warm:<name@N>``). A producer that sees the move keeps sending the old version until a worker
+says the new one is warm (or SWITCH_AFTER_S passed), so no request waits for a load. The counter is the
+notification; a mover that cannot reach Redis is not stopped by it: readers also look at the registry itself every
+ALIAS_RECHECK_S, the fallback, so a move reaches everyone within that in any case.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+logger = logging.getLogger(__name__)
+
+REGISTRY_EPOCH_KEY = "lepton:registry:epoch"
+# Readers look at the registry at least this often even when the counter stays put (a move told to nobody).
+ALIAS_RECHECK_S = 5.0
+# A mover waits this long for Redis before it gives up telling (the move itself is done).
+ANNOUNCE_TIMEOUT_S = 1.0
+# A producer that sees an alias move keeps the old version until a worker says the new one is warm, or this long.
+SWITCH_AFTER_S = 5.0
+# How long a worker's "warm" word lasts (it says it again at every look while it holds the version).
+WARM_MARK_TTL_S = 3600
+
+
+class RegistryNotices:
+    """Raise and read the registry's change counter in the Redis at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.redis = redis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=ANNOUNCE_TIMEOUT_S, socket_timeout=ANNOUNCE_TIMEOUT_S
+        )
+
+    def announce(self, name: str) -> None:
+        """Tell readers that an alias of ``name`` moved; a Redis that does not answer is logged, not raised."""
+        try:
+            self.redis.incr(REGISTRY_EPOCH_KEY)
+        except redis.RedisError as error:
+            logger.warning(
+                "moved an alias of %s but could not tell the fleet through Redis (%s); workers and producers see the "
+                "move within %.0f s anyway", name, error, ALIAS_RECHECK_S,
+            )  # fmt: skip
+
+    def epoch(self) -> int:
+        """The counter now (0 before any move was told)."""
+        return registry_epoch(self.redis)
+
+
+def registry_epoch(client: redis.Redis) -> int:
+    """The registry's change counter in the Redis of ``client`` (0 before any move was told)."""
+    return int(client.get(REGISTRY_EPOCH_KEY) or 0)
+
+
+def warm_key(reference: str) -> str:
+    return f"lepton:registry:warm:{reference}"
+
+
+def mark_warm(client: redis.Redis, reference: str) -> None:
+    """Say that a worker process has the exact version ``reference`` loaded and warm (producers switch to it then)."""
+    client.set(warm_key(reference), 1, ex=WARM_MARK_TTL_S)
+
+
+def is_warm(client: redis.Redis, reference: str) -> bool:
+    """Whether some worker process said it has ``reference`` loaded and warm (within WARM_MARK_TTL_S)."""
+    return bool(client.exists(warm_key(reference)))

@@ -1,0 +1,83 @@
+"""Rolling model updates from an object store: a promotion reaches a real worker and the clients within seconds, the
+new version is loaded beside the old one before requests for it come, and no request fails through the switch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from lepton_runtime.registry import ModelVersion, open_registry
+from lepton_runtime.settings import LeptonSettings
+from producer import LeptonClient
+from tests.lepton_runtime.registry.test_object_store import copy_into
+from tests.store_fixtures import ObjectStore
+from workers.processes import WorkerProcess
+
+CLIENTS = 8
+# The issue's promise: from this long after a promotion, every answer names the new version.
+SWITCH_WITHIN_S = 10.0
+
+
+def test_a_promotion_reaches_worker_and_clients_without_a_failed_request(
+    object_store: ObjectStore,
+    published: ModelVersion,
+    start_worker: Callable[..., WorkerProcess],
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    store_env = {"LEPTON_MODEL_STORE": object_store.url, "LEPTON_S3_ENDPOINT_URL": object_store.endpoint_url}
+    settings = LeptonSettings(
+        redis_url=SecretStr(redis_url), model_store=object_store.url, s3_endpoint_url=object_store.endpoint_url,
+        model_cache_dir=tmp_path / "producer-cache",
+    )  # fmt: skip
+    publisher = open_registry(settings)  # as `lepton models promote` opens it: moves are told through Redis
+    copy_into(publisher, published, "tiny")  # type: ignore[arg-type]
+    publisher.promote("tiny@1")
+    worker = start_worker(env={**store_env, "LEPTON_MODEL_CACHE_DIR": str(tmp_path / "worker-cache")})
+
+    answers: list[tuple[float, int | None]] = []  # (when the request was sent, the version that answered)
+    failures: list[str] = []
+    lock, stop = threading.Lock(), threading.Event()
+
+    def one_text_client() -> None:
+        with LeptonClient(settings) as client:
+            while not stop.is_set():
+                sent = time.monotonic()
+                try:
+                    (prediction,) = client.classify(["my card was declined"], model="tiny").wait(30)
+                    with lock:
+                        answers.append((sent, prediction.model.version))
+                except Exception as error:  # counted, never hidden
+                    with lock:
+                        failures.append(f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=one_text_client) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(answers) < 50 and time.monotonic() < deadline:  # every client is under way on tiny@1
+            time.sleep(0.05)
+        copy_into(publisher, published, "tiny")  # type: ignore[arg-type]
+        promoting_at = time.monotonic()
+        publisher.promote("tiny@2")
+        promoted_at = time.monotonic()
+        while not any(sent > promoted_at + SWITCH_WITHIN_S + 1 for sent, _ in answers):
+            assert time.monotonic() < promoted_at + 60, "no answer came after the switch"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+    assert failures == []
+    before = [version for sent, version in answers if sent < promoting_at]
+    after = [version for sent, version in answers if sent > promoted_at + SWITCH_WITHIN_S]
+    assert set(before) == {1} and len(before) >= 50
+    assert after and set(after) == {2}
+    log = worker.log_path.read_text()
+    assert "tiny@production now names tiny@2: loaded and warmed" in log  # before the first request for it came

@@ -1,0 +1,87 @@
+"""Rolling model updates in each worker process: when an alias it serves moves, load and warm the version it names now
+beside the old one, before requests for it come.
+
+A thread per pool process reads the registry's change counter (lepton_runtime/registry/notices.py) every
+POLL_INTERVAL_S, and resolves its aliases again when the counter moved, or every ALIAS_RECHECK_S in any case (a move
+nobody told), then says which versions it holds warm: producers keep sending the old version until one does.
+Producers send each request with the exact version they resolved, so nothing switches inside the worker: the old
+version keeps answering what was sent for it (a bulk job keeps the version it was submitted with). Loading takes the
+engine cache's lock, so a request for the new version that comes meanwhile waits for the load; none fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from lepton_runtime.errors import LeptonError
+from lepton_runtime.inference.cache import EngineCache
+from lepton_runtime.registry import ModelReference, ModelRegistry
+from lepton_runtime.registry.notices import ALIAS_RECHECK_S, mark_warm, registry_epoch
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 1.0
+
+
+class AliasFollower:
+    """``start`` once the process is warm; ``stop`` before it ends. ``references`` are the aliases to follow
+    (``name@alias`` or a bare name); exact ``name@N`` references never move and are left out."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        registry: ModelRegistry,
+        engines: EngineCache,
+        references: list[str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.redis = redis_client
+        self.registry = registry
+        self.engines = engines
+        self.references = [ref for ref in references if ModelReference.parse(ref).version is None]
+        self.clock = clock
+        self._epoch: int | None = None
+        self._checked_at = -ALIAS_RECHECK_S
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if not self.references:
+            return
+        self._thread = threading.Thread(target=self._loop, name="lepton-follow-aliases", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(POLL_INTERVAL_S):
+            try:
+                self.step()
+            except (LeptonError, redis.RedisError) as error:
+                logger.warning("following model aliases: %s; trying again in %.0f s", error, POLL_INTERVAL_S)
+            except Exception:
+                logger.exception("following model aliases: unexpected error (a bug)")
+
+    def step(self) -> list[str]:
+        """Look once: the exact versions loaded because an alias moved to them (usually none)."""
+        epoch, now = registry_epoch(self.redis), self.clock()
+        if epoch == self._epoch and now - self._checked_at < ALIAS_RECHECK_S:
+            return []
+        self._epoch, self._checked_at = epoch, now
+        loaded = []
+        for reference in self.references:
+            version = self.registry.resolve(reference)
+            if version.reference not in self.engines.loaded():
+                started = self.clock()
+                self.engines.get(version.reference, content_sha256=version.manifest.content_sha256)
+                took_s = self.clock() - started
+                logger.info("%s now names %s: loaded and warmed in %.2f s", reference, version.reference, took_s)
+                loaded.append(version.reference)
+            mark_warm(self.redis, version.reference)  # producers switch to it now (registry/notices.py)
+        return loaded
