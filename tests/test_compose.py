@@ -18,6 +18,8 @@ SECRETS = {
     "LEPTON_REDIS_PASSWORD": "redis-secret",
     "LEPTON_API_TOKENS": '["api-token"]',
     "LEPTON_FLOWER_BASIC_AUTH": "ops:flower-secret",
+    "LEPTON_S3_ACCESS_KEY": "lepton",
+    "LEPTON_S3_SECRET_KEY": "store-secret",
 }
 
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="needs docker-compose (apt-get install docker-compose)")
@@ -43,18 +45,35 @@ def fleet(*profiles: str) -> dict[str, Any]:
 def test_the_cpu_fleet_validates_with_every_port_on_loopback_and_a_healthcheck_each() -> None:
     services = fleet()["services"]
     default = {name for name, service in services.items() if not service.get("profiles")}
-    assert default == {"redis", "api", "worker-cpu", "trainer", "flower"}, "GPU services only with --profile gpu"
+    expected = {"redis", "minio", "minio-init", "api", "worker-cpu", "trainer", "flower"}
+    assert default == expected, "GPU services only with --profile gpu"
     for name, service in services.items():
         for port in service.get("ports", []):
             published = port if isinstance(port, str) else f"{port.get('host_ip')}:{port.get('published')}"
             assert published.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
-        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        one_shot = service.get("restart") == "no"  # minio-init creates the bucket and exits
+        assert one_shot or service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     redis_command = " ".join(services["redis"]["command"])
     for setting in ("--appendonly yes", "--maxmemory-policy noeviction", "--requirepass"):
         assert setting in redis_command
     assert services["api"]["environment"]["LEPTON_REDIS_URL"] == "redis://:redis-secret@redis:6379/0"
     assert services["flower"]["environment"]["LEPTON_FLOWER_BASIC_AUTH"] == "ops:flower-secret"
     assert services["worker-cpu"]["build"]["target"] == "inference", "inference images carry no torch"
+
+
+def test_models_travel_through_the_object_store_with_its_bucket_made_at_start() -> None:
+    services = fleet("gpu")["services"]
+    for name in ("api", "worker-cpu", "worker-gpu", "trainer", "trainer-gpu", "flower"):
+        environment = services[name]["environment"]
+        assert environment["LEPTON_MODEL_STORE"] == "s3://lepton-models/registry", name
+        assert environment["AWS_SECRET_ACCESS_KEY"] == "store-secret", name
+        assert services[name]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully", name
+        mounts = [
+            str(volume.get("target") if isinstance(volume, dict) else volume) for volume in services[name]["volumes"]
+        ]
+        assert not any("/models" in mount for mount in mounts), f"{name} still mounts a shared model volume"
+    assert "mc mb --ignore-existing store/lepton-models" in " ".join(services["minio-init"]["entrypoint"])
+    assert services["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == "store-secret"
 
 
 def test_the_gpu_profile_adds_cuda_services_with_a_device_reservation() -> None:
