@@ -6,6 +6,8 @@ from __future__ import annotations
 DEFAULT_MODEL_DIR = "./models"
 # Where a host keeps its verified copies of versions from an object store (LEPTON_MODEL_CACHE_DIR).
 DEFAULT_MODEL_CACHE_DIR = "~/.cache/lepton/models"
+# Disk those copies may take, MB (a MiniLM version with its int8 variant is about 150 MB).
+DEFAULT_MODEL_CACHE_BUDGET_MB = 20_000.0
 # Broker and result backend when LEPTON_REDIS_URL is not set: the Redis that `lepton up` starts on
 # loopback. Its own port, so that it never collides with a Redis already running on 6379.
 EMBEDDED_REDIS_PORT = 6390

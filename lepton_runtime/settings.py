@@ -32,6 +32,12 @@ class LeptonSettings(BaseSettings):
         default=Path(constants.DEFAULT_MODEL_CACHE_DIR),
         description="With LEPTON_MODEL_STORE: where this host keeps the verified copies of the versions it loads.",
     )
+    model_cache_budget_mb: float = Field(
+        default=constants.DEFAULT_MODEL_CACHE_BUDGET_MB,
+        gt=0,
+        description="Disk the copies of LEPTON_MODEL_CACHE_DIR may take (MB); copies no process uses go first, least "
+        "recently used first.",
+    )
     s3_endpoint_url: str | None = Field(
         default=None,
         description="The S3-compatible server of LEPTON_MODEL_STORE (MinIO, Ceph). Unset: AWS_ENDPOINT_URL, else AWS.",

@@ -111,6 +111,7 @@ class EngineCache:
         while self.memory_mb > self.memory_budget_mb and len(self._engines) > 1:
             oldest = next(key for key in self._engines if key != keep)
             evicted = self._engines.pop(oldest)
+            self.registry.release_local_copy(oldest)
             logger.info(
                 "evicted %s (%.0f MiB) to stay within %.0f MiB", oldest, evicted.memory_mb, self.memory_budget_mb
             )

@@ -16,7 +16,10 @@ def open_registry(settings: LeptonSettings) -> ModelRegistry:
         from lepton_runtime.registry.object_store import ObjectStoreRegistry
 
         cache_dir = settings.model_cache_dir.expanduser()
-        registry = ObjectStoreRegistry(settings.model_store, cache_dir, endpoint_url=settings.s3_endpoint_url)
+        registry = ObjectStoreRegistry(
+            settings.model_store, cache_dir, endpoint_url=settings.s3_endpoint_url,
+            cache_budget_bytes=int(settings.model_cache_budget_mb * 1e6),
+        )  # fmt: skip
     else:
         registry = ModelRegistry(settings.model_dir)
     registry.on_alias_move = RegistryNotices(settings.broker_url).announce

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import botocore.exceptions
 
@@ -75,7 +75,9 @@ class ObjectStoreRegistry(ModelRegistry):
 
     remote = True
 
-    def __init__(self, url: str, cache_dir: str | Path, *, endpoint_url: str | None = None) -> None:
+    def __init__(
+        self, url: str, cache_dir: str | Path, *, endpoint_url: str | None = None, cache_budget_bytes: int | None = None
+    ) -> None:
         if not url.startswith(STORE_SCHEME) or not url[len(STORE_SCHEME) :].strip("/"):
             raise ValueError(f"LEPTON_MODEL_STORE: {url!r} is not s3://BUCKET[/PREFIX]")
         import s3fs  # only where an object store is configured
@@ -90,6 +92,9 @@ class ObjectStoreRegistry(ModelRegistry):
         )  # fmt: skip
         self.fs.retries = STORE_ATTEMPTS
         self._manifests: dict[tuple[str, int, str], Manifest] = {}  # (name, number, manifest ETag) -> manifest
+        self.cache_budget_bytes = cache_budget_bytes  # None: no bound
+        self.downloads = 0  # versions this process downloaded (the others of the host use its copies)
+        self._held: dict[str, IO[str]] = {}  # reference -> its in-use file, shared-locked while this process uses it
         self.store_error: str | None = None  # why the store could not be reached at the last try; None: it could
         self._ask_store_after = 0.0
 
@@ -183,10 +188,10 @@ class ObjectStoreRegistry(ModelRegistry):
 
     def local_copy(self, version: ModelVersion) -> ModelVersion:
         """``version`` with its files in this host's cache: downloaded once (the host's other processes wait), each
-        file checked against the manifest before the copy becomes visible."""
-        if (version.path / MANIFEST_FILE).is_file():
-            return version
-        with self._copy_lock(version):
+        file checked against the manifest before the copy becomes visible. The copy is held in use by this process
+        until ``release_local_copy``; copies in use by no process go first, least recently used first, when the
+        cache is over its budget."""
+        with self._copy_lock(version.path):
             if not (version.path / MANIFEST_FILE).is_file():
                 try:
                     self._download(version)
@@ -196,12 +201,27 @@ class ObjectStoreRegistry(ModelRegistry):
                         f"model {version.reference} is not on this host and the store {self.url} cannot be reached "
                         f"({error}); it loads when the store answers again (check the store and the network)"
                     ) from error
+            self._hold(version)
+            version.path.touch()  # its last use, for the eviction order
+        self._keep_within_budget()
         return version
 
+    def release_local_copy(self, reference: str) -> None:
+        held = self._held.pop(reference, None)
+        if held is not None:
+            held.close()  # its shared lock goes with it
+
     def discard_local_copy(self, version: ModelVersion) -> bool:
-        with self._copy_lock(version):
+        self.release_local_copy(version.reference)
+        with self._copy_lock(version.path):
             shutil.rmtree(version.path, ignore_errors=True)
         return True
+
+    def copies(self) -> list[tuple[Path, int]]:
+        """This host's copies (directory, bytes), least recently used first."""
+        found = [path for path in self.root.glob("*/[0-9]*-*") if path.is_dir()]
+        found.sort(key=lambda path: path.stat().st_mtime)
+        return [(path, sum(file.stat().st_size for file in path.rglob("*") if file.is_file())) for path in found]
 
     # -- deleting -----------------------------------------------------------------------------
     def delete(self, reference: Any, *, force: bool = False) -> ModelVersion:
@@ -217,6 +237,38 @@ class ObjectStoreRegistry(ModelRegistry):
         return version
 
     # -- internals ----------------------------------------------------------------------------
+    def _hold(self, version: ModelVersion) -> None:
+        """A shared lock on the copy's in-use file while this process uses it; eviction takes copies nobody holds."""
+        if version.reference in self._held:
+            return
+        stream = _in_use_file(version.path).open("a")
+        fcntl.flock(stream, fcntl.LOCK_SH)
+        self._held[version.reference] = stream
+
+    def _keep_within_budget(self) -> None:
+        if self.cache_budget_bytes is None:
+            return
+        copies = self.copies()
+        total = sum(size for _, size in copies)
+        for path, size in copies:
+            if total <= self.cache_budget_bytes:
+                return
+            with (
+                self._copy_lock(path),  # not while a process of the host fills or takes it
+                contextlib.suppress(BlockingIOError),
+                _in_use_file(path).open("a") as in_use,
+            ):
+                fcntl.flock(in_use, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody uses it (else BlockingIOError: kept)
+                shutil.rmtree(path, ignore_errors=True)
+                total -= size
+                logger.info("evicted the copy %s (%.0f MB) to keep the cache within its budget", path, size / 1e6)
+        if total > self.cache_budget_bytes:
+            logger.warning(
+                "the model cache %s holds %.0f MB, over its budget of %.0f MB, in copies in use (raise "
+                "LEPTON_MODEL_CACHE_BUDGET_MB or load fewer versions per host)", self.root, total / 1e6,
+                self.cache_budget_bytes / 1e6,
+            )  # fmt: skip
+
     def _from_store(self, read: Callable[[], T], fallback: Callable[[], T]) -> T:
         """``read()`` from the store; ``fallback()`` (this host's copies) while it cannot be reached."""
         if time.monotonic() < self._ask_store_after:
@@ -362,8 +414,8 @@ class ObjectStoreRegistry(ModelRegistry):
         return self.root / name / f"{number}-{manifest.content_sha256[:16]}"
 
     @contextlib.contextmanager
-    def _copy_lock(self, version: ModelVersion) -> Iterator[None]:
-        lock_path = version.path.parent / f".{version.path.name}.lock"
+    def _copy_lock(self, copy: Path) -> Iterator[None]:
+        lock_path = copy.parent / f".{copy.name}.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with lock_path.open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -388,6 +440,7 @@ class ObjectStoreRegistry(ModelRegistry):
                     )
             version.manifest.write(partial)
             partial.rename(version.path)
+            self.downloads += 1
         finally:
             shutil.rmtree(partial, ignore_errors=True)
 
@@ -398,3 +451,7 @@ class ObjectStoreRegistry(ModelRegistry):
                 digest.update(chunk)
                 size += len(chunk)
         return digest.hexdigest(), size
+
+
+def _in_use_file(copy: Path) -> Path:
+    return copy.parent / f".{copy.name}.in-use"

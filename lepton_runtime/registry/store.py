@@ -136,6 +136,9 @@ class ModelRegistry:
         """``version`` with its files on this host's disk (here they are already: the registry is a directory)."""
         return version
 
+    def release_local_copy(self, reference: str) -> None:
+        """This process no longer uses its copy of ``reference`` (an engine evicted): the copy may be evicted too."""
+
     def discard_local_copy(self, version: ModelVersion) -> bool:
         """Drop this host's copy of ``version`` (one that failed verification) so that ``local_copy`` fetches it again;
         False where there is no copy apart from the registry itself (nothing to fetch again)."""

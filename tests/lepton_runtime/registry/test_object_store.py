@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from lepton_runtime.errors import (
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.registry import ModelVersion
+from lepton_runtime.registry.checksums import sha256_file
 from lepton_runtime.registry.object_store import ObjectStoreRegistry
 from tests.lepton_runtime.registry.test_store import _publish
 from tests.store_fixtures import ObjectStore, S3Server
@@ -150,6 +152,46 @@ def test_a_host_serves_its_copies_while_the_store_is_down(
     assert caught.value.code == "store_unavailable"
     with pytest.raises(ModelStoreUnavailableError, match="could not move an alias of tiny"):
         restarted.promote("tiny@1", "staging")
+
+
+def test_the_cache_keeps_within_its_budget_by_evicting_copies_no_process_uses(
+    object_store: ObjectStore, tmp_path: Path
+) -> None:
+    publisher = host(object_store, tmp_path / "publisher")
+    for payload in (b"a", b"b", b"c"):
+        _publish(publisher, "m", payload * 100_000)  # 100 kB each
+    worker = ObjectStoreRegistry(
+        object_store.url, tmp_path / "worker", endpoint_url=object_store.endpoint_url, cache_budget_bytes=250_000
+    )
+    first, second = (worker.local_copy(worker.resolve(f"m@{n}")) for n in (1, 2))
+    third = worker.local_copy(worker.resolve("m@3"))  # over budget, but the other two are in use: all kept
+    assert all(version.path.is_dir() for version in (first, second, third))
+    worker.release_local_copy("m@1")  # its engine evicted
+    worker.local_copy(third)
+    assert not first.path.exists() and second.path.is_dir() and third.path.is_dir()
+    assert sum(size for _, size in worker.copies()) <= 250_000
+    assert worker.local_copy(worker.resolve("m@1")).path.is_dir()  # fetched again when wanted again
+
+
+def _copy_once(url: str, endpoint: str, cache: str, started: Any) -> tuple[str, int]:
+    registry = ObjectStoreRegistry(url, cache, endpoint_url=endpoint)
+    version = registry.resolve("m@1")
+    started.wait(30)
+    return sha256_file(registry.local_copy(version).path / "model.onnx"), registry.downloads
+
+
+def test_the_processes_of_a_host_share_one_download(object_store: ObjectStore, tmp_path: Path) -> None:
+    _publish(host(object_store, tmp_path / "publisher"), "m", b"w" * 2_000_000)
+    store = (object_store.url, object_store.endpoint_url)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(3) as pool:
+        started = manager.Event()
+        results = [pool.apply_async(_copy_once, (*store, str(tmp_path / "host"), started)) for _ in range(3)]
+        started.set()
+        outcomes = [result.get(timeout=120) for result in results]
+    assert len({digest for digest, _ in outcomes}) == 1
+    assert sum(downloads for _, downloads in outcomes) == 1  # one process downloaded, the others waited for it
+    assert len([path for path in (tmp_path / "host" / "m").iterdir() if path.is_dir()]) == 1  # no half download
 
 
 def _publish_many(url: str, endpoint: str, cache: str, worker: int, count: int) -> None:
