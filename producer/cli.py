@@ -327,6 +327,40 @@ def jobs_list(limit: int) -> None:
     Console().print(table)
 
 
+@click.command("workers")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per worker process.")
+def workers_command(as_json: bool) -> None:
+    """The worker processes of the fleet, by host: the versions each has loaded, the aliases it follows and whether
+    it lags behind one (the version an alias names now is not loaded yet), its host's model cache, and whether the
+    model store answers it. Each process reports every 5 s; one silent for 30 s is left out (gone, or cut off).
+
+    \b
+    Examples:
+      lepton workers
+      lepton workers --json | jq .loaded
+    """
+    with LeptonClient() as client:
+        processes = client.fleet()
+    if as_json:
+        for status in processes:
+            click.echo(status.model_dump_json())
+        return
+    if not processes:
+        raise click.ClickException("no worker process reported in the last 30 s: start one with `lepton worker`")
+    table = Table()
+    for name in ("host", "worker", "pid", "loaded", "follows", "behind", "cache", "model store"):
+        table.add_column(name, overflow="fold")
+    for status in processes:
+        cache = f"{status.cache_bytes / 1e6:,.0f} MB" if status.cache_bytes is not None else "-"
+        follows = ", ".join(f"{alias} -> {version}" for alias, version in status.following.items()) or "-"
+        store = "answers" if status.store_error is None else f"UNREACHABLE: {status.store_error}"
+        table.add_row(
+            status.host, status.worker, str(status.pid), ", ".join(status.loaded) or "-", follows,
+            ", ".join(status.behind) or "-", cache, store,
+        )  # fmt: skip
+    Console().print(table)
+
+
 def _show_training(status: TrainingStatus) -> None:
     progress, request = status.progress, status.request
     click.echo(f"{status.id} {status.state}: training {request.name} on {request.source} ({status.train_rows} rows)")

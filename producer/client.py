@@ -52,6 +52,7 @@ from lepton_runtime.jobs import (
     celery_config,
     connect,
 )
+from lepton_runtime.jobs.fleet_status import ProcessStatus, fleet
 from lepton_runtime.jobs.keys import answer_list_key
 from lepton_runtime.jobs.lanes import InteractiveLane, LaneRequest, check_tenant
 from lepton_runtime.jobs.protocol import INTERACTIVE_PRIORITY
@@ -549,6 +550,11 @@ class LeptonClient:
                 self.celery.control.revoke(job_id)  # a worker holding the message skips it at once
                 return status
             return self.jobs.cancel(job_id)
+
+    def fleet(self) -> list[ProcessStatus]:
+        """The live worker processes and what each holds (lepton_runtime/jobs/fleet_status.py)."""
+        with broker_errors(self._url):
+            return fleet(self.redis)
 
     def list_jobs(self, limit: int = 20) -> list[JobStatus]:
         with broker_errors(self._url):

@@ -7,11 +7,17 @@ nobody told), then says which versions it holds warm: producers keep sending the
 Producers send each request with the exact version they resolved, so nothing switches inside the worker: the old
 version keeps answering what was sent for it (a bulk job keeps the version it was submitted with). Loading takes the
 engine cache's lock, so a request for the new version that comes meanwhile waits for the load; none fails.
+
+The same thread reports what the process holds every REPORT_INTERVAL_S (lepton_runtime/jobs/fleet_status.py), for
+``lepton workers`` and the API's readiness.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +26,7 @@ import redis
 
 from lepton_runtime.errors import LeptonError
 from lepton_runtime.inference.cache import EngineCache
+from lepton_runtime.jobs.fleet_status import REPORT_INTERVAL_S, ProcessStatus, forget, report
 from lepton_runtime.registry import ModelReference, ModelRegistry
 from lepton_runtime.registry.notices import ALIAS_RECHECK_S, mark_warm, registry_epoch
 
@@ -38,6 +45,8 @@ class AliasFollower:
         registry: ModelRegistry,
         engines: EngineCache,
         references: list[str],
+        worker: str = "",
+        metrics: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis_client
@@ -45,24 +54,30 @@ class AliasFollower:
         self.engines = engines
         self.references = [ref for ref in references if ModelReference.parse(ref).version is None]
         self.clock = clock
+        self.worker = worker
+        self.metrics = metrics  # the process serves Prometheus metrics: lepton_model_store_up too
+        self._following: dict[str, str] = {}  # alias -> the version it named at the last look
+        self._reported_at = -REPORT_INTERVAL_S
         self._epoch: int | None = None
         self._checked_at = -ALIAS_RECHECK_S
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if not self.references:
-            return
         self._thread = threading.Thread(target=self._loop, name="lepton-follow-aliases", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
+        with contextlib.suppress(redis.RedisError):  # else the entry goes stale
+            forget(self.redis, socket.gethostname(), os.getpid())
 
     def _loop(self) -> None:
         while not self._stopping.wait(POLL_INTERVAL_S):
             try:
                 self.step()
+                if self.clock() - self._reported_at >= REPORT_INTERVAL_S:
+                    self.report()
             except (LeptonError, redis.RedisError) as error:
                 logger.warning("following model aliases: %s; trying again in %.0f s", error, POLL_INTERVAL_S)
             except Exception:
@@ -77,6 +92,7 @@ class AliasFollower:
         loaded = []
         for reference in self.references:
             version = self.registry.resolve(reference)
+            self._following[reference] = version.reference
             if version.reference not in self.engines.loaded():
                 started = self.clock()
                 self.engines.get(version.reference, content_sha256=version.manifest.content_sha256)
@@ -85,3 +101,19 @@ class AliasFollower:
                 loaded.append(version.reference)
             mark_warm(self.redis, version.reference)  # producers switch to it now (registry/notices.py)
         return loaded
+
+    def report(self) -> ProcessStatus:
+        """Tell the fleet what this process holds now."""
+        copies = getattr(self.registry, "copies", None)
+        status = ProcessStatus(
+            host=socket.gethostname(), worker=self.worker, pid=os.getpid(), loaded=self.engines.loaded(),
+            following=dict(self._following), cache_bytes=sum(size for _, size in copies()) if copies else None,
+            store_error=getattr(self.registry, "store_error", None),
+        )  # fmt: skip
+        report(self.redis, status)
+        if self.metrics and self.registry.remote:
+            from lepton_runtime.monitoring.metrics import MODEL_STORE_UP
+
+            MODEL_STORE_UP.labels(str(status.pid)).set(0 if status.store_error else 1)
+        self._reported_at = self.clock()
+        return status

@@ -64,7 +64,9 @@ class WorkerRuntime:
         self.engines = EngineCache(self.registry, self._make_engine, memory_budget_mb=settings.model_memory_budget_mb)
         self.scheduler = LaneScheduler(bulk_min_share=settings.bulk_min_share)
         self.interactive: InteractiveConsumer | None = None
-        self.follower = AliasFollower(self.redis, self.registry, self.engines, list(options.warm))
+        self.follower = AliasFollower(
+            self.redis, self.registry, self.engines, list(options.warm), worker=options.name, metrics=options.metrics
+        )
 
     def bulk_turn(self) -> AbstractContextManager[Any]:
         """A turn of the bulk lane on this process's model (one ONNX Runtime batch of a chunk or large request)."""

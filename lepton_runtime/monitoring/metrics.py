@@ -57,6 +57,12 @@ LANE_TURN_WAIT = Histogram(
 RESIDENT_BYTES = Gauge(
     "lepton_process_resident_bytes", "Resident memory of a worker process.", ["pid"], multiprocess_mode="liveall"
 )
+MODEL_STORE_UP = Gauge(
+    "lepton_model_store_up",
+    "1 while the model store (LEPTON_MODEL_STORE) answers a worker process, 0 while it serves its host's copies.",
+    ["pid"],
+    multiprocess_mode="liveall",
+)
 CPU_SECONDS = Gauge(
     "lepton_process_cpu_seconds", "CPU time used by a worker process.", ["pid"], multiprocess_mode="liveall"
 )

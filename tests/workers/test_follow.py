@@ -3,13 +3,16 @@ new version is loaded beside the old one before requests for it come, and no req
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from click.testing import CliRunner
 from pydantic import SecretStr
 
+from lepton_runtime.cli import cli
 from lepton_runtime.registry import ModelVersion, open_registry
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
@@ -81,3 +84,17 @@ def test_a_promotion_reaches_worker_and_clients_without_a_failed_request(
     assert after and set(after) == {2}
     log = worker.log_path.read_text()
     assert "tiny@production now names tiny@2: loaded and warmed" in log  # before the first request for it came
+
+    # the fleet view: the process reports what it holds (every 5 s)
+    with LeptonClient(settings) as client:
+        deadline = time.monotonic() + 30
+        while not (processes := client.fleet()) or processes[0].following.get("tiny@production") != "tiny@2":
+            assert time.monotonic() < deadline, f"the worker did not report the switch: {processes}"
+            time.sleep(0.1)
+    (process,) = processes
+    assert {"tiny@1", "tiny@2"} <= set(process.loaded) and process.behind == []
+    assert process.cache_bytes and process.cache_bytes > 0 and process.store_error is None
+    shown = CliRunner().invoke(cli, ["workers", "--json"], env={"LEPTON_REDIS_URL": redis_url}, catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    (row,) = [json.loads(line) for line in shown.output.splitlines()]
+    assert row["following"] == {"tiny@production": "tiny@2"} and row["pid"] == process.pid

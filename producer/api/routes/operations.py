@@ -46,6 +46,12 @@ def readyz(settings: Settings, client: Client) -> Response:
                     workers[queue["name"]] += 1
         if not workers[INFERENCE_QUEUE]:
             problems.append(f"no worker consumes {INFERENCE_QUEUE}: start one with `lepton worker`")
+        for process in client.fleet():
+            if process.store_error is not None:  # it still serves the copies its host has
+                problems.append(
+                    f"worker {process.worker} (pid {process.pid}) on {process.host}: the model store does not answer "
+                    f"({process.store_error}); it serves the models its host has copies of"
+                )
     ready = broker and workers[INFERENCE_QUEUE] > 0
     answer = Readiness(ready=ready, broker=broker, workers=workers, queue_depth=depth, problems=problems)
     return JSONResponse(answer.model_dump(), status_code=200 if ready else 503)
