@@ -17,6 +17,7 @@
     │   ├── ParityError            parity_failed          500  ONNX outputs differ from PyTorch
     │   └── QualityGateError       quality_gate_failed    500  a quantised variant lost too much accuracy
     ├── BrokerUnavailableError     broker_unavailable     503  Redis does not answer (transient)
+    ├── ModelStoreUnavailableError store_unavailable      503  the object store does not answer (transient)
     ├── QueueFullError             queue_full             429  a queue holds too many waiting messages (transient)
     │   └── QuotaExceededError     quota_exceeded         429  a tenant has its quota of waiting requests (transient)
     ├── JobNotFoundError           unknown_job            404  no job with that id (or it expired)
