@@ -35,14 +35,18 @@ class ObjectStore:
 class S3Server:
     """moto's S3 server in a process of its own, on a free port of loopback."""
 
-    def __init__(self) -> None:
+    def __init__(self, bind: str = "127.0.0.1") -> None:
         self.port = free_port()
+        self.bind = bind  # 0.0.0.0: also reachable from test hosts in network namespaces (endpoint_at)
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
+    def endpoint_at(self, address: str) -> str:
+        return f"http://{address}:{self.port}"
+
     def start(self) -> S3Server:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "moto.server", "--host", self.bind, "--port", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S

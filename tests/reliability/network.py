@@ -57,9 +57,9 @@ class IsolatedHost:
 
 
 @contextmanager
-def isolated_host() -> Iterator[IsolatedHost]:
-    """Make the namespace and its link (names unique to this process), remove both afterwards."""
-    slot = os.getpid() % 16384  # a /30 of LINK_BLOCK per process: concurrent runs do not collide
+def isolated_host(index: int = 0) -> Iterator[IsolatedHost]:
+    """Make the namespace and its link (names unique to this process and ``index``, 0..3), remove both afterwards."""
+    slot = (os.getpid() * 4 + index) % 16384  # a /30 of LINK_BLOCK per host of a process: runs do not collide
     third, fourth = divmod(slot * 4, 256)
     prefix = f"{LINK_BLOCK[0]}.{LINK_BLOCK[1]}.{third}"
     host = IsolatedHost(

@@ -1,0 +1,164 @@
+"""A fleet across hosts: two worker hosts (network namespaces behind veth links, separate model caches, no shared
+filesystem) read their models from an object store on the services host. A bulk job spreads over both; a new version
+is published and promoted mid-job while one-text clients run; then one worker host is cut off. The job finishes
+exactly once with the version it was submitted with; no one-text request fails; the new version answers within 10 s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from lepton_runtime.constants import BULK_CHUNK_TASK
+from lepton_runtime.jobs.schemas import JobStatus
+from lepton_runtime.labelled_data import LabelledTexts
+from lepton_runtime.registry import ModelVersion, open_registry
+from lepton_runtime.settings import LeptonSettings
+from producer import LeptonClient
+from tests.queue_fixtures import REPO_ROOT, TEST_LIMITS, WORKER_READY_TIMEOUT_S, free_port
+from tests.reliability.conftest import Figures
+from tests.reliability.network import isolated_host, namespaces_unavailable
+from tests.store_fixtures import S3Server
+from workers.embedded import LocalRedis
+from workers.processes import WorkerProcess
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(bool(why := namespaces_unavailable()), reason=f"network namespaces: {why}"),
+]
+
+TEXTS = 20_000
+CHUNK_SIZE = 500
+CLIENTS = 8
+SWITCH_WITHIN_S = 10.0
+
+
+def test_two_worker_hosts_share_a_job_through_a_promotion_and_a_cut_link(
+    s3_credentials: None, published: ModelVersion, banking: LabelledTexts, tmp_path: Path, figures: Figures
+) -> None:
+    password = f"redis-{uuid.uuid4().hex}"  # Redis listens beyond loopback here, so it has a password
+    longest = sorted(banking.texts, key=len, reverse=True)[:200]  # long texts: chunks take a while on each host
+    texts = (longest * (TEXTS // len(longest) + 1))[:TEXTS]
+    with ExitStack() as stack:
+        hosts = [stack.enter_context(isolated_host(index)) for index in range(2)]
+        store = S3Server(bind="0.0.0.0").start()
+        stack.callback(store.stop)
+        bucket = store.new_bucket()
+        server = LocalRedis(free_port(), tmp_path / "redis", password=password,
+                            also_bind=tuple(host.host_address for host in hosts))  # fmt: skip
+        url = server.start()
+        stack.callback(server.stop)
+        settings = LeptonSettings(
+            redis_url=SecretStr(url), model_store=bucket.url, s3_endpoint_url=bucket.endpoint_url,
+            model_cache_dir=tmp_path / "producer-cache",
+        )  # fmt: skip
+        publisher = open_registry(settings)
+        _publish_copy(publisher, published)
+        publisher.promote("tiny@1")
+
+        workers = []
+        for index, host in enumerate(hosts):
+            env = {
+                **os.environ, **TEST_LIMITS, "LEPTON_REDIS_URL": server.url_at(host.host_address),
+                "LEPTON_MODEL_STORE": bucket.url, "LEPTON_S3_ENDPOINT_URL": store.endpoint_at(host.host_address),
+                "LEPTON_MODEL_CACHE_DIR": str(tmp_path / f"host-{index}" / "cache"),
+            }  # fmt: skip
+            env.pop("LEPTON_MODEL_DIR", None)  # nothing shared on disk: the store only
+            worker = WorkerProcess(env, tmp_path / f"host-{index}.log", arguments=["--threads", "1", "--warm",
+                                   "tiny@production"], name_prefix=f"host{index}", cwd=REPO_ROOT,
+                                   run_through=host.run_through)  # fmt: skip
+            stack.callback(worker.stop)
+            workers.append(worker)
+        for worker in workers:
+            worker.wait_ready(WORKER_READY_TIMEOUT_S)
+
+        answers: list[tuple[float, int | None]] = []
+        failures: list[str] = []
+        lock, stop = threading.Lock(), threading.Event()
+
+        def one_text_client() -> None:
+            with LeptonClient(settings) as client:
+                while not stop.is_set():
+                    sent = time.monotonic()
+                    try:
+                        (prediction,) = client.classify(["my card was declined"], model="tiny").wait(60)
+                        with lock:
+                            answers.append((sent, prediction.model.version))
+                    except Exception as error:  # counted, never hidden
+                        with lock:
+                            failures.append(f"{type(error).__name__}: {error}")
+                    stop.wait(0.05)
+
+        threads = [threading.Thread(target=one_text_client) for _ in range(CLIENTS)]
+        for thread in threads:
+            thread.start()
+        stack.callback(lambda: [stop.set(), *(thread.join(timeout=60) for thread in threads)])
+
+        with LeptonClient(settings) as client:
+            job = client.submit_bulk(texts, model="tiny", chunk_size=CHUNK_SIZE)
+            events: dict[str, float] = {}
+
+            def drive(status: JobStatus) -> None:
+                now = time.monotonic()
+                if "promoted" not in events and status.done_chunks >= 3:
+                    _publish_copy(publisher, published)
+                    events["promoting"] = now
+                    publisher.promote("tiny@2")
+                    events["promoted"] = time.monotonic()
+                elif "cut" not in events and "promoted" in events and status.done_chunks >= status.total_chunks // 2:
+                    hosts[0].cut()  # host 0 holds chunks it can no longer report: they come back to host 1
+                    events["cut"] = now
+
+            status = client.jobs.wait(job.id, 600, on_progress=drive, progress_interval_s=0.05)
+            while not any(sent > events["promoted"] + SWITCH_WITHIN_S + 1 for sent, _ in answers):
+                assert time.monotonic() < events["promoted"] + 120, "no one-text answer came after the switch"
+                time.sleep(0.1)
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+
+            assert "cut" in events, "the job finished before host 0 could be cut off"
+            assert status.state == "succeeded", status.failures
+            rows = list(client.results(job.id))
+            assert [row["id"] for row in rows] == [str(i) for i in range(TEXTS)]  # each text once, in order
+            assert {row["model"]["version"] for row in rows} == {1}  # the version resolved at submit
+            chunks_by_host = [_chunks_run(worker.log_path) for worker in workers]
+            assert all(chunks_by_host), f"each host ran chunks: {chunks_by_host}"
+            hosts[0].rejoin()  # what host 0 held when it was cut off changes nothing
+            client.jobs.wait(job.id, 60)
+            assert [row["id"] for row in client.results(job.id)] == [str(i) for i in range(TEXTS)]
+
+        assert failures == []
+        after = [version for sent, version in answers if sent > events["promoted"] + SWITCH_WITHIN_S]
+        before = [version for sent, version in answers if sent < events["promoting"]]
+        assert set(before) == {1} and after and set(after) == {2}
+        caches = [tmp_path / f"host-{index}" / "cache" for index in range(2)]
+        assert all((cache / "tiny").is_dir() for cache in caches)  # each host filled its own cache from the store
+        shutil.rmtree(tmp_path / "producer-cache", ignore_errors=True)
+
+    section = "A fleet across hosts (object store)"
+    figures.add(section, "bulk job over 2 worker hosts (separate caches, models from the store)",
+                f"{TEXTS:,} texts once, in order; chunks per host {chunks_by_host}")  # fmt: skip
+    figures.add(section, "promotion mid-job", "every bulk row names tiny@1 (resolved at submit)")
+    figures.add(section, f"{CLIENTS} one-text clients through the promotion",
+                f"{len(answers):,} answered, 0 failed; all tiny@2 from {SWITCH_WITHIN_S:.0f} s after it")  # fmt: skip
+    figures.add(section, "host 0 cut off after the switch", "its chunks finished on host 1, nothing lost or twice")
+
+
+def _publish_copy(registry: object, published: ModelVersion) -> None:
+    from tests.lepton_runtime.registry.test_object_store import copy_into
+
+    copy_into(registry, published, "tiny")  # type: ignore[arg-type]
+
+
+def _chunks_run(log: Path) -> int:
+    return len(re.findall(rf"Task {re.escape(BULK_CHUNK_TASK)}\[[^\]]+\] succeeded", log.read_text()))
