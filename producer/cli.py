@@ -331,8 +331,9 @@ def jobs_list(limit: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per worker process.")
 def workers_command(as_json: bool) -> None:
     """The worker processes of the fleet, by host: the versions each has loaded, the aliases it follows and whether
-    it lags behind one (the version an alias names now is not loaded yet), its host's model cache, and whether the
-    model store answers it. Each process reports every 5 s; one silent for 30 s is left out (gone, or cut off).
+    it lags behind one (the version an alias names now is not loaded yet) or cannot load one (not ready: why), its
+    host's model cache, and whether the model store answers it. Each process reports every 5 s; one silent for 30 s
+    is left out (gone, or cut off).
 
     \b
     Examples:
@@ -348,7 +349,7 @@ def workers_command(as_json: bool) -> None:
     if not processes:
         raise click.ClickException("no worker process reported in the last 30 s: start one with `lepton worker`")
     table = Table()
-    for name in ("host", "worker", "pid", "loaded", "follows", "behind", "cache", "model store"):
+    for name in ("host", "worker", "pid", "loaded", "follows", "behind or not ready", "cache", "model store"):
         table.add_column(name, overflow="fold")
     for status in processes:
         cache = f"{status.cache_bytes / 1e6:,.0f} MB" if status.cache_bytes is not None else "-"
@@ -356,7 +357,8 @@ def workers_command(as_json: bool) -> None:
         store = "answers" if status.store_error is None else f"UNREACHABLE: {status.store_error}"
         table.add_row(
             status.host, status.worker, str(status.pid), ", ".join(status.loaded) or "-", follows,
-            ", ".join(status.behind) or "-", cache, store,
+            "; ".join([*status.behind, *(f"{alias}: {why}" for alias, why in status.problems.items())]) or "-",
+            cache, store,
         )  # fmt: skip
     Console().print(table)
 

@@ -37,6 +37,7 @@ from lepton_runtime.errors import (
     JobNotFoundError,
     JobTimeoutError,
     LeptonError,
+    ModelStoreUnavailableError,
 )
 from lepton_runtime.jobs import (
     DEFAULT_TRAINING,
@@ -585,7 +586,12 @@ class LeptonClient:
         if held is not None and held.epoch == epoch and now - held.checked_at < ALIAS_RECHECK_S and not held.next:
             return held.version
         version = held.next if held is not None and held.next and held.epoch == epoch else None
-        version = version or self.registry.resolve(model)
+        try:
+            version = version or self.registry.resolve(model)
+        except ModelStoreUnavailableError:
+            if held is None:
+                raise
+            return held.version  # the store is down: keep sending what the alias named when it last answered
         if held is None or version.reference == held.version.reference:
             self._alias_versions[model] = HeldAlias(version, epoch, now)
             return version

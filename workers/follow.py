@@ -57,13 +57,23 @@ class AliasFollower:
         self.worker = worker
         self.metrics = metrics  # the process serves Prometheus metrics: lepton_model_store_up too
         self._following: dict[str, str] = {}  # alias -> the version it named at the last look
+        self._problems: dict[str, str] = {}  # alias -> why it could not be loaded at the last look
         self._reported_at = -REPORT_INTERVAL_S
         self._epoch: int | None = None
         self._checked_at = -ALIAS_RECHECK_S
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def ready(self) -> bool:
+        """Whether every alias followed loaded at the last look (else this process leaves one-text requests to
+        the processes that have the model: the interactive consumer reads nothing meanwhile)."""
+        return not self._problems
+
     def start(self) -> None:
+        """Look once now (the process is not ready before it knows), then every POLL_INTERVAL_S in a thread."""
+        with contextlib.suppress(redis.RedisError):
+            self.step()
         self._thread = threading.Thread(target=self._loop, name="lepton-follow-aliases", daemon=True)
         self._thread.start()
 
@@ -86,19 +96,26 @@ class AliasFollower:
     def step(self) -> list[str]:
         """Look once: the exact versions loaded because an alias moved to them (usually none)."""
         epoch, now = registry_epoch(self.redis), self.clock()
-        if epoch == self._epoch and now - self._checked_at < ALIAS_RECHECK_S:
+        if epoch == self._epoch and now - self._checked_at < ALIAS_RECHECK_S and not self._problems:
             return []
         self._epoch, self._checked_at = epoch, now
         loaded = []
         for reference in self.references:
-            version = self.registry.resolve(reference)
-            self._following[reference] = version.reference
-            if version.reference not in self.engines.loaded():
-                started = self.clock()
-                self.engines.get(version.reference, content_sha256=version.manifest.content_sha256)
-                took_s = self.clock() - started
-                logger.info("%s now names %s: loaded and warmed in %.2f s", reference, version.reference, took_s)
-                loaded.append(version.reference)
+            try:
+                version = self.registry.resolve(reference)
+                self._following[reference] = version.reference
+                if version.reference not in self.engines.loaded():
+                    started = self.clock()
+                    self.engines.get(version.reference, content_sha256=version.manifest.content_sha256)
+                    took_s = self.clock() - started
+                    logger.info("%s now names %s: loaded and warmed in %.2f s", reference, version.reference, took_s)
+                    loaded.append(version.reference)
+            except LeptonError as error:  # tried again at the next look; the fleet view says why meanwhile
+                if reference not in self._problems:
+                    logger.warning("%s cannot be loaded [%s]: %s", reference, error.code, error)
+                self._problems[reference] = f"{error.code}: {error}"
+                continue
+            self._problems.pop(reference, None)
             mark_warm(self.redis, version.reference)  # producers switch to it now (registry/notices.py)
         return loaded
 
@@ -108,7 +125,7 @@ class AliasFollower:
         status = ProcessStatus(
             host=socket.gethostname(), worker=self.worker, pid=os.getpid(), loaded=self.engines.loaded(),
             following=dict(self._following), cache_bytes=sum(size for _, size in copies()) if copies else None,
-            store_error=getattr(self.registry, "store_error", None),
+            store_error=getattr(self.registry, "store_error", None), problems=dict(self._problems),
         )  # fmt: skip
         report(self.redis, status)
         if self.metrics and self.registry.remote:

@@ -59,6 +59,8 @@ class LaneOptions:
     weights: dict[str, float] = field(default_factory=dict)
     # this process's place among its worker's processes: only the first serves a confined tenant
     process_rank: int = 0
+    # whether the process can serve its models now (workers/follow.py); while not, it reads no request
+    ready: Callable[[], bool] = lambda: True
 
 
 class LaneObserver(Protocol):
@@ -146,6 +148,9 @@ class InteractiveConsumer:
     # -- one batch ---------------------------------------------------------------------------------
     def step(self) -> int:
         """Read and serve one batch of requests; returns how many were answered."""
+        if not self.options.ready():  # its models cannot load now: the requests are left to processes that have them
+            self._stopping.wait(READ_BLOCK_MS / 1000)
+            return 0
         tenants = self._known_tenants()
         if not tenants:
             self._stopping.wait(READ_BLOCK_MS / 1000)

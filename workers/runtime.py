@@ -101,6 +101,7 @@ class WorkerRuntime:
             max_deliveries=settings.max_deliveries,
             weights=dict(settings.tenant_weights),
             process_rank=process_rank(),
+            ready=lambda: self.follower.ready,
         )
         self.interactive = InteractiveConsumer(
             InteractiveLane(self.redis), self.engines, self.scheduler, answers, options,

@@ -29,7 +29,15 @@ class ProcessStatus(BaseModel):
     following: dict[str, str] = Field(default_factory=dict, description="Alias -> the version it names now.")
     cache_bytes: int | None = Field(default=None, description="This host's model copies (object store only).")
     store_error: str | None = Field(default=None, description="Why the model store did not answer; None: it did.")
+    problems: dict[str, str] = Field(
+        default_factory=dict, description="Alias -> why it could not be loaded (error code: message); tried again."
+    )
     reported_at: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        """Whether the process serves every alias it follows."""
+        return not self.problems
 
     @property
     def behind(self) -> list[str]:

@@ -47,7 +47,11 @@ def readyz(settings: Settings, client: Client) -> Response:
         if not workers[INFERENCE_QUEUE]:
             problems.append(f"no worker consumes {INFERENCE_QUEUE}: start one with `lepton worker`")
         for process in client.fleet():
-            if process.store_error is not None:  # it still serves the copies its host has
+            for alias, why in process.problems.items():
+                problems.append(
+                    f"worker {process.worker} (pid {process.pid}) on {process.host} cannot serve {alias}: {why}"
+                )
+            if process.store_error is not None and process.ready:  # it serves the copies its host has
                 problems.append(
                     f"worker {process.worker} (pid {process.pid}) on {process.host}: the model store does not answer "
                     f"({process.store_error}); it serves the models its host has copies of"
