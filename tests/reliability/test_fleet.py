@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 import time
 import uuid
 from contextlib import ExitStack
@@ -24,6 +23,7 @@ from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion, open_registry
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
+from tests.one_text_clients import OneTextClients
 from tests.queue_fixtures import REPO_ROOT, TEST_LIMITS, WORKER_READY_TIMEOUT_S, free_port
 from tests.reliability.conftest import Figures
 from tests.reliability.network import isolated_host, namespaces_unavailable
@@ -81,27 +81,7 @@ def test_two_worker_hosts_share_a_job_through_a_promotion_and_a_cut_link(
         for worker in workers:
             worker.wait_ready(WORKER_READY_TIMEOUT_S)
 
-        answers: list[tuple[float, int | None]] = []
-        failures: list[str] = []
-        lock, stop = threading.Lock(), threading.Event()
-
-        def one_text_client() -> None:
-            with LeptonClient(settings) as client:
-                while not stop.is_set():
-                    sent = time.monotonic()
-                    try:
-                        (prediction,) = client.classify(["my card was declined"], model="tiny").wait(60)
-                        with lock:
-                            answers.append((sent, prediction.model.version))
-                    except Exception as error:  # counted, never hidden
-                        with lock:
-                            failures.append(f"{type(error).__name__}: {error}")
-                    stop.wait(0.05)
-
-        threads = [threading.Thread(target=one_text_client) for _ in range(CLIENTS)]
-        for thread in threads:
-            thread.start()
-        stack.callback(lambda: [stop.set(), *(thread.join(timeout=60) for thread in threads)])
+        clients = stack.enter_context(OneTextClients(settings, "tiny", CLIENTS, pause_s=0.05))
 
         with LeptonClient(settings) as client:
             job = client.submit_bulk(texts, model="tiny", chunk_size=CHUNK_SIZE)
@@ -119,12 +99,8 @@ def test_two_worker_hosts_share_a_job_through_a_promotion_and_a_cut_link(
                     events["cut"] = now
 
             status = client.jobs.wait(job.id, 600, on_progress=drive, progress_interval_s=0.05)
-            while not any(sent > events["promoted"] + SWITCH_WITHIN_S + 1 for sent, _ in answers):
-                assert time.monotonic() < events["promoted"] + 120, "no one-text answer came after the switch"
-                time.sleep(0.1)
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=60)
+            clients.wait_for_one_sent_after(events["promoted"] + SWITCH_WITHIN_S + 1)
+            clients.stop()
 
             assert "cut" in events, "the job finished before host 0 could be cut off"
             assert status.state == "succeeded", status.failures
@@ -137,9 +113,9 @@ def test_two_worker_hosts_share_a_job_through_a_promotion_and_a_cut_link(
             client.jobs.wait(job.id, 60)
             assert [row["id"] for row in client.results(job.id)] == [str(i) for i in range(TEXTS)]
 
-        assert failures == []
-        after = [version for sent, version in answers if sent > events["promoted"] + SWITCH_WITHIN_S]
-        before = [version for sent, version in answers if sent < events["promoting"]]
+        assert clients.failures == []
+        after = clients.versions_sent(after=events["promoted"] + SWITCH_WITHIN_S)
+        before = clients.versions_sent(before=events["promoting"])
         assert set(before) == {1} and after and set(after) == {2}
         caches = [tmp_path / f"host-{index}" / "cache" for index in range(2)]
         assert all((cache / "tiny").is_dir() for cache in caches)  # each host filled its own cache from the store
@@ -149,8 +125,8 @@ def test_two_worker_hosts_share_a_job_through_a_promotion_and_a_cut_link(
     figures.add(section, "bulk job over 2 worker hosts (separate caches, models from the store)",
                 f"{TEXTS:,} texts once, in order; chunks per host {chunks_by_host}")  # fmt: skip
     figures.add(section, "promotion mid-job", "every bulk row names tiny@1 (resolved at submit)")
-    figures.add(section, f"{CLIENTS} one-text clients through the promotion",
-                f"{len(answers):,} answered, 0 failed; all tiny@2 from {SWITCH_WITHIN_S:.0f} s after it")  # fmt: skip
+    answered = f"{len(clients.answers):,} answered, 0 failed; all tiny@2 from {SWITCH_WITHIN_S:.0f} s after it"
+    figures.add(section, f"{CLIENTS} one-text clients through the promotion", answered)
     figures.add(section, "host 0 cut off after the switch", "its chunks finished on host 1, nothing lost or twice")
 
 

@@ -4,7 +4,6 @@ new version is loaded beside the old one before requests for it come, and no req
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from lepton_runtime.registry import ModelVersion, open_registry
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
 from tests.lepton_runtime.registry.test_object_store import copy_into
+from tests.one_text_clients import OneTextClients
 from tests.store_fixtures import ObjectStore
 from workers.processes import WorkerProcess
 
@@ -42,44 +42,17 @@ def test_a_promotion_reaches_worker_and_clients_without_a_failed_request(
     publisher.promote("tiny@1")
     worker = start_worker(env={**store_env, "LEPTON_MODEL_CACHE_DIR": str(tmp_path / "worker-cache")})
 
-    answers: list[tuple[float, int | None]] = []  # (when the request was sent, the version that answered)
-    failures: list[str] = []
-    lock, stop = threading.Lock(), threading.Event()
-
-    def one_text_client() -> None:
-        with LeptonClient(settings) as client:
-            while not stop.is_set():
-                sent = time.monotonic()
-                try:
-                    (prediction,) = client.classify(["my card was declined"], model="tiny").wait(30)
-                    with lock:
-                        answers.append((sent, prediction.model.version))
-                except Exception as error:  # counted, never hidden
-                    with lock:
-                        failures.append(f"{type(error).__name__}: {error}")
-
-    threads = [threading.Thread(target=one_text_client) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while len(answers) < 50 and time.monotonic() < deadline:  # every client is under way on tiny@1
-            time.sleep(0.05)
+    with OneTextClients(settings, "tiny", CLIENTS) as clients:
+        clients.wait_for_answers(50)  # every client is under way on tiny@1
         copy_into(publisher, published, "tiny")  # type: ignore[arg-type]
         promoting_at = time.monotonic()
         publisher.promote("tiny@2")
         promoted_at = time.monotonic()
-        while not any(sent > promoted_at + SWITCH_WITHIN_S + 1 for sent, _ in answers):
-            assert time.monotonic() < promoted_at + 60, "no answer came after the switch"
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
+        clients.wait_for_one_sent_after(promoted_at + SWITCH_WITHIN_S + 1)
 
-    assert failures == []
-    before = [version for sent, version in answers if sent < promoting_at]
-    after = [version for sent, version in answers if sent > promoted_at + SWITCH_WITHIN_S]
+    assert clients.failures == []
+    before = clients.versions_sent(before=promoting_at)
+    after = clients.versions_sent(after=promoted_at + SWITCH_WITHIN_S)
     assert set(before) == {1} and len(before) >= 50
     assert after and set(after) == {2}
     log = worker.log_path.read_text()
