@@ -32,12 +32,10 @@ class ProcessStatus(BaseModel):
     problems: dict[str, str] = Field(
         default_factory=dict, description="Alias -> why it could not be loaded (error code: message); tried again."
     )
+    ready: bool = Field(
+        default=True, description="False while a model it follows waits for the store: it takes no one-text request."
+    )
     reported_at: float = 0.0
-
-    @property
-    def ready(self) -> bool:
-        """Whether the process serves every alias it follows."""
-        return not self.problems
 
     @property
     def behind(self) -> list[str]:
