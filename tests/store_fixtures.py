@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,10 +17,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from lepton_runtime.registry import ModelRegistry, ModelVersion
+from lepton_runtime.settings import LeptonSettings
 from tests.queue_fixtures import free_port
 
 SERVER_START_TIMEOUT_S = 60
@@ -33,6 +38,22 @@ class ObjectStore:
 
     endpoint_url: str
     url: str  # s3://bucket/prefix
+
+    def settings(self, redis_url: str, cache_dir: Path, endpoint_url: str | None = None) -> LeptonSettings:
+        """A producer's (or publisher's) settings on this store, through ``endpoint_url`` if given."""
+        return LeptonSettings(
+            redis_url=SecretStr(redis_url), model_store=self.url, s3_endpoint_url=endpoint_url or self.endpoint_url,
+            model_cache_dir=cache_dir,
+        )  # fmt: skip
+
+
+def copy_into(registry: ModelRegistry, version: ModelVersion, name: str) -> ModelVersion:
+    """Publish the files of ``version`` (the tiny exported model) as a version of ``name`` in ``registry``."""
+    with registry.begin_publish(name) as staged:
+        for relative in version.manifest.files:
+            (staged.path / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(version.path / relative, staged.path / relative)
+        return staged.commit(version.manifest)
 
 
 class S3Server:

@@ -57,8 +57,7 @@ class AliasFollower:
         self.worker = worker
         self.metrics = metrics  # the process serves Prometheus metrics: lepton_model_store_up too
         self._following: dict[str, str] = {}  # alias -> the version it named at the last look
-        self._problems: dict[str, str] = {}  # alias -> why it could not be loaded at the last look
-        self._waiting_for: set[str] = set()  # those of them that failed for a reason that passes (the store down)
+        self._problems: dict[str, LeptonError] = {}  # alias -> why it could not be loaded at the last look
         self._reported_at = -REPORT_INTERVAL_S
         self._epoch: int | None = None
         self._checked_at = -ALIAS_RECHECK_S
@@ -70,7 +69,7 @@ class AliasFollower:
         """Whether no alias followed failed to load at the last look for a reason that passes (the store down): else
         this process leaves one-text requests to the processes that have the model (the interactive consumer reads
         nothing meanwhile). A lasting fault (a corrupt model) keeps it serving: its requests fail at once, clearly."""
-        return not self._waiting_for
+        return not any(error.transient for error in self._problems.values())
 
     def start(self) -> None:
         """Look once now (the process is not ready before it knows), then every POLL_INTERVAL_S in a thread."""
@@ -115,22 +114,19 @@ class AliasFollower:
             except LeptonError as error:  # tried again at the next look; the fleet view says why meanwhile
                 if reference not in self._problems:
                     logger.warning("%s cannot be loaded [%s]: %s", reference, error.code, error)
-                self._problems[reference] = f"{error.code}: {error}"
-                if error.transient:
-                    self._waiting_for.add(reference)
+                self._problems[reference] = error
                 continue
             self._problems.pop(reference, None)
-            self._waiting_for.discard(reference)
             mark_warm(self.redis, version.reference)  # producers switch to it now (registry/notices.py)
         return loaded
 
     def report(self) -> ProcessStatus:
         """Tell the fleet what this process holds now."""
-        copies = getattr(self.registry, "copies", None)
         status = ProcessStatus(
             host=socket.gethostname(), worker=self.worker, pid=os.getpid(), loaded=self.engines.loaded(),
-            following=dict(self._following), cache_bytes=sum(size for _, size in copies()) if copies else None,
-            store_error=getattr(self.registry, "store_error", None), problems=dict(self._problems), ready=self.ready,
+            following=dict(self._following), cache_bytes=self.registry.cache_bytes(),
+            store_error=self.registry.store_error, ready=self.ready,
+            problems={alias: f"{error.code}: {error}" for alias, error in self._problems.items()},
         )  # fmt: skip
         report(self.redis, status)
         if self.metrics and self.registry.remote:

@@ -14,7 +14,8 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
-FLEET_KEY = "lepton:fleet:processes"
+from lepton_runtime.jobs.keys import FLEET_KEY
+
 REPORT_INTERVAL_S = 5.0
 STALE_AFTER_S = 30.0
 
@@ -55,12 +56,15 @@ def forget(client: redis.Redis, host: str, pid: int) -> None:
 def fleet(client: redis.Redis) -> list[ProcessStatus]:
     """Every live worker process, by host and worker; entries gone stale are dropped from Redis too."""
     now = time.time()
-    live: list[tuple[str, ProcessStatus]] = []
-    stale: list[tuple[str, ProcessStatus]] = []
+    live: list[ProcessStatus] = []
+    stale: list[str] = []
     entries: dict[str, Any] = client.hgetall(FLEET_KEY)  # type: ignore[assignment]
     for field_name, raw in entries.items():
         status = ProcessStatus.model_validate(json.loads(raw))
-        (live if now - status.reported_at <= STALE_AFTER_S else stale).append((field_name, status))
+        if now - status.reported_at <= STALE_AFTER_S:
+            live.append(status)
+        else:
+            stale.append(field_name)
     if stale:
-        client.hdel(FLEET_KEY, *[field_name for field_name, _ in stale])
-    return sorted((status for _, status in live), key=lambda status: (status.host, status.worker, status.pid))
+        client.hdel(FLEET_KEY, *stale)
+    return sorted(live, key=lambda status: (status.host, status.worker, status.pid))

@@ -117,6 +117,10 @@ def dead_letter_key(queue: str) -> str:
     return f"{REDIS_KEY_PREFIX}dlq:{queue}"
 
 
+# what each worker process holds (lepton_runtime/jobs/fleet_status.py): a hash, one field per process
+FLEET_KEY = f"{REDIS_KEY_PREFIX}fleet:processes"
+
+
 def worker_ready_key(worker_name: str) -> str:
     """List: one pid per worker process that has warmed its models and can take tasks."""
     return f"{REDIS_KEY_PREFIX}workers:{worker_name}:ready"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 # Bytes read per step while hashing; large enough to keep hashing near disk speed.
 HASH_CHUNK_BYTES = 1 << 20
@@ -12,11 +13,17 @@ HASH_CHUNK_BYTES = 1 << 20
 
 def sha256_file(path: Path) -> str:
     """Return the hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
     with path.open("rb") as stream:
-        while chunk := stream.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha256_stream(stream)[0]
+
+
+def sha256_stream(stream: BinaryIO) -> tuple[str, int]:
+    """The hex sha256 of what ``stream`` holds, read in chunks, and its size in bytes (a file, an object store's)."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := stream.read(HASH_CHUNK_BYTES):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def content_sha256(file_hashes: Mapping[str, str]) -> str:

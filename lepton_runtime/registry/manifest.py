@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from lepton_runtime.registry.checksums import sha256_file
+
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 
@@ -19,6 +21,10 @@ class FileEntry(BaseModel):
 
     sha256: str
     size_bytes: int
+
+    def matches(self, path: Path) -> bool:
+        """Whether the file at ``path`` has this size and sha256."""
+        return path.stat().st_size == self.size_bytes and sha256_file(path) == self.sha256
 
 
 class VariantInfo(BaseModel):

@@ -15,9 +15,11 @@ import logging
 
 import redis
 
+from lepton_runtime.constants import REDIS_KEY_PREFIX
+
 logger = logging.getLogger(__name__)
 
-REGISTRY_EPOCH_KEY = "lepton:registry:epoch"
+REGISTRY_EPOCH_KEY = f"{REDIS_KEY_PREFIX}registry:epoch"
 # Readers look at the registry at least this often even when the counter stays put (a move told to nobody).
 ALIAS_RECHECK_S = 5.0
 # A mover waits this long for Redis before it gives up telling (the move itself is done).
@@ -29,7 +31,8 @@ WARM_MARK_TTL_S = 3600
 
 
 class RegistryNotices:
-    """Raise and read the registry's change counter in the Redis at ``url``."""
+    """Raise the registry's change counter in the Redis at ``url`` (with short timeouts: telling never holds a move
+    up for long)."""
 
     def __init__(self, url: str) -> None:
         self.redis = redis.Redis.from_url(
@@ -46,10 +49,6 @@ class RegistryNotices:
                 "move within %.0f s anyway", name, error, ALIAS_RECHECK_S,
             )  # fmt: skip
 
-    def epoch(self) -> int:
-        """The counter now (0 before any move was told)."""
-        return registry_epoch(self.redis)
-
 
 def registry_epoch(client: redis.Redis) -> int:
     """The registry's change counter in the Redis of ``client`` (0 before any move was told)."""
@@ -57,7 +56,7 @@ def registry_epoch(client: redis.Redis) -> int:
 
 
 def warm_key(reference: str) -> str:
-    return f"lepton:registry:warm:{reference}"
+    return f"{REDIS_KEY_PREFIX}registry:warm:{reference}"
 
 
 def mark_warm(client: redis.Redis, reference: str) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import shutil
@@ -39,9 +38,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import botocore.exceptions
+import s3fs
 
 from lepton_runtime.errors import ModelIntegrityError, ModelNotFoundError, ModelStoreUnavailableError
-from lepton_runtime.registry.checksums import HASH_CHUNK_BYTES, sha256_file
+from lepton_runtime.registry.checksums import HASH_CHUNK_BYTES, sha256_stream
 from lepton_runtime.registry.manifest import MANIFEST_FILE, Manifest
 from lepton_runtime.registry.references import validate_model_name
 from lepton_runtime.registry.store import ModelRegistry, ModelVersion, StagedVersion, T, release_aliases
@@ -80,8 +80,6 @@ class ObjectStoreRegistry(ModelRegistry):
     ) -> None:
         if not url.startswith(STORE_SCHEME) or not url[len(STORE_SCHEME) :].strip("/"):
             raise ValueError(f"LEPTON_MODEL_STORE: {url!r} is not s3://BUCKET[/PREFIX]")
-        import s3fs  # only where an object store is configured
-
         super().__init__(cache_dir)
         self.url = url.rstrip("/")
         self.base = self.url[len(STORE_SCHEME) :]
@@ -91,11 +89,12 @@ class ObjectStoreRegistry(ModelRegistry):
             config_kwargs={"connect_timeout": STORE_CONNECT_TIMEOUT_S, "retries": {"max_attempts": STORE_ATTEMPTS}},
         )  # fmt: skip
         self.fs.retries = STORE_ATTEMPTS
-        self._manifests: dict[tuple[str, int, str], Manifest] = {}  # (name, number, manifest ETag) -> manifest
+        # (name, number) -> manifest: a published manifest never changes (a number is never given twice)
+        self._manifests: dict[tuple[str, int], Manifest] = {}
+        self._last_known_aliases: dict[str, dict[str, Any]] = {}  # name -> the table last written to the cache
         self.cache_budget_bytes = cache_budget_bytes  # None: no bound
         self.downloads = 0  # versions this process downloaded (the others of the host use its copies)
         self._held: dict[str, IO[str]] = {}  # reference -> its in-use file, shared-locked while this process uses it
-        self.store_error: str | None = None  # why the store could not be reached at the last try; None: it could
         self._ask_store_after = 0.0
 
     @property
@@ -173,7 +172,8 @@ class ObjectStoreRegistry(ModelRegistry):
         for relative, entry in sorted(version.manifest.files.items()):
             key = self._key(version.name, str(version.version), relative)
             try:
-                digest, size = self._remote_sha256(key)
+                with self.fs.open(key, "rb", block_size=HASH_CHUNK_BYTES) as stream:
+                    digest, size = sha256_stream(stream)
             except FileNotFoundError:
                 problems.append(f"{relative}: missing")
                 continue
@@ -216,6 +216,9 @@ class ObjectStoreRegistry(ModelRegistry):
         with self._copy_lock(version.path):
             shutil.rmtree(version.path, ignore_errors=True)
         return True
+
+    def cache_bytes(self) -> int:
+        return sum(size for _, size in self.copies())
 
     def copies(self) -> list[tuple[Path, int]]:
         """This host's copies (directory, bytes), least recently used first."""
@@ -312,51 +315,46 @@ class ObjectStoreRegistry(ModelRegistry):
             return []
 
     def _version_numbers(self, name: str) -> list[int]:
-        return sorted(self._manifest_etags(name))
-
-    def _manifest_etags(self, name: str) -> dict[int, str]:
-        """Version number -> its manifest's ETag, for every finished version of ``name`` (one listing); while the
-        store cannot be reached, the versions this host has copies of."""
+        """Every finished version of ``name`` (one listing); while the store cannot be reached, those this host has
+        copies of."""
         validate_model_name(name)
-        return self._from_store(lambda: self._listed_manifests(name), lambda: self._copied_manifests(name))
+        return sorted(self._from_store(lambda: self._listed_numbers(name), lambda: list(self._copies_of(name))))
 
-    def _listed_manifests(self, name: str) -> dict[int, str]:
+    def _listed_numbers(self, name: str) -> list[int]:
         try:
-            found = self.fs.find(self._key(name), maxdepth=2, detail=True)
+            found = self.fs.find(self._key(name), maxdepth=2)
         except FileNotFoundError:
-            return {}
-        etags = {}
-        for key, info in found.items():
-            parts = str(key).rsplit("/", 2)
-            if len(parts) == 3 and parts[2] == MANIFEST_FILE and parts[1].isdigit():
-                etags[int(parts[1])] = str(info.get("ETag", ""))
-        return etags
+            return []
+        parts = [str(key).rsplit("/", 2) for key in found]
+        return [int(part[1]) for part in parts if len(part) == 3 and part[2] == MANIFEST_FILE and part[1].isdigit()]
 
-    def versions(self, name: str) -> list[ModelVersion]:
-        return [self._version(name, number, etag) for number, etag in sorted(self._manifest_etags(name).items())]
-
-    def _copied_manifests(self, name: str) -> dict[int, str]:
-        """Version number -> ``local:<copy directory>`` for the copies this host has (the newest per number)."""
+    def _copies_of(self, name: str) -> dict[int, Path]:
+        """Version number -> this host's complete copy of it (the newest per number)."""
         copies = sorted(
-            (path for path in (self.root / name).glob(f"*-*/{MANIFEST_FILE}") if path.parent.name[0].isdigit()),
+            (path.parent for path in (self.root / name).glob(f"[0-9]*-*/{MANIFEST_FILE}")),
             key=lambda path: path.stat().st_mtime,
         )
-        return {int(path.parent.name.split("-")[0]): f"local:{path.parent.name}" for path in copies}
+        return {int(path.name.split("-")[0]): path for path in copies}
 
     def _load(self, name: str, number: int) -> ModelVersion:
-        etag = self._manifest_etags(name).get(number)
-        if etag is None:
-            raise ModelNotFoundError(f"model {name}@{number} has no manifest in {self.url}")
-        return self._version(name, number, etag)
-
-    def _version(self, name: str, number: int, etag: str) -> ModelVersion:
-        """The version ``name@number`` with its manifest from the store (read once per manifest object: its ETag)."""
-        manifest = self._manifests.get((name, number, etag))
-        if manifest is None and etag.startswith("local:"):
-            return ModelVersion(name, number, self.root / name / etag[6:], Manifest.read(self.root / name / etag[6:]))
+        """The version ``name@number`` with its manifest (read from the store once; from this host's copy while the
+        store cannot be reached). Callers have listed the number: it is published."""
+        manifest = self._manifests.get((name, number))
         if manifest is None:
-            manifest = Manifest.model_validate_json(self.fs.cat_file(self._key(name, str(number), MANIFEST_FILE)))
-            self._manifests[(name, number, etag)] = manifest
+
+            def copied() -> Manifest:
+                if (copy := self._copies_of(name).get(number)) is None:
+                    raise ModelNotFoundError(f"model {name}@{number} has no copy on this host and the store is down")
+                return Manifest.read(copy)
+
+            try:
+                manifest = self._from_store(
+                    lambda: Manifest.model_validate_json(self.fs.cat_file(self._key(name, str(number), MANIFEST_FILE))),
+                    copied,
+                )
+            except FileNotFoundError:
+                raise ModelNotFoundError(f"model {name}@{number} has no manifest in {self.url}") from None
+            self._manifests[(name, number)] = manifest
         return ModelVersion(name, number, self._copy_dir(name, number, manifest), manifest)
 
     def _read_aliases(self, name: str) -> dict[str, Any]:
@@ -371,7 +369,8 @@ class ObjectStoreRegistry(ModelRegistry):
             return (-1, json.loads(last_known.read_text())) if last_known.is_file() else (-1, {})
 
         last, table = self._from_store(lambda: self._stored_alias_table(name), remembered)
-        if last >= 0 and (not last_known.is_file() or json.loads(last_known.read_text()) != table):
+        if last >= 0 and self._last_known_aliases.get(name) != table:
+            self._last_known_aliases[name] = table
             last_known.parent.mkdir(parents=True, exist_ok=True)
             temporary = last_known.with_name(f"{LAST_KNOWN_ALIASES_FILE}.{uuid.uuid4().hex}")
             temporary.write_text(json.dumps(table, sort_keys=True))
@@ -432,7 +431,7 @@ class ObjectStoreRegistry(ModelRegistry):
                 target = partial / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.fs.get_file(self._key(version.name, str(version.version), relative), str(target))
-                if target.stat().st_size != entry.size_bytes or sha256_file(target) != entry.sha256:
+                if not entry.matches(target):
                     raise ModelIntegrityError(
                         f"model {version.reference}: {relative} downloaded from {self.url} differs from its manifest "
                         "(sha256); the object in the store is corrupt. Re-publish the version (lepton export) or "
@@ -443,14 +442,6 @@ class ObjectStoreRegistry(ModelRegistry):
             self.downloads += 1
         finally:
             shutil.rmtree(partial, ignore_errors=True)
-
-    def _remote_sha256(self, key: str) -> tuple[str, int]:
-        digest, size = hashlib.sha256(), 0
-        with self.fs.open(key, "rb", block_size=HASH_CHUNK_BYTES) as stream:
-            while chunk := stream.read(HASH_CHUNK_BYTES):
-                digest.update(chunk)
-                size += len(chunk)
-        return digest.hexdigest(), size
 
 
 def _in_use_file(copy: Path) -> Path:

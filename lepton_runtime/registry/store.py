@@ -63,7 +63,7 @@ class ModelVersion:
                 problems.append(f"{relative}: not listed in the manifest")
             elif not path.is_file():
                 problems.append(f"{relative}: missing")
-            elif path.stat().st_size != entry.size_bytes or sha256_file(path) != entry.sha256:
+            elif not entry.matches(path):
                 problems.append(f"{relative}: sha256 differs from the manifest (file changed or corrupt)")
         if problems:
             raise ModelIntegrityError(
@@ -105,6 +105,8 @@ class ModelRegistry:
 
     # Whether reads cross a network (an object store): readers then keep what aliases resolved to (see notices.py).
     remote = False
+    # Why the object store could not be reached at the last try (None: it could, or there is none).
+    store_error: str | None = None
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -135,6 +137,10 @@ class ModelRegistry:
     def local_copy(self, version: ModelVersion) -> ModelVersion:
         """``version`` with its files on this host's disk (here they are already: the registry is a directory)."""
         return version
+
+    def cache_bytes(self) -> int | None:
+        """What this host's copies take on disk (None: there are none apart from the registry itself)."""
+        return None
 
     def release_local_copy(self, reference: str) -> None:
         """This process no longer uses its copy of ``reference`` (an engine evicted): the copy may be evicted too."""

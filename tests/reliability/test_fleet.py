@@ -15,19 +15,17 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from lepton_runtime.constants import BULK_CHUNK_TASK
 from lepton_runtime.jobs.schemas import JobStatus
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion, open_registry
-from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
 from tests.one_text_clients import OneTextClients
 from tests.queue_fixtures import REPO_ROOT, TEST_LIMITS, WORKER_READY_TIMEOUT_S, free_port
 from tests.reliability.conftest import Figures
 from tests.reliability.network import isolated_host, namespaces_unavailable
-from tests.store_fixtures import S3Server
+from tests.store_fixtures import S3Server, copy_into
 from workers.embedded import LocalRedis
 from workers.processes import WorkerProcess
 
@@ -57,12 +55,9 @@ def test_two_worker_hosts_share_a_job_through_a_promotion_and_a_cut_link(
                             also_bind=tuple(host.host_address for host in hosts))  # fmt: skip
         url = server.start()
         stack.callback(server.stop)
-        settings = LeptonSettings(
-            redis_url=SecretStr(url), model_store=bucket.url, s3_endpoint_url=bucket.endpoint_url,
-            model_cache_dir=tmp_path / "producer-cache",
-        )  # fmt: skip
+        settings = bucket.settings(url, tmp_path / "producer-cache")
         publisher = open_registry(settings)
-        _publish_copy(publisher, published)
+        copy_into(publisher, published, "tiny")
         publisher.promote("tiny@1")
 
         workers = []
@@ -90,7 +85,7 @@ def test_two_worker_hosts_share_a_job_through_a_promotion_and_a_cut_link(
             def drive(status: JobStatus) -> None:
                 now = time.monotonic()
                 if "promoted" not in events and status.done_chunks >= 3:
-                    _publish_copy(publisher, published)
+                    copy_into(publisher, published, "tiny")
                     events["promoting"] = now
                     publisher.promote("tiny@2")
                     events["promoted"] = time.monotonic()
@@ -128,12 +123,6 @@ def test_two_worker_hosts_share_a_job_through_a_promotion_and_a_cut_link(
     answered = f"{len(clients.answers):,} answered, 0 failed; all tiny@2 from {SWITCH_WITHIN_S:.0f} s after it"
     figures.add(section, f"{CLIENTS} one-text clients through the promotion", answered)
     figures.add(section, "host 0 cut off after the switch", "its chunks finished on host 1, nothing lost or twice")
-
-
-def _publish_copy(registry: object, published: ModelVersion) -> None:
-    from tests.lepton_runtime.registry.test_object_store import copy_into
-
-    copy_into(registry, published, "tiny")  # type: ignore[arg-type]
 
 
 def _chunks_run(log: Path) -> int:

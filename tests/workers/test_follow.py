@@ -9,15 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
-from pydantic import SecretStr
 
 from lepton_runtime.cli import cli
 from lepton_runtime.registry import ModelVersion, open_registry
-from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
-from tests.lepton_runtime.registry.test_object_store import copy_into
 from tests.one_text_clients import OneTextClients
-from tests.store_fixtures import ObjectStore
+from tests.store_fixtures import ObjectStore, copy_into
 from workers.processes import WorkerProcess
 
 CLIENTS = 8
@@ -33,18 +30,15 @@ def test_a_promotion_reaches_worker_and_clients_without_a_failed_request(
     tmp_path: Path,
 ) -> None:
     store_env = {"LEPTON_MODEL_STORE": object_store.url, "LEPTON_S3_ENDPOINT_URL": object_store.endpoint_url}
-    settings = LeptonSettings(
-        redis_url=SecretStr(redis_url), model_store=object_store.url, s3_endpoint_url=object_store.endpoint_url,
-        model_cache_dir=tmp_path / "producer-cache",
-    )  # fmt: skip
+    settings = object_store.settings(redis_url, tmp_path / "producer-cache")
     publisher = open_registry(settings)  # as `lepton models promote` opens it: moves are told through Redis
-    copy_into(publisher, published, "tiny")  # type: ignore[arg-type]
+    copy_into(publisher, published, "tiny")
     publisher.promote("tiny@1")
     worker = start_worker(env={**store_env, "LEPTON_MODEL_CACHE_DIR": str(tmp_path / "worker-cache")})
 
     with OneTextClients(settings, "tiny", CLIENTS) as clients:
         clients.wait_for_answers(50)  # every client is under way on tiny@1
-        copy_into(publisher, published, "tiny")  # type: ignore[arg-type]
+        copy_into(publisher, published, "tiny")
         promoting_at = time.monotonic()
         publisher.promote("tiny@2")
         promoted_at = time.monotonic()

@@ -8,14 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from lepton_runtime.jobs.fleet_status import ProcessStatus
 from lepton_runtime.registry import ModelVersion, open_registry
-from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
-from tests.lepton_runtime.registry.test_object_store import copy_into
-from tests.store_fixtures import ObjectStore, StoreLink
+from tests.store_fixtures import ObjectStore, StoreLink, copy_into
 from workers.processes import WorkerProcess
 
 WAIT_S = 60
@@ -36,18 +32,12 @@ def test_a_store_outage_fails_no_request_and_a_worker_without_the_model_waits_fo
     redis_url: str,
     tmp_path: Path,
 ) -> None:
-    publisher = open_registry(LeptonSettings(
-        redis_url=SecretStr(redis_url), model_store=object_store.url, s3_endpoint_url=object_store.endpoint_url,
-        model_cache_dir=tmp_path / "publisher-cache",
-    ))  # fmt: skip
-    copy_into(publisher, published, "tiny")  # type: ignore[arg-type]
+    publisher = open_registry(object_store.settings(redis_url, tmp_path / "publisher-cache"))
+    copy_into(publisher, published, "tiny")
     publisher.promote("tiny@1")
     link = StoreLink(int(object_store.endpoint_url.rsplit(":", 1)[1])).up()  # the store as the workers see it
     try:
-        settings = LeptonSettings(
-            redis_url=SecretStr(redis_url), model_store=object_store.url, s3_endpoint_url=link.endpoint_url,
-            model_cache_dir=tmp_path / "producer-cache",
-        )  # fmt: skip
+        settings = object_store.settings(redis_url, tmp_path / "producer-cache", endpoint_url=link.endpoint_url)
         store_env = {"LEPTON_MODEL_STORE": object_store.url, "LEPTON_S3_ENDPOINT_URL": link.endpoint_url}
         start_worker(env={**store_env, "LEPTON_MODEL_CACHE_DIR": str(tmp_path / "cached")})
         with LeptonClient(settings) as client:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,12 @@ from lepton_runtime.registry import ModelVersion
 from lepton_runtime.registry.checksums import sha256_file
 from lepton_runtime.registry.object_store import ObjectStoreRegistry
 from tests.lepton_runtime.registry.test_store import _publish
-from tests.store_fixtures import ObjectStore, S3Server
+from tests.store_fixtures import ObjectStore, S3Server, copy_into
 
 
 def host(store: ObjectStore, cache: Path) -> ObjectStoreRegistry:
     """The registry as one host sees it: the shared bucket, its own cache directory."""
     return ObjectStoreRegistry(store.url, cache, endpoint_url=store.endpoint_url)
-
-
-def copy_into(registry: ObjectStoreRegistry, version: ModelVersion, name: str) -> ModelVersion:
-    """Publish the files of ``version`` (the tiny exported model) as a version of ``name`` in ``registry``."""
-    with registry.begin_publish(name) as staged:
-        for relative in version.manifest.files:
-            (staged.path / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(version.path / relative, staged.path / relative)
-        return staged.commit(version.manifest)
 
 
 def flip_first_byte(path: Path) -> None:
