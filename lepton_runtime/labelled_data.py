@@ -10,6 +10,7 @@ from typing import Any
 
 from lepton_runtime.errors import InputIssue, InvalidInputError
 from lepton_runtime.text_files import csv_rows, jsonl_rows
+from lepton_runtime.unicode_text import surrogate_problem
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ def read_labelled(
         raise InvalidInputError(f"{path}: the file has no rows; give at least one labelled text")
     texts, labels = [], []
     for line, row in rows:
+        _refuse_lone_surrogates(path, line, row)
         text = row.get(text_field)
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError(
@@ -95,6 +97,7 @@ def read_tagged(path: Path) -> TaggedSentences:
     words: list[list[str]] = []
     tags: list[list[str]] = []
     for line, row in jsonl_rows(path):
+        _refuse_lone_surrogates(path, line, row)
         if "tokens" in row and "tags" in row:
             tokens, tagged = row["tokens"], row["tags"]
             if not isinstance(tokens, list) or not isinstance(tagged, list) or len(tokens) != len(tagged):
@@ -124,6 +127,18 @@ def read_tagged(path: Path) -> TaggedSentences:
     if not words:
         raise InvalidInputError(f"{path}: the file has no rows; give at least one tagged sentence")
     return TaggedSentences(words, tags, str(path))
+
+
+def _refuse_lone_surrogates(path: Path, line: int, row: dict[str, Any]) -> None:
+    """A text, label, token or tag that UTF-8 cannot encode would fail deep inside training (the tokenizer, the
+    manifest): refused here, naming the line and the field."""
+    for field, value in row.items():
+        for string in value if isinstance(value, list) else [value]:
+            if isinstance(string, str) and (problem := surrogate_problem(string)) is not None:
+                raise InvalidInputError(
+                    f"{path}: line {line}: field {field!r} {problem}",
+                    issues=[InputIssue(f"{path.name}:{line}.{field}", "holds a lone surrogate")],
+                )
 
 
 def _is_bio(tag: Any) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from lepton_runtime.errors import InputIssue, InvalidInputError
 from lepton_runtime.text_files import csv_rows, jsonl_rows, lines
+from lepton_runtime.unicode_text import surrogate_problem
 
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 
@@ -48,7 +49,18 @@ def _jsonl_items(path: Path, text_field: str, id_field: str) -> Iterator[tuple[s
                 f"{text_field!r} (or choose the field with --text-field)",
                 issues=[InputIssue(f"{path.name}:{number}.{text_field}", problem)],
             )
-        yield str(row.get(id_field, number)), text
+        yield _checked_id(path, number, id_field, str(row.get(id_field, number))), text
+
+
+def _checked_id(path: Path, number: int, id_field: str, item_id: str) -> str:
+    """An id goes into every output row as it is: one UTF-8 cannot encode is refused before anything is queued (a
+    text that holds a lone surrogate is an item error instead, from the worker)."""
+    if (problem := surrogate_problem(item_id)) is not None:
+        raise InvalidInputError(
+            f"{path}: line {number}: field {id_field!r} {problem}",
+            issues=[InputIssue(f"{path.name}:{number}.{id_field}", "holds a lone surrogate")],
+        )
+    return item_id
 
 
 def _csv_items(path: Path, text_field: str, id_field: str) -> Iterator[tuple[str, str]]:

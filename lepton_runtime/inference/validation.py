@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lepton_runtime.errors import InputIssue, InvalidInputError
+from lepton_runtime.unicode_text import surrogate_problem
 
 # Issues listed in full in an error message; the rest are counted and kept on the exception.
 MAX_ISSUES_IN_MESSAGE = 10
@@ -53,6 +54,8 @@ def check_text(index: int, text: Any, limits: TextLimits) -> InputIssue | None:
         return InputIssue(field, f"text has {len(text)} characters", f"{limits.max_text_chars} characters")
     if "\x00" in text:
         return InputIssue(field, "text contains a NUL character (\\x00); remove it")
+    if (problem := surrogate_problem(text)) is not None:
+        return InputIssue(field, f"text {problem}")
     return None
 
 

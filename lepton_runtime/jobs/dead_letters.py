@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import builtins
+import json
 import time
 from typing import Any, cast
 
 import redis
 from pydantic import BaseModel, Field
 
+from lepton_runtime import unicode_text
 from lepton_runtime.constants import DEFAULT_JOB_TTL_S, KNOWN_QUEUES
 from lepton_runtime.errors import JobNotFoundError
 from lepton_runtime.jobs.keys import dead_letter_key
@@ -43,12 +45,12 @@ class DeadLetterStore:
         key = dead_letter_key(letter.queue)
         previous = self.redis.hget(key, letter.id)
         if previous:
-            earlier = DeadLetter.model_validate_json(cast(str, previous))
+            earlier = _letter(cast(str, previous))
             letter = letter.model_copy(
                 update={"first_seen": earlier.first_seen, "attempts": earlier.attempts + letter.attempts}
             )
         with self.redis.pipeline() as pipe:
-            pipe.hset(key, letter.id, letter.model_dump_json())
+            pipe.hset(key, letter.id, _json(letter))
             pipe.expire(key, self.ttl_s)
             pipe.execute()
         return letter
@@ -57,7 +59,7 @@ class DeadLetterStore:
         """Every dead letter (of one queue, or of all known ones), oldest first."""
         letters = []
         for name in [queue] if queue else self._queues():
-            letters += [DeadLetter.model_validate_json(raw) for raw in self.redis.hvals(dead_letter_key(name))]
+            letters += [_letter(raw) for raw in self.redis.hvals(dead_letter_key(name))]
         return sorted(letters, key=lambda letter: letter.first_seen)
 
     def take(self, letter_id: str) -> DeadLetter:
@@ -65,7 +67,7 @@ class DeadLetterStore:
         for name in self._queues():
             raw = self.redis.hget(dead_letter_key(name), letter_id)
             if raw is not None and self.redis.hdel(dead_letter_key(name), letter_id):
-                return DeadLetter.model_validate_json(cast(str, raw))
+                return _letter(cast(str, raw))
         raise JobNotFoundError(f"no dead letter {letter_id!r}; see them with `lepton dlq list`")
 
     def _queues(self) -> builtins.list[str]:
@@ -78,3 +80,13 @@ def new_dead_letter(**fields: Any) -> DeadLetter:
     """A dead letter first and last seen now."""
     now = time.time()
     return DeadLetter(first_seen=now, last_seen=now, **fields)
+
+
+def _json(letter: DeadLetter) -> str:
+    """A dead letter as stored, whatever its arguments hold (a text with a lone surrogate is escaped, not fatal)."""
+    return unicode_text.dumps(letter.model_dump(mode="json"))
+
+
+def _letter(raw: str | bytes) -> DeadLetter:
+    # the standard parser: pydantic's refuses the escape of a lone surrogate that _json may have written
+    return DeadLetter.model_validate(json.loads(raw))

@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from lepton_runtime import unicode_text
 from lepton_runtime.errors import InvalidInputError, QuotaExceededError
 from lepton_runtime.jobs.keys import (
     INTERACTIVE_ADMITTED_KEY,
@@ -87,7 +88,7 @@ class LaneRequest:
             "id": self.id, "texts": self.texts, "model": self.model, "sha256": self.sha256,
             "tenant": self.tenant, "enqueued_at": self.enqueued_at, "deadline": self.deadline,
         }  # fmt: skip
-        return json.dumps(fields, ensure_ascii=False)
+        return unicode_text.dumps(fields)
 
     @classmethod
     def from_entry(cls, entry: str, raw: str | bytes, deliveries: int = 1) -> LaneRequest:

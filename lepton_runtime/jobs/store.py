@@ -10,6 +10,7 @@ from typing import Any, Literal, cast
 
 import redis
 
+from lepton_runtime import unicode_text
 from lepton_runtime.constants import DEFAULT_JOB_TTL_S
 from lepton_runtime.errors import ChunkNotRunError, InvalidInputError, JobNotFoundError, JobStateError, JobTimeoutError
 from lepton_runtime.jobs import scripts
@@ -257,7 +258,7 @@ class JobStore:
         """Save the planned chunks window by window (``jobs.chunking``); return (texts, chunks)."""
         total_texts = total_chunks = 0
         for window in plan_chunks(items, chunk_size, SORT_WINDOW_CHUNKS):
-            inputs = {str(c.index): json.dumps(c.items, ensure_ascii=False) for c in window}
+            inputs = {str(c.index): unicode_text.dumps(c.items) for c in window}
             positions = {str(c.index): json.dumps(c.positions) for c in window}
             total_chunks += len(window)
             total_texts += sum(len(c.items) for c in window)

@@ -15,6 +15,7 @@ from typing import Any, Literal, cast
 
 import redis
 
+from lepton_runtime import unicode_text
 from lepton_runtime.constants import DEFAULT_JOB_TTL_S
 from lepton_runtime.errors import JobCancelledError, JobNotFoundError, JobTimeoutError
 from lepton_runtime.jobs.keys import TRAINING_INDEX_KEY, TrainingKeys, idempotency_key
@@ -220,7 +221,7 @@ class TrainingRuns:
 
 
 def _jsonl(rows: Iterable[dict[str, Any]]) -> tuple[str, int]:
-    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+    lines = [unicode_text.dumps(row) for row in rows]
     return "\n".join(lines), len(lines)
 
 

@@ -7,6 +7,7 @@ parser refuses) are mapped to codes of that tree too.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, TypeVar
 
@@ -134,6 +135,23 @@ def validated(model: type[Model], data: bytes | dict[str, Any]) -> Model:
     try:
         return model.model_validate_json(data) if isinstance(data, bytes) else model.model_validate(data)
     except ValidationError as error:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
-        ) from None
+        errors = error.errors(include_url=False)
+        if isinstance(data, bytes) and [e["type"] for e in errors] == ["json_invalid"]:
+            parsed = _standard_json(data)  # pydantic's parser refuses "\ud800", which JSON allows
+            if parsed is not None:
+                return validated(model, parsed)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+def _standard_json(data: bytes) -> dict[str, Any] | None:
+    """A JSON object as the standard library reads it (the escape of a lone surrogate included: that text is then
+    an item error, as FastAPI's own body parsing gives it), or None where that parser refuses it too."""
+    try:
+        parsed = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from lepton_runtime.errors import InvalidInputError
-from lepton_runtime.labelled_data import read_labelled
+from lepton_runtime.labelled_data import read_labelled, read_tagged
 
 
 def test_reads_jsonl_and_csv(tmp_path: Path) -> None:
@@ -26,6 +26,8 @@ def test_reads_jsonl_and_csv(tmp_path: Path) -> None:
         (b'["a", "b"]\n', "line 1 is a JSON list"),
         (b'{"text": "ok"}\n{"text": "caf\xe9"}\n', "line 2 is not valid UTF-8"),
         (b'{"text": "a", "label": "x"}\n{"text": "b"}\n', "row 2 has no 'label'"),
+        (b'{"text": "a"}\n{"text": "b \\ud800"}\n', "line 2: field 'text' holds a lone surrogate"),
+        (b'{"text": "a", "label": "x\\udfff"}\n', "line 1: field 'label' holds a lone surrogate"),
     ],
 )
 def test_bad_files_name_the_line_and_the_problem(tmp_path: Path, content: bytes, message: str) -> None:
@@ -40,3 +42,11 @@ def test_labels_can_be_required(tmp_path: Path) -> None:
     path.write_text('{"text": "a"}\n')
     with pytest.raises(InvalidInputError, match="labels are required"):
         read_labelled(path, require_labels=True)
+
+
+def test_tagged_sentences_with_a_lone_surrogate_name_the_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "ner.jsonl"
+    path.write_text('{"tokens": ["Paris"], "tags": ["B-LOC"]}\n{"tokens": ["\\ud83d"], "tags": ["O"]}\n')
+    with pytest.raises(InvalidInputError, match="line 2: field 'tokens' holds a lone surrogate") as raised:
+        read_tagged(path)
+    assert raised.value.issues[0].field == "ner.jsonl:2.tokens"

@@ -8,6 +8,8 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,8 +55,11 @@ def expand(value: Any) -> Any:
 class Fleet:
     """One API and one two-process worker over a private copy of the registry, and a healthy job running."""
 
-    def __init__(self, api: RunningApi, worker: WorkerProcess, client: LeptonClient, healthy_job_id: str) -> None:
+    def __init__(
+        self, api: RunningApi, worker: WorkerProcess, client: LeptonClient, healthy_job_id: str, env: dict[str, str]
+    ) -> None:
         self.api, self.worker, self.client, self.healthy_job_id = api, worker, client, healthy_job_id
+        self.env = env  # the LEPTON_* settings of the worker, the API and the CLI
         self.pool_pids = sorted(child.pid for child in psutil.Process(worker.process.pid).children())
 
 
@@ -85,7 +90,7 @@ def fleet(
     settings = queue_settings.model_copy(update={"model_dir": copy_of_published.root})
     with LeptonClient(settings) as client:
         healthy = client.submit_bulk(banking.texts, model="tiny", chunk_size=64)
-        yield Fleet(api, worker, client, healthy.id)
+        yield Fleet(api, worker, client, healthy.id, env)
     api.stop()
 
 
@@ -198,3 +203,66 @@ def test_model_and_data_paths_cannot_escape_their_roots(
     promoted = fleet.api.http.post("/v1/models/..%2F..%2Fetc/promote", json={"version": 1}, headers=AUTH)
     assert promoted.status_code in {404, 422}, promoted.text
     figures.add("Bad input", "model references escaping the registry", f"{len(escapes)}, each 422 `invalid_reference`")
+
+
+def test_a_text_with_a_lone_surrogate_fails_only_its_item_wherever_it_enters(
+    fleet: Fleet, redis_client: redis.Redis, tmp_path: Path, figures: Figures
+) -> None:
+    """JSON may spell a lone surrogate, UTF-8 cannot encode it: an item error naming the text, the good text
+    beside it answered, on every way in; an id or a model name holding one is refused naming the field."""
+    broken = "\ud800 broken"
+    raw = json.dumps({"texts": [broken, "a fine film"], "model": "tiny"}).encode()  # ASCII: "\\ud800" escaped
+
+    def assert_item_error_then_label(predictions: list[Any], name: str) -> None:
+        bad, good = (item.as_dict() if hasattr(item, "as_dict") else item for item in predictions)  # the client's
+        assert bad["error"]["code"] == "invalid_input" and "lone surrogate" in bad["error"]["message"], (name, bad)
+        assert good.get("label") and not good.get("error"), (name, good)
+
+    answer = fleet.api.http.post("/v1/classify", content=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    assert "texts[0]" in answer.json()["predictions"][0]["error"]["message"]
+    assert_item_error_then_label(answer.json()["predictions"], "POST /v1/classify")
+
+    assert_item_error_then_label(fleet.client.classify([broken, "a fine film"], model="tiny").wait(60), "client")
+    many = [broken, "a fine film"] * 40  # over the interactive lane's size: a lepton.classify task
+    predictions = fleet.client.classify(many, model="tiny").wait(60)
+    assert_item_error_then_label(predictions[:2], "client, bulk lane")
+
+    # bulk: JSON texts, an uploaded file, the CLI on a file; the row of that text is an error, the others labels
+    bulk = fleet.api.http.post("/v1/jobs", content=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert bulk.status_code == 201, bulk.text
+    lines = b'{"id": "a", "text": "\\ud800 broken"}\n{"id": "b", "text": "a fine film"}\n'
+    upload = fleet.api.http.post(
+        "/v1/jobs", files={"file": ("input.jsonl", lines)}, data={"model": "tiny"}, headers=AUTH
+    )
+    assert upload.status_code == 201, upload.text
+    for job_id in (bulk.json()["job_id"], upload.json()["job_id"]):
+        assert fleet.client.wait(job_id, 60).state == "succeeded"
+        rows = list(fleet.client.results(job_id))
+        assert_item_error_then_label(rows, f"bulk job {job_id}")
+    source, out = tmp_path / "input.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(lines)
+    ran = subprocess.run(
+        [sys.executable, "-m", "lepton_runtime", "submit", str(source), "--model", "tiny", "--out", str(out)],
+        env={**os.environ, **fleet.env}, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert_item_error_then_label([json.loads(line) for line in out.read_text().splitlines()], "lepton submit")
+
+    # an id or a model name cannot be an item error: refused, naming the field, nothing queued
+    bad_id = b'{"id": "\\udfff", "text": "fine"}\n'
+    refused = fleet.api.http.post(
+        "/v1/jobs", files={"file": ("input.jsonl", bad_id)}, data={"model": "tiny"}, headers=AUTH
+    )
+    assert refused.status_code == 422 and "input.jsonl:1.id" in refused.text, refused.text
+    bad_model = json.dumps({"texts": ["fine"], "model": "tiny\ud800"}).encode()
+    refused = fleet.api.http.post(
+        "/v1/classify", content=bad_model, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["issues"][0]["field"] == "model", refused.text
+
+    assert fleet.worker.process.poll() is None
+    assert sorted(child.pid for child in psutil.Process(fleet.worker.process.pid).children()) == fleet.pool_pids
+    figures.add(
+        "Bad input", "a lone surrogate (valid JSON, not UTF-8) in a text, 7 ways in", "item error `invalid_input`"
+    )
