@@ -107,11 +107,14 @@ DEFAULT_INTERACTIVE_CLAIM_AFTER_S = 10.0
 # Hard time limit of an inference task (the child is killed), and the soft one (an exception).
 DEFAULT_TASK_TIME_LIMIT_S = 300.0
 DEFAULT_TASK_SOFT_TIME_LIMIT_S = 240.0
-# Redis visibility timeout margin above the longest hard time limit: an unacknowledged message is
-# delivered again only after this, so a task still running is never started twice.
+# A message a worker holds is a lease of this many seconds, renewed while the worker lives
+# (jobs/transport.py): a dead worker's messages go back to their queue this long after its last renewal.
+DEFAULT_VISIBILITY_TIMEOUT_S = 20.0
+# Training queues keep a timeout above their longest run (the margin): a paused training worker's run is
+# never started a second time beside it.
 VISIBILITY_TIMEOUT_MARGIN_S = 60.0
 # Seconds between sweeps that give abandoned (unacknowledged, timed-out) messages back to a queue.
-DEFAULT_RESTORE_INTERVAL_S = 10.0
+DEFAULT_RESTORE_INTERVAL_S = 5.0
 # Transient failures: retries, and the exponential backoff between them (full jitter).
 DEFAULT_MAX_RETRIES = 5
 RETRY_BACKOFF_BASE_S = 1.0

@@ -75,8 +75,10 @@ class LeptonSettings(BaseSettings):
     max_retries: int = Field(default=constants.DEFAULT_MAX_RETRIES, ge=0)
     task_time_limit_s: float = Field(default=constants.DEFAULT_TASK_TIME_LIMIT_S, gt=0)
     task_soft_time_limit_s: float = Field(default=constants.DEFAULT_TASK_SOFT_TIME_LIMIT_S, gt=0)
-    visibility_timeout_s: float | None = Field(
-        default=None, gt=0, description="Unset: the hard time limit plus a margin."
+    visibility_timeout_s: float = Field(
+        default=constants.DEFAULT_VISIBILITY_TIMEOUT_S,
+        ge=2,
+        description="A held message's lease: its worker renews it while alive; a dead worker's comes back after this.",
     )
     restore_interval_s: float = Field(default=constants.DEFAULT_RESTORE_INTERVAL_S, gt=0)
     job_ttl_s: int = Field(default=constants.DEFAULT_JOB_TTL_S, ge=60)
@@ -135,13 +137,9 @@ class LeptonSettings(BaseSettings):
         return self.redis_url is not None
 
     @property
-    def effective_visibility_timeout_s(self) -> float:
-        return self.visibility_timeout_s or self.task_time_limit_s + constants.VISIBILITY_TIMEOUT_MARGIN_S
-
-    @property
     def training_visibility_timeout_s(self) -> float:
         """Visibility timeout of workers that consume the training queue: above the longest run."""
-        return max(self.effective_visibility_timeout_s, self.train_time_limit_s + constants.VISIBILITY_TIMEOUT_MARGIN_S)
+        return max(self.visibility_timeout_s, self.train_time_limit_s + constants.VISIBILITY_TIMEOUT_MARGIN_S)
 
     @model_validator(mode="after")
     def _limits_are_ordered(self) -> LeptonSettings:
@@ -154,11 +152,6 @@ class LeptonSettings(BaseSettings):
             raise ValueError(
                 f"LEPTON_TRAIN_SOFT_TIME_LIMIT_S ({self.train_soft_time_limit_s}) must be below "
                 f"LEPTON_TRAIN_TIME_LIMIT_S ({self.train_time_limit_s})"
-            )
-        if self.effective_visibility_timeout_s <= self.task_time_limit_s:
-            raise ValueError(
-                f"LEPTON_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed LEPTON_TASK_TIME_LIMIT_S "
-                f"({self.task_time_limit_s}), or a task still running would be delivered a second time"
             )
         return self
 

@@ -29,7 +29,7 @@ def sweep_interval_s(settings: LeptonSettings) -> float:
 def stalled_after_s(settings: LeptonSettings) -> float:
     """No chunk started or finished for this long: any message held by a dead worker has been given back by
     then (visibility timeout plus restore scans), so a chunk with no message anywhere is lost."""
-    return settings.effective_visibility_timeout_s + 2 * settings.restore_interval_s
+    return settings.visibility_timeout_s + 2 * settings.restore_interval_s
 
 
 class LostChunkSweeper:

@@ -38,9 +38,7 @@ def celery_config(settings: LeptonSettings, *, consumes: Collection[str] = (INFE
     training = TRAINING_QUEUE in consumes
     transport = {
         "global_keyprefix": REDIS_KEY_PREFIX,
-        "visibility_timeout": (
-            settings.training_visibility_timeout_s if training else settings.effective_visibility_timeout_s
-        ),
+        "visibility_timeout": (settings.training_visibility_timeout_s if training else settings.visibility_timeout_s),
         **(TRAINING_UNACKED_KEYS if training else {}),
         # give abandoned messages back every restore interval (kombu scans every Nth call otherwise)
         "unacked_restore_interval": settings.restore_interval_s,

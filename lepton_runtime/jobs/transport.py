@@ -13,11 +13,30 @@ catch it and the worker exits ("Unrecoverable error", celery/kombu#970, #582; se
 again right after a reconnect). Raising redis's ConnectionError instead lets Celery reconnect; the messages stay
 in Redis's unacknowledged hash and come back after the visibility timeout.
 
+And one addition: **leases on held messages**, so that a lost worker's messages come back in seconds.
+
+3. kombu records every message a worker takes in an index scored by the time it took it, and gives back to its
+   queue any message older than the visibility timeout: the only sign of a dead worker. With one long timeout
+   a killed worker's chunk waits minutes (360 s by default before); with a short one a long task on a live
+   worker would be started twice. Here each process renews the score of every message it holds (a
+   ``MessageLeases`` thread, every quarter of the timeout), so the timeout is a lease: a message comes back
+   within one timeout (plus one restore interval) of its holder's last renewal, and never while the holder lives.
+4. A message given back gets a new delivery tag. A holder that was only paused past its lease (SIGSTOP, a
+   long swap storm) and comes back acknowledges its old tag: the new holder's record stays, so the message is
+   still given back if the new holder dies too. The paused holder may finish its task: a chunk's rows are
+   stored once; a ``lepton.classify`` result is stored twice with the same answer.
+
 Named in the Celery configuration (``broker_transport``), so every broker URL stays ``redis://``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
 from typing import Any
 
 import redis
@@ -25,8 +44,95 @@ from kombu.transport import redis as kombu_redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+logger = logging.getLogger(__name__)
+
+# A holder renews its messages this many times per visibility timeout.
+RENEWALS_PER_TIMEOUT = 4
+
+
+class MessageLeases:
+    """The lease renewals of one process: a daemon thread, started when the process first takes a message (only
+    consumers do), that sets the index score of every message its channels hold to now (``ZADD XX``: a message
+    acknowledged or given back meanwhile is not recorded again)."""
+
+    def __init__(self) -> None:
+        self._holders: weakref.WeakSet[QoS] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def hold(self, qos: QoS) -> None:
+        with self._lock:
+            self._holders.add(qos)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="lepton-message-leases", daemon=True)
+                self._thread.start()
+
+    def renew(self) -> int:
+        """Renew every held message now; returns how many were renewed."""
+        with self._lock:
+            holders = list(self._holders)
+        return sum(self._renew(qos) for qos in holders)
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                timeouts = [qos.visibility_timeout for qos in self._holders]
+            self._wake.wait(min(timeouts, default=1.0) / RENEWALS_PER_TIMEOUT)
+            try:
+                self.renew()
+            except Exception:  # a bug: logged, and the next turn tries again (a dead thread would renew nothing)
+                logger.exception("message leases: renewal failed")
+
+    @staticmethod
+    def _renew(qos: QoS) -> int:
+        tags = qos.held_tags()
+        if not tags:
+            return 0
+        try:
+            # a client of the channel's blocking pool: the event loop's own connections (BRPOP) are never touched
+            with qos.channel.conn_or_acquire() as client:
+                renewed = client.zadd(qos.unacked_index_key, dict.fromkeys(tags, time.time()), xx=True, ch=True)
+            return int(renewed)
+        except (redis.RedisError, AttributeError) as error:  # Redis away, or the channel closed meanwhile
+            logger.warning("could not renew the leases of %d messages: %s (renewed at the next turn)", len(tags), error)
+            return 0
+
+    def _forget_after_fork(self) -> None:
+        # a forked child (a pool process) holds no message of its parent and has no renewing thread
+        self._holders = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread = None
+
+
+LEASES = MessageLeases()
+os.register_at_fork(after_in_child=LEASES._forget_after_fork)
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+        LEASES.hold(self)
+
+    def held_tags(self) -> list[str]:
+        """The tags of the messages this channel holds (taken, not acknowledged); read from the renewing thread."""
+        while True:
+            try:
+                return list(self._delivered)
+            except RuntimeError:  # the consumer changed it meanwhile
+                continue
+
 
 class Channel(kombu_redis.Channel):
+    QoS = QoS
+
+    def _do_restore_message(
+        self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+    ) -> None:
+        with contextlib.suppress(KeyError, TypeError):  # a message without properties keeps what it has
+            payload["properties"]["delivery_tag"] = self._next_delivery_tag()  # type: ignore[no-untyped-call]
+        super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)  # type: ignore[no-untyped-call]
+
     def _connparams(self, asynchronous: bool = False) -> Any:
         if self.connection is None or self.connection.client is None:
             raise redis.ConnectionError("the broker connection is closed already")

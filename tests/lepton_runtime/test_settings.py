@@ -13,7 +13,7 @@ def test_empty_variables_mean_the_defaults_and_the_url_stays_secret(monkeypatch:
     monkeypatch.setenv("LEPTON_VISIBILITY_TIMEOUT_S", "")
     settings = LeptonSettings()
     assert not settings.broker_configured and settings.broker_url == "redis://127.0.0.1:6390/0"
-    assert settings.effective_visibility_timeout_s == settings.task_time_limit_s + 60
+    assert settings.visibility_timeout_s == 20 and settings.training_visibility_timeout_s > settings.train_time_limit_s
     monkeypatch.setenv("LEPTON_REDIS_URL", "redis://:hunter2@10.0.0.5:6379/0")
     configured = LeptonSettings()
     assert configured.broker_url.endswith("@10.0.0.5:6379/0")
@@ -23,9 +23,10 @@ def test_empty_variables_mean_the_defaults_and_the_url_stays_secret(monkeypatch:
 def test_time_limits_must_nest(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEPTON_TASK_TIME_LIMIT_S", "600")
     monkeypatch.setenv("LEPTON_TASK_SOFT_TIME_LIMIT_S", "500")
-    monkeypatch.setenv("LEPTON_VISIBILITY_TIMEOUT_S", "300")
-    with pytest.raises(ValidationError, match="LEPTON_VISIBILITY_TIMEOUT_S"):
-        LeptonSettings()
+    with pytest.raises(ValidationError, match="LEPTON_TASK_SOFT_TIME_LIMIT_S"):
+        LeptonSettings(task_soft_time_limit_s=700)
+    with pytest.raises(ValidationError, match="visibility_timeout_s"):
+        LeptonSettings(visibility_timeout_s=0.5)  # renewed every 0.125 s: too short to be a lease
 
 
 def test_the_env_example_lists_every_setting() -> None:

@@ -144,3 +144,65 @@ def test_an_entities_job_under_five_kills_answers_every_text_once_with_the_engin
     figures.add(
         "Worker faults", "SIGKILLs during an entities job survived", f"{ENTITY_KILLS} over {TEXTS:,} texts, exact"
     )
+
+
+FAULTS = ["--include", "tests.workers.faults"]
+# The default lease and restore interval: a dead worker's messages are back within 25 s of its last renewal.
+LEASE_DEFAULTS = {"LEPTON_VISIBILITY_TIMEOUT_S": "20", "LEPTON_RESTORE_INTERVAL_S": "5"}
+
+
+def test_a_whole_worker_killed_mid_chunk_gives_its_chunk_back_within_its_lease(
+    start_worker: Callable[..., WorkerProcess],
+    queue_settings: LeptonSettings,
+    redis_client: redis.Redis,
+    banking: LabelledTexts,
+    figures: Figures,
+) -> None:
+    """As a user saw it: a 5,000-text job whose worker is SIGKILLed (main process and pool) mid-chunk, while a
+    second worker idles. The chunk comes back in seconds (the default lease), not after minutes."""
+    from tests.workers.faults import HANG_ONCE, HANGING_KEY
+
+    workers = [start_worker(extra=FAULTS, env=LEASE_DEFAULTS) for _ in range(2)]
+    texts = (banking.texts * 3)[:5000]
+    texts[2500] = HANG_ONCE  # the first process to meet it hangs inside that chunk; the next one runs it
+    with LeptonClient(queue_settings) as client:
+        job = client.submit_bulk(texts, model="tiny", chunk_size=500)
+        hanging = redis_client.blpop([HANGING_KEY], timeout=120)
+        assert hanging, [worker.log_tail() for worker in workers]
+        pool_pid = int(hanging[1])
+        (holder,) = [w for w in workers if pool_pid in [c.pid for c in psutil.Process(w.process.pid).children()]]
+        holder.kill()  # SIGKILL of the whole worker: nothing of it acknowledges, gives back or renews anything
+        killed_at = time.monotonic()
+        status = job.wait(120)
+        back_in_s = time.monotonic() - killed_at
+        assert status.state == "succeeded"
+        assert [row["id"] for row in client.results(job.id)] == [str(i) for i in range(5000)]
+        runs = client.jobs.chunk_runs(job.id)
+        assert sorted(runs.values()) == [1] * 9 + [2], "the killed chunk ran once more, nothing else did"
+    assert back_in_s <= 30, f"the killed worker's chunk took {back_in_s:.1f} s to finish elsewhere (lease 20 s)"
+    figures.add(
+        "Worker faults", "whole worker SIGKILLed mid-chunk, a second one idle: job done after", f"{back_in_s:.1f} s"
+    )
+
+
+def test_a_task_longer_than_the_lease_on_a_live_worker_is_never_started_twice(
+    start_worker: Callable[..., WorkerProcess],
+    queue_settings: LeptonSettings,
+    banking: LabelledTexts,
+    figures: Figures,
+) -> None:
+    """A chunk that takes 2.5 leases on one worker while another idles: its holder renews it, nothing runs twice."""
+    from tests.workers.faults import SLOW
+
+    short_lease = {"LEPTON_VISIBILITY_TIMEOUT_S": "2", "LEPTON_RESTORE_INTERVAL_S": "1", "LEPTON_TEST_SLOW_S": "5"}
+    limits = {"LEPTON_TASK_SOFT_TIME_LIMIT_S": "20", "LEPTON_TASK_TIME_LIMIT_S": "25"}
+    for _ in range(2):
+        start_worker(extra=FAULTS, env={**short_lease, **limits})
+    texts = banking.texts[:400]
+    for index in (0, 100, 200, 300):
+        texts[index] = SLOW  # the chunk (or chunks) holding it take 5 s
+    with LeptonClient(queue_settings) as client:
+        job = client.submit_bulk(texts, model="tiny", chunk_size=100)
+        assert job.wait(120).state == "succeeded"
+        assert client.jobs.chunk_runs(job.id) == dict.fromkeys(range(4), 1)
+    figures.add("Worker faults", "chunks of up to 5 s under a 2 s lease on live workers, started twice", "0 of 4")
