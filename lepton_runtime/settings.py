@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,19 @@ class LeptonSettings(BaseSettings):
         default=None,
         description="Broker and result backend URL; may carry a password, so it is never logged. "
         "Unset: the embedded Redis that `lepton up` starts on loopback.",
+    )
+    redis_sentinels: str | None = Field(
+        default=None,
+        pattern=r"^[^,:\s]+:\d+(,[^,:\s]+:\d+)*$",
+        description="host:port,host:port of Redis Sentinels: every process asks them for the primary of "
+        "LEPTON_REDIS_SERVICE and finds the new one after a failover by itself (LEPTON_REDIS_URL is then unused).",
+    )
+    redis_service: str = Field(default="lepton", min_length=1, description="The Sentinels' name of the Redis primary.")
+    redis_password: SecretStr | None = Field(
+        default=None, description="With LEPTON_REDIS_SENTINELS: the password of the Redis primary and its replicas."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, description="With LEPTON_REDIS_SENTINELS: the password of the Sentinels themselves."
     )
     model_dir: Path = Field(default=Path(constants.DEFAULT_MODEL_DIR), description="Registry root.")
     model_store: str | None = Field(
@@ -125,8 +139,24 @@ class LeptonSettings(BaseSettings):
 
     @property
     def broker_url(self) -> str:
-        """The Redis URL to use (secret: never log it); the embedded default when none is configured."""
+        """The Redis URL to use (secret: never log it); the embedded default when none is configured. With
+        Sentinels, kombu's form: ``sentinel://[:password@]host:port/0`` per Sentinel, joined by ``;`` (see
+        ``sentinel_options``)."""
+        if self.redis_sentinels:
+            password = self.redis_password.get_secret_value() if self.redis_password else None
+            auth = f":{quote(password, safe='')}@" if password else ""
+            return ";".join(f"sentinel://{auth}{address}/0" for address in self.redis_sentinels.split(","))
         return self.redis_url.get_secret_value() if self.redis_url else constants.EMBEDDED_REDIS_URL
+
+    def sentinel_options(self) -> dict[str, Any]:
+        """What a Sentinel client needs beside ``broker_url`` (the service, the Sentinels' password); empty without
+        Sentinels. The keys are kombu's and Celery's transport options."""
+        if not self.redis_sentinels:
+            return {}
+        options: dict[str, Any] = {"master_name": self.redis_service}
+        if self.redis_sentinel_password:
+            options["sentinel_kwargs"] = {"password": self.redis_sentinel_password.get_secret_value()}
+        return options
 
     def quota_of(self, tenant: str) -> int:
         """Interactive requests ``tenant`` may have waiting."""
@@ -134,7 +164,7 @@ class LeptonSettings(BaseSettings):
 
     @property
     def broker_configured(self) -> bool:
-        return self.redis_url is not None
+        return self.redis_url is not None or self.redis_sentinels is not None
 
     @property
     def training_visibility_timeout_s(self) -> float:

@@ -51,7 +51,7 @@ from lepton_runtime.jobs import (
     TrainRequest,
     broker_errors,
     celery_config,
-    connect,
+    connect_with,
 )
 from lepton_runtime.jobs.fleet_status import ProcessStatus, fleet
 from lepton_runtime.jobs.keys import answer_list_key
@@ -243,7 +243,7 @@ class LeptonClient:
     def __init__(self, settings: LeptonSettings | None = None) -> None:
         self.settings = settings or load_settings()
         self._url = self.settings.broker_url
-        self.redis = connect(self._url)
+        self.redis = connect_with(self.settings)
         self.jobs = JobStore(self.redis, ttl_s=self.settings.job_ttl_s)
         self.training = TrainingRuns(self.redis, ttl_s=self.settings.job_ttl_s)
         self.lane = InteractiveLane(self.redis)

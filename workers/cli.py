@@ -24,7 +24,7 @@ from lepton_runtime.constants import (
 )
 from lepton_runtime.errors import ProviderUnavailableError
 from lepton_runtime.exposure import is_loopback
-from lepton_runtime.jobs import DeadLetterStore, JobStore, broker_errors, connect
+from lepton_runtime.jobs import DeadLetterStore, JobStore, broker_errors, connect_with
 from lepton_runtime.registry import ModelRegistry, open_registry
 from lepton_runtime.settings import LeptonSettings, load_settings
 
@@ -295,8 +295,8 @@ def up(concurrency: int | None, flower: bool, flower_port: int, trainer: bool, r
 
     settings = load_settings()
     processes, _ = pool_shape_for(settings.device, concurrency, settings.intra_op_threads)
-    url = settings.broker_url if settings.broker_configured else None
-    fleet = Fleet(FleetOptions(data_dir, redis_port, processes, flower, flower_port, trainer), url)
+    configured = settings if settings.broker_configured else None
+    fleet = Fleet(FleetOptions(data_dir, redis_port, processes, flower, flower_port, trainer), configured)
     # Ctrl-C and SIGTERM stop everything, even when started with SIGINT ignored (a shell's background job)
     signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -332,7 +332,7 @@ def dlq_list(queue: str | None, as_json: bool) -> None:
     """List dead letters, oldest first: task, id, error code, message, attempts, first and last seen."""
     settings = load_settings()
     with broker_errors(settings.broker_url):
-        letters = DeadLetterStore(connect(settings.broker_url)).list(queue)
+        letters = DeadLetterStore(connect_with(settings)).list(queue)
     if as_json:
         for letter in letters:
             click.echo(letter.model_dump_json())
@@ -356,7 +356,7 @@ def dlq_replay(ids: tuple[str, ...], replay_all: bool, queue: str | None) -> Non
         raise click.UsageError("give dead-letter IDs (see `lepton dlq list`) or --all")
     settings = load_settings()
     with broker_errors(settings.broker_url):
-        client = connect(settings.broker_url)
+        client = connect_with(settings)
         letters = DeadLetterStore(client, ttl_s=settings.job_ttl_s)
         jobs = JobStore(client, ttl_s=settings.job_ttl_s)
         app = create_app(settings)

@@ -41,6 +41,7 @@ class LocalRedis:
 
     Its memory policy is ``noeviction``: a full Redis refuses writes rather than drop queued jobs.
     ``also_bind``: further local addresses to listen on (a test network's host end); only with a password.
+    ``extra_config``: more lines for its config file (``replicaof``, ``masterauth``), kept private like the password.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class LocalRedis:
         appendonly: bool = True,
         password: str | None = None,
         also_bind: tuple[str, ...] = (),
+        extra_config: str = "",
     ) -> None:
         if also_bind and not password:
             raise ValueError("a Redis bound beyond loopback needs a password: pass password=...")
@@ -59,6 +61,7 @@ class LocalRedis:
         self.appendonly = appendonly
         self.password = password  # written to a private config file, never on the command line
         self.also_bind = also_bind
+        self.extra_config = extra_config  # more lines of its private config file (a replica's ``replicaof``)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,7 +78,7 @@ class LocalRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "redis.conf"
         config.touch(mode=0o600)
-        config.write_text(f'requirepass "{self.password}"\n' if self.password else "")
+        config.write_text((f'requirepass "{self.password}"\n' if self.password else "") + self.extra_config)
         command = [
             find_redis_server(),
             str(config.resolve()),

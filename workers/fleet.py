@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lepton_runtime.constants import TRAINING_QUEUE
-from lepton_runtime.jobs import connect, redacted
+from lepton_runtime.jobs import connect_with, redacted
+from lepton_runtime.settings import LeptonSettings
 from workers.embedded import LocalRedis
 from workers.processes import WARM_SHUTDOWN_TIMEOUT_S, ChildProcess, WorkerProcess
 
@@ -29,26 +30,28 @@ class FleetOptions:
 class Fleet:
     """Start in order (Redis, workers, Flower), stop in reverse; ``stop`` is safe to call at any point."""
 
-    def __init__(self, options: FleetOptions, configured_url: str | None) -> None:
+    def __init__(self, options: FleetOptions, configured: LeptonSettings | None) -> None:
+        """``configured``: settings that name a Redis (LEPTON_REDIS_URL or LEPTON_REDIS_SENTINELS); None: start one."""
         self.options = options
-        self.configured_url = configured_url
+        self.configured = configured
         self.redis: LocalRedis | None = None
         self.children: list[tuple[str, ChildProcess]] = []
-        self.url = configured_url or ""
+        self.url = configured.broker_url if configured else ""
         self.log_dir = options.data_dir / "logs"
 
     def start(self, report: Callable[[str], None] = print) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        if self.configured_url is None:
+        env = dict(os.environ)  # a configured Redis: the children read the same LEPTON_* variables
+        if self.configured is None:
             _refuse_if_port_taken(self.options.redis_port)
             self.redis = LocalRedis(self.options.redis_port, self.options.data_dir / "redis")
-            self.url = self.redis.start()
+            self.url = env["LEPTON_REDIS_URL"] = self.redis.start()
             report(f"redis    {self.url} (append-only file in {self.redis.data_dir})")
         else:
-            with connect(self.url) as client:
+            with connect_with(self.configured) as client:
                 client.ping()
-            report(f"redis    {redacted(self.url)} (LEPTON_REDIS_URL)")
-        env = {**os.environ, "LEPTON_REDIS_URL": self.url}
+            source = "LEPTON_REDIS_SENTINELS" if self.configured.redis_sentinels else "LEPTON_REDIS_URL"
+            report(f"redis    {redacted(self.url)} ({source})")
         worker = WorkerProcess(
             env,
             self.log_dir / "worker.log",

@@ -13,8 +13,12 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from lepton_runtime.jobs import connect
+import redis
+from pydantic import SecretStr
+
+from lepton_runtime.jobs import connect, connect_with
 from lepton_runtime.jobs.keys import worker_ready_key
+from lepton_runtime.settings import LeptonSettings
 
 # How long a worker may take to start and warm its models.
 WORKER_READY_TIMEOUT_S = 180.0
@@ -85,8 +89,8 @@ class WorkerProcess(ChildProcess):
     ) -> None:
         self.name = f"{name_prefix}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         self.processes = processes
-        self.redis_url = env["LEPTON_REDIS_URL"]
-        with connect(self.redis_url) as client:
+        self.env = env
+        with redis_of(env) as client:
             client.delete(worker_ready_key(self.name))
         command = ["worker", "--name", self.name, "--concurrency", str(processes), *arguments]
         super().__init__(command, env, log_path, cwd, run_through)
@@ -94,7 +98,7 @@ class WorkerProcess(ChildProcess):
     def wait_ready(self, timeout_s: float = WORKER_READY_TIMEOUT_S) -> None:
         """Block until every pool process announced itself; raise if the worker dies or takes too long."""
         announced, waited_s = 0, 0.0
-        with connect(self.redis_url) as client:
+        with redis_of(self.env) as client:
             while announced < self.processes:
                 if client.blpop([worker_ready_key(self.name)], timeout=1):
                     announced += 1
@@ -102,3 +106,17 @@ class WorkerProcess(ChildProcess):
                     raise RuntimeError(f"worker {self.name} exited ({self.process.returncode}):\n{self.log_tail()}")
                 elif (waited_s := waited_s + 1) >= timeout_s:
                     raise RuntimeError(f"worker {self.name} not ready after {timeout_s:.0f} s; see {self.log_path}")
+
+
+def redis_of(env: dict[str, str]) -> redis.Redis:
+    """A client of the Redis that the LEPTON_* variables of ``env`` name (a URL, or Sentinels and their service)."""
+    if sentinels := env.get("LEPTON_REDIS_SENTINELS"):
+        password, sentinel_password = env.get("LEPTON_REDIS_PASSWORD"), env.get("LEPTON_REDIS_SENTINEL_PASSWORD")
+        settings = LeptonSettings(
+            redis_sentinels=sentinels,
+            redis_service=env.get("LEPTON_REDIS_SERVICE") or "lepton",
+            redis_password=SecretStr(password) if password else None,
+            redis_sentinel_password=SecretStr(sentinel_password) if sentinel_password else None,
+        )
+        return connect_with(settings)
+    return connect(env["LEPTON_REDIS_URL"])

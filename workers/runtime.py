@@ -12,7 +12,7 @@ from typing import Any, Literal
 from lepton_runtime.errors import LeptonError
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
-from lepton_runtime.jobs import DeadLetterStore, DeliveryCounter, JobStore, TrainingRuns, connect
+from lepton_runtime.jobs import DeadLetterStore, DeliveryCounter, JobStore, TrainingRuns, connect_with
 from lepton_runtime.jobs.keys import worker_ready_key
 from lepton_runtime.jobs.lanes import InteractiveLane
 from lepton_runtime.machine import available_cores
@@ -55,7 +55,7 @@ class WorkerRuntime:
     def __init__(self, settings: LeptonSettings, options: WorkerOptions) -> None:
         self.settings = settings
         self.options = options
-        self.redis = connect(settings.broker_url)
+        self.redis = connect_with(settings)
         self.jobs = JobStore(self.redis, ttl_s=settings.job_ttl_s)
         self.dead_letters = DeadLetterStore(self.redis, ttl_s=settings.job_ttl_s)
         self.deliveries = DeliveryCounter(self.redis, ttl_s=settings.job_ttl_s)

@@ -10,7 +10,7 @@ import redis
 from celery import Celery, bootsteps
 from kombu.exceptions import OperationalError
 
-from lepton_runtime.jobs import connect
+from lepton_runtime.jobs import connect_with
 from lepton_runtime.jobs.keys import LOST_CHUNK_SWEEP_LOCK_KEY
 from lepton_runtime.jobs.repair import lost_chunks
 from lepton_runtime.jobs.sending import send_chunks
@@ -37,7 +37,7 @@ class LostChunkSweeper:
 
     def __init__(self, celery: Celery, settings: LeptonSettings, worker_name: str) -> None:
         self.celery = celery
-        self.redis = connect(settings.broker_url)
+        self.redis = connect_with(settings)
         self.interval_s = sweep_interval_s(settings)
         self.stalled_after_s = stalled_after_s(settings)
         self.worker_name = worker_name

@@ -1,6 +1,6 @@
 """Job records in Redis shared by producers and workers: bulk jobs, training runs, dead letters, delivery counts."""
 
-from lepton_runtime.jobs.connection import broker_errors, connect, redacted
+from lepton_runtime.jobs.connection import broker_errors, connect, connect_with, redacted
 from lepton_runtime.jobs.dead_letters import DeadLetter, DeadLetterStore, new_dead_letter
 from lepton_runtime.jobs.deliveries import DeliveryCounter
 from lepton_runtime.jobs.protocol import celery_config
@@ -52,5 +52,6 @@ __all__ = [
     "broker_errors",
     "celery_config",
     "connect",
+    "connect_with",
     "redacted",
 ]

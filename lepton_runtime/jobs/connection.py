@@ -4,37 +4,80 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from lepton_runtime.errors import BrokerUnavailableError
+from lepton_runtime.settings import LeptonSettings
 
 # Seconds to wait for a connection and for one command's answer.
 SOCKET_CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 30.0
 # Reconnect attempts of one command, with exponential backoff and jitter between them.
 COMMAND_RETRIES = 5
+SENTINEL_PORT = 26379
 
 
-def connect(url: str) -> redis.Redis:
-    """A client for ``url`` (``redis://[:password@]host:port/db``) answering ``str``, retrying lost connections."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_S,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_keepalive=True,
-        health_check_interval=30,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.1, cap=5.0), COMMAND_RETRIES),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+def connect(
+    url: str,
+    *,
+    master_name: str | None = None,
+    sentinel_kwargs: dict[str, Any] | None = None,
+    timeout_s: float | None = None,
+    retries: int = COMMAND_RETRIES,
+) -> redis.Redis:
+    """A client for ``url`` (``redis://[:password@]host:port/db``) answering ``str``, retrying lost connections.
+
+    A Sentinel URL (``sentinel://[:password@]host:port/db;sentinel://...``, what ``LeptonSettings.broker_url`` gives
+    with LEPTON_REDIS_SENTINELS) needs ``master_name``: the client asks the Sentinels for that primary, and again
+    whenever a connection fails or the server it reaches is no longer the primary (after a failover).
+    ``timeout_s`` shortens the connect and command timeouts (defaults: SOCKET_*_TIMEOUT_S)."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": timeout_s or SOCKET_CONNECT_TIMEOUT_S,
+        "socket_timeout": timeout_s or SOCKET_TIMEOUT_S,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.1, cap=5.0), retries),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
+    if not url.startswith("sentinel://"):
+        return redis.Redis.from_url(url, **options)
+    if not master_name:
+        raise ValueError("a Sentinel URL needs the service name (LEPTON_REDIS_SERVICE)")
+    addresses = [urlsplit(part) for part in url.split(";")]
+    first = addresses[0]
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        [(address.hostname or "127.0.0.1", address.port or SENTINEL_PORT) for address in addresses],
+        sentinel_kwargs={
+            "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S,
+            "socket_timeout": SOCKET_CONNECT_TIMEOUT_S,
+            **(sentinel_kwargs or {}),
+        },
+        password=unquote(first.password) if first.password else None,
+        db=int(first.path.strip("/") or 0),
+        **options,
     )
+    primary: redis.Redis = sentinels.master_for(master_name, redis_class=redis.Redis)  # type: ignore[no-untyped-call]
+    return primary
+
+
+def connect_with(
+    settings: LeptonSettings, *, timeout_s: float | None = None, retries: int = COMMAND_RETRIES
+) -> redis.Redis:
+    """The client ``settings`` name: LEPTON_REDIS_URL's server, or the primary the Sentinels name."""
+    return connect(settings.broker_url, timeout_s=timeout_s, retries=retries, **settings.sentinel_options())
 
 
 def redacted(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
+    """``url`` without its password, for messages and logs (each Sentinel of a Sentinel URL)."""
+    if ";" in url:
+        return ";".join(redacted(part) for part in url.split(";"))
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""

@@ -27,8 +27,10 @@ TASK_QUEUES = {CLASSIFY_TASK: INFERENCE_QUEUE, BULK_CHUNK_TASK: INFERENCE_QUEUE,
 INTERACTIVE_PRIORITY = 0
 BULK_PRIORITY = 6
 RESULT_BACKEND_CLASS = "lepton_runtime.jobs.result_backend:LeptonResultBackend"
+SENTINEL_RESULT_BACKEND_CLASS = "lepton_runtime.jobs.result_backend:LeptonSentinelResultBackend"
 # kombu's Redis transport, mended so that a Redis outage never ends a worker (jobs/transport.py).
 BROKER_TRANSPORT_CLASS = "lepton_runtime.jobs.transport:Transport"
+SENTINEL_BROKER_TRANSPORT_CLASS = "lepton_runtime.jobs.transport:SentinelTransport"
 # Results of one-shot tasks (`lepton.classify`) are kept this long in the result backend.
 RESULT_TTL_S = 24 * 3600
 
@@ -43,6 +45,9 @@ def celery_config(settings: LeptonSettings, *, consumes: Collection[str] = (INFE
         # give abandoned messages back every restore interval (kombu scans every Nth call otherwise)
         "unacked_restore_interval": settings.restore_interval_s,
         "unacked_restore_throttle": 1,
+        # the lock of a restore scan (milliseconds of work) expires soon: one left by a process killed mid-scan, or
+        # copied to a replica that a failover promotes, would otherwise stop every restore for kombu's 300 s
+        "unacked_mutex_expire": max(10, int(2 * settings.restore_interval_s)),
         # one list per priority, consumed strictly in order: a one-text request never waits behind
         # a bulk job's thousands of chunks
         "priority_steps": list(PRIORITY_STEPS),
@@ -51,21 +56,28 @@ def celery_config(settings: LeptonSettings, *, consumes: Collection[str] = (INFE
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
         "health_check_interval": 25,
+        **settings.sentinel_options(),  # with Sentinels: the service's name, their password
     }
+    sentinels = bool(settings.sentinel_options())
+    backend = SENTINEL_RESULT_BACKEND_CLASS if sentinels else RESULT_BACKEND_CLASS
     return {
         "broker_url": settings.broker_url,
         # Celery's Redis backend with a one-round-trip store (jobs/result_backend.py), named by path:
         # importing this module still imports no celery
-        "result_backend": f"{RESULT_BACKEND_CLASS}+{settings.broker_url}",
+        "result_backend": f"{backend}+{settings.broker_url}",
         # JSON only: a pickle message is refused before it is decoded
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "event_serializer": "json",
-        "broker_transport": BROKER_TRANSPORT_CLASS,
+        "broker_transport": SENTINEL_BROKER_TRANSPORT_CLASS if sentinels else BROKER_TRANSPORT_CLASS,
         "broker_transport_options": transport,
-        "result_backend_transport_options": {"global_keyprefix": REDIS_KEY_PREFIX, "retry_policy": {"timeout": 5.0}},
+        "result_backend_transport_options": {
+            "global_keyprefix": REDIS_KEY_PREFIX,
+            "retry_policy": {"timeout": 5.0},
+            **settings.sentinel_options(),
+        },
         "result_expires": RESULT_TTL_S,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

@@ -11,14 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from celery import states
-from celery.backends.redis import RedisBackend
+from celery.backends.redis import RedisBackend, SentinelBackend
 from celery.exceptions import BackendStoreError
 
 from lepton_runtime.jobs.scripts import STORE_UNLESS_SUCCEEDED
 
 
 class LeptonResultBackend(RedisBackend):  # type: ignore[misc]
-    """RedisBackend with the one-round-trip store; named by path in protocol.celery_config."""
+    """RedisBackend with the one-round-trip store; named by path in protocol.celery_config (with Sentinels, the
+    subclass below)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -52,3 +53,7 @@ class LeptonResultBackend(RedisBackend):  # type: ignore[misc]
         ttl_s = self.failure_expires if state == states.FAILURE else self.expires
         self.ensure(self._store_script, ([self.get_key_for_task(task_id)], [value, int(ttl_s or 0)]))
         return result
+
+
+class LeptonSentinelResultBackend(LeptonResultBackend, SentinelBackend):  # type: ignore[misc]
+    """The same store on the primary that Redis Sentinels name."""

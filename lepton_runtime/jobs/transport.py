@@ -115,7 +115,11 @@ class QoS(kombu_redis.QoS):
         LEASES.hold(self)
 
     def held_tags(self) -> list[str]:
-        """The tags of the messages this channel holds (taken, not acknowledged); read from the renewing thread."""
+        """The tags of the messages this channel holds (taken, not acknowledged); read from the renewing thread.
+        A closed channel holds none: Celery gives up its tasks after a lost connection (and the tags its close
+        could not give back, Redis being away, must expire like a dead worker's, not be renewed forever)."""
+        if self.channel.closed:
+            return []
         while True:
             try:
                 return list(self._delivered)
@@ -143,3 +147,11 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The same mends and leases on a connection to the primary that Redis Sentinels name."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel

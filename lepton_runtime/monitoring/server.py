@@ -36,7 +36,7 @@ def serve_metrics(settings: LeptonSettings, address: str, port: int) -> WSGIServ
     """Serve /metrics in a daemon thread of this (the worker's main) process; returns the server."""
     from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess
 
-    from lepton_runtime.jobs import connect
+    from lepton_runtime.jobs import connect_with
     from lepton_runtime.monitoring.collectors import GpuCollector, QueueCollector
 
     tokens = [token.get_secret_value().encode() for token in settings.api_tokens]
@@ -47,7 +47,7 @@ def serve_metrics(settings: LeptonSettings, address: str, port: int) -> WSGIServ
         )
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    registry.register(QueueCollector(connect(settings.broker_url)))
+    registry.register(QueueCollector(connect_with(settings)))
     registry.register(GpuCollector())
     metrics_app = make_wsgi_app(registry)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lepton_runtime.registry.notices import RegistryNotices
+from lepton_runtime.jobs.connection import connect_with
+from lepton_runtime.registry.notices import ANNOUNCE_TIMEOUT_S, RegistryNotices
 from lepton_runtime.registry.store import ModelRegistry
 from lepton_runtime.settings import LeptonSettings
 
@@ -22,5 +23,6 @@ def open_registry(settings: LeptonSettings) -> ModelRegistry:
         )  # fmt: skip
     else:
         registry = ModelRegistry(settings.model_dir)
-    registry.on_alias_move = RegistryNotices(settings.broker_url).announce
+    quick = connect_with(settings, timeout_s=ANNOUNCE_TIMEOUT_S, retries=0)
+    registry.on_alias_move = RegistryNotices(quick).announce
     return registry

@@ -31,13 +31,11 @@ WARM_MARK_TTL_S = 3600
 
 
 class RegistryNotices:
-    """Raise the registry's change counter in the Redis at ``url`` (with short timeouts: telling never holds a move
-    up for long)."""
+    """Raise the registry's change counter through ``client`` (give it short timeouts, ANNOUNCE_TIMEOUT_S: telling
+    never holds a move up for long)."""
 
-    def __init__(self, url: str) -> None:
-        self.redis = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=ANNOUNCE_TIMEOUT_S, socket_timeout=ANNOUNCE_TIMEOUT_S
-        )
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
 
     def announce(self, name: str) -> None:
         """Tell readers that an alias of ``name`` moved; a Redis that does not answer is logged, not raised."""

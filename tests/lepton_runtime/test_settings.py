@@ -37,3 +37,25 @@ def test_the_env_example_lists_every_setting() -> None:
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     missing = [name for name in LeptonSettings.model_fields if f"LEPTON_{name.upper()}=" not in text]
     assert not missing, f".env.example lacks {missing}"
+
+
+def test_sentinels_give_kombus_url_and_options_and_passwords_stay_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lepton_runtime.jobs import redacted
+    from lepton_runtime.jobs.protocol import celery_config
+
+    monkeypatch.setenv("LEPTON_REDIS_SENTINELS", "10.0.0.1:26379,10.0.0.2:26380")
+    monkeypatch.setenv("LEPTON_REDIS_PASSWORD", "p@ss/word")
+    monkeypatch.setenv("LEPTON_REDIS_SENTINEL_PASSWORD", "sentinel-secret")
+    settings = LeptonSettings()
+    assert settings.broker_configured
+    assert settings.broker_url == "sentinel://:p%40ss%2Fword@10.0.0.1:26379/0;sentinel://:p%40ss%2Fword@10.0.0.2:26380/0"
+    assert settings.sentinel_options() == {"master_name": "lepton", "sentinel_kwargs": {"password": "sentinel-secret"}}
+    assert redacted(settings.broker_url) == "sentinel://10.0.0.1:26379/0;sentinel://10.0.0.2:26380/0"
+    config = celery_config(settings)
+    assert config["broker_transport"].endswith(":SentinelTransport")
+    assert config["result_backend"].startswith("lepton_runtime.jobs.result_backend:LeptonSentinelResultBackend+")
+    assert config["result_backend_transport_options"]["master_name"] == "lepton"
+    assert "sentinel-secret" not in repr(settings) and "p@ss" not in repr(settings)
+    monkeypatch.setenv("LEPTON_REDIS_SENTINELS", "10.0.0.1")  # no port
+    with pytest.raises(ValidationError, match="redis_sentinels"):
+        LeptonSettings()

@@ -1,0 +1,139 @@
+"""A Redis primary, a replica and three Sentinels on loopback, with passwords: the smallest group that fails over."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from tests.queue_fixtures import free_port
+from workers.embedded import START_TIMEOUT_S, LocalRedis, find_redis_server
+
+SERVICE = "lepton"
+QUORUM = 2
+DOWN_AFTER_MS = 1000
+FAILOVER_TIMEOUT_MS = 5000
+
+
+class SentinelGroup:
+    """``start`` brings up the primary, its replica and the Sentinels and waits until they see each other."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.password = f"redis-{uuid.uuid4().hex}"
+        self.sentinel_password = f"sentinel-{uuid.uuid4().hex}"
+        # the first full sync at once (Redis waits 5 s for more replicas by default)
+        common = f'masterauth "{self.password}"\nrepl-diskless-sync-delay 0\n'
+        self.primary = LocalRedis(free_port(), root / "primary", password=self.password, extra_config=common)
+        self.replica = LocalRedis(
+            free_port(),
+            root / "replica",
+            password=self.password,
+            extra_config=f"{common}replicaof 127.0.0.1 {self.primary.port}\n",
+        )
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The LEPTON_* variables of every process of the fleet (no LEPTON_REDIS_URL is needed)."""
+        return {
+            "LEPTON_REDIS_SENTINELS": ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports),
+            "LEPTON_REDIS_SERVICE": SERVICE,
+            "LEPTON_REDIS_PASSWORD": self.password,
+            "LEPTON_REDIS_SENTINEL_PASSWORD": self.sentinel_password,
+        }
+
+    def start(self) -> None:
+        self.primary.start()
+        self.replica.start()
+        for port in self.sentinel_ports:
+            directory = self.root / f"sentinel-{port}"
+            directory.mkdir(parents=True)
+            config = directory / "sentinel.conf"
+            config.touch(mode=0o600)
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {directory}\nlogfile {directory / 'sentinel.log'}\n"
+                f'requirepass "{self.sentinel_password}"\n'
+                f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} {QUORUM}\n"
+                f'sentinel auth-pass {SERVICE} "{self.password}"\n'
+                f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
+            )
+            self.sentinels.append(
+                subprocess.Popen(
+                    [find_redis_server(), str(config), "--sentinel"], stdin=subprocess.DEVNULL, start_new_session=True
+                )
+            )
+        self._wait_until(self._replica_in_sync, "see the replica in sync with the primary")
+
+    def sentinel(self, index: int = 0) -> redis.Redis:
+        port = self.sentinel_ports[index]
+        return redis.Redis(port=port, password=self.sentinel_password, decode_responses=True, socket_timeout=2)
+
+    def primary_port(self) -> int | None:
+        """The port of the primary as the first Sentinel that answers names it."""
+        for index in range(len(self.sentinel_ports)):
+            with contextlib.suppress(redis.RedisError), self.sentinel(index) as client:
+                address = client.sentinel_get_master_addr_by_name(SERVICE)
+                return int(address[1]) if address else None
+        return None
+
+    def kill_primary(self) -> int:
+        """SIGKILL the primary (no shutdown, no last write); returns its port."""
+        assert self.primary.process is not None
+        self.primary.process.send_signal(signal.SIGKILL)
+        self.primary.process.wait()
+        return self.primary.port
+
+    def wait_for_failover(self, timeout_s: float = 30) -> int:
+        """Block until the Sentinels name the replica as the primary and it accepts writes; returns its port."""
+        self._wait_until(lambda: self.primary_port() == self.replica.port and self._writable(self.replica.port),
+                         "promote the replica", timeout_s)  # fmt: skip
+        return self.replica.port
+
+    def stop(self) -> None:
+        for process in self.sentinels:
+            process.kill()
+            process.wait()
+        for server in (self.replica, self.primary):
+            with contextlib.suppress(Exception):
+                server.stop()
+
+    def _replica_in_sync(self) -> bool:
+        """The replica's link to the primary is up and every Sentinel knows both."""
+        with (
+            contextlib.suppress(redis.RedisError),
+            redis.Redis(port=self.replica.port, password=self.password) as replica,
+        ):
+            if replica.info("replication").get("master_link_status") != "up":
+                return False
+        for index in range(len(self.sentinel_ports)):
+            with contextlib.suppress(redis.RedisError), self.sentinel(index) as client:
+                if self.primary_port() != self.primary.port or not any(
+                    int(known["port"]) == self.replica.port and not known["is_sdown"]
+                    for known in client.sentinel_slaves(SERVICE)
+                ):
+                    return False
+                continue
+            return False
+        return True
+
+    def _writable(self, port: int) -> bool:
+        with contextlib.suppress(redis.RedisError), redis.Redis(port=port, password=self.password) as client:
+            return client.info("replication")["role"] == "master"
+        return False
+
+    @staticmethod
+    def _wait_until(condition: Callable[[], bool], what: str, timeout_s: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Sentinels did not {what} within {timeout_s:.0f} s")
+            time.sleep(0.1)  # Sentinels gossip on their own clock: nothing to wait on but their answers
