@@ -52,6 +52,11 @@ def check_text(index: int, text: Any, limits: TextLimits) -> InputIssue | None:
         return InputIssue(field, "text is empty or only whitespace", "at least 1 visible character")
     if len(text) > limits.max_text_chars:
         return InputIssue(field, f"text has {len(text)} characters", f"{limits.max_text_chars} characters")
+    if not any(character.isprintable() and not character.isspace() for character in text):
+        return InputIssue(
+            field, "text has no visible character (only zero-width, format or control characters)",
+            "at least 1 visible character",
+        )  # fmt: skip
     if "\x00" in text:
         return InputIssue(field, "text contains a NUL character (\\x00); remove it")
     if (problem := surrogate_problem(text)) is not None:

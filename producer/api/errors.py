@@ -84,6 +84,10 @@ def issue_of(error: Any) -> InputIssue:
             ' such as {"texts": ["..."], "model": "name"}',
         )
     field = ".".join(str(part) for part in error["loc"] if part != "body") or "body"
+    if field == "body" and error.get("type") == "missing":
+        return InputIssue(
+            "body", 'the request has no body; send a JSON object such as {"texts": ["..."], "model": "name"}'
+        )
     return InputIssue(field, str(error["msg"]))
 
 

@@ -48,7 +48,9 @@ def test_sentinels_give_kombus_url_and_options_and_passwords_stay_secret(monkeyp
     monkeypatch.setenv("LEPTON_REDIS_SENTINEL_PASSWORD", "sentinel-secret")
     settings = LeptonSettings()
     assert settings.broker_configured
-    assert settings.broker_url == "sentinel://:p%40ss%2Fword@10.0.0.1:26379/0;sentinel://:p%40ss%2Fword@10.0.0.2:26380/0"
+    assert (
+        settings.broker_url == "sentinel://:p%40ss%2Fword@10.0.0.1:26379/0;sentinel://:p%40ss%2Fword@10.0.0.2:26380/0"
+    )
     assert settings.sentinel_options() == {"master_name": "lepton", "sentinel_kwargs": {"password": "sentinel-secret"}}
     assert redacted(settings.broker_url) == "sentinel://10.0.0.1:26379/0;sentinel://10.0.0.2:26380/0"
     config = celery_config(settings)

@@ -20,7 +20,12 @@ def test_the_app_registers_exactly_the_contract_and_is_safe_by_default() -> None
     assert conf.accept_content == ["json"] and conf.task_serializer == "json" and conf.result_accept_content == ["json"]
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
     assert conf.worker_send_task_events  # Flower sees received, started, succeeded, failed, retried
-    assert conf.task_soft_time_limit < conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
+    assert conf.task_soft_time_limit < conf.task_time_limit
+    # a held message is a lease its worker renews (jobs/transport.py): short, so a dead worker's work comes back soon
+    transport = conf.broker_transport_options
+    assert transport["visibility_timeout"] == 20 and transport["unacked_restore_interval"] == 5
+    assert transport["unacked_mutex_expire"] <= 10  # kombu's 300 s lock would stall restores after a failover
+    assert conf.broker_transport.endswith("jobs.transport:Transport")
     assert conf.broker_transport_options["global_keyprefix"] == "lepton:"
     assert conf.task_routes["lepton.classify"]["queue"] == conf.task_routes["lepton.bulk.chunk"]["queue"]
     assert conf.task_routes["lepton.bulk.chunk"]["queue"] == "lepton.inference"
