@@ -272,7 +272,7 @@ def flower(address: str, port: int, flower_args: tuple[str, ...]) -> None:
     type=int,
     default=EMBEDDED_REDIS_PORT,
     show_default=True,
-    help="Port of the local Redis (only when LEPTON_REDIS_URL is not set).",
+    help="Port of the local Redis (only when neither LEPTON_REDIS_URL nor LEPTON_REDIS_SENTINELS is set).",
 )
 @click.option(
     "--data-dir",
@@ -282,9 +282,9 @@ def flower(address: str, port: int, flower_args: tuple[str, ...]) -> None:
     help="Where the local Redis keeps its append-only file, and the logs.",
 )
 def up(concurrency: int | None, flower: bool, flower_port: int, trainer: bool, redis_port: int, data_dir: Path) -> None:
-    """Start the embedded default: a local Redis on loopback (unless LEPTON_REDIS_URL is set), an
-    inference worker, a training worker and Flower. Ctrl-C stops them cleanly: the workers finish
-    their tasks, Redis saves.
+    """Start the embedded default: a local Redis on loopback (unless LEPTON_REDIS_URL or
+    LEPTON_REDIS_SENTINELS names one), an inference worker, a training worker and Flower. Ctrl-C
+    stops them cleanly: the workers finish their tasks, Redis saves.
 
     \b
     Then, in another shell:

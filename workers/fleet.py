@@ -63,7 +63,7 @@ class Fleet:
         worker.wait_ready()
         report(f"worker   {worker.name}: {worker.processes} processes, log {worker.log_path}")
         if self.options.trainer:
-            # a process of its own: the training queue's visibility timeout is hours, the inference one's minutes
+            # a process of its own: the training queue's visibility timeout is hours, the inference one's a 20 s lease
             trainer = WorkerProcess(
                 env, self.log_dir / "trainer.log", processes=1, arguments=["-Q", TRAINING_QUEUE],
                 name_prefix="lepton-up",

@@ -19,8 +19,9 @@ class BulkChunkTask(LeptonTask):
     """A chunk that fails for good fails in its job too, so the job finishes (failed) and can be retried."""
 
     def gave_up(self, runtime: WorkerRuntime, args: tuple[Any, ...], code: str, message: str) -> None:
-        job_id, chunk = args[0], int(args[1])
-        runtime.jobs.fail_chunk(job_id, chunk, code, message)
+        if len(args) != 2 or not isinstance(args[0], str) or not str(args[1]).isdigit():
+            return  # not a chunk of any job (a malformed message): the dead letter is all there is to record
+        runtime.jobs.fail_chunk(args[0], int(args[1]), code, message)
 
     def payload_ref(self, args: tuple[Any, ...]) -> str | None:
         return f"{JobKeys(args[0]).inputs}#{args[1]}"

@@ -130,6 +130,39 @@ class QoS(kombu_redis.QoS):
 class Channel(kombu_redis.Channel):
     QoS = QoS
 
+    def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, **kwargs: Any) -> None:
+        """As kombu's, but a message that neither kombu nor Celery can read (a body that is not base64, a payload
+        without properties: what a buggy or hostile producer may push into the list) is logged and dropped. Before,
+        Celery's consumer died of it ("Unrecoverable error") and the worker stopped consuming."""
+        super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)  # type: ignore[no-untyped-call]
+        deliver = self.connection._callbacks[queue]
+
+        def guarded(raw_message: Any) -> Any:
+            try:
+                return deliver(raw_message)
+            except self.connection_errors:
+                raise
+            except Exception as error:
+                self._drop_unreadable(raw_message, error, queue)
+                return None
+
+        self.connection._callbacks[queue] = guarded
+
+    def _drop_unreadable(self, raw_message: Any, error: Exception, queue: str) -> None:
+        headers = raw_message.get("headers") if isinstance(raw_message, dict) else None
+        logger.error(
+            "dropped an unreadable message from %s (%s: %s); headers: %.300r",
+            queue,
+            type(error).__name__,
+            error,
+            headers,
+        )
+        properties = raw_message.get("properties") if isinstance(raw_message, dict) else None
+        tag = properties.get("delivery_tag") if isinstance(properties, dict) else None
+        if tag is not None and tag in self.qos._delivered:
+            with contextlib.suppress(Exception):  # taken already: off the unacknowledged hash, or it comes back
+                self.qos.reject(tag, requeue=False)
+
     def _do_restore_message(
         self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
     ) -> None:

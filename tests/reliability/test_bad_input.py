@@ -271,3 +271,51 @@ def test_a_text_with_a_lone_surrogate_fails_only_its_item_wherever_it_enters(
     figures.add(
         "Bad input", "a lone surrogate (valid JSON, not UTF-8) in a text, 7 ways in", "item error `invalid_input`"
     )
+
+
+def _celery_message(task: str, body: Any, *, headers: dict[str, Any] | None = None, raw_body: str | None = None) -> str:
+    """A Celery protocol-2 message as kombu's Redis transport stores it, or one broken on purpose."""
+    task_id = uuid.uuid4().hex
+    encoded = raw_body if raw_body is not None else base64.b64encode(json.dumps(body).encode()).decode()
+    return json.dumps({
+        "body": encoded, "content-encoding": "utf-8", "content-type": "application/json",
+        "headers": {"lang": "py", "task": task, "id": task_id, "root_id": task_id} if headers is None else headers,
+        "properties": {
+            "correlation_id": task_id, "delivery_mode": 2, "priority": 0, "body_encoding": "base64",
+            "delivery_info": {"exchange": "", "routing_key": "lepton.inference"}, "delivery_tag": uuid.uuid4().hex,
+        },
+    })  # fmt: skip
+
+
+def test_malformed_celery_messages_pushed_into_the_queue_kill_no_worker(
+    fleet: Fleet, redis_client: redis.Redis, figures: Figures
+) -> None:
+    """What a buggy or hostile producer could push straight into the inference queue: each is refused or fails
+    alone; the worker's processes stay, and a request sent after them is answered."""
+    messages = {
+        "an unknown task name": _celery_message("lepton.nope", [[], {}, {}]),
+        "no task header": _celery_message("lepton.classify", [[], {}, {}], headers={}),
+        "classify with a number for its texts": _celery_message("lepton.classify", [[42, "tiny", None], {}, {}]),
+        "classify with too many arguments": _celery_message("lepton.classify", [[["a"], "tiny", None, 1, 2], {}, {}]),
+        "a chunk of a job that does not exist": _celery_message("lepton.bulk.chunk", [["no-such-job", 0], {}, {}]),
+        "a chunk index that is a string": _celery_message("lepton.bulk.chunk", [[fleet.healthy_job_id, "x"], {}, {}]),
+        "a body that is not JSON": _celery_message(
+            "lepton.classify", None, raw_body=base64.b64encode(b"{nope").decode()
+        ),
+        "a body that is not base64": _celery_message("lepton.classify", None, raw_body="%%%"),
+        "a 10 MB body": _celery_message("lepton.classify", [[["x" * 10_000_000], "tiny", None], {}, {}]),
+    }
+    queue = queue_lists("lepton.inference")[0]
+    for message in messages.values():
+        redis_client.lpush(queue, message)
+    # a request in the same queue, behind them (more texts than the interactive lane takes): answered after them
+    after = fleet.client.classify(["a fine film"] * 80, model="tiny").wait(120)
+    assert len(after) == 80 and after[0].label
+    assert redis_client.llen(queue) == 0, "every message was taken off the queue"
+    assert fleet.client.wait(fleet.healthy_job_id, 180).state == "succeeded", "other work is unaffected"
+    assert fleet.worker.process.poll() is None
+    assert sorted(child.pid for child in psutil.Process(fleet.worker.process.pid).children()) == fleet.pool_pids
+    for name in messages:
+        figures.add(
+            "Bad input", f"Celery message pushed into the queue: {name}", "refused or failed alone; no process died"
+        )
