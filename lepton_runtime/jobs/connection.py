@@ -54,9 +54,9 @@ def connect(
     first = addresses[0]
     sentinels = Sentinel(  # type: ignore[no-untyped-call]
         [(address.hostname or "127.0.0.1", address.port or SENTINEL_PORT) for address in addresses],
-        sentinel_kwargs={
-            "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S,
-            "socket_timeout": SOCKET_CONNECT_TIMEOUT_S,
+        sentinel_kwargs={  # a Sentinel answers at once or not at all: the short timeout for both
+            "socket_connect_timeout": timeout_s or SOCKET_CONNECT_TIMEOUT_S,
+            "socket_timeout": timeout_s or SOCKET_CONNECT_TIMEOUT_S,
             **(sentinel_kwargs or {}),
         },
         password=unquote(first.password) if first.password else None,

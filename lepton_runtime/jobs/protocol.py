@@ -38,6 +38,7 @@ RESULT_TTL_S = 24 * 3600
 def celery_config(settings: LeptonSettings, *, consumes: Collection[str] = (INFERENCE_QUEUE,)) -> dict[str, Any]:
     """Celery settings (lower-case names) for ``app.conf.update``; ``consumes``: the queues a worker takes."""
     training = TRAINING_QUEUE in consumes
+    sentinel = settings.sentinel_options()  # with Sentinels: the service's name, their password; else empty
     transport = {
         "global_keyprefix": REDIS_KEY_PREFIX,
         "visibility_timeout": (settings.training_visibility_timeout_s if training else settings.visibility_timeout_s),
@@ -56,10 +57,9 @@ def celery_config(settings: LeptonSettings, *, consumes: Collection[str] = (INFE
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
         "health_check_interval": 25,
-        **settings.sentinel_options(),  # with Sentinels: the service's name, their password
+        **sentinel,
     }
-    sentinels = bool(settings.sentinel_options())
-    backend = SENTINEL_RESULT_BACKEND_CLASS if sentinels else RESULT_BACKEND_CLASS
+    backend = SENTINEL_RESULT_BACKEND_CLASS if sentinel else RESULT_BACKEND_CLASS
     return {
         "broker_url": settings.broker_url,
         # Celery's Redis backend with a one-round-trip store (jobs/result_backend.py), named by path:
@@ -71,12 +71,12 @@ def celery_config(settings: LeptonSettings, *, consumes: Collection[str] = (INFE
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "event_serializer": "json",
-        "broker_transport": SENTINEL_BROKER_TRANSPORT_CLASS if sentinels else BROKER_TRANSPORT_CLASS,
+        "broker_transport": SENTINEL_BROKER_TRANSPORT_CLASS if sentinel else BROKER_TRANSPORT_CLASS,
         "broker_transport_options": transport,
         "result_backend_transport_options": {
             "global_keyprefix": REDIS_KEY_PREFIX,
             "retry_policy": {"timeout": 5.0},
-            **settings.sentinel_options(),
+            **sentinel,
         },
         "result_expires": RESULT_TTL_S,
         "broker_connection_retry_on_startup": True,
