@@ -4,22 +4,31 @@ a message is delivered -> counted; more starts than ``max_deliveries`` -> dead l
 the task raises a transient error -> retried with exponential backoff and full jitter
 it raises a permanent error       -> fails at once with the error's stable code
 it raises anything else           -> a bug: no retry, dead letter with the traceback
+the work is already settled       -> (another delivery finished it) a late failure records nothing
 Redis does not answer (refused, timed out, or the time limit struck while waiting on it)
                                   -> an outage, not the input's fault: the message is given back (redelivered
                                      once Redis answers, here or on another worker) and nothing is recorded,
                                      since every record lives in the Redis that cannot be reached; a retry
                                      would have to be published through that same Redis
+
+The soft time limit is armed for the task body only. Billiard signals it whenever the limit passes before the
+pool hears that the task ended, which includes the moments after the body returned while Celery stores and logs
+the result; struck there, Celery would overwrite the stored success with a failure and dead-letter done work.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 from traceback import format_exc, walk_tb
 from typing import Any
 
 import redis
 from billiard.einfo import ExceptionInfo
+from billiard.pool import SIG_SOFT_TIMEOUT, soft_timeout_sighandler
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
@@ -83,6 +92,20 @@ def redis_unreachable(error: BaseException) -> bool:
     return any(str(frame.f_globals.get("__name__", "")).startswith("redis.") for frame in interrupted)
 
 
+@contextlib.contextmanager
+def soft_time_limit_armed() -> Iterator[None]:
+    """Arm billiard's soft time limit signal while the block runs and ignore it after, until the next task arms it
+    again (in a prefork pool process; elsewhere soft time limits are not signalled and this does nothing)."""
+    in_pool_process = SIG_SOFT_TIMEOUT is not None and threading.current_thread() is threading.main_thread()
+    if in_pool_process and signal.getsignal(SIG_SOFT_TIMEOUT) is signal.SIG_IGN:
+        signal.signal(SIG_SOFT_TIMEOUT, soft_timeout_sighandler)
+    try:
+        yield
+    finally:
+        if in_pool_process and signal.getsignal(SIG_SOFT_TIMEOUT) is soft_timeout_sighandler:
+            signal.signal(SIG_SOFT_TIMEOUT, signal.SIG_IGN)
+
+
 class LeptonTask(Task):  # type: ignore[misc]
     """Counts deliveries, retries transient errors, dead-letters what cannot succeed by itself."""
 
@@ -90,6 +113,10 @@ class LeptonTask(Task):  # type: ignore[misc]
     resultrepr_maxsize = 120
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with soft_time_limit_armed():
+            return self._guarded_call(*args, **kwargs)
+
+    def _guarded_call(self, *args: Any, **kwargs: Any) -> Any:
         runtime = current()
         task_id = self.request.id
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
@@ -150,6 +177,15 @@ class LeptonTask(Task):  # type: ignore[misc]
     ) -> None:
         """Dead letter first (unless the input was at fault: replaying it cannot help), then the task's own
         records (``gave_up``), both before Celery stores the failure: whoever sees the failure finds them."""
+        if self.settled(runtime, args):
+            logger.warning(
+                "%s %s failed (%s: %s) after another delivery had finished its work; nothing is recorded",
+                self.name,
+                task_id,
+                type(error).__name__,
+                error,
+            )
+            return
         kind = error_class(error)
         code = kind.code
         if not isinstance(error, InvalidInputError):
@@ -174,6 +210,10 @@ class LeptonTask(Task):  # type: ignore[misc]
 
     def gave_up(self, runtime: WorkerRuntime, args: tuple[Any, ...], code: str, message: str) -> None:
         """Hook: tell the task's own records that it failed for good."""
+
+    def settled(self, runtime: WorkerRuntime, args: tuple[Any, ...]) -> bool:
+        """Hook: whether the work of this message is already finished for good, so a failure now is stale."""
+        return False
 
     def payload_ref(self, args: tuple[Any, ...]) -> str | None:
         """Hook: where the task's input lives when it is not in its arguments."""

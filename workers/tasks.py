@@ -15,13 +15,24 @@ from workers.guard import LeptonTask
 from workers.runtime import WorkerRuntime, current
 
 
+def _chunk_of(args: tuple[Any, ...]) -> tuple[str, int] | None:
+    """(job id, chunk index) of a chunk task's arguments, or None for a malformed message."""
+    if len(args) != 2 or not isinstance(args[0], str) or not str(args[1]).isdigit():
+        return None
+    return args[0], int(args[1])
+
+
 class BulkChunkTask(LeptonTask):
-    """A chunk that fails for good fails in its job too, so the job finishes (failed) and can be retried."""
+    """A chunk that fails for good fails in its job too, so the job finishes (failed) and can be retried; a
+    chunk another delivery already stored (or whose job was cancelled) records no late failure."""
 
     def gave_up(self, runtime: WorkerRuntime, args: tuple[Any, ...], code: str, message: str) -> None:
-        if len(args) != 2 or not isinstance(args[0], str) or not str(args[1]).isdigit():
-            return  # not a chunk of any job (a malformed message): the dead letter is all there is to record
-        runtime.jobs.fail_chunk(args[0], int(args[1]), code, message)
+        if chunk := _chunk_of(args):  # else not a chunk of any job: the dead letter is all there is to record
+            runtime.jobs.fail_chunk(*chunk, code, message)
+
+    def settled(self, runtime: WorkerRuntime, args: tuple[Any, ...]) -> bool:
+        chunk = _chunk_of(args)
+        return chunk is not None and runtime.jobs.chunk_state(*chunk) in ("done", "cancelled")
 
     def payload_ref(self, args: tuple[Any, ...]) -> str | None:
         return f"{JobKeys(args[0]).inputs}#{args[1]}"

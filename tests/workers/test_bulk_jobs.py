@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery.result import AsyncResult
 
 from lepton_runtime.errors import JobStateError
 from lepton_runtime.inference import Engine, ItemError, Prediction
@@ -18,7 +19,7 @@ from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
 from producer.inputs import items_from_texts
-from tests.workers.faults import HANG, HANGING_KEY, POISON, STUCK
+from tests.workers.faults import HANG, HANGING_KEY, LATE, POISON, STUCK
 from workers.processes import WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -218,6 +219,26 @@ def test_a_chunk_killed_at_its_hard_time_limit_still_fails_its_job(
     assert (status.done_chunks, [f.code for f in status.failures]) == (2, ["time_limit"])
     (letter,) = DeadLetterStore(redis_client).list()
     assert letter.code == "time_limit"
+    assert worker.process.poll() is None
+
+
+def test_a_soft_time_limit_passing_after_the_task_returned_changes_nothing(
+    start_worker: Callable[..., WorkerProcess],
+    client: LeptonClient,
+    redis_client: redis.Redis,
+    banking: LabelledTexts,
+) -> None:
+    # LATE returns at once, then Celery takes 3 s to store the result: the 2 s soft limit passes meanwhile
+    limits = {"LEPTON_TASK_SOFT_TIME_LIMIT_S": "2", "LEPTON_TASK_TIME_LIMIT_S": "10", "LEPTON_TEST_LATE_S": "3"}
+    worker = start_worker(extra=FAULTS, env=limits)
+    texts = banking.texts[:300]
+    texts[5] = LATE
+    classified = client.classify(texts[:20], model="tiny", lane="bulk")
+    assert len(classified.wait(WAIT_S)) == 20
+    status = client.submit_bulk(texts, model="tiny", chunk_size=100).wait(WAIT_S)
+    assert (status.state, status.done_chunks, status.failures, status.chunk_runs) == ("succeeded", 3, [], 3)
+    assert AsyncResult(classified.id, app=client.celery).state == "SUCCESS"  # not overwritten by a late failure
+    assert DeadLetterStore(redis_client).list() == []
     assert worker.process.poll() is None
 
 
