@@ -22,23 +22,28 @@ FAILOVER_TIMEOUT_MS = 5000
 
 
 class SentinelGroup:
-    """``start`` brings up the primary, its replica and the Sentinels and waits until they see each other."""
+    """``start`` brings up the primary, its replica and the Sentinels and waits until they see each other.
+
+    ``primary`` and ``replica`` follow the roles: after ``wait_for_failover`` the promoted server is ``primary``
+    and the killed one ``replica``, which ``rejoin`` starts again as the new primary's replica."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.password = f"redis-{uuid.uuid4().hex}"
         self.sentinel_password = f"sentinel-{uuid.uuid4().hex}"
-        # the first full sync at once (Redis waits 5 s for more replicas by default)
-        common = f'masterauth "{self.password}"\nrepl-diskless-sync-delay 0\n'
-        self.primary = LocalRedis(free_port(), root / "primary", password=self.password, extra_config=common)
-        self.replica = LocalRedis(
-            free_port(),
-            root / "replica",
-            password=self.password,
-            extra_config=f"{common}replicaof 127.0.0.1 {self.primary.port}\n",
-        )
+        self.primary = LocalRedis(free_port(), root / "primary", password=self.password, extra_config=self._common)
+        self.replica = LocalRedis(free_port(), root / "replica", password=self.password)
+        self.replica.extra_config = self._replica_config()
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def _common(self) -> str:
+        # the first full sync at once (Redis waits 5 s for more replicas by default)
+        return f'masterauth "{self.password}"\nrepl-diskless-sync-delay 0\n'
+
+    def _replica_config(self) -> str:
+        return f"{self._common}replicaof 127.0.0.1 {self.primary.port}\n"
 
     @property
     def env(self) -> dict[str, str]:
@@ -93,10 +98,20 @@ class SentinelGroup:
         return self.primary.port
 
     def wait_for_failover(self, timeout_s: float = 30) -> int:
-        """Block until the Sentinels name the replica as the primary and it accepts writes; returns its port."""
+        """Block until the Sentinels name the replica as the primary and it accepts writes; returns its port.
+        The roles swap: the promoted server is ``primary`` now, the killed one ``replica``."""
         self._wait_until(lambda: self.primary_port() == self.replica.port and self._writable(self.replica.port),
                          "promote the replica", timeout_s)  # fmt: skip
-        return self.replica.port
+        self.primary, self.replica = self.replica, self.primary
+        return self.primary.port
+
+    def rejoin(self) -> None:
+        """Start the killed server again as the replica of the new primary (its old data replaced by a full
+        sync) and wait until it is in sync and every Sentinel sees it: the group can fail over again."""
+        assert self.replica.process is not None and self.replica.process.poll() is not None, "kill it first"
+        self.replica.extra_config = self._replica_config()
+        self.replica.start()
+        self._wait_until(self._replica_in_sync, "see the rejoined replica in sync with the primary")
 
     def stop(self) -> None:
         for process in self.sentinels:
