@@ -128,6 +128,10 @@ DEFAULT_MODEL_MEMORY_BUDGET_MB = 2048
 # is the hard limit plus VISIBILITY_TIMEOUT_MARGIN_S, so a long run is never started twice.
 DEFAULT_TRAIN_TIME_LIMIT_S = 6 * 3600.0
 DEFAULT_TRAIN_SOFT_TIME_LIMIT_S = 6 * 3600.0 - 300.0
+# A running training run's holder beats every timeout/4; silent this long, its run may be taken over (and the
+# lost-message sweep sends the run again).
+DEFAULT_TRAIN_HEARTBEAT_TIMEOUT_S = 30.0
+TRAIN_HEARTBEATS_PER_TIMEOUT = 4
 # A training run keeps its validation split beside its checkpoint under this name: export gates int8
 # on exactly these texts, and the demo reports accuracy on them apart.
 VALIDATION_FILE = "validation.jsonl"

@@ -136,6 +136,11 @@ class LeptonSettings(BaseSettings):
     )
     train_time_limit_s: float = Field(default=constants.DEFAULT_TRAIN_TIME_LIMIT_S, gt=0)
     train_soft_time_limit_s: float = Field(default=constants.DEFAULT_TRAIN_SOFT_TIME_LIMIT_S, gt=0)
+    train_heartbeat_timeout_s: float = Field(
+        default=constants.DEFAULT_TRAIN_HEARTBEAT_TIMEOUT_S,
+        ge=2,
+        description="A running training run whose worker was silent this long is run again by another.",
+    )
 
     @property
     def broker_url(self) -> str:

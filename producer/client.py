@@ -27,8 +27,6 @@ from lepton_runtime.constants import (
     MAX_CHUNK_SIZE,
     MAX_DEADLINE_S,
     MAX_TRAINING_DATA_BYTES,
-    TRAIN_TASK,
-    TRAINING_QUEUE,
 )
 from lepton_runtime.errors import (
     InputIssue,
@@ -58,7 +56,7 @@ from lepton_runtime.jobs.keys import answer_list_key
 from lepton_runtime.jobs.lanes import InteractiveLane, LaneRequest, check_tenant
 from lepton_runtime.jobs.protocol import INTERACTIVE_PRIORITY
 from lepton_runtime.jobs.queues import stamp_enqueue_times
-from lepton_runtime.jobs.sending import job_of_task, send_chunks
+from lepton_runtime.jobs.sending import job_of_task, send_chunks, send_training
 from lepton_runtime.labelled_data import check_trainable, read_labelled, read_tagged
 from lepton_runtime.prediction import Embedding, Entities, Entity, ItemError, Prediction, Provenance
 from lepton_runtime.registry import ModelReference, ModelVersion, open_registry, validate_model_name
@@ -496,13 +494,8 @@ class LeptonClient:
                 request, rows, validation_rows, idempotency_key_value=idempotency_key
             )
             if created:
-                self.celery.send_task(
-                    TRAIN_TASK,
-                    args=[run_id],
-                    task_id=run_id,
-                    queue=TRAINING_QUEUE,
-                    argsrepr=f"[{name!r}: {len(rows)} rows from {Path(data).name}, {epochs} epochs]",
-                )
+                argsrepr = f"[{name!r}: {len(rows)} rows from {Path(data).name}, {epochs} epochs]"
+                send_training(self.celery, run_id, argsrepr)
         return TrainingJob(run_id, self, created)
 
     def training_status(self, run_id: str) -> TrainingStatus:

@@ -17,7 +17,7 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from lepton_runtime.constants import INFERENCE_QUEUE
+from lepton_runtime.constants import INFERENCE_QUEUE, TRAINING_QUEUE
 from lepton_runtime.jobs import connect
 from lepton_runtime.jobs.keys import queue_lists
 from lepton_runtime.registry import ModelVersion
@@ -49,12 +49,21 @@ def free_port() -> int:
 
 def take_message(client: redis.Redis, job_id: str, chunk: int) -> None:
     """Take a chunk's message off its queue as kombu's BRPOP does, without recording it anywhere."""
-    for key in queue_lists(INFERENCE_QUEUE):
+    _take(client, INFERENCE_QUEUE, f"{job_id}.chunk{chunk}.", f"no message for chunk {chunk}")
+
+
+def take_training_message(client: redis.Redis, run_id: str) -> None:
+    """Take a training run's message off the training queue, without recording it anywhere."""
+    _take(client, TRAINING_QUEUE, run_id, f"no message for training run {run_id}")
+
+
+def _take(client: redis.Redis, queue: str, naming: str, missing: str) -> None:
+    for key in queue_lists(queue):
         for message in client.lrange(key, 0, -1):
-            if f"{job_id}.chunk{chunk}." in message:
+            if naming in message:
                 assert client.lrem(key, 1, message) == 1
                 return
-    raise AssertionError(f"no message for chunk {chunk}")
+    raise AssertionError(missing)
 
 
 @pytest.fixture(scope="session")

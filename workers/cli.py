@@ -162,10 +162,9 @@ def worker(
         ),
     )
     app = create_app(settings, include=include, consumes=consumed)
-    if INFERENCE_QUEUE in consumed:
-        from workers.sweeper import install_sweeper
+    from workers.sweeper import install_sweeper
 
-        install_sweeper(app, settings, worker_name)  # chunks whose message a broker outage lost are sent again
+    install_sweeper(app, settings, worker_name)  # chunks and training runs whose message was lost are sent again
     if metrics_port is not None:
         from lepton_runtime.monitoring.server import serve_metrics
 

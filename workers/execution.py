@@ -11,16 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lepton_runtime.constants import TRAIN_HEARTBEATS_PER_TIMEOUT
 from lepton_runtime.errors import InferenceError, JobCancelledError, JobNotFoundError, LeptonError
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import JobStore, TrainingProgress, TrainingRuns
+from lepton_runtime.jobs.training_runs import RunHeartbeat, StopReason
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.prediction import ItemError
 from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.task_names import TOKEN_CLASSIFICATION
 
-# A running training run looks at its cancel flag at most this often (it is asked at every step).
+# A running training run looks at its cancel flag and its holder at most this often (asked at every step).
 CANCEL_CHECK_INTERVAL_S = 0.5
 
 _CHUNK_INDEX = re.compile(r"^texts\[\d+\]")
@@ -126,12 +128,16 @@ def run_training(
     checkpoint_dir: Path,
     run_id: str,
     on_progress: Callable[[TrainingProgress], None],
+    *,
+    holder: str,
+    heartbeat_timeout_s: float,
 ) -> dict[str, Any]:
-    """Train and publish the run recorded under ``run_id`` (a classifier, or an entity model); skip runs finished or
-    cancelled; honour a cancel."""
+    """Train and publish the run recorded under ``run_id`` (a classifier, or an entity model) as its ``holder``,
+    beating while it runs; skip runs finished, cancelled or held by a live delivery; honour a cancel; stop,
+    finishing nothing, once another delivery took the run over (this one was silent past the timeout)."""
     from export.training_run import train_and_publish  # torch and transformers: only in training workers
 
-    decision = runs.start(run_id)
+    decision = runs.start(run_id, holder, heartbeat_timeout_s)
     if decision != "run":
         return {"run": run_id, "skipped": decision}
     request = runs.request(run_id)
@@ -141,37 +147,42 @@ def run_training(
         runs.report(run_id, progress)
         on_progress(progress)
 
-    checked_at, cancelled = 0.0, False
+    checked_at = 0.0
+    stop_reason: StopReason | None = None
 
-    def cancel_requested() -> bool:
-        nonlocal checked_at, cancelled
-        if not cancelled and time.monotonic() - checked_at >= CANCEL_CHECK_INTERVAL_S:
-            checked_at, cancelled = time.monotonic(), runs.cancel_requested(run_id)
-        return cancelled
+    def should_stop() -> bool:
+        nonlocal checked_at, stop_reason
+        if stop_reason is None and time.monotonic() - checked_at >= CANCEL_CHECK_INTERVAL_S:
+            checked_at, stop_reason = time.monotonic(), runs.stop_reason(run_id, holder)
+        return stop_reason is not None
 
     try:
-        if request.task == TOKEN_CLASSIFICATION:
-            from export.entity_run import train_queued_entities
+        with RunHeartbeat(runs, run_id, holder, heartbeat_timeout_s / TRAIN_HEARTBEATS_PER_TIMEOUT):
+            if request.task == TOKEN_CLASSIFICATION:
+                from export.entity_run import train_queued_entities
 
-            outcome = train_queued_entities(
-                train_rows, validation_rows, request, registry=registry, checkpoint_dir=checkpoint_dir,
-                run_id=run_id, on_progress=report, should_stop=cancel_requested,
-            )  # fmt: skip
-        else:
-            outcome = train_and_publish(
-                _labelled(train_rows, request.source),
-                request,
-                registry=registry,
-                checkpoint_dir=checkpoint_dir,
-                run_id=run_id,
-                validation=_labelled(validation_rows, request.validation_source) if validation_rows else None,
-                on_progress=report,
-                should_stop=cancel_requested,
-            )
+                outcome = train_queued_entities(
+                    train_rows, validation_rows, request, registry=registry, checkpoint_dir=checkpoint_dir,
+                    run_id=run_id, on_progress=report, should_stop=should_stop,
+                )  # fmt: skip
+            else:
+                outcome = train_and_publish(
+                    _labelled(train_rows, request.source),
+                    request,
+                    registry=registry,
+                    checkpoint_dir=checkpoint_dir,
+                    run_id=run_id,
+                    validation=_labelled(validation_rows, request.validation_source) if validation_rows else None,
+                    on_progress=report,
+                    should_stop=should_stop,
+                )
     except JobCancelledError as error:
-        runs.mark_cancelled(run_id)
+        if stop_reason == "superseded":
+            return {"run": run_id, "skipped": "superseded", "message": "another delivery took the run over"}
+        runs.mark_cancelled(run_id, holder)
         return {"run": run_id, "state": "cancelled", "message": str(error)}
-    runs.succeed(run_id, outcome)
+    if not runs.succeed(run_id, outcome, holder):
+        return {"run": run_id, "skipped": "superseded", "message": "another delivery took the run over"}
     return {"run": run_id, "state": "succeeded", **outcome.model_dump()}
 
 

@@ -3,6 +3,7 @@ workers.execution."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery
@@ -39,11 +40,16 @@ class BulkChunkTask(LeptonTask):
 
 
 class TrainTask(LeptonTask):
-    """A run that fails for good is marked failed in its record; progress goes to its record, the task
-    state (PROGRESS, for Celery clients) and a ``task-progress`` event (for Flower)."""
+    """A run that fails for good is marked failed in its record (unless another delivery holds it now); progress
+    goes to its record, the task state (PROGRESS, for Celery clients) and a ``task-progress`` event (for Flower)."""
+
+    def holder(self) -> str:
+        """This delivery of the run: the worker process and the message's delivery tag."""
+        delivery_tag = (self.request.delivery_info or {}).get("delivery_tag")
+        return f"{self.request.hostname}:{os.getpid()}:{delivery_tag}"
 
     def gave_up(self, runtime: WorkerRuntime, args: tuple[Any, ...], code: str, message: str) -> None:
-        runtime.training_runs.fail(args[0], code, message)
+        runtime.training_runs.fail(args[0], code, message, self.holder())
 
     def payload_ref(self, args: tuple[Any, ...]) -> str | None:
         return TrainingKeys(args[0]).data
@@ -74,5 +80,6 @@ def register_tasks(app: Celery) -> None:
         """Fine-tune, export, gate, publish and promote, for the run recorded under ``run_id``."""
         runtime = current()
         return run_training(
-            runtime.training_runs, runtime.registry, runtime.settings.checkpoint_dir, run_id, self.report_progress
-        )
+            runtime.training_runs, runtime.registry, runtime.settings.checkpoint_dir, run_id, self.report_progress,
+            holder=self.holder(), heartbeat_timeout_s=runtime.settings.train_heartbeat_timeout_s,
+        )  # fmt: skip

@@ -126,7 +126,7 @@ def worker_ready_key(worker_name: str) -> str:
     return f"{REDIS_KEY_PREFIX}workers:{worker_name}:ready"
 
 
-# String (SET NX with an expiry of one interval): the worker sweeping for lost chunk messages now.
+# String (SET NX with an expiry of one interval): the worker sweeping for lost messages (chunks, training runs) now.
 LOST_CHUNK_SWEEP_LOCK_KEY = f"{REDIS_KEY_PREFIX}lost-chunk-sweep"
 
 

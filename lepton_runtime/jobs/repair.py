@@ -1,4 +1,5 @@
-"""Lost chunk messages: the unfinished chunks of a stalled bulk job that no broker list holds, found to be sent again.
+"""Lost messages: the unfinished chunks of a stalled bulk job, and the training runs, that no broker list holds,
+found to be sent again.
 
 kombu's Redis transport takes a message off its queue with BRPOP and only afterwards records it as
 unacknowledged. A message popped just as the connection drops (a Redis restart or failover) is then in
@@ -12,18 +13,34 @@ a stalled job's queued or running chunks with no message in a queue list or the 
 
 A chunk sent again that was not lost after all (its message in a worker's hands at the very moment of the
 sweep) runs twice, which a chunk may: its rows are stored once.
+
+Training runs (whose message a producer that died before sending never sent, too):
+a queued run older than ``stalled_after_s`` whose message is in no training list and no unacknowledged hash -> lost
+a running run whose holder has not beaten for the heartbeat timeout and whose message waits nowhere -> lost (its
+  worker died, froze or was cut off; the message it held comes back only after the training visibility timeout)
+A run sent again runs once: a second delivery is told 'held' while a live holder beats (training_runs).
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from itertools import chain
 from typing import cast
 
 import redis
 
-from lepton_runtime.constants import INFERENCE_QUEUE
-from lepton_runtime.jobs.keys import JOB_INDEX_KEY, UNACKED_KEY, JobKeys, queue_lists
+from lepton_runtime.constants import INFERENCE_QUEUE, REDIS_KEY_PREFIX, TRAINING_QUEUE
+from lepton_runtime.jobs.keys import (
+    JOB_INDEX_KEY,
+    TRAINING_INDEX_KEY,
+    TRAINING_UNACKED_KEYS,
+    UNACKED_KEY,
+    JobKeys,
+    TrainingKeys,
+    queue_lists,
+)
 from lepton_runtime.jobs.sending import CHUNK_TASK_MARK
 
 # Messages read from Redis per round trip while looking for a job's chunks.
@@ -31,6 +48,7 @@ SCAN_PAGE = 1000
 # At most this many of the newest jobs are looked at per sweep.
 JOBS_PER_SWEEP = 10_000
 UNFINISHED = ("queued", "running")
+TRAINING_UNACKED_KEY = f"{REDIS_KEY_PREFIX}{TRAINING_UNACKED_KEYS['unacked_key']}"
 
 
 def _unfinished_jobs(client: redis.Redis) -> list[tuple[str, float, int]]:
@@ -81,15 +99,24 @@ def chunks_in_broker(client: redis.Redis, job_ids: list[str]) -> dict[str, set[i
         for job_id, chunk in pattern.findall(message):
             found[job_id].add(int(chunk))
 
-    for key in queue_lists(INFERENCE_QUEUE):
-        start = 0
-        while page := cast(list[str], client.lrange(key, start, start + SCAN_PAGE - 1)):
-            for message in page:
-                note(message)
-            start += SCAN_PAGE
-    for _, message in client.hscan_iter(UNACKED_KEY, count=SCAN_PAGE):
+    for message in chain(waiting_messages(client, INFERENCE_QUEUE), unacked_messages(client, UNACKED_KEY)):
         note(message)
     return found
+
+
+def waiting_messages(client: redis.Redis, queue: str) -> Iterator[str]:
+    """Every message waiting in ``queue``'s lists, page by page, as JSON text."""
+    for key in queue_lists(queue):
+        start = 0
+        while page := cast(list[str], client.lrange(key, start, start + SCAN_PAGE - 1)):
+            yield from page
+            start += SCAN_PAGE
+
+
+def unacked_messages(client: redis.Redis, unacked_key: str) -> Iterator[str]:
+    """Every message delivered and not acknowledged in one unacknowledged hash, page by page, as JSON text."""
+    for _, message in client.hscan_iter(unacked_key, count=SCAN_PAGE):
+        yield message
 
 
 def lost_chunks(client: redis.Redis, stalled_after_s: float) -> dict[str, list[int]]:
@@ -113,3 +140,33 @@ def lost_chunks(client: redis.Redis, stalled_after_s: float) -> dict[str, list[i
         if missing:
             lost[job_id] = missing
     return lost
+
+
+def lost_training_runs(client: redis.Redis, stalled_after_s: float, heartbeat_timeout_s: float) -> list[str]:
+    """Training runs to send again: queued ones with no message anywhere, running ones whose holder went silent
+    with no message waiting (oldest first, among the newest ``JOBS_PER_SWEEP``)."""
+    run_ids = cast(list[str], client.zrevrange(TRAINING_INDEX_KEY, 0, JOBS_PER_SWEEP - 1))
+    with client.pipeline(transaction=False) as pipe:
+        for run_id in run_ids:
+            pipe.hmget(TrainingKeys(run_id).record, ["state", "created_at", "heartbeat_at"])
+        records = pipe.execute()
+    now = time.time()
+    queued, silent = [], []
+    for run_id, (state, created_at, heartbeat_at) in zip(run_ids, records, strict=True):
+        if state == "queued" and now - float(created_at) >= stalled_after_s:
+            queued.append(run_id)
+        elif state == "running" and now - float(heartbeat_at or 0) >= heartbeat_timeout_s:
+            silent.append(run_id)
+    if not queued and not silent:
+        return []
+    waiting = _run_ids_in(waiting_messages(client, TRAINING_QUEUE), queued + silent)
+    held = _run_ids_in(unacked_messages(client, TRAINING_UNACKED_KEY), queued) if queued else set()
+    lost = [run_id for run_id in queued if run_id not in waiting and run_id not in held]
+    lost += [run_id for run_id in silent if run_id not in waiting]
+    return lost[::-1]
+
+
+def _run_ids_in(messages: Iterator[str], run_ids: list[str]) -> set[str]:
+    """The ``run_ids`` named by (the task id of) one of the messages."""
+    pattern = re.compile("|".join(map(re.escape, run_ids)))
+    return {match for message in messages for match in pattern.findall(message)}

@@ -1,5 +1,5 @@
 """Sending tasks to the broker: a bulk job's chunks (one ``lepton.bulk.chunk`` message per chunk, named after its
-job), and dead letters replayed under their own ids."""
+job), a training run's ``lepton.train`` message, and dead letters replayed under their own ids."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from lepton_runtime.constants import BULK_CHUNK_TASK, INFERENCE_QUEUE
+from lepton_runtime.constants import BULK_CHUNK_TASK, INFERENCE_QUEUE, TRAIN_TASK, TRAINING_QUEUE
 from lepton_runtime.jobs.dead_letters import DeadLetter, DeadLetterStore
 from lepton_runtime.jobs.keys import answer_list_key
 from lepton_runtime.jobs.protocol import BULK_PRIORITY, INTERACTIVE_PRIORITY
@@ -44,6 +44,11 @@ def send_chunks(celery: Celery, job_id: str, chunks: Iterable[int]) -> None:
                 priority=BULK_PRIORITY,
                 producer=producer,
             )
+
+
+def send_training(celery: Celery, run_id: str, argsrepr: str | None = None) -> None:
+    """The ``lepton.train`` message of a recorded run (its task id is the run id), on the training queue."""
+    celery.send_task(TRAIN_TASK, args=[run_id], task_id=run_id, queue=TRAINING_QUEUE, argsrepr=argsrepr)
 
 
 def replay_dead_letter(letter_id: str, letters: DeadLetterStore, jobs: JobStore, app: Celery) -> DeadLetter:

@@ -3,11 +3,18 @@
 A run's id is its Celery task id. Producers create runs and read or cancel them; the worker that
 runs ``lepton.train`` starts, reports and finishes them. Starting is one Lua script, so a run that
 was cancelled while queued is never started, whatever the worker and however often delivered.
+
+A started run has one holder (the delivery that started it), kept by a heartbeat. A second delivery
+while the holder beats is told 'held' and runs nothing; once the holder has been silent for the
+heartbeat timeout (dead, paused, cut off) a delivery takes the run over, and the old holder, should it
+come back, finds it no longer holds the run: it stops, and neither publishes nor finishes it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -28,9 +35,12 @@ from lepton_runtime.jobs.schemas import (
 )
 from lepton_runtime.jobs.waiting import wait_until_finished
 
-RunStart = Literal["run", "succeeded", "failed", "cancelled", "missing"]
+logger = logging.getLogger(__name__)
 
-# KEYS: record, finished channel; ARGV: now. -> 'run' or why not.
+RunStart = Literal["run", "held", "succeeded", "failed", "cancelled", "missing"]
+StopReason = Literal["cancelled", "superseded"]
+
+# KEYS: record, finished channel; ARGV: now, holder, heartbeat timeout (s). -> 'run' or why not.
 _START = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -40,17 +50,31 @@ if redis.call('HGET', KEYS[1], 'cancel') == '1' then
   redis.call('PUBLISH', KEYS[2], 'cancelled')
   return 'cancelled'
 end
-redis.call('HSET', KEYS[1], 'state', 'running')
+if state == 'running' then
+  local beat = tonumber(redis.call('HGET', KEYS[1], 'heartbeat_at') or '0')
+  if tonumber(ARGV[1]) - beat < tonumber(ARGV[3]) then return 'held' end
+end
+redis.call('HSET', KEYS[1], 'state', 'running', 'holder', ARGV[2], 'heartbeat_at', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 return 'run'
 """
 
-# KEYS: record, finished channel, data, validation data; ARGV: now, state, field, JSON, ttl.
-# -> 1 when this call finished the run, 0 when it had finished already.
+# KEYS: record; ARGV: now, holder. -> 1 when the caller still holds the running run (the beat is recorded), else 0.
+_HEARTBEAT = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'holder') ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[1])
+return 1
+"""
+
+# KEYS: record, finished channel, data, validation data; ARGV: now, state, field, JSON, ttl, holder ('' for
+# anyone). -> 1 when this call finished the run, 0 when it had finished already or another delivery holds it.
 _FINISH = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state or state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 0 end
+if ARGV[6] ~= '' and state == 'running' and redis.call('HGET', KEYS[1], 'holder') ~= ARGV[6] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'finished_at', ARGV[1], ARGV[3], ARGV[4])
 if ARGV[2] == 'succeeded' then redis.call('DEL', KEYS[3], KEYS[4]) end
 for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
@@ -81,6 +105,7 @@ class TrainingRuns:
         self.ttl_s = ttl_s
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
+        self._heartbeat = client.register_script(_HEARTBEAT)
         self._cancel = client.register_script(_CANCEL)
 
     # -- producers -------------------------------------------------------------------------------
@@ -172,9 +197,21 @@ class TrainingRuns:
         return statuses
 
     # -- workers ---------------------------------------------------------------------------------
-    def start(self, run_id: str) -> RunStart:
-        """'run' when the caller should train, else why not (finished already, cancelled, missing)."""
-        return cast(RunStart, self._start(keys=self._keys(run_id)[:2], args=[time.time()]))
+    def start(self, run_id: str, holder: str, heartbeat_timeout_s: float) -> RunStart:
+        """'run' when the caller (``holder``, one delivery) should train, else why not: 'held' while another
+        holder's last heartbeat is younger than ``heartbeat_timeout_s``, finished already, cancelled, missing."""
+        return cast(RunStart, self._start(keys=self._keys(run_id)[:2], args=[time.time(), holder, heartbeat_timeout_s]))
+
+    def heartbeat(self, run_id: str, holder: str) -> bool:
+        """Record that ``holder`` is alive; False when it no longer holds the run (taken over, or finished)."""
+        return bool(self._heartbeat(keys=[TrainingKeys(run_id).record], args=[time.time(), holder]))
+
+    def stop_reason(self, run_id: str, holder: str) -> StopReason | None:
+        """Why ``holder`` should stop now: the run was cancelled, or another delivery took it over; else None."""
+        cancel, current_holder = self.redis.hmget(TrainingKeys(run_id).record, ["cancel", "holder"])
+        if current_holder != holder:
+            return "superseded"
+        return "cancelled" if cancel == "1" else None
 
     def rows(self, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The training rows and the validation rows (empty when the run splits its own)."""
@@ -192,22 +229,22 @@ class TrainingRuns:
     def report(self, run_id: str, progress: TrainingProgress) -> None:
         self.redis.hset(TrainingKeys(run_id).record, "progress", progress.model_dump_json())
 
-    def cancel_requested(self, run_id: str) -> bool:
-        return self.redis.hget(TrainingKeys(run_id).record, "cancel") == "1"
+    def succeed(self, run_id: str, outcome: TrainingOutcome, holder: str = "") -> bool:
+        """Finish as succeeded (only by ``holder`` of a running run, when given); False if it was not."""
+        return self._finish_as(run_id, "succeeded", "outcome", outcome.model_dump_json(), holder)
 
-    def succeed(self, run_id: str, outcome: TrainingOutcome) -> bool:
-        return self._finish_as(run_id, "succeeded", "outcome", outcome.model_dump_json())
+    def fail(self, run_id: str, code: str, message: str, holder: str = "") -> bool:
+        error = JobError(code=code, message=message)
+        return self._finish_as(run_id, "failed", "error", error.model_dump_json(), holder)
 
-    def fail(self, run_id: str, code: str, message: str) -> bool:
-        return self._finish_as(run_id, "failed", "error", JobError(code=code, message=message).model_dump_json())
-
-    def mark_cancelled(self, run_id: str) -> bool:
+    def mark_cancelled(self, run_id: str, holder: str = "") -> bool:
         error = JobError(code=JobCancelledError.code, message="cancelled while running; nothing was published")
-        return self._finish_as(run_id, "cancelled", "error", error.model_dump_json())
+        return self._finish_as(run_id, "cancelled", "error", error.model_dump_json(), holder)
 
     # -- internals -------------------------------------------------------------------------------
-    def _finish_as(self, run_id: str, state: str, field: str, value: str) -> bool:
-        return bool(self._finish(keys=self._keys(run_id), args=[time.time(), state, field, value, self.ttl_s]))
+    def _finish_as(self, run_id: str, state: str, field: str, value: str, holder: str) -> bool:
+        arguments: list[str | float] = [time.time(), state, field, value, self.ttl_s, holder]
+        return bool(self._finish(keys=self._keys(run_id), args=arguments))
 
     def _keys(self, run_id: str) -> list[str]:
         keys = TrainingKeys(run_id)
@@ -218,6 +255,32 @@ class TrainingRuns:
         return JobNotFoundError(
             f"no training run {run_id!r} (never submitted, or expired); list jobs with `lepton jobs list`"
         )
+
+
+class RunHeartbeat:
+    """While the block runs, a daemon thread records ``holder``'s heartbeat every ``interval_s`` (Redis errors
+    are skipped: the next beat tries again). It stops by itself once the holder no longer holds the run."""
+
+    def __init__(self, runs: TrainingRuns, run_id: str, holder: str, interval_s: float) -> None:
+        self.runs, self.run_id, self.holder, self.interval_s = runs, run_id, holder, interval_s
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+
+    def __enter__(self) -> RunHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.interval_s):
+            try:
+                if not self.runs.heartbeat(self.run_id, self.holder):
+                    return
+            except redis.RedisError as error:
+                logger.warning("training run %s: heartbeat not recorded (%s); trying again", self.run_id, error)
 
 
 def _jsonl(rows: Iterable[dict[str, Any]]) -> tuple[str, int]:
@@ -250,4 +313,4 @@ def _status_from_record(record: dict[str, Any]) -> TrainingStatus:
     )
 
 
-__all__ = ["RunStart", "TrainingRuns"]
+__all__ = ["RunHeartbeat", "RunStart", "StopReason", "TrainingRuns"]

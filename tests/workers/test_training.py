@@ -18,6 +18,7 @@ from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
+from tests.queue_fixtures import take_training_message
 from workers.processes import WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -127,6 +128,28 @@ def test_a_cancelled_run_publishes_nothing_and_a_run_cancelled_while_queued_neve
     skipped = client.training_status(queued.id)
     assert (skipped.state, skipped.attempts) == ("cancelled", 0)  # the worker took it after the run above
     assert ModelRegistry(registry_dir).list_models() == []
+
+
+def test_a_training_message_the_broker_lost_is_sent_again_and_the_run_finishes_once(
+    start_trainer: Callable[[], WorkerProcess],
+    client: LeptonClient,
+    redis_client: redis.Redis,
+    registry_dir: Path,
+    tiny_base: Path,
+    banking: LabelledTexts,
+    tmp_path: Path,
+) -> None:
+    data = _sample(banking, tmp_path / "train.jsonl", 0, 600)
+    run = client.train(data, name="rescued", base=tiny_base, epochs=1, **TINY)
+    take_training_message(redis_client, run.id)  # as kombu loses one popped just as Redis goes away
+    worker = start_trainer()
+
+    final = run.wait(WAIT_S)
+
+    assert (final.state, final.attempts) == ("succeeded", 1), final.error
+    assert final.outcome is not None and final.outcome.version == "rescued@1"
+    assert [v.reference for v in ModelRegistry(registry_dir).versions("rescued")] == ["rescued@1"]
+    assert "sending it again" in worker.log_tail(20_000)
 
 
 @pytest.mark.parametrize(

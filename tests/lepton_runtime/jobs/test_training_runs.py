@@ -26,22 +26,26 @@ def test_a_run_cancelled_while_queued_is_never_started(redis_client: redis.Redis
     runs = TrainingRuns(redis_client)
     run_id, _ = _create(runs)
     assert runs.cancel(run_id).state == "cancelled"
-    assert runs.start(run_id) == "cancelled"
+    assert runs.start(run_id, "worker-a", 30) == "cancelled"
     assert runs.status(run_id).attempts == 0
 
 
 def test_a_running_run_sees_the_cancel_flag_and_finishes_once(redis_client: redis.Redis) -> None:
     runs = TrainingRuns(redis_client)
     run_id, _ = _create(runs)
-    assert runs.start(run_id) == "run"
-    assert runs.start(run_id) == "run"  # redelivered after a worker died: a second attempt
+    assert runs.start(run_id, "worker-a", 30) == "run"
+    assert runs.start(run_id, "worker-b", 30) == "held"  # a twin delivery while worker-a beats: nothing runs
+    assert runs.start(run_id, "worker-b", 0) == "run"  # worker-a silent past the timeout: worker-b takes over
+    assert runs.stop_reason(run_id, "worker-a") == "superseded"
+    assert not runs.heartbeat(run_id, "worker-a") and runs.heartbeat(run_id, "worker-b")
     runs.report(run_id, TrainingProgress(phase="training", epoch=1, epochs=3, step=4, total_steps=30, loss=0.5))
-    assert not runs.cancel_requested(run_id)
+    assert runs.stop_reason(run_id, "worker-b") is None
     assert runs.cancel(run_id).state == "running"  # it stops at its next step, not before
-    assert runs.cancel_requested(run_id)
-    assert runs.mark_cancelled(run_id)
+    assert runs.stop_reason(run_id, "worker-b") == "cancelled"
+    assert not runs.mark_cancelled(run_id, "worker-a"), "the superseded holder finishes nothing"
+    assert runs.mark_cancelled(run_id, "worker-b")
     outcome = TrainingOutcome(version="m@1", metrics={}, promoted=False, promotion="-", checkpoint="-")
-    assert not runs.succeed(run_id, outcome)  # finished already: a late twin cannot overwrite it
+    assert not runs.succeed(run_id, outcome, "worker-b")  # finished already: a late twin cannot overwrite it
     status = runs.status(run_id)
     assert (status.state, status.attempts, status.progress.step, status.outcome) == ("cancelled", 2, 4, None)
 
@@ -49,10 +53,11 @@ def test_a_running_run_sees_the_cancel_flag_and_finishes_once(redis_client: redi
 def test_success_keeps_the_outcome_and_drops_the_rows(redis_client: redis.Redis) -> None:
     runs = TrainingRuns(redis_client)
     run_id, _ = _create(runs)
-    runs.start(run_id)
+    runs.start(run_id, "worker-a", 30)
     outcome = TrainingOutcome(version="m@1", metrics={"validation_accuracy": 0.9}, promoted=True, promotion="first",
                               checkpoint="/c")  # fmt: skip
-    assert runs.succeed(run_id, outcome)
+    assert not runs.succeed(run_id, outcome, "worker-b"), "only its holder finishes a running run"
+    assert runs.succeed(run_id, outcome, "worker-a")
     assert runs.status(run_id).outcome == outcome
     assert runs.wait(run_id, 1).state == "succeeded"
     assert not redis_client.exists(f"lepton:train:{run_id}:data")
