@@ -4,6 +4,7 @@ in order, both jobs succeeded, and no message is left unacknowledged in Redis.""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
@@ -15,6 +16,7 @@ import redis
 
 from lepton_runtime.constants import REDIS_KEY_PREFIX
 from lepton_runtime.inference import Engine
+from lepton_runtime.jobs.dead_letters import DeadLetterStore
 from lepton_runtime.jobs.schemas import JobStatus
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion
@@ -206,3 +208,55 @@ def test_a_task_longer_than_the_lease_on_a_live_worker_is_never_started_twice(
         assert job.wait(120).state == "succeeded"
         assert client.jobs.chunk_runs(job.id) == dict.fromkeys(range(4), 1)
     figures.add("Worker faults", "chunks of up to 5 s under a 2 s lease on live workers, started twice", "0 of 4")
+
+
+def test_a_worker_paused_past_its_lease_and_continued_writes_nothing_twice(
+    start_worker: Callable[..., WorkerProcess],
+    queue_settings: LeptonSettings,
+    redis_client: redis.Redis,
+    banking: LabelledTexts,
+    figures: Figures,
+) -> None:
+    """A whole worker SIGSTOPped in the middle of a chunk (a VM paused, a process frozen) for longer than its
+    lease: the other worker runs the chunk and finishes the job; continued, the paused one finishes its own copy
+    of the chunk, and the job's output, counters and dead letters do not change."""
+    from tests.workers.faults import SLOW, SLOW_KEY
+
+    short_lease = {"LEPTON_VISIBILITY_TIMEOUT_S": "2", "LEPTON_RESTORE_INTERVAL_S": "1", "LEPTON_TEST_SLOW_S": "3"}
+    limits = {"LEPTON_TASK_SOFT_TIME_LIMIT_S": "20", "LEPTON_TASK_TIME_LIMIT_S": "25"}
+    workers = [start_worker(extra=FAULTS, env={**short_lease, **limits}) for _ in range(2)]
+    texts = banking.texts[:1000]
+    texts[150] = SLOW  # its chunk takes 3 s: long enough to be caught in the middle
+    with LeptonClient(queue_settings) as client:
+        job = client.submit_bulk(texts, model="tiny", chunk_size=100)
+        slow = redis_client.blpop([SLOW_KEY], timeout=120)
+        assert slow, [worker.log_tail() for worker in workers]
+        (paused,) = [w for w in workers if int(slow[1]) in [c.pid for c in psutil.Process(w.process.pid).children()]]
+        os.killpg(paused.pid, signal.SIGSTOP)  # main process and pool: no renewals, no acknowledgement
+        paused_at = time.monotonic()
+        try:
+            status = job.wait(120)  # the other worker runs every chunk, the paused one's too
+            done_s = time.monotonic() - paused_at
+            before = (status, list(client.results(job.id)))
+            runs = client.jobs.chunk_runs(job.id)
+        finally:
+            os.killpg(paused.pid, signal.SIGCONT)
+        assert status.state == "succeeded"
+        (held,) = [chunk for chunk, count in runs.items() if count == 2]  # the paused chunk ran again, alone
+        held_task = f"{job.id}.chunk{held}."
+        deadline = time.monotonic() + 60
+        while not any(held_task in line and "succeeded" in line for line in paused.log_tail(50_000).splitlines()):
+            assert time.monotonic() < deadline, paused.log_tail()
+            time.sleep(0.1)  # the continued process finishing its copy of the chunk: nothing to wait on but its log
+        after = (client.jobs.status(job.id), list(client.results(job.id)))
+        assert client.jobs.chunk_runs(job.id) == runs
+    assert [row["id"] for row in after[1]] == [str(i) for i in range(1000)], "every input once, in order"
+    assert redis_client.hlen(f"{REDIS_KEY_PREFIX}unacked") == 0
+    assert after == before, "the paused worker's late copy of the chunk changed nothing"
+    assert DeadLetterStore(redis_client).list() == []
+    assert all(worker.process.poll() is None for worker in workers)
+    figures.add(
+        "Worker faults",
+        "whole worker SIGSTOPped mid-chunk past its 2 s lease, then continued",
+        f"job done by the other in {done_s:.1f} s; the late copy changed nothing",
+    )

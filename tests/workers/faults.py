@@ -4,9 +4,10 @@ A text equal to POISON kills the process that classifies it (SIGKILL, like the O
 equal to HANG makes the process tell the test (a Redis list) and then wait forever, so the test
 knows the worker is in the middle of that chunk when it kills it; STUCK waits through the soft
 time limit, so only the hard one (the pool process is killed) ends it. HANG_ONCE hangs like HANG in the first
-process that meets it only (a whole worker killed there: the process that gets it next runs it); SLOW takes
-LEPTON_TEST_SLOW_S seconds (a long task on a live worker); LATE returns at once, and then Celery stores its
-result for LEPTON_TEST_LATE_S seconds, so its soft time limit passes after the body returned. The faults live inside
+process that meets it only (a whole worker killed there: the process that gets it next runs it); SLOW pushes
+its pid to SLOW_KEY, then takes LEPTON_TEST_SLOW_S seconds (a long task on a live worker); LATE returns at once,
+and then Celery stores its result for LEPTON_TEST_LATE_S seconds, so its soft time limit passes after the body
+returned. The faults live inside
 ``Engine.run`` (what workers call for every task), so they strike after the delivery was counted, like a real crash.
 """
 
@@ -32,6 +33,7 @@ HANG_ONCE = "__lepton_test_hang_once__"
 SLOW = "__lepton_test_slow__"
 LATE = "__lepton_test_late__"
 HANGING_KEY = "lepton:test:hanging"
+SLOW_KEY = "lepton:test:slow"
 _HUNG_ONCE_KEY = "lepton:test:hung-once"
 
 _run = Engine.run
@@ -54,6 +56,8 @@ def _run_with_faults(self: Engine, texts: Any, **options: Any) -> Any:
         if first:
             threading.Event().wait()
     if SLOW in texts:
+        with connect(os.environ["LEPTON_REDIS_URL"]) as client:
+            client.rpush(SLOW_KEY, os.getpid())
         time.sleep(float(os.environ.get("LEPTON_TEST_SLOW_S", "4")))  # the long task itself, not a wait for anything
     if LATE in texts:
         _late_results.append(True)
