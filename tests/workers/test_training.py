@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 from click.testing import CliRunner
@@ -14,6 +18,7 @@ from lepton_runtime.cli import cli
 from lepton_runtime.constants import PRODUCTION_ALIAS
 from lepton_runtime.errors import InvalidInputError, JobNotFoundError
 from lepton_runtime.jobs import TrainingRuns, TrainingStatus
+from lepton_runtime.jobs.keys import TrainingKeys
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.settings import LeptonSettings
@@ -39,12 +44,12 @@ def client(queue_settings: LeptonSettings, registry_dir: Path) -> LeptonClient:
 @pytest.fixture
 def start_trainer(
     start_worker: Callable[..., WorkerProcess], registry_dir: Path, tmp_path: Path
-) -> Callable[[], WorkerProcess]:
+) -> Callable[..., WorkerProcess]:
     """A real `lepton worker -Q lepton.training` publishing into this test's registry."""
 
-    def start() -> WorkerProcess:
-        env = {"LEPTON_MODEL_DIR": str(registry_dir), "LEPTON_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
-        return start_worker(extra=["-Q", "lepton.training"], env=env, warm=False)
+    def start(env: dict[str, str] | None = None) -> WorkerProcess:
+        paths = {"LEPTON_MODEL_DIR": str(registry_dir), "LEPTON_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+        return start_worker(extra=["-Q", "lepton.training"], env={**paths, **(env or {})}, warm=False)
 
     return start
 
@@ -61,7 +66,7 @@ def _sample(banking: LabelledTexts, path: Path, start: int, count: int) -> Path:
 
 
 def test_a_queued_run_reports_progress_publishes_with_metrics_and_promotes_by_the_rule(
-    start_trainer: Callable[[], WorkerProcess],
+    start_trainer: Callable[..., WorkerProcess],
     client: LeptonClient,
     registry_dir: Path,
     tiny_base: Path,
@@ -102,7 +107,7 @@ def test_a_queued_run_reports_progress_publishes_with_metrics_and_promotes_by_th
 
 
 def test_a_cancelled_run_publishes_nothing_and_a_run_cancelled_while_queued_never_starts(
-    start_trainer: Callable[[], WorkerProcess],
+    start_trainer: Callable[..., WorkerProcess],
     client: LeptonClient,
     registry_dir: Path,
     tiny_base: Path,
@@ -131,7 +136,7 @@ def test_a_cancelled_run_publishes_nothing_and_a_run_cancelled_while_queued_neve
 
 
 def test_a_training_message_the_broker_lost_is_sent_again_and_the_run_finishes_once(
-    start_trainer: Callable[[], WorkerProcess],
+    start_trainer: Callable[..., WorkerProcess],
     client: LeptonClient,
     redis_client: redis.Redis,
     registry_dir: Path,
@@ -150,6 +155,50 @@ def test_a_training_message_the_broker_lost_is_sent_again_and_the_run_finishes_o
     assert final.outcome is not None and final.outcome.version == "rescued@1"
     assert [v.reference for v in ModelRegistry(registry_dir).versions("rescued")] == ["rescued@1"]
     assert "sending it again" in worker.log_tail(20_000)
+
+
+def test_a_trainer_paused_past_its_heartbeat_is_taken_over_and_publishes_nothing_when_continued(
+    start_trainer: Callable[..., WorkerProcess],
+    client: LeptonClient,
+    redis_client: redis.Redis,
+    registry_dir: Path,
+    tiny_base: Path,
+    banking: LabelledTexts,
+    tmp_path: Path,
+) -> None:
+    trainers = [start_trainer({"LEPTON_TRAIN_HEARTBEAT_TIMEOUT_S": "2"}) for _ in range(2)]
+    data = _sample(banking, tmp_path / "train.jsonl", 0, 600)
+    run = client.train(data, name="handover", base=tiny_base, epochs=6, **TINY)
+    record = TrainingKeys(run.id).record
+    paused: list[tuple[WorkerProcess, str]] = []
+    continued: list[str] = []
+
+    def pause_the_holder_then_continue_it_once_taken_over(status: TrainingStatus) -> None:
+        holder = redis_client.hget(record, "holder")
+        if not paused and status.progress.phase == "training" and status.progress.step >= 2:
+            pid = int(str(holder).split(":")[1])
+            (trainer,) = [t for t in trainers if pid in [c.pid for c in psutil.Process(t.pid).children()]]
+            os.killpg(trainer.pid, signal.SIGSTOP)  # frozen mid-run: no heartbeat, no step, no acknowledgement
+            paused.append((trainer, str(holder)))
+        elif paused and not continued and holder != paused[0][1]:
+            os.killpg(paused[0][0].pid, signal.SIGCONT)  # the run was taken over: the old holder wakes up
+            continued.append(str(holder))
+
+    try:
+        final = run.wait(WAIT_S, on_progress=pause_the_holder_then_continue_it_once_taken_over)
+    finally:
+        for trainer, _ in paused[len(continued) :]:
+            os.killpg(trainer.pid, signal.SIGCONT)
+    assert paused and continued, "the run finished before it was paused and taken over"
+    assert (final.state, final.attempts) == ("succeeded", 2), final.error
+    old = paused[0][0]
+    deadline = time.monotonic() + 60
+    while "superseded" not in old.log_tail(20_000):  # the old holder stops at its next step
+        assert time.monotonic() < deadline, old.log_tail()
+        time.sleep(0.1)  # a woken process reaching its next step: nothing to wait on but its log
+    assert final.outcome is not None
+    assert [v.reference for v in ModelRegistry(registry_dir).versions("handover")] == [final.outcome.version]
+    assert client.training_status(run.id) == final, "the old holder finished nothing"
 
 
 @pytest.mark.parametrize(
@@ -179,7 +228,7 @@ def test_bad_training_data_fails_at_once_and_records_nothing(
 
 
 def test_lepton_train_submit_follows_the_run_and_jobs_status_shows_it(
-    start_trainer: Callable[[], WorkerProcess],
+    start_trainer: Callable[..., WorkerProcess],
     queue_env: dict[str, str],
     registry_dir: Path,
     tiny_base: Path,
@@ -208,7 +257,7 @@ def test_lepton_train_submit_follows_the_run_and_jobs_status_shows_it(
 
 
 def test_an_entity_model_trains_on_the_queue_from_the_cli_and_serves_entities(
-    start_trainer: Callable[[], WorkerProcess],
+    start_trainer: Callable[..., WorkerProcess],
     queue_env: dict[str, str],
     registry_dir: Path,
     tiny_base: Path,
