@@ -97,6 +97,24 @@ class SentinelGroup:
         self.primary.process.wait()
         return self.primary.port
 
+    def cut_and_pause_replica(self) -> None:
+        """The replica drops its link to the primary and is SIGSTOPped before it reconnects (it tries once a
+        second): the primary goes on accepting writes the replica never receives (a stopped replica alone would
+        find them in its socket buffer when continued)."""
+        assert self.replica.process is not None
+        with redis.Redis(port=self.replica.port, password=self.password, socket_timeout=5) as client:
+            client.client_kill_filter(_type="master")
+        self.replica.process.send_signal(signal.SIGSTOP)
+
+    def continue_replica(self) -> None:
+        assert self.replica.process is not None
+        self.replica.process.send_signal(signal.SIGCONT)
+
+    def replication_offset(self, server: LocalRedis) -> int:
+        """How far ``server`` is in the primary's write stream (bytes), as it says itself."""
+        with redis.Redis(port=server.port, password=self.password, socket_timeout=5) as client:
+            return int(client.info("replication")["master_repl_offset"])
+
     def wait_for_failover(self, timeout_s: float = 30) -> int:
         """Block until the Sentinels name the replica as the primary and it accepts writes; returns its port.
         The roles swap: the promoted server is ``primary`` now, the killed one ``replica``."""
