@@ -30,12 +30,14 @@ local function finish_if_complete()
 end
 """
 
-# -> 'run' when the caller should process the chunk, else why not: done | failed | cancelled | missing.
+# -> 'run' when the caller should process the chunk, else why not: done | failed | cancelled | missing (no such job
+# or no such chunk in it).
 START_CHUNK = (
     _PRELUDE
     + """
 if redis.call('EXISTS', record) == 0 then return 'missing' end
 local state = redis.call('HGET', states, chunk)
+if not state then return 'missing' end  -- no such chunk in this job (a forged or corrupt message)
 if state == 'done' or state == 'failed' or state == 'cancelled' then return state end
 if redis.call('HGET', record, 'cancelled') == '1' then
   redis.call('HSET', states, chunk, 'cancelled')
@@ -80,6 +82,7 @@ FAIL_CHUNK = (
     + """
 if redis.call('EXISTS', record) == 0 then return 0 end
 local state = redis.call('HGET', states, chunk)
+if not state then return 0 end  -- no such chunk in this job (a forged or corrupt message): not the job's failure
 if state == 'done' or state == 'cancelled' then return 0 end
 redis.call('HSET', errors, chunk, ARGV[5])
 redis.call('EXPIRE', errors, ttl)

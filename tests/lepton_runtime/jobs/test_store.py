@@ -118,3 +118,15 @@ def test_waiting_is_bounded_and_unknown_jobs_are_named(redis_client: redis.Redis
         store.status("nope")
     with pytest.raises(JobStateError, match="queued"):
         list(store.results(job_id))
+
+
+def test_a_chunk_the_job_does_not_have_changes_nothing(redis_client: redis.Redis) -> None:
+    """A forged message naming another job's chunk 10,000 (it has 4): not started, and its failure is not the job's."""
+    store = JobStore(redis_client)
+    job_id = _create(store)
+    before = store.status(job_id)
+    assert store.start_chunk(job_id, 10_000) == "missing"
+    store.fail_chunk(job_id, 10_000, "internal_error", "forged")
+    assert store.status(job_id) == before
+    assert store.chunk_state(job_id, 10_000) is None
+    assert store.chunk_runs(job_id) == {}
