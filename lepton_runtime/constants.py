@@ -33,6 +33,9 @@ DEFAULT_MAX_BATCH_SIZE_CUDA = 1024
 DEFAULT_MAX_ITEMS = 10_000
 # Characters in one text before tokenisation; bounds the tokenizer's time and memory.
 DEFAULT_MAX_TEXT_CHARS = 100_000
+# The longest line a bulk or training file may have: room for a text of the default maximum in JSON with every
+# character escaped, and its other fields.
+MAX_LINE_BYTES = 1024 * 1024
 
 # Parity gate: shapes (batch size, sequence length) and the largest allowed |logit difference|.
 PARITY_BATCH_SIZES = (1, 7, 64)

@@ -8,17 +8,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lepton_runtime.errors import InputIssue, InvalidInputError
+from lepton_runtime.constants import MAX_LINE_BYTES
+from lepton_runtime.errors import InputIssue, InvalidInputError, TooLargeError
 
 
 def lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Decoded lines (newline kept, a leading BOM dropped) with their 1-based number."""
+    """Decoded lines (newline kept, a leading BOM dropped) with their 1-based number; a line longer than
+    ``MAX_LINE_BYTES`` is refused as soon as that much of it is read (a file with no newline is not read whole)."""
     try:
         handle = path.open("rb")
     except FileNotFoundError:
         raise InvalidInputError(f"{path}: no such file", issues=[InputIssue("path", "file not found")]) from None
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        number = 0
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise TooLargeError(
+                    f"{path}: line {number} is over the limit of {MAX_LINE_BYTES:,} bytes for one line (one text "
+                    "is at most LEPTON_MAX_TEXT_CHARS characters); split the line or shorten its text",
+                    issues=[InputIssue(f"{path.name}:{number}", f"over {MAX_LINE_BYTES:,} bytes")],
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:

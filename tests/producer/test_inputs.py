@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lepton_runtime.errors import InvalidInputError
+from lepton_runtime.constants import MAX_LINE_BYTES
+from lepton_runtime.errors import InvalidInputError, TooLargeError
 from producer.inputs import items_from_texts, read_items
 
 
@@ -46,3 +47,16 @@ def test_a_string_is_not_a_list_of_texts(tmp_path: Path) -> None:
         items_from_texts("just one string")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="no such file"):
         read_items(tmp_path / "missing.jsonl")
+
+
+def test_a_line_over_the_limit_is_refused_naming_it_before_it_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "huge-line.jsonl"
+    with path.open("w") as handle:  # a 50 MB line: one text 500 times the longest allowed
+        handle.write('{"text": "fine"}\n{"text": "' + "x" * 50_000_000 + '"}\n')
+    with pytest.raises(TooLargeError, match=r"line 2 is over the limit of 1,048,576 bytes") as raised:
+        list(read_items(path))
+    assert [issue.field for issue in raised.value.issues] == ["huge-line.jsonl:2"]
+    unending = tmp_path / "no-newline.txt"
+    unending.write_bytes(b"y" * (MAX_LINE_BYTES + 10))  # one line, no end: read no further than the limit
+    with pytest.raises(TooLargeError, match="line 1 is over"):
+        list(read_items(unending))
