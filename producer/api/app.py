@@ -3,16 +3,14 @@ and one router per resource."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 
 from lepton_runtime import __version__
-from lepton_runtime.errors import InvalidInputError, TooLargeError
+from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.exposure import is_loopback
 from lepton_runtime.settings import LeptonSettings, load_settings
-from producer.api.errors import error_response, install_error_handlers
+from producer.api.body_limit import BodyLimit
+from producer.api.errors import install_error_handlers
 from producer.api.routes import classify, dead_letters, embeddings, entities, jobs, models, operations, training
 from producer.api.tokens import parse_tokens
 from producer.client import LeptonClient
@@ -46,17 +44,7 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
     app.state.tokens = parse_tokens(settings.api_tokens)  # digests only: the tokens themselves are not kept
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.api_max_body_bytes:
-            return error_response(
-                TooLargeError(
-                    f"the request body is {int(length):,} bytes, over the limit of {settings.api_max_body_bytes:,}"
-                    " (LEPTON_API_MAX_BODY_BYTES); split the file"
-                )
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
 
     for resource in (classify, embeddings, entities, jobs, training, models, dead_letters, operations):
         # the routers' own routes, each complete with its router's dependencies and responses, as routes of
