@@ -17,6 +17,7 @@
     │   ├── ParityError            parity_failed          500  ONNX outputs differ from PyTorch
     │   └── QualityGateError       quality_gate_failed    500  a quantised variant lost too much accuracy
     ├── BrokerUnavailableError     broker_unavailable     503  Redis does not answer (transient)
+    │   └── BrokerFullError        broker_full            507  Redis is at its maxmemory and refuses writes (transient)
     ├── ModelStoreUnavailableError store_unavailable      503  the object store does not answer (transient)
     ├── QueueFullError             queue_full             429  a queue holds too many waiting messages (transient)
     │   └── QuotaExceededError     quota_exceeded         429  a tenant has its quota of waiting requests (transient)
@@ -186,6 +187,14 @@ class BrokerUnavailableError(LeptonError):
     transient = True
 
 
+class BrokerFullError(BrokerUnavailableError):
+    """Raised when Redis answers but refuses a write: it is at its ``maxmemory`` with the ``noeviction`` policy
+    (never evicting queued work); a retry helps once memory frees."""
+
+    code = "broker_full"
+    http_status = 507
+
+
 class ModelStoreUnavailableError(LeptonError):
     """Raised when the object store of the registry cannot be reached for a model this host has no copy of."""
 
@@ -313,6 +322,7 @@ def http_status_by_code() -> dict[str, int]:
 
 
 __all__ = [
+    "BrokerFullError",
     "BrokerUnavailableError",
     "ChunkNotRunError",
     "ExpiredError",

@@ -12,7 +12,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from lepton_runtime.errors import BrokerUnavailableError
+from lepton_runtime.errors import BrokerFullError, BrokerUnavailableError
 from lepton_runtime.settings import LeptonSettings
 
 # Seconds to wait for a connection and for one command's answer.
@@ -92,6 +92,12 @@ def broker_errors(url: str) -> Iterator[None]:
     except redis.AuthenticationError:
         raise BrokerUnavailableError(
             f"Redis at {redacted(url)} refused the password; check the one in LEPTON_REDIS_URL"
+        ) from None
+    except redis.exceptions.OutOfMemoryError:
+        raise BrokerFullError(
+            f"Redis at {redacted(url)} is full (its maxmemory, with the noeviction policy that never drops queued "
+            "work) and refused the write; nothing of this submission was kept. Retry once memory frees (finished "
+            "jobs expire after LEPTON_JOB_TTL_S; `lepton jobs list` shows them), or raise Redis's maxmemory"
         ) from None
     except (redis.ConnectionError, redis.TimeoutError) as error:
         raise BrokerUnavailableError(

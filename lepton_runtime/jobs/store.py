@@ -86,17 +86,25 @@ class JobStore:
             "cancelled": "0",
             **dict.fromkeys(_COUNTERS, 0),
         }
-        with self.redis.pipeline() as pipe:
-            pipe.hset(keys.record, mapping=record)  # type: ignore[arg-type]
-            for key in (keys.record, keys.inputs, keys.chunk_states, keys.chunk_positions):
-                pipe.expire(key, self.ttl_s)
-            pipe.zadd(JOB_INDEX_KEY, {job_id: now})
-            pipe.execute()
+        try:
+            with self.redis.pipeline() as pipe:
+                pipe.hset(keys.record, mapping=record)  # type: ignore[arg-type]
+                for key in (keys.record, keys.inputs, keys.chunk_states, keys.chunk_positions):
+                    pipe.expire(key, self.ttl_s)
+                pipe.zadd(JOB_INDEX_KEY, {job_id: now})
+                pipe.execute()
+        except redis.ResponseError:  # refused (Redis full): the inputs go too
+            self.discard(job_id)
+            raise
         if idempotency_key_value and (winner := self.claim_key(idempotency_key_value, job_id)) != job_id:
-            self.redis.delete(*keys.all())  # another submission with this key won the race
-            self.redis.zrem(JOB_INDEX_KEY, job_id)
+            self.discard(job_id)  # another submission with this key won the race
             return winner, False
         return job_id, True
+
+    def discard(self, job_id: str) -> None:
+        """Delete every key of a job that was never handed out (its submission failed part-way)."""
+        self.redis.delete(*JobKeys(job_id).all())
+        self.redis.zrem(JOB_INDEX_KEY, job_id)
 
     def claim_key(self, key: str, job_id: str) -> str:
         """Bind an idempotency key to ``job_id`` unless it is bound already; return the job it names."""
@@ -128,9 +136,16 @@ class JobStore:
             raise JobStateError(f"job {job_id} was cancelled, so it cannot be retried; submit its texts again")
         return requeued
 
-    def mark_enqueued(self, job_id: str) -> None:
-        """Record that every chunk of the job was sent (a producer may die before it gets here)."""
-        self.redis.hsetnx(JobKeys(job_id).record, "enqueued_at", time.time())
+    def mark_enqueued(self, job_id: str, *, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> int | None:
+        """Record that every chunk of the job was sent (a producer may die before it gets here). With
+        ``wait_replicas``, then WAIT for that many replicas to hold it and all before it: returns how many do."""
+        with self.redis.pipeline(transaction=False) as pipe:  # one connection: WAIT follows this client's writes
+            pipe.hset(JobKeys(job_id).record, "sent_at", time.time())
+            pipe.hsetnx(JobKeys(job_id).record, "enqueued_at", time.time())
+            if wait_replicas:
+                pipe.wait(wait_replicas, wait_timeout_ms)
+            results = pipe.execute()
+        return int(results[-1]) if wait_replicas else None
 
     def unsent_chunks(self, job_id: str) -> list[int]:
         """Chunks still queued in a job whose producer never finished sending them (else none)."""
