@@ -35,6 +35,16 @@ class LeptonSettings(BaseSettings):
     redis_sentinel_password: SecretStr | None = Field(
         default=None, description="With LEPTON_REDIS_SENTINELS: the password of the Sentinels themselves."
     )
+    redis_wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Replicas that must hold a bulk job or training run (Redis WAIT) before its id is returned, so "
+        "a failover right after cannot lose it. 0: replication stays asynchronous.",
+    )
+    redis_wait_timeout_ms: int = Field(
+        default=1000, ge=1, le=60_000, description="How long a submission waits for LEPTON_REDIS_WAIT_REPLICAS."
+    )
     model_dir: Path = Field(default=Path(constants.DEFAULT_MODEL_DIR), description="Registry root.")
     model_store: str | None = Field(
         default=None,

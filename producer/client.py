@@ -7,6 +7,7 @@ It sends tasks by their stable names and never imports worker code, onnxruntime 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -65,6 +66,8 @@ from lepton_runtime.settings import LeptonSettings, load_settings
 from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, require_task
 from producer.inputs import items_from_texts, read_items
 from producer.outputs import write_output
+
+logger = logging.getLogger(__name__)
 
 # Characters of a text shown in task arguments (Flower, logs); the task itself gets all of them.
 TEXT_REPR_CHARS = 60
@@ -419,8 +422,12 @@ class LeptonClient:
                 idempotency_key_value=idempotency_key,
             )
             if created:
-                send_chunks(self.celery, job_id, range(self.jobs.chunk_count(job_id)))
-                self.jobs.mark_enqueued(job_id)
+                try:
+                    send_chunks(self.celery, job_id, range(self.jobs.chunk_count(job_id)))
+                except redis.exceptions.OutOfMemoryError:
+                    self.jobs.discard(job_id)  # Redis filled up part-way: no job is handed out; sent chunks fail alone
+                    raise
+                self._replicated(f"bulk job {job_id}", self.jobs.mark_enqueued(job_id, **self._wait_options))
         return BulkJob(job_id, self, Path(output) if output is not None else None, created)
 
     def status(self, job_id: str) -> JobStatus:
@@ -496,6 +503,7 @@ class LeptonClient:
             if created:
                 argsrepr = f"[{name!r}: {len(rows)} rows from {Path(data).name}, {epochs} epochs]"
                 send_training(self.celery, run_id, argsrepr)
+                self._replicated(f"training run {run_id}", self.training.mark_sent(run_id, **self._wait_options))
         return TrainingJob(run_id, self, created)
 
     def training_status(self, run_id: str) -> TrainingStatus:
@@ -523,6 +531,25 @@ class LeptonClient:
         with broker_errors(self._url):
             total = self.jobs.status(job_id).total_texts
             return write_output(self.jobs.results(job_id), Path(output), total)
+
+    @property
+    def _wait_options(self) -> dict[str, int]:
+        settings = self.settings
+        return {"wait_replicas": settings.redis_wait_replicas, "wait_timeout_ms": settings.redis_wait_timeout_ms}
+
+    def _replicated(self, what: str, replicas: int | None) -> None:
+        """Warn when fewer replicas than LEPTON_REDIS_WAIT_REPLICAS held a submission within the timeout (it is
+        queued on the primary all the same; a failover before the replicas catch up could lose it)."""
+        wanted = self.settings.redis_wait_replicas
+        if replicas is not None and replicas < wanted:
+            logger.warning(
+                "%s is held by %d of %d replicas after %d ms (LEPTON_REDIS_WAIT_REPLICAS); it is queued, but a "
+                "failover before the replicas catch up could lose it: check the replicas' link to the primary",
+                what,
+                replicas,
+                wanted,
+                self.settings.redis_wait_timeout_ms,
+            )
 
     def retry(self, job_id: str) -> list[int]:
         """Run the failed chunks again (only those), and send the chunks a producer that died while

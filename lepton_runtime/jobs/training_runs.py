@@ -147,6 +147,16 @@ class TrainingRuns:
             pipe.execute()
         return run_id, True
 
+    def mark_sent(self, run_id: str, *, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> int | None:
+        """Record that the run's message was sent. With ``wait_replicas``, then WAIT for that many replicas to
+        hold it and all before it: returns how many do."""
+        with self.redis.pipeline(transaction=False) as pipe:  # one connection: WAIT follows this client's writes
+            pipe.hset(TrainingKeys(run_id).record, "sent_at", time.time())
+            if wait_replicas:
+                pipe.wait(wait_replicas, wait_timeout_ms)
+            results = pipe.execute()
+        return int(results[-1]) if wait_replicas else None
+
     def cancel(self, run_id: str) -> TrainingStatus:
         """Cancel persistently: a queued run never starts; a running one stops at its next step, unpublished."""
         outcome = self._cancel(keys=self._keys(run_id), args=[time.time()])

@@ -7,9 +7,12 @@ import base64
 import json
 import os
 import pickle
+import select
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +22,9 @@ import psutil
 import pytest
 import redis
 
-from lepton_runtime.jobs.keys import queue_lists
+from lepton_runtime.constants import REDIS_KEY_PREFIX
+from lepton_runtime.errors import BrokerFullError
+from lepton_runtime.jobs.keys import JOB_INDEX_KEY, queue_lists
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelRegistry, ModelVersion
 from lepton_runtime.settings import LeptonSettings
@@ -304,6 +309,12 @@ def test_malformed_celery_messages_pushed_into_the_queue_kill_no_worker(
         ),
         "a body that is not base64": _celery_message("lepton.classify", None, raw_body="%%%"),
         "a 10 MB body": _celery_message("lepton.classify", [[["x" * 10_000_000], "tiny", None], {}, {}]),
+        "a chunk of another tenant's job, sent again": _celery_message(
+            "lepton.bulk.chunk", [[fleet.healthy_job_id, 0], {}, {}]
+        ),
+        "a chunk index past that job's last chunk": _celery_message(
+            "lepton.bulk.chunk", [[fleet.healthy_job_id, 10_000], {}, {}]
+        ),
     }
     queue = queue_lists("lepton.inference")[0]
     for message in messages.values():
@@ -312,10 +323,123 @@ def test_malformed_celery_messages_pushed_into_the_queue_kill_no_worker(
     after = fleet.client.classify(["a fine film"] * 80, model="tiny").wait(120)
     assert len(after) == 80 and after[0].label
     assert redis_client.llen(queue) == 0, "every message was taken off the queue"
-    assert fleet.client.wait(fleet.healthy_job_id, 180).state == "succeeded", "other work is unaffected"
+    healthy = fleet.client.wait(fleet.healthy_job_id, 180)
+    assert healthy.state == "succeeded", "other work is unaffected"
+    ids = [row["id"] for row in fleet.client.results(fleet.healthy_job_id)]
+    assert ids == [str(i) for i in range(healthy.total_texts)], "its chunk sent again by another changed nothing"
     assert fleet.worker.process.poll() is None
     assert sorted(child.pid for child in psutil.Process(fleet.worker.process.pid).children()) == fleet.pool_pids
     for name in messages:
         figures.add(
             "Bad input", f"Celery message pushed into the queue: {name}", "refused or failed alone; no process died"
         )
+
+
+def _post_chunked_until_answered(port: int, path: str, total_bytes: int, block_bytes: int = 1 << 20) -> tuple[str, int]:
+    """POST ``total_bytes`` of one multipart file field, chunked (no Content-Length), block by block, until the
+    server answers; return its status line and the bytes sent by then."""
+    boundary = "lepton-hostile"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="huge.txt"\r\n\r\n'.encode()
+    block = b"a fine film\n" * (block_bytes // 12)
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
+        connection.sendall(head + f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        while sent < total_bytes:
+            if select.select([connection], [], [], 0)[0]:
+                break  # the server has answered
+            try:
+                connection.sendall(f"{len(block):x}\r\n".encode() + block + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(block)
+        answer = _read_answer(connection)
+    return answer.split("\r\n", 1)[0], sent
+
+
+def _read_answer(connection: socket.socket) -> str:
+    """One HTTP answer from a raw socket: its head, then as many body bytes as its Content-Length says."""
+    received = b""
+    while b"\r\n\r\n" not in received and (block := connection.recv(65536)):
+        received += block
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
+    while len(body) < length and (block := connection.recv(65536)):
+        body += block
+    return (head + b"\r\n\r\n" + body).decode(errors="replace")
+
+
+def test_huge_and_slow_uploads_are_cut_off_early_and_block_no_one(fleet: Fleet, figures: Figures) -> None:
+    limit = LeptonSettings().api_max_body_bytes
+    # a 1 GB file declared: answered before a byte of it is read
+    with socket.create_connection(("127.0.0.1", fleet.api.port), timeout=30) as connection:
+        connection.sendall(
+            f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {1 << 30}\r\n\r\n".encode()
+        )
+        declared = _read_answer(connection)
+    assert declared.startswith("HTTP/1.1 413") and '"too_large"' in declared, declared[:300]
+    # a 1 GB file sent chunked, with no length: cut off once past the limit, long before its end
+    status, sent = _post_chunked_until_answered(fleet.api.port, "/v1/jobs", 1 << 30)
+    assert status == "HTTP/1.1 413 Request Entity Too Large", status
+    assert sent < limit + (16 << 20), f"{sent:,} bytes were taken before the refusal (limit {limit:,})"
+    # slow-loris: 64 connections trickle their headers, 8 trickle a body; a request beside them is answered
+    trickling = []
+    try:
+        for index in range(72):
+            connection = socket.create_connection(("127.0.0.1", fleet.api.port), timeout=10)
+            connection.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            if index >= 64:
+                connection.sendall(f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n{{".encode())
+            trickling.append(connection)
+        for connection in trickling:
+            connection.sendall(b"X")  # one more byte each: still not a whole request
+        started = time.monotonic()
+        answer = fleet.api.http.post("/v1/classify", json={"texts": ["a fine film"], "model": "tiny"}, headers=AUTH)
+        answered_s = time.monotonic() - started
+    finally:
+        for connection in trickling:
+            connection.close()
+    assert answer.status_code == 200 and answer.json()["predictions"][0]["label"], answer.text
+    assert answered_s < 10, f"a request beside 72 slow connections took {answered_s:.1f} s"
+    assert fleet.api.process.poll() is None
+    figures.add("Bad input", "upload declaring 1 GB (Content-Length)", "413 `too_large` before the body is read")
+    figures.add("Bad input", "1 GB upload sent chunked, no length", f"413 `too_large` after {sent / 2**20:.0f} MiB")
+    figures.add(
+        "Bad input", "slow-loris: 64 trickled headers + 8 trickled bodies", f"a request beside them: {answered_s:.2f} s"
+    )
+
+
+def test_a_full_redis_refuses_submissions_whole_and_work_resumes_when_memory_frees(
+    fleet: Fleet, redis_client: redis.Redis, banking: LabelledTexts, figures: Figures
+) -> None:
+    assert fleet.client.wait(fleet.healthy_job_id, 180).state == "succeeded"
+    texts = (banking.texts * 40)[:40_000]
+    jobs_before = redis_client.zcard(JOB_INDEX_KEY)
+    keys_before = set(redis_client.scan_iter(f"{REDIS_KEY_PREFIX}job:*", count=1000))
+    used = int(redis_client.info("memory")["used_memory"])
+    redis_client.config_set("maxmemory", used + (1 << 20))  # 1 MiB of room; the job's inputs need more
+    try:
+        with pytest.raises(BrokerFullError, match="maxmemory") as refused:
+            fleet.client.submit_bulk(texts, model="tiny", chunk_size=500)
+        answer = fleet.api.http.post("/v1/jobs", json={"texts": texts, "model": "tiny"}, headers=AUTH)
+        assert answer.status_code == 507 and answer.json()["error"]["code"] == "broker_full", answer.text[:300]
+        assert redis_client.zcard(JOB_INDEX_KEY) == jobs_before, "no job was handed out"
+        keys_after = set(redis_client.scan_iter(f"{REDIS_KEY_PREFIX}job:*", count=1000))
+        assert keys_after == keys_before, "nothing half-written"
+    finally:
+        redis_client.config_set("maxmemory", 0)
+    job = fleet.client.submit_bulk(texts, model="tiny", chunk_size=500)  # the same submission, memory freed
+    assert job.wait(300).state == "succeeded"
+    assert [row["id"] for row in fleet.client.results(job.id)] == [str(i) for i in range(len(texts))]
+    assert fleet.worker.process.poll() is None
+    figures.add(
+        "Bad input",
+        "Redis at maxmemory (noeviction): a 40,000-text submission",
+        f"client `{refused.value.code}`, API 507 `broker_full`; nothing half-written; accepted once memory freed",
+    )

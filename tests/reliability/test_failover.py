@@ -5,13 +5,17 @@ failovers in one job of 100,000 texts (the killed server rejoins as a replica be
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 
 import pytest
+import redis
 from pydantic import SecretStr
 
+from lepton_runtime.constants import INFERENCE_QUEUE
+from lepton_runtime.jobs.keys import JobKeys, queue_lists
 from lepton_runtime.jobs.schemas import JobStatus
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion
@@ -148,3 +152,35 @@ def test_a_failover_that_loses_the_last_writes_still_leaves_the_output_exact(
         f"replica paused, primary killed {lost_chunks} chunks ahead ({lost_bytes:,} bytes of writes lost)",
         f"{TEXTS:,} of {TEXTS:,} once, in order; {sum(count > 1 for count in runs.values())} chunks run twice",
     )
+
+
+def test_with_wait_replicas_a_submission_returns_once_the_replica_holds_it(
+    published: ModelVersion, banking: LabelledTexts, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LEPTON_REDIS_WAIT_REPLICAS=1: the job id comes back once the replica holds the job and its messages, so a
+    failover right after cannot lose it; with the replica cut off, the submission waits its timeout and warns."""
+    group = SentinelGroup(tmp_path / "redis")
+    group.start()
+    settings = LeptonSettings(
+        redis_sentinels=group.env["LEPTON_REDIS_SENTINELS"], redis_service=SERVICE,
+        redis_password=SecretStr(group.password), redis_sentinel_password=SecretStr(group.sentinel_password),
+        model_dir=published.path.parent.parent, redis_wait_replicas=1, redis_wait_timeout_ms=1500,
+    )  # fmt: skip
+    try:
+        with LeptonClient(settings) as client:
+            job = client.submit_bulk(banking.texts[:1000], model="tiny", chunk_size=100)
+            with redis.Redis(port=group.replica.port, password=group.password, decode_responses=True) as replica:
+                assert replica.hget(JobKeys(job.id).record, "enqueued_at") is not None
+                assert sum(replica.llen(key) for key in queue_lists(INFERENCE_QUEUE)) == 10, "every chunk's message"
+            group.cut_and_pause_replica()
+            try:
+                started = time.monotonic()
+                with caplog.at_level(logging.WARNING, logger="producer.client"):
+                    client.submit_bulk(banking.texts[:1000], model="tiny", chunk_size=100)
+                waited_s = time.monotonic() - started
+            finally:
+                group.continue_replica()
+    finally:
+        group.stop()
+    assert "held by 0 of 1 replicas after 1500 ms" in caplog.text
+    assert waited_s >= 1.5
