@@ -144,6 +144,14 @@ def test_the_corpus_gets_clear_errors_no_worker_dies_and_other_work_finishes(
         assert "lepton-upload" not in error["message"], "the client's file name, not the server's temporary path"
         answered.append((f"file: {name}", f"422 `invalid_input` naming {expected!r}"))
 
+    # one line of 50 MB in an upload under the body limit: refused naming the line, not read whole
+    huge_line = b'{"text": "fine"}\n{"text": "' + b"x" * 50_000_000 + b'"}\n'
+    answer = fleet.api.http.post(
+        "/v1/jobs", files={"file": ("input.jsonl", huge_line)}, data={"model": "tiny"}, headers=AUTH
+    )
+    assert answer.status_code == 413 and "line 2 is over the limit" in answer.json()["error"]["message"], answer.text
+    answered.append(("file: a JSONL line of 50 MB", "413 `too_large` naming line 2"))
+
     # damaged models: refused by their checksums before ONNX Runtime reads a byte
     for model, damage in [("truncated", "a truncated ONNX file"), ("badsum", "a manifest whose checksum differs")]:
         answer = fleet.api.http.post("/v1/classify", json={"texts": ["fine"], "model": model}, headers=AUTH)
@@ -151,7 +159,7 @@ def test_the_corpus_gets_clear_errors_no_worker_dies_and_other_work_finishes(
         assert "sha256" in answer.json()["error"]["message"]
         answered.append((damage, f"{answer.status_code} `corrupt_model` naming the sha256"))
 
-    assert len(answered) >= 46
+    assert len(answered) >= 47
     assert fleet.client.wait(fleet.healthy_job_id, 180).state == "succeeded", "other work is unaffected"
     assert fleet.worker.process.poll() is None
     pool = sorted(child.pid for child in psutil.Process(fleet.worker.process.pid).children())
