@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 # torch first, pinned: the local CPU wheel; a bare `torch` would pull gigabytes of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities soak demo clean
+.PHONY: install test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities bench-replication soak demo clean
 
 install: $(VENV)/.installed  ## create .venv with everything for CPU use (inference, training, API, dev tools)
 
@@ -49,6 +49,11 @@ bench-mixed: install  ## online + bulk traffic on one fleet (MiniLM on SST-2): l
 	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('sentiment@production')" \
 		2>/dev/null || $(VENV)/bin/lepton train ../shared/datasets/sst2/dev.jsonl --name sentiment --epochs 3 --max-length 64
 	$(PYTHON) bench/mixed.py
+
+bench-replication: install  ## what LEPTON_REDIS_WAIT_REPLICAS costs a submission (a primary and one replica)
+	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('intents@production')" \
+		2>/dev/null || $(VENV)/bin/lepton demo
+	$(PYTHON) bench/replication.py
 
 bench-embeddings: install  ## all-MiniLM-L6-v2 in the Engine vs sentence-transformers; a 100,000-text corpus through the queue
 	$(PYTHON) bench/embeddings.py

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# bench/queue.py would shadow the standard library's queue (redis-py imports it): keep this folder off the path
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.shared_data
 
 import argparse
