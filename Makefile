@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 # torch first, pinned: the local CPU wheel; a bare `torch` would pull gigabytes of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities bench-replication soak demo clean
+.PHONY: install test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities bench-replication soak chaos demo clean
 
 install: $(VENV)/.installed  ## create .venv with everything for CPU use (inference, training, API, dev tools)
 
@@ -71,6 +71,11 @@ soak: install  ## long reliability suite + 30 minutes of mixed traffic on MiniLM
 	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('intents@production')" \
 		2>/dev/null || $(VENV)/bin/lepton demo  # the soak classifies with the demo's fine-tuned MiniLM (intents)
 	$(PYTHON) bench/soak.py --minutes 30
+
+chaos: install  ## 10 minutes of overlapping faults (seeded) under traffic, then a checker; report in bench/results/chaos.md
+	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('intents@production')" \
+		2>/dev/null || $(VENV)/bin/lepton demo
+	$(PYTHON) bench/chaos.py --minutes 10 --seed $(or $(SEED),1)
 
 demo: install  ## the main job end to end on the embedded default
 	$(VENV)/bin/lepton demo

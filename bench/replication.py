@@ -17,20 +17,20 @@ from pathlib import Path
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.shared_data
 
-import argparse
-import platform
-import socket
-import statistics
-import tempfile
-import time
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
-from pydantic import SecretStr
-from rich.progress import track
+from pydantic import SecretStr  # noqa: E402
+from rich.progress import track  # noqa: E402
 
-from bench.shared_data import real_texts, repeated
-from lepton_runtime.settings import LeptonSettings
-from producer import LeptonClient
-from workers.embedded import LocalRedis
+from bench.shared_data import real_texts, repeated  # noqa: E402
+from lepton_runtime.settings import LeptonSettings  # noqa: E402
+from producer import LeptonClient  # noqa: E402
+from workers.embedded import LocalRedis  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

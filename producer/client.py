@@ -30,6 +30,7 @@ from lepton_runtime.constants import (
     MAX_TRAINING_DATA_BYTES,
 )
 from lepton_runtime.errors import (
+    BrokerUnavailableError,
     InputIssue,
     InvalidInputError,
     JobFailedError,
@@ -75,6 +76,8 @@ TEXT_REPR_CHARS = 60
 DEFAULT_WAIT_S = 30.0
 # A wait on an interactive answer looks at the stored answer at least this often (seconds).
 ANSWER_POLL_S = 1.0
+# A wait whose Redis does not answer (restarting, failing over) asks again after this long (seconds).
+ANSWER_RETRY_S = 0.2
 LaneChoice = Literal["auto", "interactive", "bulk"]
 # States of a Celery task, as job states.
 _TASK_STATES = {
@@ -137,8 +140,19 @@ class ClassifyJob:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             remaining = ANSWER_POLL_S if deadline is None else min(ANSWER_POLL_S, deadline - time.monotonic())
-            popped = self.answers.blpop([answer_list_key(self.id)], timeout=max(remaining, 0.001))
-            raw = popped[1] if popped else self.answers.get(backend.get_key_for_task(self.id))
+            try:
+                popped = self.answers.blpop([answer_list_key(self.id)], timeout=max(remaining, 0.001))
+                raw = popped[1] if popped else self.answers.get(backend.get_key_for_task(self.id))
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                # Redis restarting or failing over: the wait goes on (the next command finds the primary) until
+                # its own deadline, when it says why it ended
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise BrokerUnavailableError(
+                        f"job {self.id}: Redis did not answer before the wait ended ({error}); the request may "
+                        f"still be answered: `lepton jobs status {self.id}`"
+                    ) from None
+                time.sleep(min(ANSWER_RETRY_S, max(remaining, 0.001)))  # back off from a Redis that refuses
+                continue
             if raw is not None:
                 meta = backend.meta_from_decoded(backend.decode(raw))
                 if meta.get("status") in {"SUCCESS", "FAILURE"}:
