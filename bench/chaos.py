@@ -43,7 +43,6 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import TypeVar  # noqa: E402
 
 import psutil  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.shared_data import real_texts  # noqa: E402
@@ -53,7 +52,7 @@ from lepton_runtime.registry import ModelRegistry  # noqa: E402
 from lepton_runtime.settings import LeptonSettings  # noqa: E402
 from lepton_runtime.text_files import jsonl_rows  # noqa: E402
 from producer import LeptonClient  # noqa: E402
-from tests.reliability.sentinels import SERVICE, SentinelGroup  # noqa: E402
+from tests.reliability.sentinels import SentinelGroup  # noqa: E402
 from workers.processes import WorkerProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,12 +297,7 @@ def main() -> int:
     }
     fleet = Fleet(scratch, env, version.reference, workers=2)
     fleet.group.start()
-    group = fleet.group
-    settings = LeptonSettings(
-        redis_sentinels=group.env["LEPTON_REDIS_SENTINELS"], redis_service=SERVICE,
-        redis_password=SecretStr(group.password), redis_sentinel_password=SecretStr(group.sentinel_password),
-        model_dir=Path(args.registry).resolve(),
-    )  # fmt: skip
+    settings = fleet.group.settings(model_dir=Path(args.registry).resolve())
     seen, stop = Outcomes(), threading.Event()
     checks: dict[str, str] = {}
     try:

@@ -31,6 +31,7 @@ from lepton_runtime.constants import (
 )
 from lepton_runtime.errors import (
     BrokerUnavailableError,
+    ExpiredError,
     InputIssue,
     InvalidInputError,
     JobFailedError,
@@ -76,6 +77,8 @@ TEXT_REPR_CHARS = 60
 DEFAULT_WAIT_S = 30.0
 # A wait on an interactive answer looks at the stored answer at least this often (seconds).
 ANSWER_POLL_S = 1.0
+# A request with a deadline is waited for until this long after it: the lane answers `expired` at the deadline.
+DEADLINE_GRACE_S = 5.0
 # A wait whose Redis does not answer (restarting, failing over) asks again after this long (seconds).
 ANSWER_RETRY_S = 0.2
 LaneChoice = Literal["auto", "interactive", "bulk"]
@@ -103,6 +106,7 @@ class ClassifyJob:
     result: AsyncResult
     created: bool = True
     answers: redis.Redis | None = None
+    deadline: float | None = None  # epoch seconds: an interactive request with a deadline is waited for until then
 
     @property
     def state(self) -> str:
@@ -138,6 +142,10 @@ class ClassifyJob:
         assert self.answers is not None
         backend = self.result.backend
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if self.deadline is not None:  # past its own deadline (and the lane's grace) no answer will come
+            expires = time.monotonic() + self.deadline - time.time() + DEADLINE_GRACE_S
+            if deadline is None or expires < deadline:
+                deadline, timeout_s = expires, None
         while True:
             remaining = ANSWER_POLL_S if deadline is None else min(ANSWER_POLL_S, deadline - time.monotonic())
             try:
@@ -158,7 +166,13 @@ class ClassifyJob:
                 if meta.get("status") in {"SUCCESS", "FAILURE"}:
                     return meta["status"], meta["result"]
             if deadline is not None and time.monotonic() >= deadline:
-                raise self._timeout(timeout_s)
+                raise self._timeout(timeout_s) if timeout_s is not None else self._expired()
+
+    def _expired(self) -> ExpiredError:
+        return ExpiredError(
+            f"job {self.id}: no answer {DEADLINE_GRACE_S:g} s after its deadline: it was shed, or lost with its "
+            "answer in a Redis failover; send it again (with a later deadline if the fleet is busy)"
+        )
 
     def _timeout(self, timeout_s: float | None) -> JobTimeoutError:
         return JobTimeoutError(
@@ -391,7 +405,8 @@ class LeptonClient:
                     if idempotency_key:
                         self.jobs.release_key(idempotency_key, task_id)
                     raise
-                return job_type(task_id, AsyncResult(task_id, app=self.celery), answers=self.redis)
+                result = AsyncResult(task_id, app=self.celery)
+                return job_type(task_id, result, answers=self.redis, deadline=request.deadline)
             result = self.celery.send_task(
                 CLASSIFY_TASK,
                 args=[list(texts), version.reference, version.manifest.content_sha256],

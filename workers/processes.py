@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,7 +101,12 @@ class WorkerProcess(ChildProcess):
         announced, waited_s = 0, 0.0
         with redis_of(self.env) as client:
             while announced < self.processes:
-                if client.blpop([worker_ready_key(self.name)], timeout=1):
+                try:
+                    popped = client.blpop([worker_ready_key(self.name)], timeout=1)
+                except (redis.ConnectionError, redis.TimeoutError):  # Redis restarting or failing over: ask again
+                    popped = None
+                    time.sleep(1)  # counted as a second of the wait below
+                if popped:
                     announced += 1
                 elif self.process.poll() is not None:
                     raise RuntimeError(f"worker {self.name} exited ({self.process.returncode}):\n{self.log_tail()}")

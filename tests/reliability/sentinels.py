@@ -9,9 +9,12 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
+from pydantic import SecretStr
 
+from lepton_runtime.settings import LeptonSettings
 from tests.queue_fixtures import free_port
 from workers.embedded import START_TIMEOUT_S, LocalRedis, find_redis_server
 
@@ -54,6 +57,14 @@ class SentinelGroup:
             "LEPTON_REDIS_PASSWORD": self.password,
             "LEPTON_REDIS_SENTINEL_PASSWORD": self.sentinel_password,
         }
+
+    def settings(self, **values: Any) -> LeptonSettings:
+        """The settings of a client of the group (it asks the Sentinels; no LEPTON_REDIS_URL), with ``values``."""
+        return LeptonSettings(
+            redis_sentinels=self.env["LEPTON_REDIS_SENTINELS"], redis_service=SERVICE,
+            redis_password=SecretStr(self.password), redis_sentinel_password=SecretStr(self.sentinel_password),
+            **values,
+        )  # fmt: skip
 
     def start(self) -> None:
         self.primary.start()

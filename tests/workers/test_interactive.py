@@ -4,6 +4,7 @@ until the failing request is alone, deadlines shed, a request that kills its pro
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from lepton_runtime.jobs.lanes import InteractiveLane
 from lepton_runtime.registry import ModelRegistry, ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
+from producer.client import DEADLINE_GRACE_S
 from tests.queue_fixtures import free_port
 from tests.workers.faults import POISON
 from tests.workers.test_metrics import scrape, total
@@ -218,3 +220,16 @@ def consumer_of(lane: InteractiveLane, options: LaneOptions) -> InteractiveConsu
         lane, None, LaneScheduler(), lambda: None,  # type: ignore[arg-type,return-value]
         options, f"test-consumer-{options.process_rank}",
     )  # fmt: skip
+
+
+def test_a_wait_on_a_request_with_a_deadline_ends_soon_after_it_even_when_no_one_answers(
+    queue_settings: LeptonSettings,
+) -> None:
+    """No worker runs (or the request was lost in a failover): the client stops waiting at the deadline plus the
+    lane's grace, with `expired`, not at its longer timeout."""
+    with LeptonClient(queue_settings) as client:
+        job = client.classify(["a fine film"], model="tiny", deadline_s=1)
+        started = time.monotonic()
+        with pytest.raises(ExpiredError, match="after its deadline"):
+            job.wait(60)
+        assert time.monotonic() - started < 1 + DEADLINE_GRACE_S + 2
