@@ -44,9 +44,10 @@ class TrainTask(LeptonTask):
     goes to its record, the task state (PROGRESS, for Celery clients) and a ``task-progress`` event (for Flower)."""
 
     def holder(self) -> str:
-        """This delivery of the run: the worker process and the message's delivery tag."""
-        delivery_tag = (self.request.delivery_info or {}).get("delivery_tag")
-        return f"{self.request.hostname}:{os.getpid()}:{delivery_tag}"
+        """This run's holder here: the worker and its pool process running it; empty outside a running task (the
+        worker's main process reporting a pool process killed at the hard time limit), which may then finish the
+        run whoever holds it."""
+        return f"{self.request.hostname}:{os.getpid()}:{self.request.id}" if self.request.id else ""
 
     def gave_up(self, runtime: WorkerRuntime, args: tuple[Any, ...], code: str, message: str) -> None:
         runtime.training_runs.fail(args[0], code, message, self.holder())
