@@ -48,7 +48,6 @@ def submitted(job_id: str, created: bool) -> Response:
 )
 async def submit_bulk(
     request: Request,
-    settings: Settings,
     client: Client,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
@@ -71,7 +70,7 @@ async def submit_bulk(
                 issues=[InputIssue("file", "missing")],
             )
         fields = validated(BulkUploadFields, {k: v for k, v in form.items() if isinstance(v, str)})
-        with uploaded(upload, settings.api_max_body_bytes) as path:
+        with uploaded(upload) as path:
             job = await run_in_threadpool(
                 client.submit_bulk, path, model=fields.model, chunk_size=fields.chunk_size,
                 text_field=fields.text_field, id_field=fields.id_field, idempotency_key=idempotency_key,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import Response
 
 from lepton_runtime.jobs import DEFAULT_TRAINING, PromotePolicy, TrainedTask, TrainingOptions, TrainRequest
-from producer.api.dependencies import TRAIN, Client, Settings
+from producer.api.dependencies import TRAIN, Client
 from producer.api.errors import error_responses
 from producer.api.routes.jobs import submitted
 from producer.api.schemas import SubmittedJob
@@ -31,7 +31,6 @@ def option(name: str) -> object:
 
 @router.post("/v1/train", response_model=SubmittedJob, status_code=201, dependencies=TRAIN)
 def train(
-    settings: Settings,
     client: Client,
     file: Annotated[
         UploadFile,
@@ -57,8 +56,8 @@ def train(
     """Queue a fine-tuning run of MiniLM-L6 on an uploaded labelled file (a classifier, or with
     task=token-classification an entity model); follow it at GET /v1/jobs/{id}."""
     with ExitStack() as files:
-        path = files.enter_context(uploaded(file, settings.api_max_body_bytes))
-        validation_path = files.enter_context(uploaded(validation, settings.api_max_body_bytes)) if validation else None
+        path = files.enter_context(uploaded(file))
+        validation_path = files.enter_context(uploaded(validation)) if validation else None
         run = client.train(path, name=name, validation=validation_path, task=task, epochs=epochs,
                            learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, promote=promote,
                            text_field=text_field, label_field=label_field, idempotency_key=idempotency_key)  # fmt: skip
