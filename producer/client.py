@@ -225,6 +225,8 @@ class BulkJob:
     client: LeptonClient
     output: Path | None = None
     created: bool = True
+    # replicas that held the submission when it returned (LEPTON_REDIS_WAIT_REPLICAS); None when not asked
+    replicas: int | None = None
 
     def status(self) -> JobStatus:
         return self.client.status(self.id)
@@ -450,14 +452,16 @@ class LeptonClient:
                 chunk_size=chunk_size,
                 idempotency_key_value=idempotency_key,
             )
+            replicas = None
             if created:
                 try:
                     send_chunks(self.celery, job_id, range(self.jobs.chunk_count(job_id)))
                 except redis.exceptions.OutOfMemoryError:
                     self.jobs.discard(job_id)  # Redis filled up part-way: no job is handed out; sent chunks fail alone
                     raise
-                self._replicated(f"bulk job {job_id}", self.jobs.mark_enqueued(job_id, **self._wait_options))
-        return BulkJob(job_id, self, Path(output) if output is not None else None, created)
+                replicas = self.jobs.mark_enqueued(job_id, **self._wait_options)
+                self._replicated(f"bulk job {job_id}", replicas)
+        return BulkJob(job_id, self, Path(output) if output is not None else None, created, replicas)
 
     def status(self, job_id: str) -> JobStatus:
         with broker_errors(self._url):

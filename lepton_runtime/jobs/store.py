@@ -307,8 +307,9 @@ class JobStore:
     @staticmethod
     def _not_found(job_id: str) -> JobNotFoundError:
         return JobNotFoundError(
-            f"no job {job_id!r}: never submitted, expired, or lost by a Redis that restarted without its"
-            " append-only file; list jobs with `lepton jobs list`, or submit it again"
+            f"no job {job_id!r}: never submitted, expired, lost by a Redis that restarted without its append-only"
+            " file, or lost in a failover before a replica held it (LEPTON_REDIS_WAIT_REPLICAS=1 makes a submission"
+            " wait for one); list jobs with `lepton jobs list`, or submit it again"
         )
 
 

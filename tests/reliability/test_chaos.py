@@ -24,11 +24,12 @@ def test_ninety_seconds_of_overlapping_faults_lose_duplicate_and_hang_nothing(
     published: ModelVersion, tmp_path: Path, figures: Figures
 ) -> None:
     report = tmp_path / "chaos.md"
+    # the run's own time limit is under pytest-timeout's 600 s, so that a hung run still shows its output
     done = subprocess.run(
         [sys.executable, "bench/chaos.py", "--minutes", str(SHORT_CHAOS_MINUTES), "--seed", "7", "--mean-gap-s", "6",
          "--clients", "4", "--bulk-texts", "2000", "--model", "tiny@production",
          "--registry", str(published.path.parent.parent), "--texts", str(BANKING77_DEV), "--report", str(report)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=SHORT_CHAOS_MINUTES * 60 + 600,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=SHORT_CHAOS_MINUTES * 60 + 390,
     )  # fmt: skip
     text = report.read_text() if report.exists() else ""
     assert done.returncode == 0, text or done.stdout[-3000:] + done.stderr[-3000:]

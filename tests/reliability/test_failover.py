@@ -151,6 +151,7 @@ def test_with_wait_replicas_a_submission_returns_once_the_replica_holds_it(
     settings = group.settings(model_dir=published.path.parent.parent, redis_wait_replicas=1, redis_wait_timeout_ms=1500)
     with LeptonClient(settings) as client:
         job = client.submit_bulk(banking.texts[:1000], model="tiny", chunk_size=100)
+        assert job.replicas == 1, "the job tells its caller that a replica held it"
         with redis.Redis(port=group.replica.port, password=group.password, decode_responses=True) as replica:
             assert replica.hget(JobKeys(job.id).record, "enqueued_at") is not None
             assert sum(replica.llen(key) for key in queue_lists(INFERENCE_QUEUE)) == 10, "every chunk's message"
@@ -158,9 +159,10 @@ def test_with_wait_replicas_a_submission_returns_once_the_replica_holds_it(
         try:
             started = time.monotonic()
             with caplog.at_level(logging.WARNING, logger="producer.client"):
-                client.submit_bulk(banking.texts[:1000], model="tiny", chunk_size=100)
+                unheld = client.submit_bulk(banking.texts[:1000], model="tiny", chunk_size=100)
             waited_s = time.monotonic() - started
         finally:
             group.continue_replica()
     assert "held by 0 of 1 replicas after 1500 ms" in caplog.text
+    assert unheld.replicas == 0
     assert waited_s >= 1.5
