@@ -294,6 +294,9 @@ def main() -> int:
     parser.add_argument("--texts", default=None, help="JSONL file of texts (default: shared sst2 + banking77)")
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "chaos.md"), help="markdown report")
     args = parser.parse_args()
+    # stopped from outside (a time limit, Ctrl-C's cousin): unwind, so that the fleet's Redis servers, Sentinels
+    # and workers (each in its own session) are stopped too and not left running
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     version = ModelRegistry(args.registry).resolve(args.model)  # says how to fix when nothing is published
     texts = [str(row["text"]) for _, row in jsonl_rows(Path(args.texts))] if args.texts else real_texts(seed=11)
