@@ -225,7 +225,8 @@ class BulkJob:
     client: LeptonClient
     output: Path | None = None
     created: bool = True
-    # replicas that held the submission when it returned (LEPTON_REDIS_WAIT_REPLICAS); None when not asked
+    # replicas that held the submission when it returned (LEPTON_REDIS_WAIT_REPLICAS); None when not asked, or when
+    # the idempotency key named a job submitted before
     replicas: int | None = None
 
     def status(self) -> JobStatus:
