@@ -109,13 +109,14 @@ class SentinelGroup:
         return self.primary.port
 
     def cut_and_pause_replica(self) -> None:
-        """The replica drops its link to the primary and is SIGSTOPped before it reconnects (it tries once a
-        second): the primary goes on accepting writes the replica never receives (a stopped replica alone would
-        find them in its socket buffer when continued)."""
+        """The replica is SIGSTOPped, then the primary drops its link to it: the primary goes on accepting writes
+        the replica never receives (a stopped replica alone would find them in its socket buffer when continued).
+        In this order a stopped replica cannot reconnect in between (cutting the link from the replica's side
+        first raced its reconnection, and a test then found no write lost)."""
         assert self.replica.process is not None
-        with redis.Redis(port=self.replica.port, password=self.password, socket_timeout=5) as client:
-            client.client_kill_filter(_type="master")
         self.replica.process.send_signal(signal.SIGSTOP)
+        with redis.Redis(port=self.primary.port, password=self.password, socket_timeout=5) as client:
+            client.client_kill_filter(_type="replica")
 
     def continue_replica(self) -> None:
         assert self.replica.process is not None
