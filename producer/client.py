@@ -251,6 +251,9 @@ class TrainingJob:
     id: str
     client: LeptonClient
     created: bool = True
+    # replicas that held the submission when it returned (LEPTON_REDIS_WAIT_REPLICAS); None when not asked, or when
+    # the idempotency key named a run submitted before
+    replicas: int | None = None
 
     def status(self) -> TrainingStatus:
         return self.client.training_status(self.id)
@@ -534,11 +537,13 @@ class LeptonClient:
             run_id, created = self.training.create(
                 request, rows, validation_rows, idempotency_key_value=idempotency_key
             )
+            replicas = None
             if created:
                 argsrepr = f"[{name!r}: {len(rows)} rows from {Path(data).name}, {epochs} epochs]"
                 send_training(self.celery, run_id, argsrepr)
-                self._replicated(f"training run {run_id}", self.training.mark_sent(run_id, **self._wait_options))
-        return TrainingJob(run_id, self, created)
+                replicas = self.training.mark_sent(run_id, **self._wait_options)
+                self._replicated(f"training run {run_id}", replicas)
+        return TrainingJob(run_id, self, created, replicas)
 
     def training_status(self, run_id: str) -> TrainingStatus:
         with broker_errors(self._url):

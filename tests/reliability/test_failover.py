@@ -5,6 +5,7 @@ failovers in one job of 100,000 texts (the killed server rejoins as a replica be
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -15,7 +16,7 @@ import pytest
 import redis
 
 from lepton_runtime.constants import INFERENCE_QUEUE
-from lepton_runtime.jobs.keys import JobKeys, queue_lists
+from lepton_runtime.jobs.keys import JobKeys, TrainingKeys, queue_lists
 from lepton_runtime.jobs.schemas import JobStatus
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion
@@ -144,17 +145,28 @@ def test_a_failover_that_loses_the_last_writes_still_leaves_the_output_exact(
 
 
 def test_with_wait_replicas_a_submission_returns_once_the_replica_holds_it(
-    group: SentinelGroup, published: ModelVersion, banking: LabelledTexts, caplog: pytest.LogCaptureFixture
+    group: SentinelGroup,
+    published: ModelVersion,
+    banking: LabelledTexts,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
-    """LEPTON_REDIS_WAIT_REPLICAS=1: the job id comes back once the replica holds the job and its messages, so a
-    failover right after cannot lose it; with the replica cut off, the submission waits its timeout and warns."""
+    """LEPTON_REDIS_WAIT_REPLICAS=1: the id of a bulk job or a training run comes back once the replica holds it
+    and its messages, so a failover right after cannot lose it; with the replica cut off, the submission waits its
+    timeout and warns."""
     settings = group.settings(model_dir=published.path.parent.parent, redis_wait_replicas=1, redis_wait_timeout_ms=1500)
     with LeptonClient(settings) as client:
         job = client.submit_bulk(banking.texts[:1000], model="tiny", chunk_size=100)
         assert job.replicas == 1, "the job tells its caller that a replica held it"
+        data = tmp_path / "few.jsonl"
+        rows = [{"text": text, "label": f"intent {i % 2}"} for i, text in enumerate(banking.texts[:40])]
+        data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        run = client.train(data, name="held", epochs=1)
+        assert run.replicas == 1, "a training run tells its caller the same"
         with redis.Redis(port=group.replica.port, password=group.password, decode_responses=True) as replica:
             assert replica.hget(JobKeys(job.id).record, "enqueued_at") is not None
             assert sum(replica.llen(key) for key in queue_lists(INFERENCE_QUEUE)) == 10, "every chunk's message"
+            assert replica.exists(TrainingKeys(run.id).record), "the replica holds the training run"
         group.cut_and_pause_replica()
         try:
             started = time.monotonic()
