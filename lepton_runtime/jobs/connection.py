@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -72,6 +72,20 @@ def connect_with(
 ) -> redis.Redis:
     """The client ``settings`` name: LEPTON_REDIS_URL's server, or the primary the Sentinels name."""
     return connect(settings.broker_url, timeout_s=timeout_s, retries=retries, **settings.sentinel_options())
+
+
+def write_then_wait(
+    client: redis.Redis, write: Callable[[Any], object], *, wait_replicas: int = 0, wait_timeout_ms: int = 1000
+) -> int | None:
+    """Queue ``write``'s commands on one pipeline and send them; with ``wait_replicas``, then WAIT (up to
+    ``wait_timeout_ms``) for that many replicas to hold them and every write before them. How many replicas do, or
+    None when not asked (LEPTON_REDIS_WAIT_REPLICAS=0)."""
+    with client.pipeline(transaction=False) as pipe:  # one connection: WAIT follows this client's writes
+        write(pipe)
+        if wait_replicas:
+            pipe.wait(wait_replicas, wait_timeout_ms)
+        results = pipe.execute()
+    return int(results[-1]) if wait_replicas else None
 
 
 def redacted(url: str) -> str:

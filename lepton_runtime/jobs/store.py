@@ -15,6 +15,7 @@ from lepton_runtime.constants import DEFAULT_JOB_TTL_S
 from lepton_runtime.errors import ChunkNotRunError, InvalidInputError, JobNotFoundError, JobStateError, JobTimeoutError
 from lepton_runtime.jobs import scripts
 from lepton_runtime.jobs.chunking import SORT_WINDOW_CHUNKS, in_input_order, plan_chunks
+from lepton_runtime.jobs.connection import write_then_wait
 from lepton_runtime.jobs.keys import JOB_INDEX_KEY, JobKeys, idempotency_key
 from lepton_runtime.jobs.schemas import RESULT_STATES, ChunkFailure, JobStatus, Progress
 from lepton_runtime.jobs.waiting import wait_until_finished
@@ -139,13 +140,12 @@ class JobStore:
     def mark_enqueued(self, job_id: str, *, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> int | None:
         """Record that every chunk of the job was sent (a producer may die before it gets here). With
         ``wait_replicas``, then WAIT for that many replicas to hold it and all before it: returns how many do."""
-        with self.redis.pipeline(transaction=False) as pipe:  # one connection: WAIT follows this client's writes
+
+        def write(pipe: Any) -> None:
             pipe.hset(JobKeys(job_id).record, "sent_at", time.time())
             pipe.hsetnx(JobKeys(job_id).record, "enqueued_at", time.time())
-            if wait_replicas:
-                pipe.wait(wait_replicas, wait_timeout_ms)
-            results = pipe.execute()
-        return int(results[-1]) if wait_replicas else None
+
+        return write_then_wait(self.redis, write, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
 
     def unsent_chunks(self, job_id: str) -> list[int]:
         """Chunks still queued in a job whose producer never finished sending them (else none)."""

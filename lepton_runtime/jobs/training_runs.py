@@ -25,6 +25,7 @@ import redis
 from lepton_runtime import unicode_text
 from lepton_runtime.constants import DEFAULT_JOB_TTL_S
 from lepton_runtime.errors import JobCancelledError, JobNotFoundError, JobTimeoutError
+from lepton_runtime.jobs.connection import write_then_wait
 from lepton_runtime.jobs.keys import TRAINING_INDEX_KEY, TrainingKeys, idempotency_key
 from lepton_runtime.jobs.schemas import (
     JobError,
@@ -150,12 +151,12 @@ class TrainingRuns:
     def mark_sent(self, run_id: str, *, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> int | None:
         """Record that the run's message was sent. With ``wait_replicas``, then WAIT for that many replicas to
         hold it and all before it: returns how many do."""
-        with self.redis.pipeline(transaction=False) as pipe:  # one connection: WAIT follows this client's writes
-            pipe.hset(TrainingKeys(run_id).record, "sent_at", time.time())
-            if wait_replicas:
-                pipe.wait(wait_replicas, wait_timeout_ms)
-            results = pipe.execute()
-        return int(results[-1]) if wait_replicas else None
+        return write_then_wait(
+            self.redis,
+            lambda pipe: pipe.hset(TrainingKeys(run_id).record, "sent_at", time.time()),
+            wait_replicas=wait_replicas,
+            wait_timeout_ms=wait_timeout_ms,
+        )
 
     def cancel(self, run_id: str) -> TrainingStatus:
         """Cancel persistently: a queued run never starts; a running one stops at its next step, unpublished."""
