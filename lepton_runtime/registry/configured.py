@@ -24,5 +24,5 @@ def open_registry(settings: LeptonSettings) -> ModelRegistry:
     else:
         registry = ModelRegistry(settings.model_dir)
     quick = connect_with(settings, timeout_s=ANNOUNCE_TIMEOUT_S, retries=0)
-    registry.on_alias_move = RegistryNotices(quick).announce
+    registry.on_alias_move = RegistryNotices(quick, fleet_expected=settings.broker_configured).announce
     return registry

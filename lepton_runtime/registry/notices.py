@@ -34,18 +34,28 @@ class RegistryNotices:
     """Raise the registry's change counter through ``client`` (give it short timeouts, ANNOUNCE_TIMEOUT_S: telling
     never holds a move up for long)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, fleet_expected: bool = True) -> None:
         self.redis = client
+        # False on the embedded default (no LEPTON_REDIS_URL): a Redis that is not running there means no fleet to tell
+        self.fleet_expected = fleet_expected
 
     def announce(self, name: str) -> None:
         """Tell readers that an alias of ``name`` moved; a Redis that does not answer is logged, not raised."""
         try:
             self.redis.incr(REGISTRY_EPOCH_KEY)
+        except redis.ConnectionError as error:
+            if self.fleet_expected:
+                self._not_told(name, error)
+            else:
+                logger.debug("moved an alias of %s; no embedded Redis runs, so no fleet to tell (%s)", name, error)
         except redis.RedisError as error:
-            logger.warning(
-                "moved an alias of %s but could not tell the fleet through Redis (%s); workers and producers see the "
-                "move within %.0f s anyway", name, error, ALIAS_RECHECK_S,
-            )  # fmt: skip
+            self._not_told(name, error)
+
+    def _not_told(self, name: str, error: redis.RedisError) -> None:
+        logger.warning(
+            "moved an alias of %s but could not tell the fleet through Redis (%s); workers and producers see the "
+            "move within %.0f s anyway", name, error, ALIAS_RECHECK_S,
+        )  # fmt: skip
 
 
 def registry_epoch(client: redis.Redis) -> int:
