@@ -4,6 +4,7 @@ awaited through the readiness list they push to, never by sleeping."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from pydantic import SecretStr
 from lepton_runtime.constants import INFERENCE_QUEUE, TRAINING_QUEUE
 from lepton_runtime.jobs import connect
 from lepton_runtime.jobs.keys import queue_lists
+from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from workers.embedded import LocalRedis
@@ -45,6 +47,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def labelled_sample(data: LabelledTexts, path: Path, start: int, count: int) -> Path:
+    """Rows ``start`` to ``start + count`` of ``data`` written to ``path`` as a training file of text and label."""
+    labels = data.labels or []
+    path.write_text(
+        "".join(
+            json.dumps({"text": text, "label": label}) + "\n"
+            for text, label in zip(data.texts[start : start + count], labels[start : start + count], strict=True)
+        )
+    )
+    return path
 
 
 def take_message(client: redis.Redis, job_id: str, chunk: int) -> None:

@@ -140,10 +140,11 @@ class JobStore:
     def mark_enqueued(self, job_id: str, *, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> int | None:
         """Record that every chunk of the job was sent (a producer may die before it gets here). With
         ``wait_replicas``, then WAIT for that many replicas to hold it and all before it: returns how many do."""
+        record, now = JobKeys(job_id).record, time.time()
 
         def write(pipe: Any) -> None:
-            pipe.hset(JobKeys(job_id).record, "sent_at", time.time())
-            pipe.hsetnx(JobKeys(job_id).record, "enqueued_at", time.time())
+            pipe.hset(record, "sent_at", now)
+            pipe.hsetnx(record, "enqueued_at", now)
 
         return write_then_wait(self.redis, write, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
 

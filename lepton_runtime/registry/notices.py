@@ -43,19 +43,14 @@ class RegistryNotices:
         """Tell readers that an alias of ``name`` moved; a Redis that does not answer is logged, not raised."""
         try:
             self.redis.incr(REGISTRY_EPOCH_KEY)
-        except redis.ConnectionError as error:
-            if self.fleet_expected:
-                self._not_told(name, error)
-            else:
-                logger.debug("moved an alias of %s; no embedded Redis runs, so no fleet to tell (%s)", name, error)
         except redis.RedisError as error:
-            self._not_told(name, error)
-
-    def _not_told(self, name: str, error: redis.RedisError) -> None:
-        logger.warning(
-            "moved an alias of %s but could not tell the fleet through Redis (%s); workers and producers see the "
-            "move within %.0f s anyway", name, error, ALIAS_RECHECK_S,
-        )  # fmt: skip
+            if not self.fleet_expected and isinstance(error, redis.ConnectionError):
+                logger.debug("moved an alias of %s; no embedded Redis runs, so no fleet to tell (%s)", name, error)
+                return
+            logger.warning(
+                "moved an alias of %s but could not tell the fleet through Redis (%s); workers and producers see the "
+                "move within %.0f s anyway", name, error, ALIAS_RECHECK_S,
+            )  # fmt: skip
 
 
 def registry_epoch(client: redis.Redis) -> int:

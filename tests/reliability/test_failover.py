@@ -5,7 +5,6 @@ failovers in one job of 100,000 texts (the killed server rejoins as a replica be
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -21,7 +20,7 @@ from lepton_runtime.jobs.schemas import JobStatus
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelVersion
 from producer import LeptonClient
-from tests.queue_fixtures import REPO_ROOT, TEST_LIMITS, WORKER_READY_TIMEOUT_S
+from tests.queue_fixtures import REPO_ROOT, TEST_LIMITS, WORKER_READY_TIMEOUT_S, labelled_sample
 from tests.reliability.conftest import Figures, scaled
 from tests.reliability.sentinels import SentinelGroup
 from workers.processes import WorkerProcess
@@ -158,10 +157,7 @@ def test_with_wait_replicas_a_submission_returns_once_the_replica_holds_it(
     with LeptonClient(settings) as client:
         job = client.submit_bulk(banking.texts[:1000], model="tiny", chunk_size=100)
         assert job.replicas == 1, "the job tells its caller that a replica held it"
-        data = tmp_path / "few.jsonl"
-        rows = [{"text": text, "label": f"intent {i % 2}"} for i, text in enumerate(banking.texts[:40])]
-        data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        run = client.train(data, name="held", epochs=1)
+        run = client.train(labelled_sample(banking, tmp_path / "train.jsonl", 0, 600), name="held", epochs=1)
         assert run.replicas == 1, "a training run tells its caller the same"
         with redis.Redis(port=group.replica.port, password=group.password, decode_responses=True) as replica:
             assert replica.hget(JobKeys(job.id).record, "enqueued_at") is not None

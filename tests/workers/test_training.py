@@ -23,7 +23,7 @@ from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
-from tests.queue_fixtures import take_training_message
+from tests.queue_fixtures import labelled_sample, take_training_message
 from workers.processes import WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -54,17 +54,6 @@ def start_trainer(
     return start
 
 
-def _sample(banking: LabelledTexts, path: Path, start: int, count: int) -> Path:
-    labels = banking.labels or []
-    path.write_text(
-        "".join(
-            json.dumps({"text": text, "label": label}) + "\n"
-            for text, label in zip(banking.texts[start : start + count], labels[start : start + count], strict=True)
-        )
-    )
-    return path
-
-
 def test_a_queued_run_reports_progress_publishes_with_metrics_and_promotes_by_the_rule(
     start_trainer: Callable[..., WorkerProcess],
     client: LeptonClient,
@@ -73,7 +62,7 @@ def test_a_queued_run_reports_progress_publishes_with_metrics_and_promotes_by_th
     banking: LabelledTexts,
     tmp_path: Path,
 ) -> None:
-    data = _sample(banking, tmp_path / "train.jsonl", 0, 1200)
+    data = labelled_sample(banking, tmp_path / "train.jsonl", 0, 1200)
     start_trainer()
     seen: list[TrainingStatus] = []
 
@@ -114,7 +103,7 @@ def test_a_cancelled_run_publishes_nothing_and_a_run_cancelled_while_queued_neve
     banking: LabelledTexts,
     tmp_path: Path,
 ) -> None:
-    data = _sample(banking, tmp_path / "train.jsonl", 0, 1500)
+    data = labelled_sample(banking, tmp_path / "train.jsonl", 0, 1500)
     # cancelled before any worker runs: the flag is in Redis, so the worker that starts later skips it
     queued = client.train(data, name="never", base=tiny_base, epochs=1, **TINY)
     assert client.cancel(queued.id).state == "cancelled"
@@ -144,7 +133,7 @@ def test_a_training_message_the_broker_lost_is_sent_again_and_the_run_finishes_o
     banking: LabelledTexts,
     tmp_path: Path,
 ) -> None:
-    data = _sample(banking, tmp_path / "train.jsonl", 0, 600)
+    data = labelled_sample(banking, tmp_path / "train.jsonl", 0, 600)
     run = client.train(data, name="rescued", base=tiny_base, epochs=1, **TINY)
     take_training_message(redis_client, run.id)  # as kombu loses one popped just as Redis goes away
     worker = start_trainer()
@@ -167,7 +156,7 @@ def test_a_trainer_paused_past_its_heartbeat_is_taken_over_and_publishes_nothing
     tmp_path: Path,
 ) -> None:
     trainers = [start_trainer({"LEPTON_TRAIN_HEARTBEAT_TIMEOUT_S": "2"}) for _ in range(2)]
-    data = _sample(banking, tmp_path / "train.jsonl", 0, 600)
+    data = labelled_sample(banking, tmp_path / "train.jsonl", 0, 600)
     run = client.train(data, name="handover", base=tiny_base, epochs=6, **TINY)
     record = TrainingKeys(run.id).record
     paused: list[tuple[WorkerProcess, str]] = []
@@ -235,7 +224,7 @@ def test_lepton_train_submit_follows_the_run_and_jobs_status_shows_it(
     banking: LabelledTexts,
     tmp_path: Path,
 ) -> None:
-    data = _sample(banking, tmp_path / "train.jsonl", 0, 600)
+    data = labelled_sample(banking, tmp_path / "train.jsonl", 0, 600)
     start_trainer()
     env = {**queue_env, "LEPTON_MODEL_DIR": str(registry_dir)}
     runner = CliRunner()
