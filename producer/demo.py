@@ -66,6 +66,24 @@ class BulkSummary:
     samples: list[dict[str, Any]]
 
 
+def variant_note(version: ModelVersion, variant: str) -> str:
+    """The variant the worker served and the gate it passed: for int8, which recipe (how much stays in fp32, which
+    decides its speed) and its accuracy against fp32 on the held-out texts."""
+    info = version.manifest.variants.get(variant)
+    if info is None:
+        return variant
+    gate = info.gate
+    recipe = f" ({gate['recipe']})" if gate.get("recipe") else ""
+    figures = ""
+    if "accuracy" in gate and "fp32_accuracy" in gate:
+        figures = f": gate accuracy {gate['accuracy']:.4f} vs fp32 {gate['fp32_accuracy']:.4f}"
+    elif "agreement_with_fp32" in gate:
+        figures = f": agrees with fp32 on {gate['agreement_with_fp32']:.1%}"
+    refused = len(gate.get("tried", []))
+    tried = f" after {refused} recipe{'s' if refused > 1 else ''} that missed the gate" if refused else ""
+    return f"{variant}{recipe}{figures}{tried}"
+
+
 def summarise(rows: list[dict[str, Any]], data: Path, held_out_texts: set[str]) -> BulkSummary:
     """Accuracy of the output rows against the data file's labels, on all rows and on the held-out ones."""
     texts, labels = {}, {}
@@ -242,6 +260,8 @@ def demo(data: Path, epochs: int, work_dir: Path) -> None:
         table.add_row(sample["text"][:70], sample["label"], f"{sample['score']:.3f}")
     console.print(table)
     console.print(f"model provenance: {json.dumps(summary.samples[0]['model']) if summary.samples else '-'}")
+    if summary.samples:  # the int8 recipe that passed its gate decides the speed below
+        console.print(f"variant  {variant_note(version, summary.samples[0]['model']['variant'])}", highlight=False)
     elapsed_s = (status.finished_at or 0) - (status.started_at or 0)
     accuracy = f"accuracy {summary.accuracy_all:.3f} on all rows" if summary.accuracy_all is not None else ""
     if summary.accuracy_held_out is not None:
