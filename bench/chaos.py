@@ -10,6 +10,9 @@ Faults (each with a duration; the schedule overlaps them, one Redis fault at a t
                         as the new primary's replica after the outage
     cut-replica         the replica drops its link to the primary and is paused (it misses writes), then resumes
     restart-replica     the replica shut down and started again (append-only file, then a resync)
+    cut-network         a worker's network link taken down (packets dropped, no reset: a partition), for a few
+                        seconds or for longer than its lease, then up again. Only where network namespaces can be
+                        made (root, iproute2): each worker then runs on a host of its own (tests/reliability/network.py)
 
 The checker: every input of every bulk job answered exactly once, in order; every one-text request answered or
 failed with a stable code, none still unanswered past its deadline; after the faults are healed, no message left
@@ -52,12 +55,15 @@ from lepton_runtime.registry import ModelRegistry  # noqa: E402
 from lepton_runtime.settings import LeptonSettings  # noqa: E402
 from lepton_runtime.text_files import jsonl_rows  # noqa: E402
 from producer import LeptonClient  # noqa: E402
+from tests.reliability.network import IsolatedHost, isolated_host, namespaces_unavailable  # noqa: E402
 from tests.reliability.sentinels import SentinelGroup  # noqa: E402
 from workers.processes import WorkerProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 FAULT_KINDS = ("kill-pool-process", "kill-worker", "pause-worker", "kill-primary", "cut-replica", "restart-replica")
+# Struck only where network namespaces can be made: a seed's schedule differs between machines with and without.
+NETWORK_FAULT = "cut-network"
 REDIS_FAULTS = {"kill-primary", "cut-replica", "restart-replica"}
 # Worker settings of the run: the default lease (a paused or dead worker's messages come back in about 25 s).
 VISIBILITY_TIMEOUT_S = 20.0
@@ -80,13 +86,15 @@ class Fault:
     note: str = ""
 
 
-def schedule(seed: int, duration_s: float, mean_gap_s: float, workers: int) -> list[Fault]:
+def schedule(
+    seed: int, duration_s: float, mean_gap_s: float, workers: int, kinds: tuple[str, ...] = FAULT_KINDS
+) -> list[Fault]:
     """The faults of a run, a pure function of its arguments (the replay of a failing seed)."""
     chooser = random.Random(seed)
     faults, at_s = [], QUIET_START_S
     last_s = duration_s - min(QUIET_END_S, QUIET_END_SHARE * duration_s)
     while (at_s := at_s + chooser.expovariate(1 / mean_gap_s)) < last_s:
-        kind = chooser.choice(FAULT_KINDS)
+        kind = chooser.choice(kinds)
         duration_s_of = {
             "kill-pool-process": 0.0,
             "kill-worker": chooser.uniform(1, 8),
@@ -94,6 +102,8 @@ def schedule(seed: int, duration_s: float, mean_gap_s: float, workers: int) -> l
             "kill-primary": chooser.uniform(5, 15),
             "cut-replica": chooser.uniform(1, 5),
             "restart-replica": chooser.uniform(1, 5),
+            # from a blip its connections ride out to a partition that outlasts its lease
+            NETWORK_FAULT: chooser.uniform(2, VISIBILITY_TIMEOUT_S + 12),
         }
         faults.append(Fault(round(at_s, 1), kind, chooser.randrange(workers), round(duration_s_of[kind], 1)))
     return faults
@@ -119,11 +129,17 @@ class Outcomes:
 
 
 class Fleet:
-    """The Sentinel group and the worker slots; a fault holds its resource's lock while it lasts."""
+    """The Sentinel group and the worker slots; a fault holds its resource's lock while it lasts.
 
-    def __init__(self, root: Path, env: dict[str, str], model: str, workers: int) -> None:
+    ``hosts``: one network namespace per slot (its worker runs there, and the group listens on the first one's host
+    end, which every namespace reaches), or none: the workers run here and no network fault can strike."""
+
+    def __init__(
+        self, root: Path, env: dict[str, str], model: str, workers: int, hosts: list[IsolatedHost] | None = None
+    ) -> None:
         self.root, self.env, self.model = root, env, model
-        self.group = SentinelGroup(root / "redis")
+        self.hosts = hosts or []
+        self.group = SentinelGroup(root / "redis", address=self.hosts[0].host_address if self.hosts else "127.0.0.1")
         self.redis_lock = threading.Lock()
         self.slot_locks = [threading.Lock() for _ in range(workers)]
         self.slots: list[WorkerProcess | None] = [None] * workers
@@ -134,6 +150,7 @@ class Fleet:
         worker = WorkerProcess(
             {**self.env, **self.group.env}, self.root / f"worker-{slot}-{self.started}.log", processes=1,
             arguments=["--threads", "1", "--warm", self.model], name_prefix=f"chaos{slot}", cwd=ROOT,
+            run_through=self.hosts[slot].run_through if self.hosts else (),
         )  # fmt: skip
         self.slots[slot] = worker
         worker.wait_ready()
@@ -187,11 +204,21 @@ class Fleet:
             group.replica.stop()
             time.sleep(fault.duration_s)
             group.rejoin()
+        elif fault.kind == NETWORK_FAULT:
+            host = self.hosts[fault.slot]
+            host.cut()
+            fault.note = f"link {host.host_interface} down"
+            try:
+                time.sleep(fault.duration_s)  # the partition itself
+            finally:
+                host.rejoin()
 
     def heal(self) -> None:
-        """Every worker continued and alive (a worker that died outside the schedule counts as stuck)."""
+        """Every worker continued, on line and alive (a worker that died outside the schedule counts as stuck)."""
         for slot in range(len(self.slots)):
             with self.slot_locks[slot], contextlib.suppress(ProcessLookupError):
+                if self.hosts:
+                    self.hosts[slot].rejoin()
                 os.killpg(self.worker(slot).pid, signal.SIGCONT)
 
     def stop(self) -> None:
@@ -301,7 +328,9 @@ def main() -> int:
     version = ModelRegistry(args.registry).resolve(args.model)  # says how to fix when nothing is published
     texts = [str(row["text"]) for _, row in jsonl_rows(Path(args.texts))] if args.texts else real_texts(seed=11)
     duration_s = args.minutes * 60
-    faults = schedule(args.seed, duration_s, args.mean_gap_s, workers=2)
+    no_network_why = namespaces_unavailable()
+    fault_kinds = FAULT_KINDS if no_network_why else (*FAULT_KINDS, NETWORK_FAULT)
+    faults = schedule(args.seed, duration_s, args.mean_gap_s, workers=2, kinds=fault_kinds)
     scratch = Path(tempfile.mkdtemp(prefix="lepton-chaos-"))
     env = {key: value for key, value in os.environ.items() if key != "LEPTON_REDIS_URL"}
     env |= {
@@ -309,13 +338,15 @@ def main() -> int:
         "LEPTON_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
         "LEPTON_RESTORE_INTERVAL_S": str(RESTORE_INTERVAL_S),
     }
-    fleet = Fleet(scratch, env, version.reference, workers=2)
-    fleet.group.start()
+    hosts_made = contextlib.ExitStack()  # the workers' network namespaces, removed when the run ends
+    hosts = None if no_network_why else [hosts_made.enter_context(isolated_host(slot)) for slot in range(2)]
+    fleet = Fleet(scratch, env, version.reference, workers=2, hosts=hosts)
     # the clients ask a replica to hold each submission before its id comes back (README: what a failover may lose)
     settings = fleet.group.settings(model_dir=Path(args.registry).resolve(), redis_wait_replicas=1)
     seen, stop = Outcomes(), threading.Event()
     checks: dict[str, str] = {}
     try:
+        fleet.group.start()
         for slot in range(2):
             fleet.start_worker(slot)
         threads = [
@@ -363,6 +394,7 @@ def main() -> int:
         elapsed_s = time.monotonic() - began
     finally:
         fleet.stop()
+        hosts_made.close()
 
     struck = [fault for fault in faults if fault.started_s is not None and not fault.note.startswith("could not")]
     uncoded = sum(count for code, count in seen.failed_codes.items() if code.startswith("uncoded"))
@@ -386,7 +418,12 @@ def main() -> int:
         f"`python bench/chaos.py --minutes {args.minutes:g} --seed {args.seed}`: {version.reference}, a Redis primary,"
         f" its replica and 3 Sentinels, two workers of one process each, {psutil.cpu_count()} cores; bulk jobs of"
         f" {args.bulk_texts:,} texts back to back and {args.clients} one-text clients (deadline {DEADLINE_S:g} s)."
-        f" Replay this schedule with the same seed. Verdict: **{'PASS' if ok else 'FAIL'}**.",
+        + (
+            f" Workers on this host, so no {NETWORK_FAULT} ({no_network_why})."
+            if no_network_why
+            else " Each worker in a network namespace of its own, cut off by the cut-network faults."
+        )
+        + f" Replay this schedule with the same seed. Verdict: **{'PASS' if ok else 'FAIL'}**.",
         "",
         "| checker | value |",
         "| --- | ---: |",

@@ -1,7 +1,9 @@
 """A test host of its own: a network namespace joined to this one by a veth pair, cut off and rejoined at will.
 
-Both ends take addresses from a private /30 that never leaves this machine; cutting the link drops packets
-silently (no reset), as a failed switch or a partition does. Needs root (CAP_NET_ADMIN) and iproute2.
+Both ends take addresses from a private /30 that never leaves this machine; the namespace reaches every address
+of this host through its link (its default route), so several namespaces can share one server address. Cutting
+the link drops packets silently (no reset), as a failed switch or a partition does; this host itself still
+reaches the addresses of a cut link. Needs root (CAP_NET_ADMIN) and iproute2.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def isolated_host(index: int = 0) -> Iterator[IsolatedHost]:
         _ip(*inside, "addr", "add", f"{host.guest_address}/30", "dev", guest_interface)
         _ip(*inside, "link", "set", guest_interface, "up")
         _ip(*inside, "link", "set", "lo", "up")
+        # every host address through the link: a server on another namespace's host end is reached too
+        _ip(*inside, "route", "add", "default", "via", host.host_address)
         yield host
     finally:
         subprocess.run(["ip", "link", "delete", host.host_interface], capture_output=True)

@@ -1,4 +1,5 @@
-"""A Redis primary, a replica and three Sentinels on loopback, with passwords: the smallest group that fails over."""
+"""A Redis primary, a replica and three Sentinels on loopback (or on a test network's address too), with passwords:
+the smallest group that fails over."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.queue_fixtures import free_port
 from workers.embedded import START_TIMEOUT_S, LocalRedis, find_redis_server
 
 SERVICE = "lepton"
+LOOPBACK = "127.0.0.1"
 QUORUM = 2
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 5000
@@ -28,31 +30,38 @@ class SentinelGroup:
     """``start`` brings up the primary, its replica and the Sentinels and waits until they see each other.
 
     ``primary`` and ``replica`` follow the roles: after ``wait_for_failover`` the promoted server is ``primary``
-    and the killed one ``replica``, which ``rejoin`` starts again as the new primary's replica."""
+    and the killed one ``replica``, which ``rejoin`` starts again as the new primary's replica.
 
-    def __init__(self, root: Path) -> None:
+    ``address``: where every server listens besides loopback and how the group names its servers to clients (a test
+    network's host end, tests/reliability/network.py, for clients in network namespaces); loopback by default."""
+
+    def __init__(self, root: Path, address: str = LOOPBACK) -> None:
         self.root = root
+        self.address = address
         self.password = f"redis-{uuid.uuid4().hex}"
         self.sentinel_password = f"sentinel-{uuid.uuid4().hex}"
-        self.primary = LocalRedis(free_port(), root / "primary", password=self.password, extra_config=self._common)
-        self.replica = LocalRedis(free_port(), root / "replica", password=self.password)
+        also_bind = () if address == LOOPBACK else (address,)
+        self.primary = LocalRedis(
+            free_port(), root / "primary", password=self.password, extra_config=self._common, also_bind=also_bind
+        )
+        self.replica = LocalRedis(free_port(), root / "replica", password=self.password, also_bind=also_bind)
         self.replica.extra_config = self._replica_config()
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
 
     @property
     def _common(self) -> str:
-        # the first full sync at once (Redis waits 5 s for more replicas by default)
-        return f'masterauth "{self.password}"\nrepl-diskless-sync-delay 0\n'
+        # the first full sync at once (Redis waits 5 s for more replicas by default); a replica is named by address
+        return f'masterauth "{self.password}"\nrepl-diskless-sync-delay 0\nreplica-announce-ip {self.address}\n'
 
     def _replica_config(self) -> str:
-        return f"{self._common}replicaof 127.0.0.1 {self.primary.port}\n"
+        return f"{self._common}replicaof {self.address} {self.primary.port}\n"
 
     @property
     def env(self) -> dict[str, str]:
         """The LEPTON_* variables of every process of the fleet (no LEPTON_REDIS_URL is needed)."""
         return {
-            "LEPTON_REDIS_SENTINELS": ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports),
+            "LEPTON_REDIS_SENTINELS": ",".join(f"{self.address}:{port}" for port in self.sentinel_ports),
             "LEPTON_REDIS_SERVICE": SERVICE,
             "LEPTON_REDIS_PASSWORD": self.password,
             "LEPTON_REDIS_SENTINEL_PASSWORD": self.sentinel_password,
@@ -75,9 +84,10 @@ class SentinelGroup:
             config = directory / "sentinel.conf"
             config.touch(mode=0o600)
             config.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {directory}\nlogfile {directory / 'sentinel.log'}\n"
+                f"port {port}\nbind {' '.join(dict.fromkeys((LOOPBACK, self.address)))}\ndir {directory}\n"
+                f"logfile {directory / 'sentinel.log'}\nsentinel announce-ip {self.address}\n"
                 f'requirepass "{self.sentinel_password}"\n'
-                f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} {QUORUM}\n"
+                f"sentinel monitor {SERVICE} {self.address} {self.primary.port} {QUORUM}\n"
                 f'sentinel auth-pass {SERVICE} "{self.password}"\n'
                 f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
