@@ -65,6 +65,8 @@ FAULT_KINDS = ("kill-pool-process", "kill-worker", "pause-worker", "kill-primary
 # Struck only where network namespaces can be made: a seed's schedule differs between machines with and without.
 NETWORK_FAULT = "cut-network"
 REDIS_FAULTS = {"kill-primary", "cut-replica", "restart-replica"}
+# How long a kill-pool-process fault waits for Celery to have replaced the pool process a fault killed before.
+POOL_RESTART_TIMEOUT_S = 30.0
 # Worker settings of the run: the default lease (a paused or dead worker's messages come back in about 25 s).
 VISIBILITY_TIMEOUT_S = 20.0
 RESTORE_INTERVAL_S = 5.0
@@ -143,6 +145,7 @@ class Fleet:
         self.redis_lock = threading.Lock()
         self.slot_locks = [threading.Lock() for _ in range(workers)]
         self.slots: list[WorkerProcess | None] = [None] * workers
+        self.killed_pids: set[int] = set()
         self.started = 0
 
     def start_worker(self, slot: int) -> None:
@@ -173,10 +176,10 @@ class Fleet:
     def _strike(self, fault: Fault) -> None:
         group = self.group
         if fault.kind == "kill-pool-process":
-            children = psutil.Process(self.worker(fault.slot).pid).children()
-            if children:
-                os.kill(children[0].pid, signal.SIGKILL)
-                fault.note = f"pool process {children[0].pid}"
+            pid = self._live_pool_process(fault.slot)
+            os.kill(pid, signal.SIGKILL)
+            self.killed_pids.add(pid)
+            fault.note = f"pool process {pid}"
         elif fault.kind == "kill-worker":
             self.worker(fault.slot).kill()
             time.sleep(fault.duration_s)  # the outage itself
@@ -212,6 +215,18 @@ class Fleet:
                 time.sleep(fault.duration_s)  # the partition itself
             finally:
                 host.rejoin()
+
+    def _live_pool_process(self, slot: int, timeout_s: float = POOL_RESTART_TIMEOUT_S) -> int:
+        """The pid of the slot's worker's pool process, once Celery has replaced one that a fault killed (two kills
+        in a row strike two processes, not one twice)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for child in psutil.Process(self.worker(slot).pid).children():
+                    if child.pid not in self.killed_pids and child.status() != psutil.STATUS_ZOMBIE:
+                        return child.pid
+            time.sleep(0.2)  # Celery starts the replacement on its own clock: nothing to wait on but the process table
+        raise RuntimeError(f"worker {slot} had no live pool process for {timeout_s:.0f} s")
 
     def heal(self) -> None:
         """Every worker continued, on line and alive (a worker that died outside the schedule counts as stuck)."""
