@@ -36,6 +36,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -476,6 +477,10 @@ def main() -> int:
     report.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {report}")
+    if ok:  # the workers' logs and the servers' data (about 200 MB after 10 minutes) are kept only to read a failure
+        shutil.rmtree(scratch, ignore_errors=True)
+    else:
+        print(f"the workers' logs and the Redis servers' data are kept in {scratch}")
     return 0 if ok else 1
 
 
