@@ -355,7 +355,11 @@ def main() -> int:
         "LEPTON_RESTORE_INTERVAL_S": str(RESTORE_INTERVAL_S),
     }
     hosts_made = contextlib.ExitStack()  # the workers' network namespaces, removed when the run ends
-    hosts = None if no_network_why else [hosts_made.enter_context(isolated_host(slot)) for slot in range(2)]
+    try:
+        hosts = None if no_network_why else [hosts_made.enter_context(isolated_host(slot)) for slot in range(2)]
+    except BaseException:  # the second could not be made: the first is removed too
+        hosts_made.close()
+        raise
     fleet = Fleet(scratch, env, version.reference, workers=2, hosts=hosts)
     # the clients ask a replica to hold each submission before its id comes back (README: what a failover may lose)
     settings = fleet.group.settings(model_dir=Path(args.registry).resolve(), redis_wait_replicas=1)
