@@ -47,7 +47,6 @@ from pydantic import SecretStr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.soak import free_port, load_texts, percentile  # noqa: E402
-from lepton_runtime import constants  # noqa: E402
 from lepton_runtime.errors import QuotaExceededError  # noqa: E402
 from lepton_runtime.inference import Engine  # noqa: E402
 from lepton_runtime.inference.tokenization import TOKENIZER_FILE, TextEncoder  # noqa: E402
@@ -561,7 +560,13 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="lepton-mixed-"))
     bench = Bench(args, version, scratch)
     tally = Tally()  # exactness across every scenario
-    figures: dict[str, Any] = {"model": version.reference, "cores": bench.processes}
+    lane = bench.settings  # what the workers read: the defaults, or LEPTON_* variables of this shell
+    figures: dict[str, Any] = {
+        "model": version.reference, "cores": bench.processes,
+        "settings": {"LEPTON_BATCH_WAIT_MS": lane.batch_wait_ms, "LEPTON_MAX_BATCH_REQUESTS": lane.max_batch_requests,
+                     "LEPTON_BULK_MIN_SHARE": lane.bulk_min_share,
+                     "LEPTON_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE": lane.bulk_batch_tokens_beside_interactive},
+    }  # fmt: skip
     rows: list[dict[str, Any]] = []
     series: dict[str, list[tuple[float, float]]] = {}
     windows = {"idle": 1, "short": 1 + 2 * args.rounds, "long": 1 + 2 * args.rounds, "overload": 2 * args.rounds,
@@ -622,10 +627,9 @@ def render(args: argparse.Namespace, figures: dict[str, Any], rows: list[dict[st
         f"`python bench/mixed.py --seconds {args.seconds:g}`: {figures['model']}, one worker of {figures['cores']} "
         f"single-threaded processes on a local Redis, clients in threads of the benchmark on the same cores; bulk jobs "
         f"of {args.bulk_texts:,} texts back to back; {args.clients} clients pausing {args.think_ms:g} ms would send "
-        f"{args.clients / (args.think_ms / 1000):.0f} requests/s with zero latency. Default settings: "
-        f"LEPTON_BATCH_WAIT_MS={constants.DEFAULT_BATCH_WAIT_MS:g}, LEPTON_MAX_BATCH_REQUESTS="
-        f"{constants.DEFAULT_MAX_BATCH_REQUESTS}, LEPTON_BULK_MIN_SHARE={constants.DEFAULT_BULK_MIN_SHARE:g}, "
-        f"LEPTON_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE={constants.DEFAULT_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE}.",
+        f"{args.clients / (args.think_ms / 1000):.0f} requests/s with zero latency. The workers' settings: "
+        + ", ".join(f"{name}={value:g}" for name, value in figures["settings"].items())
+        + ".",
         "",
         "## Idle round trip (median of 3 rounds)",
         "",

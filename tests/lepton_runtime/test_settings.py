@@ -39,6 +39,19 @@ def test_the_env_example_lists_every_setting() -> None:
     assert not missing, f".env.example lacks {missing}"
 
 
+def test_the_env_example_shows_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """.env.example says "defaults shown": a value there that is not the default misleads whoever copies it."""
+    from pathlib import Path
+
+    for name in LeptonSettings.model_fields:
+        monkeypatch.delenv(f"LEPTON_{name.upper()}", raising=False)
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    from_example = LeptonSettings(_env_file=example).model_dump()  # type: ignore[call-arg]
+    defaults = LeptonSettings().model_dump()
+    differ = {name: (value, defaults[name]) for name, value in from_example.items() if value != defaults[name]}
+    assert not differ, f".env.example shows values that are not the defaults (shown, default): {differ}"
+
+
 def test_sentinels_give_kombus_url_and_options_and_passwords_stay_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     from lepton_runtime.jobs import redacted
     from lepton_runtime.jobs.protocol import celery_config
