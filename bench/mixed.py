@@ -62,6 +62,8 @@ LONG_TOKENS = (40, 80)
 # Tenant A's quota in the tenants scenario, and how many requests it keeps trying to have waiting.
 TENANT_A_QUOTA = 4
 TENANT_A_OVERLOAD = 10
+# The lane settings the report names (LeptonSettings fields), as the workers read them.
+LANE_SETTINGS = ("batch_wait_ms", "max_batch_requests", "bulk_min_share", "bulk_batch_tokens_beside_interactive")
 RETRY_AFTER_429_S = 0.25
 
 
@@ -560,12 +562,10 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="lepton-mixed-"))
     bench = Bench(args, version, scratch)
     tally = Tally()  # exactness across every scenario
-    lane = bench.settings  # what the workers read: the defaults, or LEPTON_* variables of this shell
     figures: dict[str, Any] = {
         "model": version.reference, "cores": bench.processes,
-        "settings": {"LEPTON_BATCH_WAIT_MS": lane.batch_wait_ms, "LEPTON_MAX_BATCH_REQUESTS": lane.max_batch_requests,
-                     "LEPTON_BULK_MIN_SHARE": lane.bulk_min_share,
-                     "LEPTON_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE": lane.bulk_batch_tokens_beside_interactive},
+        # what the workers read: the defaults, or LEPTON_* variables of this shell
+        "settings": {f"LEPTON_{name.upper()}": getattr(bench.settings, name) for name in LANE_SETTINGS},
     }  # fmt: skip
     rows: list[dict[str, Any]] = []
     series: dict[str, list[tuple[float, float]]] = {}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from lepton_runtime.settings import LeptonSettings
+
+ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
 
 def test_empty_variables_mean_the_defaults_and_the_url_stays_secret(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,23 +34,16 @@ def test_time_limits_must_nest(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_env_example_lists_every_setting() -> None:
-    from pathlib import Path
-
-    from lepton_runtime.settings import LeptonSettings
-
-    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    text = ENV_EXAMPLE.read_text()
     missing = [name for name in LeptonSettings.model_fields if f"LEPTON_{name.upper()}=" not in text]
     assert not missing, f".env.example lacks {missing}"
 
 
 def test_the_env_example_shows_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     """.env.example says "defaults shown": a value there that is not the default misleads whoever copies it."""
-    from pathlib import Path
-
     for name in LeptonSettings.model_fields:
         monkeypatch.delenv(f"LEPTON_{name.upper()}", raising=False)
-    example = Path(__file__).resolve().parents[2] / ".env.example"
-    from_example = LeptonSettings(_env_file=example).model_dump()  # type: ignore[call-arg]
+    from_example = LeptonSettings(_env_file=ENV_EXAMPLE).model_dump()  # type: ignore[call-arg]
     defaults = LeptonSettings().model_dump()
     differ = {name: (value, defaults[name]) for name, value in from_example.items() if value != defaults[name]}
     assert not differ, f".env.example shows values that are not the defaults (shown, default): {differ}"
