@@ -103,6 +103,12 @@ DEFAULT_BULK_BATCH_TOKENS_BESIDE_INTERACTIVE = 384
 DEFAULT_BULK_MIN_SHARE = 0.2
 # Requests a tenant may have waiting in the interactive lane before it gets 429.
 DEFAULT_TENANT_QUOTA_REQUESTS = 256
+# The tenant of bare tokens and of everything recorded before tenants owned their work.
+DEFAULT_TENANT = "default"
+# The tenant whose tokens see and act on every tenant's work, within their scopes (LEPTON_OPERATOR_TENANT).
+DEFAULT_OPERATOR_TENANT = "operator"
+# Entries the audit trail keeps (LEPTON_AUDIT_MAX_ENTRIES): the oldest go first.
+DEFAULT_AUDIT_MAX_ENTRIES = 100_000
 # The longest deadline an interactive request may carry (seconds from submission).
 MAX_DEADLINE_S = 3600.0
 # An interactive request taken by a process that died is taken again by another after this (seconds).

@@ -6,10 +6,11 @@
     │   ├── TooLargeError          too_large              413  over a size limit (texts, bytes)
     │   └── UnsupportedMediaError  unsupported_media_type 415  a body in a content type the route does not take
     ├── UnauthorizedError          unauthorized           401  no valid bearer token
-    ├── ForbiddenError             forbidden              403  the token lacks the scope the route needs
+    ├── ForbiddenError             forbidden              403  the token lacks the scope, or the model is another's
     ├── RouteNotFoundError         not_found              404  no such HTTP route
     ├── MethodNotAllowedError      method_not_allowed     405  the route exists, the method does not
     ├── ModelNotFoundError         unknown_model          404  no such model, version or alias
+    ├── ModelStateError            invalid_model_state    409  the model cannot do that now (no earlier version...)
     ├── WrongTaskError             wrong_task             422  the model does another task than the one asked
     ├── ModelIntegrityError        corrupt_model          500  a file does not match its manifest checksum
     ├── ProviderUnavailableError   provider_unavailable   503  the asked execution provider is not active
@@ -106,7 +107,8 @@ class UnauthorizedError(LeptonError):
 
 
 class ForbiddenError(LeptonError):
-    """Raised when a valid token lacks the scope a route needs (submit, read, train, admin)."""
+    """Raised when a valid token lacks the scope a route needs (submit, read, train, admin), or its tenant may not
+    act on a model it does not own."""
 
     code = "forbidden"
     http_status = 403
@@ -224,6 +226,14 @@ class JobNotFoundError(LeptonError):
 
     code = "unknown_job"
     http_status = 404
+
+
+class ModelStateError(LeptonError):
+    """Raised when a model's aliases or versions forbid what was asked now: rolling back an alias with no earlier
+    version, deleting a version an alias points at."""
+
+    code = "invalid_model_state"
+    http_status = 409
 
 
 class JobStateError(LeptonError):

@@ -132,7 +132,17 @@ class LeptonSettings(BaseSettings):
         default=constants.DEFAULT_BULK_MIN_SHARE, ge=0, le=1, description="Least share of worker time for bulk work."
     )
     interactive_claim_after_s: float = Field(default=constants.DEFAULT_INTERACTIVE_CLAIM_AFTER_S, gt=0)
-    tenant: str = Field(default="default", description="The tenant this client sends as (client credentials).")
+    tenant: str = Field(
+        default=constants.DEFAULT_TENANT,
+        description="The tenant this client sends as, and owner of what it submits and publishes.",
+    )
+    operator_tenant: str = Field(
+        default=constants.DEFAULT_OPERATOR_TENANT,
+        description="API tokens of this tenant see and act on every tenant's work, within their scopes.",
+    )
+    audit_max_entries: int = Field(
+        default=constants.DEFAULT_AUDIT_MAX_ENTRIES, ge=100, description="Audit trail entries kept (oldest dropped)."
+    )
     tenant_quota_requests: int = Field(
         default=constants.DEFAULT_TENANT_QUOTA_REQUESTS, ge=1, description="Waiting interactive requests per tenant."
     )

@@ -32,6 +32,7 @@ from lepton_runtime.constants import (
 from lepton_runtime.errors import (
     BrokerUnavailableError,
     ExpiredError,
+    ForbiddenError,
     InputIssue,
     InvalidInputError,
     JobFailedError,
@@ -55,15 +56,17 @@ from lepton_runtime.jobs import (
     connect_with,
 )
 from lepton_runtime.jobs.fleet_status import ProcessStatus, fleet
-from lepton_runtime.jobs.keys import answer_list_key
+from lepton_runtime.jobs.keys import answer_list_key, tenant_scoped
 from lepton_runtime.jobs.lanes import InteractiveLane, LaneRequest, check_tenant
-from lepton_runtime.jobs.protocol import INTERACTIVE_PRIORITY
+from lepton_runtime.jobs.owners import owner_of, record_request_owner
+from lepton_runtime.jobs.protocol import INTERACTIVE_PRIORITY, RESULT_TTL_S
 from lepton_runtime.jobs.queues import stamp_enqueue_times
 from lepton_runtime.jobs.sending import job_of_task, send_chunks, send_training
 from lepton_runtime.labelled_data import check_trainable, read_labelled, read_tagged
 from lepton_runtime.prediction import Embedding, Entities, Entity, ItemError, Prediction, Provenance
 from lepton_runtime.registry import ModelReference, ModelVersion, open_registry, validate_model_name
 from lepton_runtime.registry.notices import ALIAS_RECHECK_S, SWITCH_AFTER_S, is_warm, registry_epoch
+from lepton_runtime.registry.owners import LEGACY_OWNER, check_publisher, may_use
 from lepton_runtime.settings import LeptonSettings, load_settings
 from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, require_task
 from producer.inputs import items_from_texts, read_items
@@ -395,7 +398,9 @@ class LeptonClient:
         tenant = check_tenant(tenant or self.settings.tenant)
         version = self.resolve(model)
         require_task(version.reference, version.manifest.task, task)
+        self.check_use(version, tenant)
         task_id = uuid.uuid4().hex
+        idempotency_key = tenant_scoped(tenant, idempotency_key) if idempotency_key else None
         with broker_errors(self._url):
             if idempotency_key and (first := self.jobs.claim_key(idempotency_key, task_id)) != task_id:
                 return job_type(first, AsyncResult(first, app=self.celery), created=False)
@@ -406,13 +411,14 @@ class LeptonClient:
                     tenant=tenant, enqueued_at=now, deadline=now + deadline_s if deadline_s is not None else None,
                 )  # fmt: skip
                 try:
-                    self.lane.admit(request, quota=self.settings.quota_of(tenant))
+                    self.lane.admit(request, quota=self.settings.quota_of(tenant), owner_ttl_s=RESULT_TTL_S)
                 except LeptonError:
                     if idempotency_key:
                         self.jobs.release_key(idempotency_key, task_id)
                     raise
                 result = AsyncResult(task_id, app=self.celery)
                 return job_type(task_id, result, answers=self.redis, deadline=request.deadline)
+            record_request_owner(self.redis, task_id, tenant, RESULT_TTL_S)
             result = self.celery.send_task(
                 CLASSIFY_TASK,
                 args=[list(texts), version.reference, version.manifest.content_sha256],
@@ -434,12 +440,16 @@ class LeptonClient:
         text_field: str = "text",
         id_field: str = "id",
         idempotency_key: str | None = None,
+        tenant: str | None = None,
     ) -> BulkJob:
-        """Queue a bulk job over a file (JSONL, CSV, plain lines) or a list of texts, in chunks."""
+        """Queue a bulk job over a file (JSONL, CSV, plain lines) or a list of texts, in chunks, owned by ``tenant``
+        (default LEPTON_TENANT)."""
         chunk_size = chunk_size or self.settings.chunk_size
         if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
             raise InvalidInputError(f"chunk_size: {chunk_size} is outside 1..{MAX_CHUNK_SIZE}")
+        tenant = check_tenant(tenant or self.settings.tenant)
         version = self.resolve(model)
+        self.check_use(version, tenant)
         if isinstance(source, str | os.PathLike):
             path = Path(source)
             items: Any = read_items(path, text_field=text_field, id_field=id_field)
@@ -454,7 +464,8 @@ class LeptonClient:
                 model_sha256=version.manifest.content_sha256,
                 source=label,
                 chunk_size=chunk_size,
-                idempotency_key_value=idempotency_key,
+                tenant=tenant,
+                idempotency_key_value=tenant_scoped(tenant, idempotency_key) if idempotency_key else None,
             )
             replicas = None
             if created:
@@ -501,15 +512,20 @@ class LeptonClient:
         promote: PromotePolicy = DEFAULT_TRAINING.promote,
         idempotency_key: str | None = None,
         task: TrainedTask = "text-classification",
+        tenant: str | None = None,
     ) -> TrainingJob:
         """Queue ``lepton.train``: fine-tune ``base`` (default MiniLM-L6) on a labelled file and publish ``name``.
 
         The file is read and checked here (bad rows fail at once, naming the line) and its rows travel
         with the run in Redis, so a worker on another machine needs only the base checkpoint. With
         ``task="token-classification"`` the files are CoNLL-style JSONL (``tokens`` + BIO ``tags``, or ``text`` +
-        character ``spans``) and ``validation`` is required (it gates int8 and decides promotion).
+        character ``spans``) and ``validation`` is required (it gates int8 and decides promotion). The run and
+        the versions it publishes belong to ``tenant`` (default LEPTON_TENANT), which must own ``name`` or claim it
+        new (ForbiddenError at once otherwise).
         """
         validate_model_name(name)
+        tenant = check_tenant(tenant or self.settings.tenant)
+        check_publisher(name, self.registry.owner(name), tenant)
         request = TrainRequest(
             name=name,
             base=_worker_path(base),
@@ -535,8 +551,9 @@ class LeptonClient:
             )
         with broker_errors(self._url):
             run_id, created = self.training.create(
-                request, rows, validation_rows, idempotency_key_value=idempotency_key
-            )
+                request, rows, validation_rows, tenant=tenant,
+                idempotency_key_value=tenant_scoped(tenant, idempotency_key) if idempotency_key else None,
+            )  # fmt: skip
             replicas = None
             if created:
                 argsrepr = f"[{name!r}: {len(rows)} rows from {Path(data).name}, {epochs} epochs]"
@@ -616,9 +633,30 @@ class LeptonClient:
         with broker_errors(self._url):
             return fleet(self.redis)
 
-    def list_jobs(self, limit: int = 20) -> list[JobStatus]:
+    def list_jobs(self, limit: int = 20, *, tenant: str | None = None) -> list[JobStatus]:
+        """The most recent bulk jobs (of ``tenant``, or of every tenant), newest first."""
         with broker_errors(self._url):
-            return self.jobs.list_jobs(limit)
+            return self.jobs.list_jobs(limit, tenant=tenant)
+
+    def list_runs(self, limit: int = 20, *, tenant: str | None = None) -> list[TrainingStatus]:
+        """The most recent training runs (of ``tenant``, or of every tenant), newest first."""
+        with broker_errors(self._url):
+            return self.training.list_runs(limit, tenant=tenant)
+
+    def owner(self, work_id: str) -> str | None:
+        """The tenant that submitted a bulk job, training run or one-text request (None: no such work)."""
+        with broker_errors(self._url):
+            return owner_of(self.redis, work_id)
+
+    def check_use(self, version: ModelVersion, tenant: str) -> None:
+        """Raise ForbiddenError unless ``tenant`` may run ``version`` (registry/owners.py: its own, shared, or the
+        operator)."""
+        owner = self.registry.owner(version.name) or LEGACY_OWNER
+        if not may_use(owner, tenant, self.settings.operator_tenant):
+            raise ForbiddenError(
+                f"model {version.name!r} belongs to tenant {owner.tenant!r} and is not shared: a tenant runs its own"
+                f" models and shared ones; ask its owner to share it (`lepton models share {version.name}`)"
+            )
 
     def resolve(self, model: str) -> ModelVersion:
         """The exact version a reference names now (``name`` -> production, else the latest). An exact

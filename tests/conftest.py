@@ -119,11 +119,14 @@ def golden_file(tmp_path_factory: pytest.TempPathFactory, banking: LabelledTexts
 
 @pytest.fixture(scope="session")
 def published(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, golden_file: Path) -> ModelVersion:
-    """The tiny model exported, gated and published (fp32 + int8) as tiny@1, promoted to production."""
+    """The tiny model exported, gated and published (fp32 + int8) as tiny@1, promoted to production, and shared: the
+    tests' tenants all run it."""
     from export.publish import export_checkpoint
 
     registry = ModelRegistry(tmp_path_factory.mktemp("registry"))
-    return export_checkpoint(tiny_checkpoint, registry, "tiny", golden=golden_file, promote="production")
+    version = export_checkpoint(tiny_checkpoint, registry, "tiny", golden=golden_file, promote="production")
+    registry.share("tiny", True)
+    return version
 
 
 @pytest.fixture
@@ -167,7 +170,9 @@ def published_embedding(tiny_sentence_encoder: Path, published: ModelVersion) ->
     registry = ModelRegistry(published.path.parent.parent)
     if "tiny-embed" in registry.list_models():
         return registry.resolve("tiny-embed@1")
-    return export_checkpoint(tiny_sentence_encoder, registry, "tiny-embed", task="embedding", promote="production")
+    version = export_checkpoint(tiny_sentence_encoder, registry, "tiny-embed", task="embedding", promote="production")
+    registry.share("tiny-embed", True)
+    return version
 
 
 ENTITY_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
@@ -203,6 +208,8 @@ def published_entities(tmp_path_factory: pytest.TempPathFactory, published: Mode
     model.save_pretrained(directory)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(default_base_model() / name, directory / name)
-    return export_checkpoint(
+    version = export_checkpoint(
         directory, registry, "tiny-ner", task="token-classification", max_sequence_length=32, promote="production"
     )
+    registry.share("tiny-ner", True)
+    return version

@@ -157,7 +157,8 @@ def run_training(
         return stop_reason is not None
 
     try:
-        with RunHeartbeat(runs, run_id, holder, heartbeat_timeout_s / TRAIN_HEARTBEATS_PER_TIMEOUT):
+        beating = RunHeartbeat(runs, run_id, holder, heartbeat_timeout_s / TRAIN_HEARTBEATS_PER_TIMEOUT)
+        with beating, registry.publishing_as(runs.tenant(run_id)):
             if request.task == TOKEN_CLASSIFICATION:
                 from export.entity_run import train_queued_entities
 

@@ -348,7 +348,8 @@ def _dead_letter(request: LaneRequest, error: LeptonError) -> DeadLetter:
     to the bulk lane and the answer lands where the caller looks."""
     logger.error("interactive request %s dead-lettered [%s]: %s", request.id, error.code, error)
     return new_dead_letter(
-        id=request.id, queue=INFERENCE_QUEUE, task=CLASSIFY_TASK, args=[request.texts, request.model, request.sha256],
+        id=request.id, tenant=request.tenant, queue=INFERENCE_QUEUE, task=CLASSIFY_TASK,
+        args=[request.texts, request.model, request.sha256],
         code=error.code, message=str(error), attempts=request.deliveries,
     )  # fmt: skip
 

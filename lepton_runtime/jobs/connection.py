@@ -52,7 +52,7 @@ def connect(
         raise ValueError("a Sentinel URL needs the service name (LEPTON_REDIS_SERVICE)")
     addresses = [urlsplit(part) for part in url.split(";")]
     first = addresses[0]
-    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+    sentinels = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         [(address.hostname or "127.0.0.1", address.port or SENTINEL_PORT) for address in addresses],
         sentinel_kwargs={  # a Sentinel answers at once or not at all: the short timeout for both
             "socket_connect_timeout": timeout_s or SOCKET_CONNECT_TIMEOUT_S,
@@ -63,7 +63,7 @@ def connect(
         db=int(first.path.strip("/") or 0),
         **options,
     )
-    primary: redis.Redis = sentinels.master_for(master_name, redis_class=redis.Redis)  # type: ignore[no-untyped-call]
+    primary: redis.Redis = sentinels.master_for(master_name, redis_class=redis.Redis)  # type: ignore[no-untyped-call, unused-ignore]
     return primary
 
 

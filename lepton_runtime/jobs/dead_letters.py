@@ -11,15 +11,18 @@ import redis
 from pydantic import BaseModel, Field
 
 from lepton_runtime import unicode_text
-from lepton_runtime.constants import DEFAULT_JOB_TTL_S, KNOWN_QUEUES
+from lepton_runtime.constants import BULK_CHUNK_TASK, DEFAULT_JOB_TTL_S, KNOWN_QUEUES
 from lepton_runtime.errors import JobNotFoundError
 from lepton_runtime.jobs.keys import dead_letter_key
+from lepton_runtime.jobs.lanes import DEFAULT_TENANT
+from lepton_runtime.jobs.owners import owner_of
 
 
 class DeadLetter(BaseModel):
     """One task that will not succeed by itself: what it was, why it failed, how often it was tried."""
 
     id: str = Field(description="The task id; `lepton dlq replay ID` sends the task again.")
+    tenant: str = Field(default=DEFAULT_TENANT, description="The tenant whose work the task was.")
     queue: str
     task: str
     args: list[Any] = Field(description="The task's arguments (a bulk chunk's are a reference: job id, chunk).")
@@ -41,7 +44,11 @@ class DeadLetterStore:
         self.ttl_s = ttl_s
 
     def add(self, letter: DeadLetter) -> DeadLetter:
-        """Record a dead letter; a task dead-lettered again keeps its first_seen and adds its attempts."""
+        """Record a dead letter; a task dead-lettered again keeps its first_seen and adds its attempts. A letter
+        that does not name its tenant is its work's (the job of a bulk chunk, the run or request of its id)."""
+        if "tenant" not in letter.model_fields_set:
+            work_id = str(letter.args[0]) if letter.task == BULK_CHUNK_TASK and letter.args else letter.id
+            letter = letter.model_copy(update={"tenant": owner_of(self.redis, work_id) or DEFAULT_TENANT})
         key = dead_letter_key(letter.queue)
         previous = self.redis.hget(key, letter.id)
         if previous:
@@ -55,12 +62,21 @@ class DeadLetterStore:
             pipe.execute()
         return letter
 
-    def list(self, queue: str | None = None) -> builtins.list[DeadLetter]:
-        """Every dead letter (of one queue, or of all known ones), oldest first."""
+    def list(self, queue: str | None = None, *, tenant: str | None = None) -> builtins.list[DeadLetter]:
+        """Every dead letter (of one queue, or of all known ones; of one tenant, or of all), oldest first."""
         letters = []
         for name in [queue] if queue else self._queues():
             letters += [_letter(raw) for raw in self.redis.hvals(dead_letter_key(name))]
+        letters = [letter for letter in letters if tenant is None or letter.tenant == tenant]
         return sorted(letters, key=lambda letter: letter.first_seen)
+
+    def tenant_of(self, letter_id: str) -> str | None:
+        """The tenant of one dead letter (None: there is none), read from every queue in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in self._queues():
+                pipe.hget(dead_letter_key(name), letter_id)
+            found = [raw for raw in pipe.execute() if raw is not None]
+        return _letter(found[0]).tenant if found else None
 
     def take(self, letter_id: str) -> DeadLetter:
         """Remove one dead letter and return it (to replay it)."""
@@ -68,7 +84,11 @@ class DeadLetterStore:
             raw = self.redis.hget(dead_letter_key(name), letter_id)
             if raw is not None and self.redis.hdel(dead_letter_key(name), letter_id):
                 return _letter(cast(str, raw))
-        raise JobNotFoundError(f"no dead letter {letter_id!r}; see them with `lepton dlq list`")
+        raise self.not_found(letter_id)
+
+    @staticmethod
+    def not_found(letter_id: str) -> JobNotFoundError:
+        return JobNotFoundError(f"no dead letter {letter_id!r}; see them with `lepton dlq list`")
 
     def _queues(self) -> builtins.list[str]:
         prefix = dead_letter_key("")

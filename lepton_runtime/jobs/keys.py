@@ -14,6 +14,11 @@ from lepton_runtime.constants import PRIORITY_STEPS, REDIS_KEY_PREFIX
 JOB_INDEX_KEY = f"{REDIS_KEY_PREFIX}jobs"
 
 
+def tenant_job_index_key(tenant: str) -> str:
+    """Sorted set: one tenant's bulk job ids, scored by creation time (its `GET /v1/jobs`)."""
+    return f"{JOB_INDEX_KEY}:tenant:{tenant}"
+
+
 @dataclass(frozen=True)
 class JobKeys:
     """The keys of one bulk job; all of them expire together."""
@@ -75,6 +80,11 @@ class JobKeys:
 TRAINING_INDEX_KEY = f"{REDIS_KEY_PREFIX}trains"
 
 
+def tenant_training_index_key(tenant: str) -> str:
+    """Sorted set: one tenant's training run ids, scored by creation time."""
+    return f"{TRAINING_INDEX_KEY}:tenant:{tenant}"
+
+
 @dataclass(frozen=True)
 class TrainingKeys:
     """The keys of one training run (its id is its ``lepton.train`` task id)."""
@@ -103,8 +113,33 @@ class TrainingKeys:
 
 
 def idempotency_key(key: str) -> str:
-    """String: the id of the job first submitted with this idempotency key."""
+    """String: the id of the job first submitted with this idempotency key (``tenant_scoped`` first)."""
     return f"{REDIS_KEY_PREFIX}idempotency:{key}"
+
+
+def tenant_scoped(tenant: str, key: str) -> str:
+    """An idempotency key as one tenant's own: two tenants using the same key get two jobs. The default tenant's
+    keys are kept as they were before tenants owned their work, so a submission retried across the upgrade still
+    finds its job."""
+    return key if tenant == "default" else f"tenant:{tenant}:{key}"
+
+
+# Between the job id and the chunk number in a chunk task's id (jobs/sending.py).
+CHUNK_TASK_MARK = ".chunk"
+
+
+def request_owner_key(request_id: str) -> str:
+    """String: the tenant that sent a one-text request (either lane); it expires with the request's answer."""
+    return f"{REDIS_KEY_PREFIX}owner:{request_id}"
+
+
+def task_result_key(task_id: str) -> str:
+    """String: Celery's result of a task (the result backend's key, under the global key prefix)."""
+    return f"{REDIS_KEY_PREFIX}celery-task-meta-{task_id}"
+
+
+# Stream: the audit trail of administrative actions (jobs/audit.py), trimmed to a bounded length.
+AUDIT_KEY = f"{REDIS_KEY_PREFIX}audit"
 
 
 def delivery_counter_key(task_id: str) -> str:

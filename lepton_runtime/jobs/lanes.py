@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from lepton_runtime import unicode_text
+from lepton_runtime.constants import DEFAULT_TENANT
 from lepton_runtime.errors import InvalidInputError, QuotaExceededError
 from lepton_runtime.jobs.keys import (
     INTERACTIVE_ADMITTED_KEY,
@@ -29,22 +30,23 @@ from lepton_runtime.jobs.keys import (
     INTERACTIVE_TENANTS_KEY,
     answer_list_key,
     interactive_stream_key,
+    request_owner_key,
 )
+from lepton_runtime.jobs.protocol import RESULT_TTL_S
 from lepton_runtime.jobs.scripts import ANSWER_INTERACTIVE
 
 logger = logging.getLogger(__name__)
 
 # A tenant name: letters, digits, '.', '_' and '-', as it appears in keys, tokens and metric labels.
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-DEFAULT_TENANT = "default"
 # An answer's notice (jobs/keys.py answer_list_key) waits this long for its client (seconds).
 ANSWER_NOTICE_TTL_S = 60
 # The one field of a stream entry.
 _REQUEST_FIELD = "request"
 
 # KEYS[1] the tenant's stream, KEYS[2] the tenant set, KEYS[3] the refusal counters, KEYS[4] the admission
-# counters; ARGV: quota, tenant, request JSON. -> {1, waiting} admitted, {0, waiting} refused (the stream
-# already holds `quota` requests).
+# counters, KEYS[5] the request's owner; ARGV: quota, tenant, request JSON, the owner's lifetime (s). -> {1, waiting}
+# admitted, {0, waiting} refused (the stream already holds `quota` requests).
 _ADMIT = """
 local waiting = redis.call('XLEN', KEYS[1])
 if waiting >= tonumber(ARGV[1]) then
@@ -54,6 +56,7 @@ end
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('XADD', KEYS[1], '*', 'request', ARGV[3])
 redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
+redis.call('SET', KEYS[5], ARGV[2], 'EX', ARGV[4])
 return {1, waiting + 1}
 """
 
@@ -131,10 +134,12 @@ class InteractiveLane:
         self._grouped: set[str] = set()
 
     # -- producers ------------------------------------------------------------------------------------
-    def admit(self, request: LaneRequest, *, quota: int) -> int:
-        """Queue ``request`` unless its tenant already has ``quota`` requests waiting; returns how many wait now."""
+    def admit(self, request: LaneRequest, *, quota: int, owner_ttl_s: int = RESULT_TTL_S) -> int:
+        """Queue ``request`` unless its tenant already has ``quota`` requests waiting, recording its tenant as its
+        owner for ``owner_ttl_s`` (as long as its answer is kept); returns how many wait now."""
         keys = [interactive_stream_key(request.tenant), INTERACTIVE_TENANTS_KEY, INTERACTIVE_REJECTED_KEY]
-        admitted, waiting = self._admit([*keys, INTERACTIVE_ADMITTED_KEY], [quota, request.tenant, request.to_json()])
+        keys += [INTERACTIVE_ADMITTED_KEY, request_owner_key(request.id)]
+        admitted, waiting = self._admit(keys, [quota, request.tenant, request.to_json(), owner_ttl_s])
         if not admitted:
             raise QuotaExceededError(
                 f"tenant {request.tenant!r} has {waiting} requests waiting in the interactive lane, its quota "

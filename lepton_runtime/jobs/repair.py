@@ -33,6 +33,7 @@ import redis
 
 from lepton_runtime.constants import INFERENCE_QUEUE, REDIS_KEY_PREFIX, TRAINING_QUEUE
 from lepton_runtime.jobs.keys import (
+    CHUNK_TASK_MARK,
     JOB_INDEX_KEY,
     TRAINING_INDEX_KEY,
     TRAINING_UNACKED_KEYS,
@@ -41,7 +42,6 @@ from lepton_runtime.jobs.keys import (
     TrainingKeys,
     queue_lists,
 )
-from lepton_runtime.jobs.sending import CHUNK_TASK_MARK
 
 # Messages read from Redis per round trip while looking for a job's chunks.
 SCAN_PAGE = 1000

@@ -37,6 +37,7 @@ class JobStatus(BaseModel):
     """A bulk job as its record in Redis says now."""
 
     id: str
+    tenant: str = Field(default="default", description="The tenant that submitted the job and owns it.")
     state: JobState
     model: str = Field(description="The reference as submitted, e.g. 'sentiment' or 'sentiment@production'.")
     model_version: str = Field(description="The exact version resolved once at submit time, e.g. 'sentiment@3'.")
@@ -150,6 +151,7 @@ class TrainingStatus(BaseModel):
     """A training run as its record in Redis says now."""
 
     id: str
+    tenant: str = Field(default="default", description="The tenant that submitted the run and owns it.")
     kind: Literal["train"] = "train"
     state: JobState
     request: TrainRequest

@@ -9,16 +9,13 @@ from typing import TYPE_CHECKING
 
 from lepton_runtime.constants import BULK_CHUNK_TASK, INFERENCE_QUEUE, TRAIN_TASK, TRAINING_QUEUE
 from lepton_runtime.jobs.dead_letters import DeadLetter, DeadLetterStore
-from lepton_runtime.jobs.keys import answer_list_key
+from lepton_runtime.jobs.keys import CHUNK_TASK_MARK, answer_list_key
 from lepton_runtime.jobs.protocol import BULK_PRIORITY, INTERACTIVE_PRIORITY
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from lepton_runtime.jobs.store import JobStore
-
-# Between the job id and the chunk number in a chunk task's id.
-CHUNK_TASK_MARK = ".chunk"
 
 
 def chunk_task_id(job_id: str, chunk: int) -> str:

@@ -16,7 +16,9 @@ from lepton_runtime.errors import ChunkNotRunError, InvalidInputError, JobNotFou
 from lepton_runtime.jobs import scripts
 from lepton_runtime.jobs.chunking import SORT_WINDOW_CHUNKS, in_input_order, plan_chunks
 from lepton_runtime.jobs.connection import write_then_wait
-from lepton_runtime.jobs.keys import JOB_INDEX_KEY, JobKeys, idempotency_key
+from lepton_runtime.jobs.keys import JOB_INDEX_KEY, JobKeys, idempotency_key, tenant_job_index_key
+from lepton_runtime.jobs.lanes import DEFAULT_TENANT
+from lepton_runtime.jobs.owners import OWNER_FIELD
 from lepton_runtime.jobs.schemas import RESULT_STATES, ChunkFailure, JobStatus, Progress
 from lepton_runtime.jobs.waiting import wait_until_finished
 
@@ -52,9 +54,11 @@ class JobStore:
         model_sha256: str,
         source: str,
         chunk_size: int,
+        tenant: str = DEFAULT_TENANT,
         idempotency_key_value: str | None = None,
     ) -> tuple[str, bool]:
-        """Record a job of ``(id, text)`` items split into chunks; return (job id, whether it is new).
+        """Record a job of ``(id, text)`` items split into chunks, owned by ``tenant``; return (job id, whether it
+        is new).
 
         With an idempotency key already used, nothing is written and the first job's id comes back.
         The record is written after the inputs and the key after the record, so a crash part-way
@@ -74,6 +78,7 @@ class JobStore:
         now = time.time()
         record = {
             "id": job_id,
+            OWNER_FIELD: tenant,
             "state": "queued",
             "model": model,
             "model_version": model_version,
@@ -93,6 +98,8 @@ class JobStore:
                 for key in (keys.record, keys.inputs, keys.chunk_states, keys.chunk_positions):
                     pipe.expire(key, self.ttl_s)
                 pipe.zadd(JOB_INDEX_KEY, {job_id: now})
+                pipe.zadd(tenant_job_index_key(tenant), {job_id: now})
+                pipe.expire(tenant_job_index_key(tenant), self.ttl_s)
                 pipe.execute()
         except redis.ResponseError:  # refused (Redis full): the inputs go too
             self.discard(job_id)
@@ -254,14 +261,16 @@ class JobStore:
                 for i, blob, where in zip(batch, blobs, positions, strict=True)
             )
 
-    def list_jobs(self, limit: int = 20) -> list[JobStatus]:
-        """The most recent jobs, newest first (expired ones are dropped from the index)."""
+    def list_jobs(self, limit: int = 20, *, tenant: str | None = None) -> list[JobStatus]:
+        """The most recent jobs (of ``tenant``, or of every tenant), newest first (expired ones are dropped from the
+        index)."""
+        index = JOB_INDEX_KEY if tenant is None else tenant_job_index_key(tenant)
         statuses = []
-        for job_id in self.redis.zrevrange(JOB_INDEX_KEY, 0, limit - 1):
+        for job_id in self.redis.zrevrange(index, 0, limit - 1):
             try:
                 statuses.append(self.status(cast(str, job_id)))
             except JobNotFoundError:
-                self.redis.zrem(JOB_INDEX_KEY, cast(str, job_id))
+                self.redis.zrem(index, cast(str, job_id))
         return statuses
 
     def chunk_runs(self, job_id: str) -> dict[int, int]:
@@ -326,6 +335,7 @@ def _status_from_record(record: dict[str, str], failures: list[ChunkFailure]) ->
         eta = (total - counters["done_texts"]) / rate if rate else None
     return JobStatus(
         id=record["id"],
+        tenant=record.get(OWNER_FIELD, DEFAULT_TENANT),
         state=record["state"],  # type: ignore[arg-type]
         model=record["model"],
         model_version=record["model_version"],

@@ -26,7 +26,9 @@ from lepton_runtime import unicode_text
 from lepton_runtime.constants import DEFAULT_JOB_TTL_S
 from lepton_runtime.errors import JobCancelledError, JobNotFoundError, JobTimeoutError
 from lepton_runtime.jobs.connection import write_then_wait
-from lepton_runtime.jobs.keys import TRAINING_INDEX_KEY, TrainingKeys, idempotency_key
+from lepton_runtime.jobs.keys import TRAINING_INDEX_KEY, TrainingKeys, idempotency_key, tenant_training_index_key
+from lepton_runtime.jobs.lanes import DEFAULT_TENANT
+from lepton_runtime.jobs.owners import OWNER_FIELD
 from lepton_runtime.jobs.schemas import (
     JobError,
     TrainingOutcome,
@@ -116,9 +118,11 @@ class TrainingRuns:
         rows: Iterable[dict[str, Any]],
         validation_rows: Iterable[dict[str, Any]] = (),
         *,
+        tenant: str = DEFAULT_TENANT,
         idempotency_key_value: str | None = None,
     ) -> tuple[str, bool]:
-        """Record a run and its rows; return (run id, whether it is new). The id is the task id to send."""
+        """Record a run and its rows, owned by ``tenant``; return (run id, whether it is new). The id is the task id
+        to send."""
         run_id = uuid.uuid4().hex
         if idempotency_key_value:
             key = idempotency_key(idempotency_key_value)
@@ -135,6 +139,7 @@ class TrainingRuns:
                 TrainingKeys(run_id).record,
                 mapping={
                     "id": run_id,
+                    OWNER_FIELD: tenant,
                     "state": "queued",
                     "request": request.model_dump_json(),
                     "train_rows": train_count,
@@ -145,6 +150,8 @@ class TrainingRuns:
             )
             pipe.expire(TrainingKeys(run_id).record, self.ttl_s)
             pipe.zadd(TRAINING_INDEX_KEY, {run_id: now})
+            pipe.zadd(tenant_training_index_key(tenant), {run_id: now})
+            pipe.expire(tenant_training_index_key(tenant), self.ttl_s)
             pipe.execute()
         return run_id, True
 
@@ -170,6 +177,10 @@ class TrainingRuns:
         if not record:
             raise self._not_found(run_id)
         return _status_from_record(record)
+
+    def tenant(self, run_id: str) -> str:
+        """The tenant that submitted the run (and owns what it publishes)."""
+        return cast(str, self.redis.hget(TrainingKeys(run_id).record, OWNER_FIELD) or DEFAULT_TENANT)
 
     def exists(self, run_id: str) -> bool:
         return bool(self.redis.exists(TrainingKeys(run_id).record))
@@ -197,14 +208,16 @@ class TrainingRuns:
             progress_interval_s=progress_interval_s,
         )
 
-    def list_runs(self, limit: int = 20) -> list[TrainingStatus]:
-        """The most recent runs, newest first (expired ones are dropped from the index)."""
+    def list_runs(self, limit: int = 20, *, tenant: str | None = None) -> list[TrainingStatus]:
+        """The most recent runs (of ``tenant``, or of every tenant), newest first (expired ones are dropped from the
+        index)."""
+        index = TRAINING_INDEX_KEY if tenant is None else tenant_training_index_key(tenant)
         statuses = []
-        for run_id in self.redis.zrevrange(TRAINING_INDEX_KEY, 0, limit - 1):
+        for run_id in self.redis.zrevrange(index, 0, limit - 1):
             try:
                 statuses.append(self.status(cast(str, run_id)))
             except JobNotFoundError:
-                self.redis.zrem(TRAINING_INDEX_KEY, cast(str, run_id))
+                self.redis.zrem(index, cast(str, run_id))
         return statuses
 
     # -- workers ---------------------------------------------------------------------------------
@@ -310,6 +323,7 @@ def _status_from_record(record: dict[str, Any]) -> TrainingStatus:
     state = record["state"]
     return TrainingStatus(
         id=record["id"],
+        tenant=record.get(OWNER_FIELD, DEFAULT_TENANT),
         state=state,
         request=TrainRequest.model_validate_json(record["request"]),
         train_rows=int(record.get("train_rows", 0)),

@@ -47,7 +47,7 @@ def wait_until_finished(
     ``MAX_OUTAGE_S`` went by; then the last connection error is raised.
     """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
     through_outages(lambda: pubsub.subscribe(channel), deadline)
     try:
         while True:

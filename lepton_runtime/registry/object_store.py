@@ -29,6 +29,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -43,6 +44,7 @@ import s3fs
 from lepton_runtime.errors import ModelIntegrityError, ModelNotFoundError, ModelStoreUnavailableError
 from lepton_runtime.registry.checksums import HASH_CHUNK_BYTES, sha256_stream
 from lepton_runtime.registry.manifest import MANIFEST_FILE, Manifest
+from lepton_runtime.registry.owners import OWNER_FILE, ModelOwner
 from lepton_runtime.registry.references import validate_model_name
 from lepton_runtime.registry.store import ModelRegistry, ModelVersion, StagedVersion, T, release_aliases
 
@@ -64,6 +66,8 @@ ALIAS_MOVES = "aliases"
 MOVE_DIGITS = 10
 # Tries of a conditional write before giving up (each loss means another writer moved on meanwhile).
 MAX_CONDITIONAL_TRIES = 1000
+# A host reads a model's owner record again after this long (seconds): only sharing changes it.
+OWNER_RECHECK_S = 5.0
 
 
 class ObjectStoreRegistry(ModelRegistry):
@@ -96,6 +100,7 @@ class ObjectStoreRegistry(ModelRegistry):
         self.downloads = 0  # versions this process downloaded (the others of the host use its copies)
         self._held: dict[str, IO[str]] = {}  # reference -> its in-use file, shared-locked while this process uses it
         self._ask_store_after = 0.0
+        self._owners: dict[str, tuple[float, ModelOwner | None]] = {}  # name -> (when read, owner record)
 
     @property
     def location(self) -> str:
@@ -405,6 +410,41 @@ class ObjectStoreRegistry(ModelRegistry):
             except FileExistsError:
                 continue  # another process moved an alias of this model meanwhile
         raise RuntimeError(f"could not move the aliases of {name} after {MAX_CONDITIONAL_TRIES} tries")
+
+    # -- owners: <base>/<name>/owner.json, created once (a conditional create); a host keeps the last one read ----
+    def _read_owner(self, name: str) -> ModelOwner | None:
+        cached = self._owners.get(name)
+        if cached is not None and time.monotonic() - cached[0] < OWNER_RECHECK_S:
+            return cached[1]
+        copy = self.root / name / OWNER_FILE
+
+        def stored() -> ModelOwner | None:
+            try:
+                owner = ModelOwner.from_json(self.fs.cat_file(self._key(name, OWNER_FILE)))
+            except FileNotFoundError:
+                return None
+            if not copy.is_file() or ModelOwner.from_json(copy.read_bytes()) != owner:
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._written_aside(copy, owner.to_json()), copy)
+            return owner
+
+        owner = self._from_store(stored, lambda: ModelOwner.from_json(copy.read_bytes()) if copy.is_file() else None)
+        self._owners[name] = (time.monotonic(), owner)
+        return owner
+
+    def _create_owner(self, name: str, owner: ModelOwner) -> bool:
+        self._owners.pop(name, None)
+        with self._store_needed(f"record the owner of {name}"):
+            try:
+                self.fs.pipe_file(self._key(name, OWNER_FILE), owner.to_json().encode(), mode="create")
+            except FileExistsError:
+                return False
+        return True
+
+    def _write_owner(self, name: str, owner: ModelOwner) -> None:
+        self._owners.pop(name, None)
+        with self._store_needed(f"change the owner record of {name}"):
+            self.fs.pipe_file(self._key(name, OWNER_FILE), owner.to_json().encode())
 
     def _move_key(self, name: str, move: int) -> str:
         return self._key(name, ALIAS_MOVES, f"{move:0{MOVE_DIGITS}d}.json")

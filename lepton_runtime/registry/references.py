@@ -7,19 +7,24 @@ from dataclasses import dataclass
 
 from lepton_runtime.errors import InputIssue, InvalidReferenceError
 
-# Lower-case letters, digits, '.', '_' and '-', starting with a letter or digit; no '..'.
+# Lower-case letters, digits, '.', '_' and '-', starting with a letter or digit (no '/': a name is one path part).
 MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # Aliases start with a letter so they can never be confused with a version number.
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# A reference: a name, then nothing, @ and a version (3, or v3), or @ and an alias. The OpenAPI document declares
+# these patterns as the server checks them (ASCII digits only; a whole string, no trailing newline).
+REFERENCE_PATTERN = re.compile(
+    MODEL_NAME_PATTERN.pattern.removesuffix("$") + "(@(v?[0-9]*[1-9][0-9]*|" + ALIAS_PATTERN.pattern[1:-1] + "))?$"
+)
 MAX_NAME_CHARS = 64
 
 
 def validate_model_name(name: str) -> str:
     """Return ``name`` if it is a safe model name, else raise InvalidReferenceError saying why."""
-    if not isinstance(name, str) or not MODEL_NAME_PATTERN.match(name) or ".." in name:
+    if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name):
         raise InvalidReferenceError(
             f"model name {name!r} is not allowed: use 1-{MAX_NAME_CHARS} lower-case letters, digits,"
-            " '.', '_' or '-', starting with a letter or digit (no '/', no '..')",
+            " '.', '_' or '-', starting with a letter or digit (no '/')",
             issues=[InputIssue("model", "invalid model name", f"pattern {MODEL_NAME_PATTERN.pattern}")],
         )
     return name
@@ -27,7 +32,7 @@ def validate_model_name(name: str) -> str:
 
 def validate_alias(alias: str) -> str:
     """Return ``alias`` if it is a valid alias name (e.g. production, staging), else raise."""
-    if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias):
+    if not isinstance(alias, str) or not ALIAS_PATTERN.fullmatch(alias):
         raise InvalidReferenceError(
             f"alias {alias!r} is not allowed: use a lower-case letter then up to 31 letters, digits,"
             " '_' or '-' (e.g. production, staging)",
@@ -53,9 +58,9 @@ class ModelReference:
         validate_model_name(name)
         if not sep:
             return cls(name)
-        if selector.isdigit() and int(selector) > 0:
+        if selector.isascii() and selector.isdigit() and int(selector) > 0:
             return cls(name, version=int(selector))
-        if selector.startswith("v") and selector[1:].isdigit() and int(selector[1:]) > 0:
+        if selector.isascii() and selector.startswith("v") and selector[1:].isdigit() and int(selector[1:]) > 0:
             return cls(name, version=int(selector[1:]))
         return cls(name, alias=validate_alias(selector))
 

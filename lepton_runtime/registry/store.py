@@ -4,6 +4,7 @@ Layout under the root::
 
     <name>/.lock              flock taken to number versions and to move aliases
     <name>/aliases.json       {"production": {"version": 3, "history": [1, 2], ...}, ...}
+    <name>/owner.json         {"tenant": "alpha", "shared": false}: created once, by the first publish
     <name>/.staging/<id>/     a version being written; never visible to readers
     <name>/<version>/         a finished version: its files and manifest.json (written last)
 
@@ -25,9 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lepton_runtime.errors import InvalidInputError, ModelIntegrityError, ModelNotFoundError
+from lepton_runtime.constants import DEFAULT_TENANT
+from lepton_runtime.errors import ModelIntegrityError, ModelNotFoundError, ModelStateError
 from lepton_runtime.registry.checksums import content_sha256, sha256_file
 from lepton_runtime.registry.manifest import MANIFEST_FILE, FileEntry, Manifest
+from lepton_runtime.registry.owners import LEGACY_OWNER, OWNER_FILE, ModelOwner, check_publisher
 from lepton_runtime.registry.references import ModelReference, validate_alias, validate_model_name
 
 ALIASES_FILE = "aliases.json"
@@ -76,10 +79,11 @@ class ModelVersion:
 class StagedVersion:
     """A version being written inside the registry; ``commit`` makes it visible in one rename."""
 
-    def __init__(self, registry: ModelRegistry, name: str, path: Path) -> None:
+    def __init__(self, registry: ModelRegistry, name: str, path: Path, owner: str = DEFAULT_TENANT) -> None:
         self.registry = registry
         self.name = name
         self.path = path
+        self.owner = owner  # the tenant publishing it: the name's owner, or the one claiming a new name
         self.committed: ModelVersion | None = None
 
     def commit(self, manifest: Manifest) -> ModelVersion:
@@ -96,6 +100,7 @@ class StagedVersion:
                 "content_sha256": content_sha256({k: v.sha256 for k, v in file_entries.items()}),
             }
         )
+        self.registry._claim_owner(self.name, self.owner)
         self.committed = self.registry._publish_staged(self, manifest)
         return self.committed
 
@@ -113,15 +118,29 @@ class ModelRegistry:
         self._loaded: dict[tuple[str, int], tuple[tuple[int, int, int], ModelVersion]] = {}
         # told the model's name after each alias move (registry/notices.py: the fleet hears of it through Redis)
         self.on_alias_move: Callable[[str], None] | None = None
+        # the tenant that versions published through this registry belong to (`publishing_as` changes it for a while)
+        self.publisher = DEFAULT_TENANT
+
+    @contextlib.contextmanager
+    def publishing_as(self, tenant: str) -> Iterator[None]:
+        """Publish as ``tenant`` inside the block (a training worker runs one tenant's run at a time)."""
+        before, self.publisher = self.publisher, tenant
+        try:
+            yield
+        finally:
+            self.publisher = before
 
     # -- publishing ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def begin_publish(self, name: str) -> Iterator[StagedVersion]:
-        """Give a private directory to write a version into; it is removed unless committed."""
+        """Give a private directory to write a version into; it is removed unless committed. The tenant publishing
+        (``publisher``) must own the name or claim it new: ForbiddenError at once, and again at commit."""
         validate_model_name(name)
+        owner = self.publisher
+        check_publisher(name, self.owner(name), owner)
         staging = self._staging_dir(name) / uuid.uuid4().hex
         staging.mkdir(parents=True)
-        staged = StagedVersion(self, name, staging)
+        staged = StagedVersion(self, name, staging, owner)
         try:
             yield staged
         finally:
@@ -223,7 +242,7 @@ class ModelRegistry:
         def move(aliases: dict[str, Any]) -> int:
             entry = aliases.get(alias)
             if not entry or not entry["history"]:
-                raise InvalidInputError(
+                raise ModelStateError(
                     f"alias {name}@{alias} has no earlier version to roll back to;"
                     f" promote one explicitly with 'lepton models promote {name}@VERSION --alias {alias}'"
                 )
@@ -246,6 +265,61 @@ class ModelRegistry:
         shutil.rmtree(trash, ignore_errors=True)
         self._alias_moved(version.name)
         return version
+
+    # -- owners -------------------------------------------------------------------------------
+    def owner(self, name: str) -> ModelOwner | None:
+        """The tenant ``name`` belongs to (registry/owners.py); None for a name never published."""
+        recorded = self._read_owner(name)
+        if recorded is not None:
+            return recorded
+        return LEGACY_OWNER if self._version_numbers(name) else None
+
+    def share(self, name: str, shared: bool) -> ModelOwner:
+        """Let every tenant run ``name`` (``shared``), or only its owner; the caller checked who may."""
+        owner = self.owner(name)
+        if owner is None:
+            raise ModelNotFoundError(f"no model {name!r} in {self.location}; see `lepton models list`")
+        owner = ModelOwner(owner.tenant, shared)
+        self._write_owner(name, owner)
+        return owner
+
+    def _claim_owner(self, name: str, tenant: str) -> None:
+        """Make ``tenant`` the owner of a new name (the first publisher wins a race), or check that it owns it."""
+        owner = self._read_owner(name)
+        if owner is None:
+            wanted = LEGACY_OWNER if self._version_numbers(name) else ModelOwner(tenant)
+            owner = wanted if self._create_owner(name, wanted) else self._read_owner(name)
+        check_publisher(name, owner, tenant)
+
+    def _read_owner(self, name: str) -> ModelOwner | None:
+        path = self.root / name / OWNER_FILE
+        return ModelOwner.from_json(path.read_bytes()) if path.is_file() else None
+
+    def _create_owner(self, name: str, owner: ModelOwner) -> bool:
+        """Write the owner record unless one exists (a hard link of a complete file: never half written)."""
+        path = self.root / name / OWNER_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._written_aside(path, owner.to_json())
+        try:
+            os.link(temporary, path)
+            _fsync_dir(path.parent)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            temporary.unlink()
+
+    def _write_owner(self, name: str, owner: ModelOwner) -> None:
+        path = self.root / name / OWNER_FILE
+        os.replace(self._written_aside(path, owner.to_json()), path)
+        _fsync_dir(path.parent)
+
+    @staticmethod
+    def _written_aside(path: Path, text: str) -> Path:
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        temporary.write_text(text, encoding="utf-8")
+        _fsync_file(temporary)
+        return temporary
 
     # -- internals ----------------------------------------------------------------------------
     def _publish_staged(self, staged: StagedVersion, manifest: Manifest) -> ModelVersion:
@@ -310,10 +384,7 @@ class ModelRegistry:
 
     def _write_aliases(self, name: str, aliases: dict[str, Any]) -> None:
         path = self.root / name / ALIASES_FILE
-        temporary = path.with_name(f".{ALIASES_FILE}.{uuid.uuid4().hex}")
-        temporary.write_text(json.dumps(aliases, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _fsync_file(temporary)
-        os.replace(temporary, path)
+        os.replace(self._written_aside(path, json.dumps(aliases, indent=2, sort_keys=True) + "\n"), path)
         _fsync_dir(path.parent)
 
     @contextlib.contextmanager
@@ -333,7 +404,7 @@ def release_aliases(aliases: dict[str, Any], version: ModelVersion, *, force: bo
     ``force`` (which drops those aliases); it leaves every alias's history."""
     pointing = sorted(a for a, e in aliases.items() if e["version"] == version.version)
     if pointing and not force:
-        raise InvalidInputError(
+        raise ModelStateError(
             f"{version.reference} is the target of alias(es) {', '.join(pointing)};"
             " promote another version first, or pass --force to drop those aliases"
         )

@@ -11,7 +11,17 @@ from lepton_runtime.exposure import is_loopback
 from lepton_runtime.settings import LeptonSettings, load_settings
 from producer.api.body_limit import BodyLimit
 from producer.api.errors import install_error_handlers
-from producer.api.routes import classify, dead_letters, embeddings, entities, jobs, models, operations, training
+from producer.api.routes import (
+    audit,
+    classify,
+    dead_letters,
+    embeddings,
+    entities,
+    jobs,
+    models,
+    operations,
+    training,
+)
 from producer.api.tokens import parse_tokens
 from producer.client import LeptonClient
 
@@ -46,7 +56,7 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
 
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
 
-    for resource in (classify, embeddings, entities, jobs, training, models, dead_letters, operations):
+    for resource in (classify, embeddings, entities, jobs, training, models, dead_letters, audit, operations):
         # the routers' own routes, each complete with its router's dependencies and responses, as routes of
         # the app itself (FastAPI >= 0.160 would keep an included router as one nested route)
         app.router.routes.extend(resource.router.routes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -22,6 +23,7 @@ from lepton_runtime.errors import (
     InputIssue,
     InternalError,
     InvalidInputError,
+    InvalidReferenceError,
     LeptonError,
     MethodNotAllowedError,
     QueueFullError,
@@ -40,7 +42,7 @@ STATUS_MEANINGS = {
     403: "The token lacks the scope the route needs (submit, read, train, admin).",
     404: "Unknown model, job or route.",
     405: "The route does not take this method.",
-    409: "The job cannot do that in its state.",
+    409: "The job or model cannot do that in its state.",
     413: "Too many texts or bytes.",
     415: "The body's content type is not accepted.",
     422: "A field is invalid; the error names it.",
@@ -60,18 +62,27 @@ def error_responses(*statuses: int, beside: str | None = None) -> dict[int | str
     return {status: {"description": STATUS_MEANINGS[status], "content": content} for status in statuses}
 
 
-def error_response(error: LeptonError) -> JSONResponse:
-    """The answer for one error of the tree, with the status its class declares."""
+# Fields holding model names, references and aliases, and what a valid one is (the patterns the document declares).
+_NAMED = {
+    "model": "a model reference: name, name@version or name@alias (a name is 1-64 lower-case letters, digits, '.', '_' "
+    "or '-', starting with a letter or digit)",
+    "name": "a model name: 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+    "alias": "an alias: a lower-case letter, then up to 31 lower-case letters, digits, '_' or '-'",
+}
+
+
+def error_response(error: LeptonError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The answer for one error of the tree, with the status its class declares (and ``headers``, such as a 405's
+    ``Allow``)."""
     issues = [ErrorIssue(field=i.field, problem=i.problem) for i in getattr(error, "issues", [])]
     body = ErrorResponse(error=ErrorBody(code=error.code, message=str(error), issues=issues))
-    headers = None
     if isinstance(error, QuotaExceededError):
         headers = {"Retry-After": str(QUOTA_RETRY_AFTER_S)}
     elif isinstance(error, QueueFullError):
         headers = {"Retry-After": str(API_RETRY_AFTER_S)}
     elif isinstance(error, UnauthorizedError):
         headers = {"WWW-Authenticate": "Bearer"}
-    return JSONResponse(body.model_dump(), status_code=error.http_status, headers=headers)
+    return JSONResponse(body.model_dump(), status_code=error.http_status, headers=dict(headers or {}))
 
 
 def issue_of(error: Any) -> InputIssue:
@@ -84,6 +95,8 @@ def issue_of(error: Any) -> InputIssue:
             ' such as {"texts": ["..."], "model": "name"}',
         )
     field = ".".join(str(part) for part in error["loc"] if part != "body") or "body"
+    if error.get("type") == "string_pattern_mismatch" and error["loc"][-1] in _NAMED:
+        return InputIssue(field, f"{error['input']!r} is not {_NAMED[error['loc'][-1]]}")
     if field == "body" and error.get("type") == "missing":
         return InputIssue(
             "body", 'the request has no body; send a JSON object such as {"texts": ["..."], "model": "name"}'
@@ -92,8 +105,11 @@ def issue_of(error: Any) -> InputIssue:
 
 
 def invalid_request(error: RequestValidationError) -> InvalidInputError:
+    """422 naming each bad field; ``invalid_reference`` when what is wrong is a model name, reference or alias."""
     issues = [issue_of(e) for e in error.errors()]
-    return InvalidInputError("; ".join(f"{issue.field}: {issue.problem}" for issue in issues), issues=issues)
+    names = [e for e in error.errors() if e.get("type") == "string_pattern_mismatch" and e["loc"][-1] in _NAMED]
+    kind = InvalidReferenceError if names and len(names) == len(issues) else InvalidInputError
+    return kind("; ".join(f"{issue.field}: {issue.problem}" for issue in issues), issues=issues)
 
 
 def from_http_exception(error: StarletteHTTPException) -> LeptonError:
@@ -128,7 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return error_response(from_http_exception(error))
+        return error_response(from_http_exception(error), error.headers)
 
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -6,11 +6,24 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from lepton_runtime.constants import MAX_API_WAIT_S, MAX_DEADLINE_S, PRODUCTION_ALIAS
+from lepton_runtime.constants import MAX_API_WAIT_S, MAX_CHUNK_SIZE, MAX_DEADLINE_S, PRODUCTION_ALIAS
+from lepton_runtime.jobs import JobStatus, TrainingStatus
+from lepton_runtime.jobs.audit import AuditEntry
 from lepton_runtime.prediction import ItemError, Prediction
+from lepton_runtime.registry.references import ALIAS_PATTERN, MAX_NAME_CHARS, MODEL_NAME_PATTERN, REFERENCE_PATTERN
 
 # The media type of a bulk job's streamed results.
 RESULTS_MEDIA_TYPE = "application/x-ndjson"
+# Rows in one page of GET /v1/jobs/{id}/rows.
+MAX_RESULTS_PAGE_ROWS = 10_000
+# Jobs (and training runs) in one GET /v1/jobs.
+MAX_LISTED_JOBS = 200
+# What the document declares of names and references: the patterns the server checks.
+NAME_RULES: dict[str, Any] = {"pattern": MODEL_NAME_PATTERN.pattern, "max_length": MAX_NAME_CHARS}
+
+
+def reference_field(what: str = "Model reference") -> Any:
+    return Field(description=f"{what}: name, name@version or name@alias.", pattern=REFERENCE_PATTERN.pattern)
 
 
 class ErrorIssue(BaseModel):
@@ -30,7 +43,7 @@ class ErrorResponse(BaseModel):
 
 class ClassifyRequest(BaseModel):
     texts: list[str] = Field(min_length=1, description="Texts to classify (at most LEPTON_MAX_ITEMS).")
-    model: str = Field(min_length=1, description="Model reference: name, name@version or name@alias.")
+    model: str = reference_field()
     wait_s: float | None = Field(
         default=None,
         ge=0,
@@ -88,7 +101,7 @@ class EmbeddingsRequest(BaseModel):
     """OpenAI's embeddings request: ``input`` is one text or a list of texts (token arrays are not taken)."""
 
     input: str | list[str] = Field(description="A text, or a list of texts (at most LEPTON_MAX_ITEMS).")
-    model: str = Field(min_length=1, description="An embedding model: name, name@version or name@alias.")
+    model: str = reference_field("An embedding model")
     encoding_format: Literal["float", "base64"] = Field(
         default="float", description="float: lists of numbers; base64: little-endian float32 bytes, base64."
     )
@@ -126,7 +139,7 @@ class EmbeddingsResponse(BaseModel):
 
 class EntitiesRequest(BaseModel):
     texts: list[str] = Field(min_length=1, description="Texts to read entities from (at most LEPTON_MAX_ITEMS).")
-    model: str = Field(min_length=1, description="An entity model: name, name@version or name@alias.")
+    model: str = reference_field("An entity model")
 
     model_config = {
         "json_schema_extra": {"examples": [{"texts": ["Zoë Müller flew from São Paulo to Paris."], "model": "ner"}]}
@@ -154,8 +167,10 @@ class EntitiesResponse(BaseModel):
 
 class BulkTextsRequest(BaseModel):
     texts: list[str] = Field(min_length=1, description="Texts of the bulk job, in order.")
-    model: str = Field(min_length=1)
-    chunk_size: int | None = Field(default=None, ge=1, description="Texts per chunk (default LEPTON_CHUNK_SIZE).")
+    model: str = reference_field()
+    chunk_size: int | None = Field(
+        default=None, ge=1, le=MAX_CHUNK_SIZE, description="Texts per chunk (default LEPTON_CHUNK_SIZE)."
+    )
 
     model_config = {
         "json_schema_extra": {"examples": [{"texts": ["great film", "dull", "loved it"], "model": "sentiment"}]}
@@ -165,10 +180,10 @@ class BulkTextsRequest(BaseModel):
 class BulkUploadFields(BaseModel):
     """The form fields beside an uploaded bulk file."""
 
-    model: str = Field(min_length=1)
+    model: str = reference_field()
     text_field: str = "text"
     id_field: str = "id"
-    chunk_size: int | None = Field(default=None, ge=1)
+    chunk_size: int | None = Field(default=None, ge=1, le=MAX_CHUNK_SIZE)
 
 
 # POST /v1/jobs takes either body; FastAPI cannot declare two content types from one signature.
@@ -211,6 +226,8 @@ class ModelVersionOut(BaseModel):
 
 class ModelOut(BaseModel):
     name: str
+    owner: str = Field(description="The tenant the name belongs to (its first publisher).")
+    shared: bool = Field(description="Whether every tenant may run it (else its owner and the operator only).")
     aliases: dict[str, int]
     versions: list[ModelVersionOut]
 
@@ -221,11 +238,21 @@ class ModelsResponse(BaseModel):
 
 class PromoteRequest(BaseModel):
     version: int = Field(ge=1, description="The version to point the alias at.")
-    alias: str = Field(default=PRODUCTION_ALIAS, min_length=1)
+    alias: str = Field(default=PRODUCTION_ALIAS, pattern=ALIAS_PATTERN.pattern)
 
 
 class RollbackRequest(BaseModel):
-    alias: str = Field(default=PRODUCTION_ALIAS, min_length=1, description="The alias to point back.")
+    alias: str = Field(default=PRODUCTION_ALIAS, description="The alias to point back.", pattern=ALIAS_PATTERN.pattern)
+
+
+class ShareRequest(BaseModel):
+    shared: bool = Field(description="true: every tenant may run the model; false: its owner (and the operator) only.")
+
+
+class ModelOwnerOut(BaseModel):
+    name: str
+    owner: str
+    shared: bool
 
 
 class DeletedVersion(BaseModel):
@@ -236,6 +263,7 @@ class DeletedVersion(BaseModel):
 
 class DeadLetterOut(BaseModel):
     id: str
+    tenant: str
     queue: str
     task: str
     code: str
@@ -245,6 +273,21 @@ class DeadLetterOut(BaseModel):
 
 class DeadLettersResponse(BaseModel):
     dead_letters: list[DeadLetterOut]
+
+
+class JobsResponse(BaseModel):
+    jobs: list[JobStatus] = Field(description="Bulk jobs, newest first.")
+    training_runs: list[TrainingStatus] = Field(description="Training runs, newest first.")
+
+
+class ResultsPage(BaseModel):
+    job_id: str
+    rows: list[dict[str, Any]] = Field(description="Output rows in input order, as GET /v1/jobs/{id}/results has them.")
+    next_cursor: int | None = Field(description="The cursor of the next page; null after the last one.")
+
+
+class AuditResponse(BaseModel):
+    entries: list[AuditEntry] = Field(description="Newest first.")
 
 
 class PromoteResponse(BaseModel):

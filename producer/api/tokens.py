@@ -24,15 +24,19 @@ from lepton_runtime.jobs.lanes import DEFAULT_TENANT, check_tenant
 # and administer (promote, roll back and delete models, replay dead letters).
 SCOPES = ("submit", "read", "train", "admin")
 ALL_SCOPES = frozenset(SCOPES)
+# Hex digits of a token's SHA-256 shown in the audit trail: enough to tell tokens apart, too few to matter.
+FINGERPRINT_HEX = 12
 _DIGEST = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a request comes from: its tenant (quotas, shares, metrics) and its scopes."""
+    """Who a request comes from: its tenant (quotas, shares, metrics, what it owns), its scopes, and the token's
+    fingerprint for the audit trail (the first hex digits of its SHA-256; never the token)."""
 
     tenant: str
     scopes: frozenset[str]
+    fingerprint: str = "anonymous"
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ def parse_tokens(entries: Iterable[SecretStr]) -> list[ApiToken]:
             raise InvalidInputError(f"LEPTON_API_TOKENS[{position}]: the token is empty")
         match = _DIGEST.fullmatch(secret)
         digest = bytes.fromhex(match.group(1)) if match else digest_of(secret)
-        tokens.append(ApiToken(digest, Caller(tenant, scopes)))
+        tokens.append(ApiToken(digest, Caller(tenant, scopes, f"sha256:{digest.hex()[:FINGERPRINT_HEX]}")))
     return tokens
 
 

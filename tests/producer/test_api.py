@@ -272,7 +272,7 @@ def test_the_openapi_document_is_valid_and_every_route_declares_its_answer(queue
     document = app.openapi()
     validate(document)
     routes = [route for route in app.routes if isinstance(route, APIRoute)]
-    assert len(routes) == 19
+    assert len(routes) == 23
     for route in routes:
         declared = route.response_model is not None or route.response_class.__name__ != "JSONResponse"
         assert declared, f"{route.path} has no response model"

@@ -32,7 +32,7 @@ def api(queue_env: dict[str, str], tmp_path: Path) -> Iterator[RunningApi]:
     tokens = [
         f"a:submit:{SUBMIT_ONLY}",
         f"b:read:sha256:{hashlib.sha256(READ_ONLY.encode()).hexdigest()}",  # kept as a digest only
-        f"ops:submit+read+admin:{ADMIN}",
+        f"operator:submit+read+admin:{ADMIN}",
     ]
     env = {
         **os.environ, **queue_env,
@@ -68,7 +68,7 @@ def test_a_token_without_the_scope_gets_403_naming_it(api: RunningApi, banking: 
         assert answer.status_code == 403 and "'submit'" in answer.json()["error"]["message"], answer.text
     assert api.http.get("/v1/models", headers=bearer(READ_ONLY)).status_code == 200
     assert api.http.get("/v1/dlq", headers=bearer(ADMIN)).json() == {"dead_letters": []}
-    assert api.http.post("/v1/models/tiny/rollback", headers=bearer(ADMIN), json={}).status_code == 422, "no history"
+    assert api.http.post("/v1/models/tiny/rollback", headers=bearer(ADMIN), json={}).status_code == 409, "no history"
     log = api.log.read_text()
     assert SUBMIT_ONLY not in log and READ_ONLY not in log and ADMIN not in log
 

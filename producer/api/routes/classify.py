@@ -18,6 +18,7 @@ from lepton_runtime.prediction import Prediction
 from producer.api.dependencies import READ, SUBMIT, Client, CurrentCaller, Settings, queue_not_too_deep
 from producer.api.errors import error_responses
 from producer.api.schemas import ClassifyRequest, ClassifyResponse, ModelProvenance, PredictionOut
+from producer.api.tenancy import require_own_work
 from producer.client import ClassifyJob
 
 router = APIRouter(tags=["classify"], responses=error_responses(401, 403, 404, 422, 503, 500))
@@ -71,9 +72,12 @@ def classify_result(
     job_id: str,
     settings: Settings,
     client: Client,
+    caller: CurrentCaller,
     wait_s: Annotated[float, Query(ge=0, le=MAX_API_WAIT_S)] = 0.0,
 ) -> Response:
-    """The answer of an earlier classify request (202 while it runs)."""
+    """The answer of an earlier classify request (202 while it runs); 404 at once for an id that names no request
+    of the caller's (never sent, expired, or another tenant's)."""
+    require_own_work(client, settings, caller, job_id)
     job = ClassifyJob(job_id, AsyncResult(job_id, app=client.celery))
     return classify_answer(job, min(max(wait_s, 0.0), settings.api_max_wait_s))
 

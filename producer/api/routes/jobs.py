@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from itertools import islice
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -14,16 +16,21 @@ from lepton_runtime.errors import InputIssue, InvalidInputError, JobStateError, 
 from lepton_runtime.jobs import RESULT_STATES, JobStatus, TrainingStatus
 from lepton_runtime.jobs.connection import broker_errors
 from lepton_runtime.jobs.sending import job_of_task
-from producer.api.dependencies import READ, SUBMIT, SUBMIT_BULK, Client, Settings
+from producer.api.dependencies import READ, SUBMIT, SUBMIT_BULK, Client, CurrentCaller, Settings
 from producer.api.errors import error_responses, validated
 from producer.api.schemas import (
     BULK_REQUEST_BODY,
+    MAX_LISTED_JOBS,
+    MAX_RESULTS_PAGE_ROWS,
     RESULTS_MEDIA_TYPE,
     BulkTextsRequest,
     BulkUploadFields,
+    JobsResponse,
+    ResultsPage,
     RetriedChunks,
     SubmittedJob,
 )
+from producer.api.tenancy import audited, listed_tenant, require_own_work
 from producer.api.uploads import uploaded
 
 router = APIRouter(tags=["jobs"], responses=error_responses(401, 403, 404, 422, 503, 500))
@@ -49,6 +56,7 @@ def submitted(job_id: str, created: bool) -> Response:
 async def submit_bulk(
     request: Request,
     client: Client,
+    caller: CurrentCaller,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """Submit a bulk job: texts in a JSON body, or a file uploaded as multipart form data (JSONL with a
@@ -58,7 +66,7 @@ async def submit_bulk(
         body = validated(BulkTextsRequest, await request.body())
         job = await run_in_threadpool(
             client.submit_bulk, body.texts, model=body.model, chunk_size=body.chunk_size,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, tenant=caller.tenant,
         )  # fmt: skip
         return submitted(job.id, job.created)
     if kind == "multipart/form-data":
@@ -74,6 +82,7 @@ async def submit_bulk(
             job = await run_in_threadpool(
                 client.submit_bulk, path, model=fields.model, chunk_size=fields.chunk_size,
                 text_field=fields.text_field, id_field=fields.id_field, idempotency_key=idempotency_key,
+                tenant=caller.tenant,
             )  # fmt: skip
         return submitted(job.id, job.created)
     raise UnsupportedMediaError(
@@ -82,10 +91,35 @@ async def submit_bulk(
     )
 
 
+@router.get("/v1/jobs", response_model=JobsResponse, dependencies=READ)
+def list_jobs(
+    settings: Settings,
+    client: Client,
+    caller: CurrentCaller,
+    limit: Annotated[int, Query(ge=1, le=MAX_LISTED_JOBS, description="At most this many of each kind.")] = 20,
+    tenant: Annotated[str | None, Query(description="The operator's filter: this tenant's work only.")] = None,
+) -> JobsResponse:
+    """The caller's most recent bulk jobs and training runs, newest first (the operator tenant: every tenant's, or
+    ``tenant``'s)."""
+    whose = listed_tenant(caller, settings, tenant)
+    return JobsResponse(jobs=client.list_jobs(limit, tenant=whose), training_runs=client.list_runs(limit, tenant=whose))
+
+
 @router.get("/v1/jobs/{job_id}", response_model=JobStatus | TrainingStatus, dependencies=READ)
-def job_status(job_id: str, client: Client) -> JobStatus | TrainingStatus:
+def job_status(job_id: str, settings: Settings, client: Client, caller: CurrentCaller) -> JobStatus | TrainingStatus:
     """State and progress of a bulk job or a training run."""
+    require_own_work(client, settings, caller, job_id)
     return client.describe(job_id)
+
+
+def finished_job(job_id: str, client: Client) -> None:
+    """Raise JobStateError (409) unless the job's output can be read."""
+    status = client.status(job_id)
+    if status.state not in RESULT_STATES:
+        raise JobStateError(
+            f"job {job_id} is {status.state} ({status.done_texts}/{status.total_texts} texts); results are"
+            " read once it has succeeded or failed: poll GET /v1/jobs/{id}"
+        )
 
 
 @router.get(
@@ -97,14 +131,11 @@ def job_status(job_id: str, client: Client) -> JobStatus | TrainingStatus:
         **error_responses(409),
     },
 )
-def job_results(job_id: str, settings: Settings, client: Client) -> StreamingResponse:
-    """The output rows in input order, streamed as JSON lines (``id``, ``label``, ``score``, ``model``)."""
-    status = client.status(job_id)
-    if status.state not in RESULT_STATES:
-        raise JobStateError(
-            f"job {job_id} is {status.state} ({status.done_texts}/{status.total_texts} texts); results are"
-            " streamed once it has succeeded or failed: poll GET /v1/jobs/{id}"
-        )
+def job_results(job_id: str, settings: Settings, client: Client, caller: CurrentCaller) -> StreamingResponse:
+    """The output rows in input order, streamed as JSON lines (``id``, ``label``, ``score``, ``model``); the same
+    rows a page at a time as JSON: GET /v1/jobs/{id}/rows."""
+    require_own_work(client, settings, caller, job_id)
+    finished_job(job_id, client)
     with broker_errors(settings.broker_url):
         lines = client.jobs.results(job_id)
         first = next(lines, None)
@@ -118,20 +149,45 @@ def job_results(job_id: str, settings: Settings, client: Client) -> StreamingRes
     return StreamingResponse(stream(), media_type=RESULTS_MEDIA_TYPE)
 
 
+@router.get("/v1/jobs/{job_id}/rows", response_model=ResultsPage, dependencies=READ, responses=error_responses(409))
+def job_rows(
+    job_id: str,
+    settings: Settings,
+    client: Client,
+    caller: CurrentCaller,
+    cursor: Annotated[int, Query(ge=0, description="Rows to skip: 0, then each page's next_cursor.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_RESULTS_PAGE_ROWS, description="Rows in this page.")] = 1000,
+) -> ResultsPage:
+    """The output rows in input order as JSON, a page at a time: follow ``next_cursor`` until it is null."""
+    require_own_work(client, settings, caller, job_id)
+    finished_job(job_id, client)
+    with broker_errors(settings.broker_url):
+        lines = islice(client.jobs.results(job_id), cursor, cursor + limit + 1)
+        rows = [json.loads(line) for line in lines]
+    more = len(rows) > limit
+    return ResultsPage(job_id=job_id, rows=rows[:limit], next_cursor=cursor + limit if more else None)
+
+
 @router.post(
     "/v1/jobs/{job_id}/retry",
     response_model=RetriedChunks,
     dependencies=SUBMIT_BULK,
     responses=error_responses(409, 429),
 )
-def retry_job(job_id: str, client: Client) -> RetriedChunks:
+def retry_job(job_id: str, settings: Settings, client: Client, caller: CurrentCaller) -> RetriedChunks:
     """Run a bulk job's failed chunks again (only those); the id may be a chunk task's, as Flower shows it."""
     job_id = job_of_task(job_id)
-    client.status(job_id)  # 404 for an unknown job
+    require_own_work(client, settings, caller, job_id)
+    client.status(job_id)  # 404 for a training run's id
     return RetriedChunks(job_id=job_id, chunks=client.retry(job_id))
 
 
-@router.delete("/v1/jobs/{job_id}", response_model=JobStatus | TrainingStatus, dependencies=SUBMIT)
-def cancel_job(job_id: str, client: Client) -> JobStatus | TrainingStatus:
+@router.delete(
+    "/v1/jobs/{job_id}", response_model=JobStatus | TrainingStatus, dependencies=SUBMIT, responses=error_responses(409)
+)
+def cancel_job(job_id: str, settings: Settings, client: Client, caller: CurrentCaller) -> JobStatus | TrainingStatus:
     """Cancel a bulk job or a training run, for good (it survives worker restarts)."""
-    return client.cancel(job_id)
+    require_own_work(client, settings, caller, job_id)
+    status = client.cancel(job_id)
+    audited(client, settings, caller, "cancel", job_id)
+    return status

@@ -9,10 +9,11 @@ from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import Response
 
 from lepton_runtime.jobs import DEFAULT_TRAINING, PromotePolicy, TrainedTask, TrainingOptions, TrainRequest
-from producer.api.dependencies import TRAIN, Client
+from producer.api.dependencies import TRAIN, Client, CurrentCaller, Settings
 from producer.api.errors import error_responses
 from producer.api.routes.jobs import submitted
-from producer.api.schemas import SubmittedJob
+from producer.api.schemas import NAME_RULES, SubmittedJob
+from producer.api.tenancy import audited
 from producer.api.uploads import uploaded
 
 router = APIRouter(tags=["training"], responses=error_responses(401, 403, 413, 422, 429, 503, 500))
@@ -31,19 +32,22 @@ def option(name: str) -> object:
 
 @router.post("/v1/train", response_model=SubmittedJob, status_code=201, dependencies=TRAIN)
 def train(
+    settings: Settings,
     client: Client,
+    caller: CurrentCaller,
     file: Annotated[
         UploadFile,
         File(description='Labelled data: JSONL {"text", "label"} or CSV; entities: JSONL {"tokens", "tags"}.'),
     ],
-    name: Annotated[str, Form(min_length=1, description="Model name to publish, e.g. sentiment.")],
+    name: Annotated[str, Form(description="Model name to publish, e.g. sentiment.", **NAME_RULES)],
     task: Annotated[TrainedTask, Form(description=TrainRequest.model_fields["task"].description)] = (
         "text-classification"
     ),
+    # optional but, when sent, a file: declared as a file part that may be left out (not as nullable)
     validation: Annotated[
-        UploadFile | None,
+        UploadFile,
         File(description="Validation data in the same format (required for token-classification); unset: 20%."),
-    ] = None,
+    ] = None,  # type: ignore[assignment]
     epochs: Annotated[int, option("epochs")] = DEFAULT_TRAINING.epochs,
     learning_rate: Annotated[float, option("learning_rate")] = DEFAULT_TRAINING.learning_rate,
     batch_size: Annotated[int, option("batch_size")] = DEFAULT_TRAINING.batch_size,
@@ -60,5 +64,8 @@ def train(
         validation_path = files.enter_context(uploaded(validation)) if validation else None
         run = client.train(path, name=name, validation=validation_path, task=task, epochs=epochs,
                            learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, promote=promote,
-                           text_field=text_field, label_field=label_field, idempotency_key=idempotency_key)  # fmt: skip
+                           text_field=text_field, label_field=label_field, idempotency_key=idempotency_key,
+                           tenant=caller.tenant)  # fmt: skip
+    if run.created:
+        audited(client, settings, caller, "train", run.id, f"{name} ({task}, {epochs} epochs)")
     return submitted(run.id, run.created)

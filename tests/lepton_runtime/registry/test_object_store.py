@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from lepton_runtime.errors import (
-    InvalidInputError,
     ModelIntegrityError,
     ModelNotFoundError,
+    ModelStateError,
     ModelStoreUnavailableError,
 )
 from lepton_runtime.inference.cache import EngineCache
@@ -50,14 +50,14 @@ def test_versions_and_aliases_keep_the_directory_registrys_rules(object_store: O
     assert reader.resolve("m").version == 3
     assert publisher.rollback("m").version == 1
     assert reader.resolve("m@production").version == 1
-    with pytest.raises(InvalidInputError, match="no earlier version"):
+    with pytest.raises(ModelStateError, match="no earlier version"):
         publisher.rollback("m")
     with pytest.raises(ModelNotFoundError, match=r"versions: \[1, 2, 3\]"):
         reader.resolve("m@9")
     with pytest.raises(ModelNotFoundError, match=f"no published version under {object_store.url}"):
         reader.resolve("other")
 
-    with pytest.raises(InvalidInputError, match="staging"):
+    with pytest.raises(ModelStateError, match="staging"):
         publisher.delete("m@2")
     publisher.delete("m@3")
     assert [v.version for v in reader.versions("m")] == [1, 2]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lepton_runtime.errors import InvalidInputError, ModelIntegrityError, ModelNotFoundError
+from lepton_runtime.errors import ModelIntegrityError, ModelNotFoundError, ModelStateError
 from lepton_runtime.registry import Manifest, ModelRegistry, ModelVersion, VariantInfo
 
 
@@ -59,7 +59,7 @@ def test_promote_and_rollback_move_aliases_with_history(tmp_path: Path) -> None:
     assert registry.aliases("m") == {"production": 3, "staging": 2}
     assert registry.rollback("m", "production").version == 1
     assert registry.aliases("m") == {"production": 1, "staging": 2}
-    with pytest.raises(InvalidInputError, match="no earlier version"):
+    with pytest.raises(ModelStateError, match="no earlier version"):
         registry.rollback("m", "production")
 
 
@@ -79,7 +79,7 @@ def test_delete_is_refused_while_an_alias_points_at_the_version(tmp_path: Path) 
     _publish(registry, "m", b"1")
     _publish(registry, "m", b"2")
     registry.promote("m@1")
-    with pytest.raises(InvalidInputError, match="production"):
+    with pytest.raises(ModelStateError, match="production"):
         registry.delete("m@1")
     registry.delete("m@2")
     assert [v.version for v in registry.versions("m")] == [1]
