@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from lepton_runtime import constants
+from lepton_runtime.jobs.audit import record_command
 from lepton_runtime.registry import ModelRegistry, open_registry
+from lepton_runtime.registry.owners import LEGACY_OWNER
 from lepton_runtime.settings import load_settings
 
 console = Console(stderr=True)
@@ -107,26 +109,33 @@ def export_command(
             opset=opset,
             report=report,
         )
+    record_command(load_settings(), "publish", version.reference, f"exported from {checkpoint}")
     click.echo(version.reference)
 
 
 @click.group()
 def models() -> None:
-    """List, inspect, verify, promote, roll back and delete published model versions."""
+    """List, inspect, verify, promote, roll back, delete and share published model versions. A model name belongs to
+    the tenant that first published it (LEPTON_TENANT for these commands); other tenants run it once it is shared."""
 
 
 @models.command("list")
 @click.argument("name", required=False)
-def list_models(name: str | None) -> None:
-    """List models (or the versions of NAME) with their aliases and variants."""
+@click.option("--tenant", default=None, help="Only the models this tenant owns.")
+def list_models(name: str | None, tenant: str | None) -> None:
+    """List models (or the versions of NAME) with their owners, aliases and variants."""
     registry = _registry()
-    table = Table("model", "version", "aliases", "variants", "created", "metrics")
+    table = Table("model", "owner", "version", "aliases", "variants", "created", "metrics")
     for model in [name] if name else registry.list_models():
+        owner = registry.owner(model) or LEGACY_OWNER
+        if tenant is not None and owner.tenant != tenant:
+            continue
         aliases = registry.aliases(model)
         for version in registry.versions(model):
             manifest = version.manifest
             table.add_row(
                 model,
+                f"{owner.tenant}{' (shared)' if owner.shared else ''}",
                 str(version.version),
                 ", ".join(a for a, v in sorted(aliases.items()) if v == version.version),
                 ", ".join(f"{k}{'' if v.verified else ' (unverified)'}" for k, v in manifest.variants.items()),
@@ -161,6 +170,7 @@ def verify(reference: str) -> None:
 def promote(reference: str, alias: str) -> None:
     """Point ALIAS at the version REFERENCE names (the previous target is kept for rollback)."""
     version = _registry().promote(reference, alias)
+    record_command(load_settings(), "promote", version.reference, f"alias {alias}")
     click.echo(f"{version.name}@{alias} -> {version.version}")
 
 
@@ -170,6 +180,7 @@ def promote(reference: str, alias: str) -> None:
 def rollback(name: str, alias: str) -> None:
     """Point ALIAS of NAME back at the version it named before its last move."""
     version = _registry().rollback(name, alias)
+    record_command(load_settings(), "rollback", version.reference, f"alias {alias}")
     click.echo(f"{name}@{alias} -> {version.version}")
 
 
@@ -179,4 +190,15 @@ def rollback(name: str, alias: str) -> None:
 def delete(reference: str, force: bool) -> None:
     """Delete one version (refused while an alias points at it, unless --force)."""
     version = _registry().delete(reference, force=force)
+    record_command(load_settings(), "delete", version.reference, "forced" if force else "")
     click.echo(f"deleted {version.reference}")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--private", is_flag=True, help="Let only its owner (and the operator tenant) run it again.")
+def share(name: str, private: bool) -> None:
+    """Let every tenant run model NAME (a model is its owner's alone until shared); --private takes that back."""
+    owner = _registry().share(name, not private)
+    record_command(load_settings(), "share", name, "shared" if owner.shared else "private")
+    click.echo(f"{name}: owner {owner.tenant}, {'shared with every tenant' if owner.shared else 'private'}")

@@ -41,6 +41,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "entities": CommandEntry("producer.cli", "entities_command"),
     "submit": CommandEntry("producer.cli", "submit"),
     "jobs": CommandEntry("producer.cli", "jobs"),
+    "audit": CommandEntry("producer.cli", "audit"),
     "workers": CommandEntry("producer.cli", "workers_command"),
     "train": CommandEntry("producer.cli", "train"),
     "api": CommandEntry("producer.cli", "api"),

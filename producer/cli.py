@@ -20,7 +20,16 @@ from rich.table import Table
 
 from lepton_runtime.constants import DEFAULT_API_PORT, MAX_CHUNK_SIZE, MAX_DEADLINE_S
 from lepton_runtime.errors import LeptonError
-from lepton_runtime.jobs import JobStatus, TrainingOutcome, TrainingProgress, TrainingStatus, TrainRequest
+from lepton_runtime.jobs import (
+    JobStatus,
+    TrainingOutcome,
+    TrainingProgress,
+    TrainingStatus,
+    TrainRequest,
+    broker_errors,
+    connect_with,
+)
+from lepton_runtime.jobs.audit import AuditTrail, record_command
 from lepton_runtime.jobs.schemas import PromotePolicy, TrainingOptions
 from lepton_runtime.prediction import ItemError
 from lepton_runtime.settings import load_settings
@@ -302,28 +311,55 @@ def jobs_cancel(job_id: str) -> None:
     stops at its next step and publishes nothing."""
     with LeptonClient() as client:
         status = client.cancel(job_id)
+        record_command(client.settings, "cancel", job_id, f"of tenant {status.tenant}")
     click.echo(f"{job_id}: {status.state}")
 
 
 @jobs.command("list")
 @click.option("-n", "--limit", type=click.IntRange(1), default=20, show_default=True)
-def jobs_list(limit: int) -> None:
-    """The most recent jobs, newest first."""
+@click.option("--tenant", default=None, help="Only this tenant's jobs (default: every tenant's).")
+def jobs_list(limit: int, tenant: str | None) -> None:
+    """The most recent jobs of every tenant (or of --tenant), newest first."""
     with LeptonClient() as client:
-        statuses: list[JobStatus | TrainingStatus] = [*client.list_jobs(limit), *client.training.list_runs(limit)]
+        statuses: list[JobStatus | TrainingStatus] = [
+            *client.list_jobs(limit, tenant=tenant), *client.list_runs(limit, tenant=tenant)
+        ]  # fmt: skip
     statuses.sort(key=lambda status: status.created_at, reverse=True)
     table = Table()
     table.add_column("id", no_wrap=True, min_width=32)  # copied into other commands: never cut
-    for name in ("kind", "state", "model", "progress", "source"):
+    for name in ("tenant", "kind", "state", "model", "progress", "source"):
         table.add_column(name, overflow="fold", max_width=28)
     for status in statuses[:limit]:
         if isinstance(status, TrainingStatus):
             model = status.outcome.version if status.outcome else status.request.name
             progress = f"{status.train_rows} rows, epoch {status.progress.epoch}/{status.progress.epochs}"
-            table.add_row(status.id, "train", status.state, model, progress, status.request.source)
+            table.add_row(status.id, status.tenant, "train", status.state, model, progress, status.request.source)
         else:
             progress = f"{status.done_texts}/{status.total_texts} texts, {status.failed_chunks} failed chunks"
-            table.add_row(status.id, "bulk", status.state, status.model_version, progress, status.source)
+            table.add_row(status.id, status.tenant, "bulk", status.state, status.model_version, progress, status.source)
+    Console().print(table)
+
+
+@click.command("audit")
+@click.option("--tenant", default=None, help="Only this tenant's actions.")
+@click.option("-n", "--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def audit(tenant: str | None, limit: int, as_json: bool) -> None:
+    """The audit trail, newest first: who published, promoted, rolled back, deleted, shared, replayed, cancelled or
+    trained what, and when (the tenant, and a fingerprint of the token: `cli` for these commands)."""
+    settings = load_settings()
+    with broker_errors(settings.broker_url):
+        entries = AuditTrail(connect_with(settings), max_entries=settings.audit_max_entries).entries(
+            tenant=tenant, limit=limit
+        )
+    if as_json:
+        for entry in entries:
+            click.echo(entry.model_dump_json())
+        return
+    table = Table("when (UTC)", "tenant", "token", "action", "target", "detail", title=f"{len(entries)} entries")
+    for entry in entries:
+        when = datetime.fromtimestamp(entry.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(when, entry.tenant, entry.token, entry.action, entry.target, entry.detail)
     Console().print(table)
 
 
@@ -524,6 +560,8 @@ def _train_on_worker(
 ) -> None:
     with LeptonClient() as client:
         job = client.train(data, idempotency_key=idempotency_key, **options)
+        if job.created:
+            record_command(client.settings, "train", job.id, f"{options['name']} from {data.name}")
         console.print(f"training run [bold]{job.id}[/bold] {'queued' if job.created else 'already submitted'}")
         if no_wait:
             click.echo(job.id)
@@ -567,6 +605,7 @@ def _train_here(data: Path, options: dict[str, Any]) -> None:
             on_progress=lambda update: _update_bar(progress, bar, update, "running"),
             report=lambda message: progress.console.print(message),
         )
+    record_command(settings, "publish", outcome.version, outcome.promotion)
     _show_outcome(outcome)
 
 
@@ -589,6 +628,7 @@ def _train_head_here(data: Path, validation: Path | None, *, name: str, base: Pa
             validation=read_labelled(validation, require_labels=True, **fields) if validation else None,
             base=base, max_length=max_length, promote=promote, report=report,
         )  # fmt: skip
+    record_command(load_settings(), "publish", outcome.version, outcome.promotion)
     metrics = outcome.metrics
     click.echo(
         f"  published {outcome.version} ({', '.join(outcome.variants)}): validation accuracy"
@@ -625,6 +665,7 @@ def _train_entities_here(data: Path, validation: Path, *, name: str, base: Path 
             base=base, golden=validation, promote=promote, on_step=step, on_epoch=epoch,
             report=lambda message: progress.console.print(message),
         )  # fmt: skip
+    record_command(settings, "publish", outcome.version, outcome.promotion)
     _show_entity_outcome(outcome)
 
 

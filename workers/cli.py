@@ -25,6 +25,7 @@ from lepton_runtime.constants import (
 from lepton_runtime.errors import ProviderUnavailableError
 from lepton_runtime.exposure import is_loopback
 from lepton_runtime.jobs import DeadLetterStore, JobStore, broker_errors, connect_with
+from lepton_runtime.jobs.audit import record_command
 from lepton_runtime.registry import ModelRegistry, open_registry
 from lepton_runtime.settings import LeptonSettings, load_settings
 
@@ -326,19 +327,21 @@ def dlq() -> None:
 
 @dlq.command("list")
 @click.option("--queue", default=None, help="Only this queue (default: all).")
+@click.option("--tenant", default=None, help="Only this tenant's (default: every tenant's).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, tracebacks included.")
-def dlq_list(queue: str | None, as_json: bool) -> None:
-    """List dead letters, oldest first: task, id, error code, message, attempts, first and last seen."""
+def dlq_list(queue: str | None, tenant: str | None, as_json: bool) -> None:
+    """List dead letters, oldest first: task, id, tenant, error code, message, attempts, first and last seen."""
     settings = load_settings()
     with broker_errors(settings.broker_url):
-        letters = DeadLetterStore(connect_with(settings)).list(queue)
+        letters = DeadLetterStore(connect_with(settings)).list(queue, tenant=tenant)
     if as_json:
         for letter in letters:
             click.echo(letter.model_dump_json())
         return
-    table = Table("id", "queue", "task", "code", "attempts", "message", title=f"{len(letters)} dead letters")
+    table = Table("id", "tenant", "queue", "task", "code", "attempts", "message", title=f"{len(letters)} dead letters")
     for letter in letters:
-        table.add_row(letter.id, letter.queue, letter.task, letter.code, str(letter.attempts), letter.message[:80])
+        row = (letter.id, letter.tenant, letter.queue, letter.task, letter.code, str(letter.attempts))
+        table.add_row(*row, letter.message[:80])
     console.print(table)
 
 
@@ -362,5 +365,6 @@ def dlq_replay(ids: tuple[str, ...], replay_all: bool, queue: str | None) -> Non
         targets = list(ids) or [letter.id for letter in letters.list(queue)]
         for letter_id in targets:
             letter = replay(letter_id, letters, jobs, app)
+            record_command(settings, "replay", letter.id, f"{letter.task} [{letter.code}] of tenant {letter.tenant}")
             console.print(f"replayed {letter.task} {letter.id} ({letter.code})")
     console.print(json.dumps({"replayed": len(targets)}))

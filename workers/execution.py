@@ -16,6 +16,7 @@ from lepton_runtime.errors import InferenceError, JobCancelledError, JobNotFound
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import JobStore, TrainingProgress, TrainingRuns
+from lepton_runtime.jobs.audit import AuditTrail
 from lepton_runtime.jobs.training_runs import RunHeartbeat, StopReason
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.prediction import ItemError
@@ -131,8 +132,10 @@ def run_training(
     *,
     holder: str,
     heartbeat_timeout_s: float,
+    audit: AuditTrail | None = None,
 ) -> dict[str, Any]:
     """Train and publish the run recorded under ``run_id`` (a classifier, or an entity model) as its ``holder``,
+    as the run's tenant (it owns what is published: ``audit`` records the publication);
     beating while it runs; skip runs finished, cancelled or held by a live delivery; honour a cancel; stop,
     finishing nothing, once another delivery took the run over (this one was silent past the timeout)."""
     from export.training_run import train_and_publish  # torch and transformers: only in training workers
@@ -140,7 +143,7 @@ def run_training(
     decision = runs.start(run_id, holder, heartbeat_timeout_s)
     if decision != "run":
         return {"run": run_id, "skipped": decision}
-    request = runs.request(run_id)
+    request, tenant = runs.request(run_id), runs.tenant(run_id)
     train_rows, validation_rows = runs.rows(run_id)
 
     def report(progress: TrainingProgress) -> None:
@@ -158,7 +161,7 @@ def run_training(
 
     try:
         beating = RunHeartbeat(runs, run_id, holder, heartbeat_timeout_s / TRAIN_HEARTBEATS_PER_TIMEOUT)
-        with beating, registry.publishing_as(runs.tenant(run_id)):
+        with beating, registry.publishing_as(tenant):
             if request.task == TOKEN_CLASSIFICATION:
                 from export.entity_run import train_queued_entities
 
@@ -184,6 +187,9 @@ def run_training(
         return {"run": run_id, "state": "cancelled", "message": str(error)}
     if not runs.succeed(run_id, outcome, holder):
         return {"run": run_id, "skipped": "superseded", "message": "another delivery took the run over"}
+    if audit is not None:
+        detail = f"run {run_id}; {'promoted' if outcome.promoted else 'not promoted'}: {outcome.promotion}"
+        audit.record(tenant=tenant, token=f"run:{run_id[:12]}", action="publish", target=outcome.version, detail=detail)
     return {"run": run_id, "state": "succeeded", **outcome.model_dump()}
 
 

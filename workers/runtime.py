@@ -13,6 +13,7 @@ from lepton_runtime.errors import LeptonError
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import DeadLetterStore, DeliveryCounter, JobStore, TrainingRuns, connect_with
+from lepton_runtime.jobs.audit import AuditTrail
 from lepton_runtime.jobs.keys import worker_ready_key
 from lepton_runtime.jobs.lanes import InteractiveLane
 from lepton_runtime.machine import available_cores
@@ -60,6 +61,7 @@ class WorkerRuntime:
         self.dead_letters = DeadLetterStore(self.redis, ttl_s=settings.job_ttl_s)
         self.deliveries = DeliveryCounter(self.redis, ttl_s=settings.job_ttl_s)
         self.training_runs = TrainingRuns(self.redis, ttl_s=settings.job_ttl_s)
+        self.audit = AuditTrail(self.redis, max_entries=settings.audit_max_entries)
         self.registry = open_registry(settings)
         self.engines = EngineCache(self.registry, self._make_engine, memory_budget_mb=settings.model_memory_budget_mb)
         self.scheduler = LaneScheduler(bulk_min_share=settings.bulk_min_share)

@@ -82,5 +82,5 @@ def register_tasks(app: Celery) -> None:
         runtime = current()
         return run_training(
             runtime.training_runs, runtime.registry, runtime.settings.checkpoint_dir, run_id, self.report_progress,
-            holder=self.holder(), heartbeat_timeout_s=runtime.settings.train_heartbeat_timeout_s,
+            holder=self.holder(), heartbeat_timeout_s=runtime.settings.train_heartbeat_timeout_s, audit=runtime.audit,
         )  # fmt: skip

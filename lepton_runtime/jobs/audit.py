@@ -7,6 +7,7 @@ stream keeps about LEPTON_AUDIT_MAX_ENTRIES entries; the oldest go first.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Literal, cast
 
@@ -14,11 +15,19 @@ import redis
 from pydantic import BaseModel, Field
 
 from lepton_runtime.constants import DEFAULT_AUDIT_MAX_ENTRIES
+from lepton_runtime.jobs.connection import connect_with
 from lepton_runtime.jobs.keys import AUDIT_KEY
+from lepton_runtime.settings import LeptonSettings
+
+logger = logging.getLogger(__name__)
 
 AuditAction = Literal["train", "publish", "promote", "rollback", "delete", "share", "replay", "cancel"]
 # Entries read from the stream per round trip while a filtered listing fills up.
 _PAGE = 500
+# What the trail says of the token of an action taken with a `lepton` command (it talks to Redis directly).
+COMMAND_TOKEN = "cli"
+# How long a command waits for Redis to take its audit entry (seconds).
+COMMAND_AUDIT_TIMEOUT_S = 1.0
 
 
 class AuditEntry(BaseModel):
@@ -58,3 +67,18 @@ class AuditTrail:
                 break
             before = f"({page[-1][0]}"
         return found[:limit]
+
+
+def record_command(settings: LeptonSettings, action: AuditAction, target: str, detail: str = "") -> None:
+    """Record what a `lepton` command did (tenant LEPTON_TENANT, token ``cli``). On the embedded default with no
+    Redis running there is no fleet and so no trail: that is logged at debug level; a configured Redis that does not
+    answer is warned about, and the command's own work stands."""
+    try:
+        client = connect_with(settings, timeout_s=COMMAND_AUDIT_TIMEOUT_S, retries=0)
+        trail = AuditTrail(client, max_entries=settings.audit_max_entries)
+        trail.record(tenant=settings.tenant, token=COMMAND_TOKEN, action=action, target=target, detail=detail)
+    except redis.RedisError as error:
+        if not settings.broker_configured and isinstance(error, redis.ConnectionError):
+            logger.debug("%s %s: no embedded Redis runs, so no audit trail to add to (%s)", action, target, error)
+            return
+        logger.warning("%s %s was done, but the audit trail in Redis could not record it (%s)", action, target, error)

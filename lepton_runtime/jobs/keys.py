@@ -138,6 +138,10 @@ def task_result_key(task_id: str) -> str:
     return f"{REDIS_KEY_PREFIX}celery-task-meta-{task_id}"
 
 
+# Hash: "<tenant>|<counter>" -> count, bulk work per tenant (jobs_submitted, jobs_succeeded, jobs_failed,
+# jobs_cancelled, texts, invalid_texts, failed_chunks), kept by the job scripts and read by the metrics.
+BULK_TENANT_COUNTERS_KEY = f"{REDIS_KEY_PREFIX}bulk:tenant-counters"
+
 # Stream: the audit trail of administrative actions (jobs/audit.py), trimmed to a bounded length.
 AUDIT_KEY = f"{REDIS_KEY_PREFIX}audit"
 

@@ -2,8 +2,9 @@
 task result's (stored unless a twin already succeeded; an interactive request answered and acknowledged together).
 
 Every script takes the same KEYS (JobKeys.all(): record, inputs, chunk states, chunk runs, chunk
-errors, results, chunk positions) and starts its ARGV with: finished channel, TTL in seconds, now (epoch seconds),
-chunk index. Completion is detected by counters (done + failed == total), never by a chord.
+errors, results, chunk positions; then the per-tenant bulk counters) and starts its ARGV with: finished channel, TTL
+in seconds, now (epoch seconds), chunk index. Completion is detected by counters (done + failed == total), never by a
+chord.
 """
 
 from __future__ import annotations
@@ -11,8 +12,13 @@ from __future__ import annotations
 _PRELUDE = """
 local record, inputs, states, runs, errors, results = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local channel, ttl, now, chunk = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local tenant_counters = KEYS[8]
 local function refresh_ttl()
-  for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
+  for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end  -- the job's own keys; the counters are everyone's
+end
+local function count(what, by)  -- the job's tenant's bulk counter `what` (the metrics read them)
+  local tenant = redis.call('HGET', record, 'tenant') or 'default'
+  redis.call('HINCRBY', tenant_counters, tenant .. '|' .. what, by)
 end
 local function finish_if_complete()
   local total = tonumber(redis.call('HGET', record, 'total_chunks'))
@@ -25,6 +31,7 @@ local function finish_if_complete()
   if failed > 0 then final = 'failed' end
   redis.call('HSET', record, 'state', final, 'finished_at', now)
   if final == 'succeeded' then redis.call('DEL', inputs) end
+  count('jobs_' .. final, 1)
   refresh_ttl()
   redis.call('PUBLISH', channel, final)
 end
@@ -71,6 +78,8 @@ redis.call('HDEL', errors, chunk)
 redis.call('HINCRBY', record, 'done_chunks', 1)
 redis.call('HINCRBY', record, 'done_texts', ARGV[6])
 redis.call('HINCRBY', record, 'error_items', ARGV[7])
+count('texts', tonumber(ARGV[6]) - tonumber(ARGV[7]))  -- answered: the invalid ones apart
+count('invalid_texts', ARGV[7])
 finish_if_complete()
 return 1
 """
@@ -89,6 +98,7 @@ redis.call('EXPIRE', errors, ttl)
 if state ~= 'failed' then
   redis.call('HSET', states, chunk, 'failed')
   redis.call('HINCRBY', record, 'failed_chunks', 1)
+  count('failed_chunks', 1)
 end
 finish_if_complete()
 return 1
@@ -103,6 +113,7 @@ if redis.call('EXISTS', record) == 0 then return 'missing' end
 local state = redis.call('HGET', record, 'state')
 if state ~= 'queued' and state ~= 'running' then return state end
 redis.call('HSET', record, 'cancelled', '1', 'state', 'cancelled', 'finished_at', now)
+count('jobs_cancelled', 1)
 refresh_ttl()
 redis.call('PUBLISH', channel, 'cancelled')
 return 'cancelled'

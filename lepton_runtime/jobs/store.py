@@ -16,7 +16,13 @@ from lepton_runtime.errors import ChunkNotRunError, InvalidInputError, JobNotFou
 from lepton_runtime.jobs import scripts
 from lepton_runtime.jobs.chunking import SORT_WINDOW_CHUNKS, in_input_order, plan_chunks
 from lepton_runtime.jobs.connection import write_then_wait
-from lepton_runtime.jobs.keys import JOB_INDEX_KEY, JobKeys, idempotency_key, tenant_job_index_key
+from lepton_runtime.jobs.keys import (
+    BULK_TENANT_COUNTERS_KEY,
+    JOB_INDEX_KEY,
+    JobKeys,
+    idempotency_key,
+    tenant_job_index_key,
+)
 from lepton_runtime.jobs.lanes import DEFAULT_TENANT
 from lepton_runtime.jobs.owners import OWNER_FIELD
 from lepton_runtime.jobs.schemas import RESULT_STATES, ChunkFailure, JobStatus, Progress
@@ -100,6 +106,7 @@ class JobStore:
                 pipe.zadd(JOB_INDEX_KEY, {job_id: now})
                 pipe.zadd(tenant_job_index_key(tenant), {job_id: now})
                 pipe.expire(tenant_job_index_key(tenant), self.ttl_s)
+                pipe.hincrby(BULK_TENANT_COUNTERS_KEY, f"{tenant}|jobs_submitted", 1)
                 pipe.execute()
         except redis.ResponseError:  # refused (Redis full): the inputs go too
             self.discard(job_id)
@@ -312,7 +319,7 @@ class JobStore:
     def _call(self, script: Any, job_id: str, chunk: int | str = -1, *extra: Any) -> Any:
         keys = JobKeys(job_id)
         args = [keys.finished_channel, self.ttl_s, time.time(), chunk, *extra]
-        return script(keys=keys.all(), args=args)
+        return script(keys=[*keys.all(), BULK_TENANT_COUNTERS_KEY], args=args)
 
     @staticmethod
     def _not_found(job_id: str) -> JobNotFoundError:

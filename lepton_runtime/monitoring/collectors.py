@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from lepton_runtime.constants import INFERENCE_QUEUE, KNOWN_QUEUES
+from lepton_runtime.jobs.keys import BULK_TENANT_COUNTERS_KEY
 from lepton_runtime.jobs.lanes import InteractiveLane
 from lepton_runtime.jobs.queues import oldest_enqueued_at, queue_depths
 
@@ -46,6 +47,21 @@ class QueueCollector(Collector):
         rejected = CounterMetricFamily(
             "lepton_lane_rejected", "Interactive requests refused over their tenant's quota (429).", labels=["tenant"]
         )
+        bulk_jobs = CounterMetricFamily(
+            "lepton_bulk_jobs",
+            "Bulk jobs per tenant: submitted, then succeeded, failed or cancelled.",
+            labels=["tenant", "event"],
+        )
+        bulk_texts = CounterMetricFamily(
+            "lepton_bulk_texts",
+            "Texts of bulk jobs answered per tenant (outcome: answered, or invalid input).",
+            labels=["tenant", "outcome"],
+        )
+        bulk_failures = CounterMetricFamily(
+            "lepton_bulk_failed_chunks",
+            "Chunks of bulk jobs that failed, per tenant (a retry may redo them).",
+            labels=["tenant"],
+        )
         try:
             depths = queue_depths(self.client)
             now = time.time()
@@ -64,6 +80,14 @@ class QueueCollector(Collector):
             lane_age.add_metric(["interactive"], max(0.0, now - oldest_request) if oldest_request else 0.0)
             for tenant, count in lane.rejected().items():
                 rejected.add_metric([tenant], count)
+            for field, value in self.client.hgetall(BULK_TENANT_COUNTERS_KEY).items():
+                tenant, _, what = str(field).partition("|")
+                if what.startswith("jobs_"):
+                    bulk_jobs.add_metric([tenant, what.removeprefix("jobs_")], int(value))
+                elif what in ("texts", "invalid_texts"):
+                    bulk_texts.add_metric([tenant, "answered" if what == "texts" else "invalid"], int(value))
+                elif what == "failed_chunks":
+                    bulk_failures.add_metric([tenant], int(value))
         except redis.RedisError:
             if self.strict:
                 raise
@@ -73,6 +97,9 @@ class QueueCollector(Collector):
         yield lane_depth
         yield lane_age
         yield rejected
+        yield bulk_jobs
+        yield bulk_texts
+        yield bulk_failures
 
 
 class GpuCollector(Collector):

@@ -4,6 +4,7 @@ and one router per resource."""
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from lepton_runtime import __version__
 from lepton_runtime.errors import InvalidInputError
@@ -60,6 +61,9 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
         # the routers' own routes, each complete with its router's dependencies and responses, as routes of
         # the app itself (FastAPI >= 0.160 would keep an included router as one nested route)
         app.router.routes.extend(resource.router.routes)
+    for route in app.router.routes:
+        if isinstance(route, APIRoute):  # operation ids are the routes' names: what generated clients call
+            route.operation_id = route.name
     return app
 
 

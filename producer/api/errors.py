@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from lepton_runtime.constants import API_RETRY_AFTER_S, QUOTA_RETRY_AFTER_S
 from lepton_runtime.errors import (
@@ -126,6 +127,16 @@ def from_http_exception(error: StarletteHTTPException) -> LeptonError:
     return kind(str(error.detail))
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at the request's path (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every refusal in the one error shape."""
 
@@ -143,8 +154,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(InternalError(f"an unexpected error ({type(error).__name__}); the API log has it"))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return error_response(from_http_exception(error), error.headers)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(from_http_exception(error), headers)
 
 
 Model = TypeVar("Model", bound=BaseModel)

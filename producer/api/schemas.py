@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lepton_runtime.constants import MAX_API_WAIT_S, MAX_CHUNK_SIZE, MAX_DEADLINE_S, PRODUCTION_ALIAS
 from lepton_runtime.jobs import JobStatus, TrainingStatus
@@ -20,6 +20,10 @@ MAX_RESULTS_PAGE_ROWS = 10_000
 MAX_LISTED_JOBS = 200
 # What the document declares of names and references: the patterns the server checks.
 NAME_RULES: dict[str, Any] = {"pattern": MODEL_NAME_PATTERN.pattern, "max_length": MAX_NAME_CHARS}
+
+
+# JSON request bodies are taken as declared: no "5" for 5, no 0 for false (the document is what the server accepts).
+STRICT = ConfigDict(strict=True)
 
 
 def reference_field(what: str = "Model reference") -> Any:
@@ -59,7 +63,8 @@ class ClassifyRequest(BaseModel):
     )
 
     model_config = {
-        "json_schema_extra": {"examples": [{"texts": ["a gorgeous, moving film"], "model": "sentiment@production"}]}
+        "strict": True,
+        "json_schema_extra": {"examples": [{"texts": ["a gorgeous, moving film"], "model": "sentiment@production"}]},
     }
 
 
@@ -115,7 +120,10 @@ class EmbeddingsRequest(BaseModel):
             raise ValueError("input: the list is empty; give at least one text")
         return value
 
-    model_config = {"json_schema_extra": {"examples": [{"input": ["a gorgeous, moving film"], "model": "minilm"}]}}
+    model_config = {
+        "strict": True,
+        "json_schema_extra": {"examples": [{"input": ["a gorgeous, moving film"], "model": "minilm"}]},
+    }
 
 
 class EmbeddingOut(BaseModel):
@@ -142,7 +150,8 @@ class EntitiesRequest(BaseModel):
     model: str = reference_field("An entity model")
 
     model_config = {
-        "json_schema_extra": {"examples": [{"texts": ["Zoë Müller flew from São Paulo to Paris."], "model": "ner"}]}
+        "strict": True,
+        "json_schema_extra": {"examples": [{"texts": ["Zoë Müller flew from São Paulo to Paris."], "model": "ner"}]},
     }
 
 
@@ -173,7 +182,8 @@ class BulkTextsRequest(BaseModel):
     )
 
     model_config = {
-        "json_schema_extra": {"examples": [{"texts": ["great film", "dull", "loved it"], "model": "sentiment"}]}
+        "strict": True,
+        "json_schema_extra": {"examples": [{"texts": ["great film", "dull", "loved it"], "model": "sentiment"}]},
     }
 
 
@@ -184,6 +194,18 @@ class BulkUploadFields(BaseModel):
     text_field: str = "text"
     id_field: str = "id"
     chunk_size: int | None = Field(default=None, ge=1, le=MAX_CHUNK_SIZE)
+
+
+def form_properties(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's properties as form fields: an optional field is left out, never sent as null (a form has no null)."""
+    properties = model.model_json_schema()["properties"]
+    for schema in properties.values():
+        kinds = [kind for kind in schema.pop("anyOf", []) if kind.get("type") != "null"]
+        if kinds:
+            schema.update(kinds[0])
+        if "default" in schema and schema["default"] is None:
+            del schema["default"]
+    return properties
 
 
 # POST /v1/jobs takes either body; FastAPI cannot declare two content types from one signature.
@@ -197,7 +219,7 @@ BULK_REQUEST_BODY = {
                 "required": ["file", "model"],
                 "properties": {
                     "file": {"type": "string", "format": "binary", "description": "JSONL, CSV or plain lines."},
-                    **BulkUploadFields.model_json_schema()["properties"],
+                    **form_properties(BulkUploadFields),
                 },
             }
         },
@@ -237,15 +259,18 @@ class ModelsResponse(BaseModel):
 
 
 class PromoteRequest(BaseModel):
+    model_config = STRICT
     version: int = Field(ge=1, description="The version to point the alias at.")
     alias: str = Field(default=PRODUCTION_ALIAS, pattern=ALIAS_PATTERN.pattern)
 
 
 class RollbackRequest(BaseModel):
+    model_config = STRICT
     alias: str = Field(default=PRODUCTION_ALIAS, description="The alias to point back.", pattern=ALIAS_PATTERN.pattern)
 
 
 class ShareRequest(BaseModel):
+    model_config = STRICT
     shared: bool = Field(description="true: every tenant may run the model; false: its owner (and the operator) only.")
 
 

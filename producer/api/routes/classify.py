@@ -23,6 +23,10 @@ from producer.client import ClassifyJob
 
 router = APIRouter(tags=["classify"], responses=error_responses(401, 403, 404, 422, 503, 500))
 _bulk_lane_not_too_deep = queue_not_too_deep(INFERENCE_QUEUE)
+# OpenAPI link: a request's answer is read again by its id.
+ANSWER_LINKS = {
+    "classify_result": {"operationId": "classify_result", "parameters": {"job_id": "$response.body#/job_id"}}
+}
 
 
 @router.post(
@@ -31,7 +35,12 @@ _bulk_lane_not_too_deep = queue_not_too_deep(INFERENCE_QUEUE)
     dependencies=SUBMIT,
     status_code=200,
     responses={
-        202: {"model": ClassifyResponse, "description": "Not done within wait_s: poll status_url."},
+        200: {"links": ANSWER_LINKS},
+        202: {
+            "model": ClassifyResponse,
+            "description": "Not done within wait_s: poll status_url.",
+            "links": ANSWER_LINKS,
+        },
         **error_responses(413, 429, 504),
     },
 )

@@ -33,6 +33,12 @@ from producer.api.schemas import (
 from producer.api.tenancy import audited, listed_tenant, require_own_work
 from producer.api.uploads import uploaded
 
+# OpenAPI links: where a submitted job's id is used next (clients and the stateful fuzzer follow them).
+JOB_LINKS = {
+    operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
+    for operation in ("job_status", "job_results", "job_rows", "retry_job", "cancel_job")
+}
+
 router = APIRouter(tags=["jobs"], responses=error_responses(401, 403, 404, 422, 503, 500))
 
 
@@ -49,7 +55,12 @@ def submitted(job_id: str, created: bool) -> Response:
     dependencies=SUBMIT_BULK,
     openapi_extra={"requestBody": BULK_REQUEST_BODY},
     responses={
-        200: {"model": SubmittedJob, "description": "The job an earlier Idempotency-Key submitted."},
+        201: {"links": JOB_LINKS},
+        200: {
+            "model": SubmittedJob,
+            "description": "The job an earlier Idempotency-Key submitted.",
+            "links": JOB_LINKS,
+        },
         **error_responses(413, 415, 429),
     },
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import Response
@@ -15,6 +15,10 @@ from producer.api.routes.jobs import submitted
 from producer.api.schemas import NAME_RULES, SubmittedJob
 from producer.api.tenancy import audited
 from producer.api.uploads import uploaded
+
+# A file part as OpenAPI 3.0 tools read one (FastAPI declares only contentMediaType, which clients generated from
+# the document take for a plain string field and send as one).
+FILE_PART: dict[str, Any] = {"format": "binary"}
 
 router = APIRouter(tags=["training"], responses=error_responses(401, 403, 413, 422, 429, 503, 500))
 
@@ -30,14 +34,29 @@ def option(name: str) -> object:
     )
 
 
-@router.post("/v1/train", response_model=SubmittedJob, status_code=201, dependencies=TRAIN)
+RUN_LINKS = {
+    operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
+    for operation in ("job_status", "cancel_job")
+}
+
+
+@router.post(
+    "/v1/train",
+    response_model=SubmittedJob,
+    status_code=201,
+    dependencies=TRAIN,
+    responses={201: {"links": RUN_LINKS}, 200: {"model": SubmittedJob, "links": RUN_LINKS}},
+)
 def train(
     settings: Settings,
     client: Client,
     caller: CurrentCaller,
     file: Annotated[
         UploadFile,
-        File(description='Labelled data: JSONL {"text", "label"} or CSV; entities: JSONL {"tokens", "tags"}.'),
+        File(
+            description='Labelled data: JSONL {"text", "label"} or CSV; entities: JSONL {"tokens", "tags"}.',
+            json_schema_extra=FILE_PART,
+        ),
     ],
     name: Annotated[str, Form(description="Model name to publish, e.g. sentiment.", **NAME_RULES)],
     task: Annotated[TrainedTask, Form(description=TrainRequest.model_fields["task"].description)] = (
@@ -46,7 +65,10 @@ def train(
     # optional but, when sent, a file: declared as a file part that may be left out (not as nullable)
     validation: Annotated[
         UploadFile,
-        File(description="Validation data in the same format (required for token-classification); unset: 20%."),
+        File(
+            description="Validation data in the same format (required for token-classification); unset: 20%.",
+            json_schema_extra=FILE_PART,
+        ),
     ] = None,  # type: ignore[assignment]
     epochs: Annotated[int, option("epochs")] = DEFAULT_TRAINING.epochs,
     learning_rate: Annotated[float, option("learning_rate")] = DEFAULT_TRAINING.learning_rate,
