@@ -312,7 +312,7 @@ def jobs_cancel(job_id: str) -> None:
     with LeptonClient() as client:
         status = client.cancel(job_id)
         record_command(client.settings, "cancel", job_id, f"of tenant {status.tenant}")
-    click.echo(f"{job_id}: {status.state}")
+    click.echo(f"{job_id}: {status.state} (tenant {status.tenant})")
 
 
 @jobs.command("list")

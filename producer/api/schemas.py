@@ -198,7 +198,7 @@ class BulkUploadFields(BaseModel):
 
 def form_properties(model: type[BaseModel]) -> dict[str, Any]:
     """A model's properties as form fields: an optional field is left out, never sent as null (a form has no null)."""
-    properties = model.model_json_schema()["properties"]
+    properties: dict[str, Any] = model.model_json_schema()["properties"]
     for schema in properties.values():
         kinds = [kind for kind in schema.pop("anyOf", []) if kind.get("type") != "null"]
         if kinds:

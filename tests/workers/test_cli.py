@@ -131,6 +131,35 @@ def test_submit_and_jobs_follow_a_job_from_the_shell(
     assert "no failed chunk" in runner.invoke(cli, ["jobs", "retry", job_id], env=queue_env).output
 
 
+def test_the_commands_act_as_the_operator_filter_by_tenant_and_write_the_audit_trail(
+    queue_env: dict[str, str], queue_settings: LeptonSettings, copy_of_published: ModelRegistry
+) -> None:
+    env = {**queue_env, "LEPTON_MODEL_DIR": str(copy_of_published.root), "COLUMNS": "200"}
+    with LeptonClient(queue_settings.model_copy(update={"model_dir": copy_of_published.root})) as client:
+        alpha = client.submit_bulk(["a", "b"], model="tiny", tenant="alpha").id
+        beta = client.submit_bulk(["c"], model="tiny", tenant="beta").id
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        done = runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    everyone = run("jobs", "list")
+    assert alpha in everyone and beta in everyone, "the command line is the operator: every tenant's jobs"
+    only_alpha = run("jobs", "list", "--tenant", "alpha")
+    assert alpha in only_alpha and beta not in only_alpha
+    assert "beta" in run("jobs", "cancel", beta)
+    assert "private" in run("models", "share", "tiny", "--private")
+    assert "default" in run("models", "list", "--tenant", "default") and "tiny" in run("models", "list")
+    assert "tiny" not in run("models", "list", "--tenant", "alpha")
+    trail = [json.loads(line) for line in run("audit", "--json").splitlines()]
+    assert [(e["action"], e["target"], e["tenant"], e["token"]) for e in trail] == [
+        ("share", "tiny", "default", "cli"), ("cancel", beta, "default", "cli")
+    ]  # fmt: skip
+    assert run("audit", "--tenant", "alpha", "--json") == ""
+
+
 def test_lepton_train_runs_here_with_a_progress_bar_and_publishes_the_best_epoch(
     tiny_base: Path, banking: LabelledTexts, tmp_path: Path
 ) -> None:
