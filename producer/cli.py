@@ -327,16 +327,17 @@ def jobs_list(limit: int, tenant: str | None) -> None:
     statuses.sort(key=lambda status: status.created_at, reverse=True)
     table = Table()
     table.add_column("id", no_wrap=True, min_width=32)  # copied into other commands: never cut
-    for name in ("tenant", "kind", "state", "model", "progress", "source"):
+    for name in ("tenant", "kind, state", "model", "progress", "source"):  # six columns fit 80 with the id
         table.add_column(name, overflow="fold", max_width=28)
     for status in statuses[:limit]:
         if isinstance(status, TrainingStatus):
             model = status.outcome.version if status.outcome else status.request.name
             progress = f"{status.train_rows} rows, epoch {status.progress.epoch}/{status.progress.epochs}"
-            table.add_row(status.id, status.tenant, "train", status.state, model, progress, status.request.source)
+            row = (status.tenant, f"train {status.state}", model, progress, status.request.source)
         else:
             progress = f"{status.done_texts}/{status.total_texts} texts, {status.failed_chunks} failed chunks"
-            table.add_row(status.id, status.tenant, "bulk", status.state, status.model_version, progress, status.source)
+            row = (status.tenant, f"bulk {status.state}", status.model_version, progress, status.source)
+        table.add_row(status.id, *row)
     Console().print(table)
 
 
