@@ -556,7 +556,12 @@ def main() -> int:
     if unknown := sorted(set(chosen) - set(SCENARIOS)):
         parser.error(f"--scenarios: unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
 
-    version = ModelRegistry(args.registry).resolve(args.model)  # fails with how to fix when nothing is published
+    registry = ModelRegistry(args.registry)
+    version = registry.resolve(args.model)  # fails with how to fix when nothing is published
+    owner = registry.owner(version.name)
+    if "tenants" in chosen and owner is not None and not owner.shared:  # tenant "a" runs it beside the owner
+        registry.share(version.name, True)
+        print(f"shared {version.name} (of tenant {owner.tenant}) with every tenant for the tenants scenario")
     short = load_texts(args.texts)
     long = long_texts(short, version, 2000)
     scratch = Path(tempfile.mkdtemp(prefix="lepton-mixed-"))
