@@ -357,7 +357,10 @@ def audit(tenant: str | None, limit: int, as_json: bool) -> None:
         for entry in entries:
             click.echo(entry.model_dump_json())
         return
-    table = Table("when (UTC)", "tenant", "token", "action", "target", "detail", title=f"{len(entries)} entries")
+    table = Table("when (UTC)", "tenant", title=f"{len(entries)} entries")
+    table.add_column("token", no_wrap=True, min_width=len("sha256:") + 12)  # a fingerprint is read whole
+    for name in ("action", "target", "detail"):
+        table.add_column(name)
     for entry in entries:
         when = datetime.fromtimestamp(entry.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(when, entry.tenant, entry.token, entry.action, entry.target, entry.detail)
