@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lepton_runtime.constants import PRIORITY_STEPS, REDIS_KEY_PREFIX
+from lepton_runtime.constants import DEFAULT_TENANT, PRIORITY_STEPS, REDIS_KEY_PREFIX
 
 # All job ids, scored by creation time (seconds since the epoch): `lepton jobs list`.
 JOB_INDEX_KEY = f"{REDIS_KEY_PREFIX}jobs"
@@ -117,11 +117,17 @@ def idempotency_key(key: str) -> str:
     return f"{REDIS_KEY_PREFIX}idempotency:{key}"
 
 
+# What a tenant's own idempotency keys start with.
+_SCOPED = "tenant:"
+
+
 def tenant_scoped(tenant: str, key: str) -> str:
     """An idempotency key as one tenant's own: two tenants using the same key get two jobs. The default tenant's
     keys are kept as they were before tenants owned their work, so a submission retried across the upgrade still
-    finds its job."""
-    return key if tenant == "default" else f"tenant:{tenant}:{key}"
+    finds its job; one of its keys that looks scoped is scoped again, so that it can never name another's."""
+    if tenant == DEFAULT_TENANT and not key.startswith(_SCOPED):
+        return key
+    return f"{_SCOPED}{tenant}:{key}"
 
 
 # Between the job id and the chunk number in a chunk task's id (jobs/sending.py).

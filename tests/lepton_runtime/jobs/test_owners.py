@@ -63,6 +63,7 @@ def test_lists_and_idempotency_keys_are_per_tenant(redis_client: redis.Redis) ->
     assert [s.id for s in jobs.list_jobs(tenant="alpha")] == [alpha]
     assert {s.id for s in jobs.list_jobs()} == {alpha, beta}
     assert tenant_scoped("default", "nightly") == "nightly", "the default tenant's keys are as before"
+    assert tenant_scoped("default", "tenant:alpha:nightly") != tenant_scoped("alpha", "nightly")
 
 
 def test_a_dead_letter_belongs_to_the_tenant_of_its_work(redis_client: redis.Redis) -> None:
