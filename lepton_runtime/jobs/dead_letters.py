@@ -11,10 +11,9 @@ import redis
 from pydantic import BaseModel, Field
 
 from lepton_runtime import unicode_text
-from lepton_runtime.constants import BULK_CHUNK_TASK, DEFAULT_JOB_TTL_S, KNOWN_QUEUES
+from lepton_runtime.constants import BULK_CHUNK_TASK, DEFAULT_JOB_TTL_S, DEFAULT_TENANT, KNOWN_QUEUES
 from lepton_runtime.errors import JobNotFoundError
 from lepton_runtime.jobs.keys import dead_letter_key
-from lepton_runtime.jobs.lanes import DEFAULT_TENANT
 from lepton_runtime.jobs.owners import owner_of
 
 

@@ -11,8 +11,8 @@ from typing import cast
 
 import redis
 
+from lepton_runtime.constants import DEFAULT_TENANT
 from lepton_runtime.jobs.keys import CHUNK_TASK_MARK, JobKeys, TrainingKeys, request_owner_key, task_result_key
-from lepton_runtime.jobs.lanes import DEFAULT_TENANT
 
 # The field of a job's or a run's record that names its tenant.
 OWNER_FIELD = "tenant"

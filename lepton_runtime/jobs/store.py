@@ -11,7 +11,7 @@ from typing import Any, Literal, cast
 import redis
 
 from lepton_runtime import unicode_text
-from lepton_runtime.constants import DEFAULT_JOB_TTL_S
+from lepton_runtime.constants import DEFAULT_JOB_TTL_S, DEFAULT_TENANT
 from lepton_runtime.errors import ChunkNotRunError, InvalidInputError, JobNotFoundError, JobStateError, JobTimeoutError
 from lepton_runtime.jobs import scripts
 from lepton_runtime.jobs.chunking import SORT_WINDOW_CHUNKS, in_input_order, plan_chunks
@@ -23,7 +23,6 @@ from lepton_runtime.jobs.keys import (
     idempotency_key,
     tenant_job_index_key,
 )
-from lepton_runtime.jobs.lanes import DEFAULT_TENANT
 from lepton_runtime.jobs.owners import OWNER_FIELD
 from lepton_runtime.jobs.schemas import RESULT_STATES, ChunkFailure, JobStatus, Progress
 from lepton_runtime.jobs.waiting import wait_until_finished

@@ -23,11 +23,10 @@ from typing import Any, Literal, cast
 import redis
 
 from lepton_runtime import unicode_text
-from lepton_runtime.constants import DEFAULT_JOB_TTL_S
+from lepton_runtime.constants import DEFAULT_JOB_TTL_S, DEFAULT_TENANT
 from lepton_runtime.errors import JobCancelledError, JobNotFoundError, JobTimeoutError
 from lepton_runtime.jobs.connection import write_then_wait
 from lepton_runtime.jobs.keys import TRAINING_INDEX_KEY, TrainingKeys, idempotency_key, tenant_training_index_key
-from lepton_runtime.jobs.lanes import DEFAULT_TENANT
 from lepton_runtime.jobs.owners import OWNER_FIELD
 from lepton_runtime.jobs.schemas import (
     JobError,
