@@ -120,6 +120,7 @@ class ModelRegistry:
         self.on_alias_move: Callable[[str], None] | None = None
         # the tenant that versions published through this registry belong to (`publishing_as` changes it for a while)
         self.publisher = DEFAULT_TENANT
+        self._owners_read: dict[str, tuple[tuple[int, int, int], ModelOwner]] = {}  # name -> (file signature, owner)
 
     @contextlib.contextmanager
     def publishing_as(self, tenant: str) -> Iterator[None]:
@@ -292,8 +293,19 @@ class ModelRegistry:
         check_publisher(name, owner, tenant)
 
     def _read_owner(self, name: str) -> ModelOwner | None:
+        """The owner record of ``name``, parsed once per file (producers check it per request)."""
         path = self.root / name / OWNER_FILE
-        return ModelOwner.from_json(path.read_bytes()) if path.is_file() else None
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        cached = self._owners_read.get(name)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        owner = ModelOwner.from_json(path.read_bytes())
+        self._owners_read[name] = (signature, owner)
+        return owner
 
     def _create_owner(self, name: str, owner: ModelOwner) -> bool:
         """Write the owner record unless one exists (a hard link of a complete file: never half written)."""
