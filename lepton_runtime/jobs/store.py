@@ -105,7 +105,6 @@ class JobStore:
                 pipe.zadd(JOB_INDEX_KEY, {job_id: now})
                 pipe.zadd(tenant_job_index_key(tenant), {job_id: now})
                 pipe.expire(tenant_job_index_key(tenant), self.ttl_s)
-                pipe.hincrby(BULK_TENANT_COUNTERS_KEY, f"{tenant}|jobs_submitted", 1)
                 pipe.execute()
         except redis.ResponseError:  # refused (Redis full): the inputs go too
             self.discard(job_id)
@@ -113,6 +112,7 @@ class JobStore:
         if idempotency_key_value and (winner := self.claim_key(idempotency_key_value, job_id)) != job_id:
             self.discard(job_id)  # another submission with this key won the race
             return winner, False
+        self.redis.hincrby(BULK_TENANT_COUNTERS_KEY, f"{tenant}|jobs_submitted", 1)  # once it is the key's job
         return job_id, True
 
     def discard(self, job_id: str) -> None:

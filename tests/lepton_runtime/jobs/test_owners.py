@@ -101,6 +101,11 @@ def test_bulk_work_is_counted_per_tenant_for_the_metrics(redis_client: redis.Red
     jobs.start_chunk(failed, 0)
     jobs.fail_chunk(failed, 0, "internal_error", "a bug")
     jobs.cancel(_create(jobs, tenant="beta"))
+    jobs.create([("0", "x")], model="m", model_version="m@1", model_sha256="a", source="<list>", chunk_size=1,
+                tenant="beta", idempotency_key_value="k")  # fmt: skip
+    again = jobs.create([("0", "x")], model="m", model_version="m@1", model_sha256="a", source="<list>", chunk_size=1,
+                        tenant="beta", idempotency_key_value="k")  # fmt: skip
+    assert again[1] is False, "a repeated submission is the first job, not another"
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector(redis_client, strict=True))
     text = generate_latest(registry).decode()
@@ -109,6 +114,7 @@ def test_bulk_work_is_counted_per_tenant_for_the_metrics(redis_client: redis.Red
         'lepton_bulk_jobs_total{event="succeeded",tenant="alpha"} 1.0',
         'lepton_bulk_jobs_total{event="failed",tenant="alpha"} 1.0',
         'lepton_bulk_jobs_total{event="cancelled",tenant="beta"} 1.0',
+        'lepton_bulk_jobs_total{event="submitted",tenant="beta"} 2.0',
         'lepton_bulk_texts_total{outcome="answered",tenant="alpha"} 4.0',
         'lepton_bulk_failed_chunks_total{tenant="alpha"} 1.0',
     ):
