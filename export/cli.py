@@ -200,5 +200,5 @@ def delete(reference: str, force: bool) -> None:
 def share(name: str, private: bool) -> None:
     """Let every tenant run model NAME (a model is its owner's alone until shared); --private takes that back."""
     owner = _registry().share(name, not private)
-    record_command(load_settings(), "share", name, "shared" if owner.shared else "private")
+    record_command(load_settings(), "share", name, "every tenant may run it" if owner.shared else "private")
     click.echo(f"{name}: owner {owner.tenant}, {'shared with every tenant' if owner.shared else 'private'}")

@@ -9,7 +9,7 @@ owners belong to the default tenant and stay shared, as every model was then.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from lepton_runtime.constants import DEFAULT_TENANT
 from lepton_runtime.errors import ForbiddenError
@@ -29,8 +29,9 @@ class ModelOwner:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ModelOwner:
-        data = json.loads(raw)
-        return cls(tenant=str(data["tenant"]), shared=bool(data.get("shared", False)))
+        record = json.loads(raw)  # what to_json wrote (fields it does not know are left out)
+        owner = cls(**{field.name: record[field.name] for field in fields(cls) if field.name in record})
+        return cls(str(owner.tenant), bool(owner.shared))
 
 
 # The owner of a model published before names had owners.

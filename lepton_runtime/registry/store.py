@@ -4,7 +4,7 @@ Layout under the root::
 
     <name>/.lock              flock taken to number versions and to move aliases
     <name>/aliases.json       {"production": {"version": 3, "history": [1, 2], ...}, ...}
-    <name>/owner.json         {"tenant": "alpha", "shared": false}: created once, by the first publish
+    <name>/owner.json         the tenant it belongs to and whether others may run it: created by the first publish
     <name>/.staging/<id>/     a version being written; never visible to readers
     <name>/<version>/         a finished version: its files and manifest.json (written last)
 

@@ -11,6 +11,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from lepton_runtime.constants import BULK_CHUNK_TASK, INFERENCE_QUEUE
 from lepton_runtime.jobs import DeadLetterStore, new_dead_letter
 from lepton_runtime.jobs.audit import AuditTrail
 from lepton_runtime.registry import ModelRegistry
+from lepton_runtime.registry.owners import ModelOwner
+from producer.api.schemas import ModelOut, ModelOwnerOut, ShareRequest
 from tests.queue_fixtures import RunningApi
 from workers.processes import WorkerProcess
 
@@ -28,6 +31,8 @@ pytestmark = pytest.mark.slow
 
 ALPHA, BETA, OPERATOR = "alpha-token-0123", "beta-token-0123", "operator-token-0123"
 TOKENS = [f"alpha:*:{ALPHA}", f"beta:*:{BETA}", f"operator:*:{OPERATOR}"]
+# PUT /v1/models/{name}/sharing bodies, as the API's schema builds them
+SHARE, PRIVATE = ShareRequest(shared=True).model_dump(), ShareRequest(shared=False).model_dump()
 TRAINING_FILE = b"".join(json.dumps({"text": f"text {i}", "label": "ab"[i % 2]}).encode() + b"\n" for i in range(40))
 
 
@@ -163,7 +168,7 @@ def test_b_cannot_publish_or_administer_a_model_of_a_and_a_can(api: RunningApi, 
     actions = [
         ("POST", "/v1/models/alpha-tiny/promote", {"json": {"version": 1}}),
         ("POST", "/v1/models/alpha-tiny/rollback", {"json": {}}),
-        ("PUT", "/v1/models/alpha-tiny/sharing", {"json": {"shared": True}}),
+        ("PUT", "/v1/models/alpha-tiny/sharing", {"json": SHARE}),
         ("DELETE", "/v1/models/alpha-tiny/versions/1", {}),
     ]
     for method, path, extra in actions:
@@ -176,24 +181,22 @@ def test_b_cannot_publish_or_administer_a_model_of_a_and_a_can(api: RunningApi, 
     assert http.post("/v1/classify", json=use, headers=bearer(BETA)).status_code == 403
     assert "alpha-tiny" not in [m["name"] for m in http.get("/v1/models", headers=bearer(BETA)).json()["models"]]
     listed = {m["name"]: m for m in http.get("/v1/models", headers=bearer(ALPHA)).json()["models"]}
-    assert (listed["alpha-tiny"]["owner"], listed["alpha-tiny"]["shared"]) == ("alpha", False)
-    assert (listed["tiny"]["owner"], listed["tiny"]["shared"]) == ("default", True)
+    owners = {name: ModelOut.model_validate(model) for name, model in listed.items()}
+    assert (owners["alpha-tiny"].owner, owners["alpha-tiny"].shared) == ("alpha", False)
+    assert (owners["tiny"].owner, owners["tiny"].shared) == ("default", True)
     # A's admin token: rollback, promote, share, delete
     assert http.post("/v1/models/alpha-tiny/rollback", json={}, headers=bearer(ALPHA)).json()["version"] == 1
     assert http.post("/v1/models/alpha-tiny/promote", json={"version": 2}, headers=bearer(ALPHA)).status_code == 200
     conflict = http.delete("/v1/models/alpha-tiny/versions/2", headers=bearer(ALPHA))
     assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "invalid_model_state"
     assert http.delete("/v1/models/alpha-tiny/versions/1", headers=bearer(ALPHA)).status_code == 200
-    shared = http.put("/v1/models/alpha-tiny/sharing", json={"shared": True}, headers=bearer(ALPHA))
-    assert shared.json() == {"name": "alpha-tiny", "owner": "alpha", "shared": True}
+    shared = http.put("/v1/models/alpha-tiny/sharing", json=SHARE, headers=bearer(ALPHA))
+    assert shared.json() == ModelOwnerOut(name="alpha-tiny", owner="alpha", shared=True).model_dump()
     assert "alpha-tiny" in [m["name"] for m in http.get("/v1/models", headers=bearer(BETA)).json()["models"]]
     # the operator administers any model
-    assert (
-        http.put("/v1/models/alpha-tiny/sharing", json={"shared": False}, headers=bearer(OPERATOR)).status_code == 200
-    )
-    assert json.loads((alpha_registry.root / "alpha-tiny" / "owner.json").read_text()) == {
-        "shared": False, "tenant": "alpha"
-    }  # fmt: skip
+    assert http.put("/v1/models/alpha-tiny/sharing", json=PRIVATE, headers=bearer(OPERATOR)).status_code == 200
+    on_disk = json.loads((alpha_registry.root / "alpha-tiny" / "owner.json").read_text())
+    assert on_disk == asdict(ModelOwner("alpha", shared=False))
 
 
 def test_unknown_and_foreign_ids_take_the_same_time(api: RunningApi, alpha_work: dict[str, str]) -> None:

@@ -114,5 +114,5 @@ def share_model(
     """Let every tenant run the model (``shared: true``), or only its owner and the operator (``false``)."""
     administered_model(client, settings, caller, name, "share")
     owner = client.registry.share(name, body.shared)
-    audited(client, settings, caller, "share", name, "shared" if body.shared else "private")
+    audited(client, settings, caller, "share", name, "every tenant may run it" if body.shared else "private")
     return ModelOwnerOut(name=name, owner=owner.tenant, shared=owner.shared)

@@ -5,6 +5,7 @@ tenant's and shared."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def test_a_race_for_a_new_name_has_one_winner(tmp_path: Path) -> None:
         first.commit(manifest)
         with pytest.raises(ForbiddenError):
             second.commit(manifest)
-    assert json.loads((tmp_path / "m" / "owner.json").read_text()) == {"shared": False, "tenant": "alpha"}
+    assert json.loads((tmp_path / "m" / "owner.json").read_text()) == asdict(ModelOwner("alpha", shared=False))
     assert [v.version for v in alpha.versions("m")] == [1]
 
 
