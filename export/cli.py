@@ -13,13 +13,19 @@ from lepton_runtime import constants
 from lepton_runtime.jobs.audit import record_command
 from lepton_runtime.registry import ModelRegistry, open_registry
 from lepton_runtime.registry.owners import LEGACY_OWNER
-from lepton_runtime.settings import load_settings
+from lepton_runtime.settings import LeptonSettings, load_settings
 
 console = Console(stderr=True)
 
 
+def _opened() -> tuple[LeptonSettings, ModelRegistry]:
+    """The settings, read once per command, and the registry they name (commands that change it also audit)."""
+    settings = load_settings()
+    return settings, open_registry(settings)
+
+
 def _registry() -> ModelRegistry:
-    return open_registry(load_settings())
+    return _opened()[1]
 
 
 @click.command("export")
@@ -91,6 +97,7 @@ def export_command(
 
         checkpoint = default_base_model()
 
+    settings, registry = _opened()
     with console.status("exporting") as status:
 
         def report(message: str) -> None:
@@ -99,7 +106,7 @@ def export_command(
 
         version = export_checkpoint(
             checkpoint,
-            _registry(),
+            registry,
             name,
             task=task,
             variants=variants or None,
@@ -109,7 +116,7 @@ def export_command(
             opset=opset,
             report=report,
         )
-    record_command(load_settings(), "publish", version.reference, f"exported from {checkpoint}")
+    record_command(settings, "publish", version.reference, f"exported from {checkpoint}")
     click.echo(version.reference)
 
 
@@ -169,8 +176,9 @@ def verify(reference: str) -> None:
 @click.option("--alias", default=constants.PRODUCTION_ALIAS, show_default=True, help="Alias to move.")
 def promote(reference: str, alias: str) -> None:
     """Point ALIAS at the version REFERENCE names (the previous target is kept for rollback)."""
-    version = _registry().promote(reference, alias)
-    record_command(load_settings(), "promote", version.reference, f"alias {alias}")
+    settings, registry = _opened()
+    version = registry.promote(reference, alias)
+    record_command(settings, "promote", version.reference, f"alias {alias}")
     click.echo(f"{version.name}@{alias} -> {version.version}")
 
 
@@ -179,8 +187,9 @@ def promote(reference: str, alias: str) -> None:
 @click.option("--alias", default=constants.PRODUCTION_ALIAS, show_default=True, help="Alias to move back.")
 def rollback(name: str, alias: str) -> None:
     """Point ALIAS of NAME back at the version it named before its last move."""
-    version = _registry().rollback(name, alias)
-    record_command(load_settings(), "rollback", version.reference, f"alias {alias}")
+    settings, registry = _opened()
+    version = registry.rollback(name, alias)
+    record_command(settings, "rollback", version.reference, f"alias {alias}")
     click.echo(f"{name}@{alias} -> {version.version}")
 
 
@@ -189,8 +198,9 @@ def rollback(name: str, alias: str) -> None:
 @click.option("--force", is_flag=True, help="Also drop aliases that point at this version.")
 def delete(reference: str, force: bool) -> None:
     """Delete one version (refused while an alias points at it, unless --force)."""
-    version = _registry().delete(reference, force=force)
-    record_command(load_settings(), "delete", version.reference, "forced" if force else "")
+    settings, registry = _opened()
+    version = registry.delete(reference, force=force)
+    record_command(settings, "delete", version.reference, "forced" if force else "")
     click.echo(f"deleted {version.reference}")
 
 
@@ -199,6 +209,7 @@ def delete(reference: str, force: bool) -> None:
 @click.option("--private", is_flag=True, help="Let only its owner (and the operator tenant) run it again.")
 def share(name: str, private: bool) -> None:
     """Let every tenant run model NAME (a model is its owner's alone until shared); --private takes that back."""
-    owner = _registry().share(name, not private)
-    record_command(load_settings(), "share", name, "every tenant may run it" if owner.shared else "private")
+    settings, registry = _opened()
+    owner = registry.share(name, not private)
+    record_command(settings, "share", name, "every tenant may run it" if owner.shared else "private")
     click.echo(f"{name}: owner {owner.tenant}, {'shared with every tenant' if owner.shared else 'private'}")

@@ -620,6 +620,7 @@ def _train_head_here(data: Path, validation: Path | None, *, name: str, base: Pa
     from lepton_runtime.registry import open_registry
 
     fields = {"text_field": text_field, "label_field": label_field}
+    settings = load_settings()
     with console.status("training a linear head") as status:
 
         def report(message: str) -> None:
@@ -628,11 +629,11 @@ def _train_head_here(data: Path, validation: Path | None, *, name: str, base: Pa
 
         outcome = train_head_and_publish(
             read_labelled(data, require_labels=True, **fields), name=name,
-            registry=open_registry(load_settings()),
+            registry=open_registry(settings),
             validation=read_labelled(validation, require_labels=True, **fields) if validation else None,
             base=base, max_length=max_length, promote=promote, report=report,
         )  # fmt: skip
-    record_command(load_settings(), "publish", outcome.version, outcome.promotion)
+    record_command(settings, "publish", outcome.version, outcome.promotion)
     metrics = outcome.metrics
     click.echo(
         f"  published {outcome.version} ({', '.join(outcome.variants)}): validation accuracy"

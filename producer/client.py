@@ -400,7 +400,7 @@ class LeptonClient:
         require_task(version.reference, version.manifest.task, task)
         self.check_use(version, tenant)
         task_id = uuid.uuid4().hex
-        idempotency_key = tenant_scoped(tenant, idempotency_key) if idempotency_key else None
+        idempotency_key = tenant_scoped(tenant, idempotency_key or None)
         with broker_errors(self._url):
             if idempotency_key and (first := self.jobs.claim_key(idempotency_key, task_id)) != task_id:
                 return job_type(first, AsyncResult(first, app=self.celery), created=False)
@@ -465,7 +465,7 @@ class LeptonClient:
                 source=label,
                 chunk_size=chunk_size,
                 tenant=tenant,
-                idempotency_key_value=tenant_scoped(tenant, idempotency_key) if idempotency_key else None,
+                idempotency_key_value=tenant_scoped(tenant, idempotency_key or None),
             )
             replicas = None
             if created:
@@ -552,7 +552,7 @@ class LeptonClient:
         with broker_errors(self._url):
             run_id, created = self.training.create(
                 request, rows, validation_rows, tenant=tenant,
-                idempotency_key_value=tenant_scoped(tenant, idempotency_key) if idempotency_key else None,
+                idempotency_key_value=tenant_scoped(tenant, idempotency_key or None),
             )  # fmt: skip
             replicas = None
             if created:

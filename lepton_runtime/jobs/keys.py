@@ -121,11 +121,12 @@ def idempotency_key(key: str) -> str:
 _SCOPED = "tenant:"
 
 
-def tenant_scoped(tenant: str, key: str) -> str:
+def tenant_scoped(tenant: str, key: str | None) -> str | None:
     """An idempotency key as one tenant's own: two tenants using the same key get two jobs. The default tenant's
     keys are kept as they were before tenants owned their work, so a submission retried across the upgrade still
-    finds its job; one of its keys that looks scoped is scoped again, so that it can never name another's."""
-    if tenant == DEFAULT_TENANT and not key.startswith(_SCOPED):
+    finds its job; one of its keys that looks scoped is scoped again, so that it can never name another's. No key:
+    None."""
+    if key is None or (tenant == DEFAULT_TENANT and not key.startswith(_SCOPED)):
         return key
     return f"{_SCOPED}{tenant}:{key}"
 

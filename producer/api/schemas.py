@@ -26,6 +26,12 @@ NAME_RULES: dict[str, Any] = {"pattern": MODEL_NAME_PATTERN.pattern, "max_length
 STRICT = ConfigDict(strict=True)
 
 
+def id_links(*operations: str) -> dict[str, Any]:
+    """OpenAPI links from an answer's ``job_id`` to the operations that take it (generated clients and the
+    stateful fuzzer follow them)."""
+    return {name: {"operationId": name, "parameters": {"job_id": "$response.body#/job_id"}} for name in operations}
+
+
 def reference_field(what: str = "Model reference") -> Any:
     return Field(description=f"{what}: name, name@version or name@alias.", pattern=REFERENCE_PATTERN.pattern)
 

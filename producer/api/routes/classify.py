@@ -17,16 +17,14 @@ from lepton_runtime.errors import JobTimeoutError, TooLargeError
 from lepton_runtime.prediction import Prediction
 from producer.api.dependencies import READ, SUBMIT, Client, CurrentCaller, Settings, queue_not_too_deep
 from producer.api.errors import error_responses
-from producer.api.schemas import ClassifyRequest, ClassifyResponse, ModelProvenance, PredictionOut
+from producer.api.schemas import ClassifyRequest, ClassifyResponse, ModelProvenance, PredictionOut, id_links
 from producer.api.tenancy import require_own_work
 from producer.client import ClassifyJob
 
 router = APIRouter(tags=["classify"], responses=error_responses(401, 403, 404, 422, 503, 500))
 _bulk_lane_not_too_deep = queue_not_too_deep(INFERENCE_QUEUE)
 # OpenAPI link: a request's answer is read again by its id.
-ANSWER_LINKS = {
-    "classify_result": {"operationId": "classify_result", "parameters": {"job_id": "$response.body#/job_id"}}
-}
+ANSWER_LINKS = id_links("classify_result")
 
 
 @router.post(

@@ -29,15 +29,13 @@ from producer.api.schemas import (
     ResultsPage,
     RetriedChunks,
     SubmittedJob,
+    id_links,
 )
 from producer.api.tenancy import audited, listed_tenant, require_own_work
 from producer.api.uploads import uploaded
 
 # OpenAPI links: where a submitted job's id is used next (clients and the stateful fuzzer follow them).
-JOB_LINKS = {
-    operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
-    for operation in ("job_status", "job_results", "job_rows", "retry_job", "cancel_job")
-}
+JOB_LINKS = id_links("job_status", "job_results", "job_rows", "retry_job", "cancel_job")
 
 router = APIRouter(tags=["jobs"], responses=error_responses(401, 403, 404, 422, 503, 500))
 

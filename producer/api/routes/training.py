@@ -12,7 +12,7 @@ from lepton_runtime.jobs import DEFAULT_TRAINING, PromotePolicy, TrainedTask, Tr
 from producer.api.dependencies import TRAIN, Client, CurrentCaller, Settings
 from producer.api.errors import error_responses
 from producer.api.routes.jobs import submitted
-from producer.api.schemas import NAME_RULES, SubmittedJob
+from producer.api.schemas import NAME_RULES, SubmittedJob, id_links
 from producer.api.tenancy import audited
 from producer.api.uploads import uploaded
 
@@ -34,10 +34,8 @@ def option(name: str) -> object:
     )
 
 
-RUN_LINKS = {
-    operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
-    for operation in ("job_status", "cancel_job")
-}
+# OpenAPI links: where a submitted run's id is used next.
+RUN_LINKS = id_links("job_status", "cancel_job")
 
 
 @router.post(
