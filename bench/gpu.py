@@ -295,7 +295,7 @@ def queued_path(
         job = client.submit_bulk(texts, model=version.reference, chunk_size=chunk_size)
         status = job.wait(900)
         assert status.state == "succeeded", status
-        assert sum(1 for _ in client.jobs.results(job.id)) == len(texts)
+        assert sum(1 for _ in client.result_lines(job.id)) == len(texts)
 
     try:
         for processes in [int(p) for p in args.worker_processes.split(",")]:

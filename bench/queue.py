@@ -98,7 +98,7 @@ def main() -> None:
             job = client.submit_bulk(texts, model=version.reference, chunk_size=chunk_size)
             status = job.wait(600)
             assert status.state == "succeeded", status
-            assert sum(1 for _ in client.jobs.results(job.id)) == count
+            assert sum(1 for _ in client.result_lines(job.id)) == count
 
         workers: list[WorkerProcess] = []
         one_text: dict[str, list[float]] = {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # Registry root when LEPTON_MODEL_DIR is not set.
 DEFAULT_MODEL_DIR = "./models"
+# Where bulk datasets and outputs live when LEPTON_DATA_STORE is not set: a folder the workers share.
+DEFAULT_DATA_DIR = "./lepton-data"
 # Where a host keeps its verified copies of versions from an object store (LEPTON_MODEL_CACHE_DIR).
 DEFAULT_MODEL_CACHE_DIR = "~/.cache/lepton/models"
 # Disk those copies may take, MB (a MiniLM version with its int8 variant is about 150 MB).
@@ -78,6 +80,9 @@ INTERACTIVE_BATCH_EVENT_NAME = "lepton.lane.interactive"
 # Texts per bulk chunk (one message). bench/queue.py, 2 cores, 6,000 texts: chunks of 128 / 256 /
 # 512 / 1024 ran at 0.94 / 1.03 / 1.01 / 0.98x the in-process Engine; 512 sends half the messages of 256.
 DEFAULT_CHUNK_SIZE = 512
+# Chunk messages of one bulk job in the broker at once, at least (the window grows to twice the live worker
+# processes, scaled by its tenant's weight and shared among the tenant's running jobs): LEPTON_BULK_WINDOW_CHUNKS.
+DEFAULT_BULK_WINDOW_CHUNKS = 4
 # Largest chunk a client may ask for; bounds one message's memory and one redelivery's lost work.
 MAX_CHUNK_SIZE = 10_000
 # Deliveries of one message that may start without finishing (worker killed) before the next one

@@ -66,6 +66,13 @@ class LeptonSettings(BaseSettings):
         default=None,
         description="The S3-compatible server of LEPTON_MODEL_STORE (MinIO, Ceph). Unset: AWS_ENDPOINT_URL, else AWS.",
     )
+    data_store: str = Field(
+        default=constants.DEFAULT_DATA_DIR,
+        min_length=1,
+        description="Where bulk datasets are read and bulk outputs written: s3://BUCKET[/PREFIX] (the server of "
+        "LEPTON_S3_ENDPOINT_URL) or a folder every worker shares. Each tenant reads and writes under "
+        "<store>/tenants/<tenant>/.",
+    )
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="Execution provider family.")
     intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads; 0 = cores.")
     max_batch_tokens: int | None = Field(
@@ -95,6 +102,13 @@ class LeptonSettings(BaseSettings):
     flower_basic_auth: SecretStr | None = Field(default=None, description="user:password for Flower.")
     # the queue
     chunk_size: int = Field(default=constants.DEFAULT_CHUNK_SIZE, ge=1, le=constants.MAX_CHUNK_SIZE)
+    bulk_window_chunks: int = Field(
+        default=constants.DEFAULT_BULK_WINDOW_CHUNKS,
+        ge=1,
+        le=10_000,
+        description="Chunk messages of one bulk job in the broker at once, at least: the rest wait in the job's "
+        "record and are sent as chunks finish (the window grows to twice the live worker processes).",
+    )
     max_deliveries: int = Field(default=constants.DEFAULT_MAX_DELIVERIES, ge=1)
     max_retries: int = Field(default=constants.DEFAULT_MAX_RETRIES, ge=0)
     task_time_limit_s: float = Field(default=constants.DEFAULT_TASK_TIME_LIMIT_S, gt=0)

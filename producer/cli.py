@@ -283,7 +283,7 @@ def jobs_results(job_id: str, output: Path | None) -> None:
             rows = client.write_results(job_id, output)
             console.print(f"{rows} rows -> {output}")
             return
-        for line in client.jobs.results(job_id):
+        for line in client.result_lines(job_id):
             click.echo(line)
 
 

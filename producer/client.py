@@ -55,6 +55,8 @@ from lepton_runtime.jobs import (
     celery_config,
     connect_with,
 )
+from lepton_runtime.jobs.bulk_data import BulkData
+from lepton_runtime.jobs.data_store import DataStore
 from lepton_runtime.jobs.fleet_status import ProcessStatus, fleet
 from lepton_runtime.jobs.keys import answer_list_key, tenant_scoped
 from lepton_runtime.jobs.lanes import InteractiveLane, LaneRequest, check_tenant
@@ -69,7 +71,7 @@ from lepton_runtime.registry.notices import ALIAS_RECHECK_S, SWITCH_AFTER_S, is_
 from lepton_runtime.registry.owners import LEGACY_OWNER, check_publisher, may_use
 from lepton_runtime.settings import LeptonSettings, load_settings
 from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, require_task
-from producer.inputs import items_from_texts, read_items
+from producer.bulk_sources import output_location, plan_input, remove_written
 from producer.outputs import write_output
 
 logger = logging.getLogger(__name__)
@@ -283,6 +285,8 @@ class LeptonClient:
         self._url = self.settings.broker_url
         self.redis = connect_with(self.settings)
         self.jobs = JobStore(self.redis, ttl_s=self.settings.job_ttl_s)
+        self.data = DataStore(self.settings.data_store, endpoint_url=self.settings.s3_endpoint_url)
+        self.bulk_data = BulkData(self.data)
         self.training = TrainingRuns(self.redis, ttl_s=self.settings.job_ttl_s)
         self.lane = InteractiveLane(self.redis)
         self._exact_versions: dict[str, ModelVersion] = {}
@@ -436,46 +440,62 @@ class LeptonClient:
         *,
         model: str,
         output: str | os.PathLike[str] | None = None,
+        out: str | None = None,
         chunk_size: int | None = None,
         text_field: str = "text",
         id_field: str = "id",
         idempotency_key: str | None = None,
         tenant: str | None = None,
+        confined: bool = False,
     ) -> BulkJob:
-        """Queue a bulk job over a file (JSONL, CSV, plain lines) or a list of texts, in chunks, owned by ``tenant``
-        (default LEPTON_TENANT)."""
+        """Queue a bulk job owned by ``tenant`` (default LEPTON_TENANT) over a dataset (``s3://bucket/corpus/``, a
+        folder, a glob, Parquet, JSON lines or CSV, also .gz/.zst: planned from metadata, read by the workers) or
+        inline texts (a list, or a local .jsonl/.csv/.txt file: written to the data store first).
+
+        ``out``: the folder in the data store for the output parts and manifest (default
+        ``<store>/tenants/<tenant>/outputs/<job>/``); ``output``: a local file ``BulkJob.wait`` writes the rows to.
+        ``confined`` (the HTTP API): both must lie inside the tenant's part of the data store.
+        """
         chunk_size = chunk_size or self.settings.chunk_size
         if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
             raise InvalidInputError(f"chunk_size: {chunk_size} is outside 1..{MAX_CHUNK_SIZE}")
         tenant = check_tenant(tenant or self.settings.tenant)
         version = self.resolve(model)
         self.check_use(version, tenant)
-        if isinstance(source, str | os.PathLike):
-            path = Path(source)
-            items: Any = read_items(path, text_field=text_field, id_field=id_field)
-            label = str(path)
-        else:
-            items, label = items_from_texts(source), "<list>"
+        key = tenant_scoped(tenant, idempotency_key or None)
         with broker_errors(self._url):
-            job_id, created = self.jobs.create(
-                items,
-                model=model,
-                model_version=version.reference,
-                model_sha256=version.manifest.content_sha256,
-                source=label,
-                chunk_size=chunk_size,
-                tenant=tenant,
-                idempotency_key_value=tenant_scoped(tenant, idempotency_key or None),
-            )
+            if key and (existing := self.jobs.job_for_key(key)):
+                return BulkJob(existing, self, Path(output) if output is not None else None, False, None)
+            job_id = self.jobs.new_job_id()
+            target = output_location(self.data, out, job_id=job_id, tenant=tenant, confined=confined)
+            planned = None
+            try:
+                planned = plan_input(
+                    self.data, source, job_id=job_id, tenant=tenant, chunk_size=chunk_size, text_field=text_field,
+                    id_field=id_field, confined=confined,
+                )  # fmt: skip
+                job_id, created = self.jobs.create(
+                    planned.job_input, planned.splits, model=model, model_version=version.reference,
+                    model_sha256=version.manifest.content_sha256, source=planned.label, output=target,
+                    chunk_size=chunk_size, tenant=tenant, weight=self.settings.tenant_weights.get(tenant, 1.0),
+                    window_chunks=self.settings.bulk_window_chunks, total_texts=planned.total_texts,
+                    idempotency_key_value=key, job_id=job_id,
+                )  # fmt: skip
+            except BaseException:
+                remove_written(self.data, planned)
+                raise
             replicas = None
             if created:
                 try:
-                    send_chunks(self.celery, job_id, range(self.jobs.chunk_count(job_id)))
+                    send_chunks(self.celery, job_id, self.jobs.dispatch(job_id))
                 except redis.exceptions.OutOfMemoryError:
                     self.jobs.discard(job_id)  # Redis filled up part-way: no job is handed out; sent chunks fail alone
+                    remove_written(self.data, planned)
                     raise
                 replicas = self.jobs.mark_enqueued(job_id, **self._wait_options)
                 self._replicated(f"bulk job {job_id}", replicas)
+            else:
+                remove_written(self.data, planned)
         return BulkJob(job_id, self, Path(output) if output is not None else None, created, replicas)
 
     def status(self, job_id: str) -> JobStatus:
@@ -577,16 +597,21 @@ class LeptonClient:
         """The output rows in input order: ``{"id", "label", "score", "model"}`` (an embedding model:
         ``{"id", "vector", "encoding", "model"}``, the vector as base64 float32) or ``{"id", "error"}``."""
         with broker_errors(self._url):
-            for line in self.jobs.results(job_id):
+            for line in self.bulk_data.rows(self.jobs, job_id):
                 yield json.loads(line)
 
     def write_results(self, job_id: str, output: str | os.PathLike[str]) -> int:
         """Write the output to ``output`` in the format its extension names: JSON lines, or for an embedding
-        model's vectors ``.npy`` (ids beside it) or ``.parquet`` (producer/outputs.py). Rows stream from Redis
-        to the file; a partial file never has its name."""
+        model's vectors ``.npy`` (ids beside it) or ``.parquet`` (producer/outputs.py). Rows stream from the data
+        store to the file; a partial file never has its name."""
         with broker_errors(self._url):
             total = self.jobs.status(job_id).total_texts
-            return write_output(self.jobs.results(job_id), Path(output), total)
+            return write_output(self.bulk_data.rows(self.jobs, job_id), Path(output), total)
+
+    def result_lines(self, job_id: str) -> Iterator[str]:
+        """The output rows of a finished job as JSON lines, in input order (what ``results`` parses)."""
+        with broker_errors(self._url):
+            yield from self.bulk_data.rows(self.jobs, job_id)
 
     @property
     def _wait_options(self) -> dict[str, int]:
@@ -609,11 +634,12 @@ class LeptonClient:
 
     def retry(self, job_id: str) -> list[int]:
         """Run the failed chunks again (only those), and send the chunks a producer that died while
-        submitting never sent; returns their indices. ``job_id`` may also be the id of one of the job's
+        submitting never sent (and what the job's window lets go); returns their indices. ``job_id`` may also be the id of one of the job's
         chunk tasks, as Flower shows it."""
         job_id = job_of_task(job_id)
         with broker_errors(self._url):
-            chunks = sorted(set(self.jobs.requeue_failed(job_id)) | set(self.jobs.unsent_chunks(job_id)))
+            requeued, unsent = self.jobs.requeue_failed(job_id), self.jobs.unsent_chunks(job_id)
+            chunks = sorted({*requeued, *unsent, *self.jobs.dispatch(job_id)})
             send_chunks(self.celery, job_id, chunks)
             self.jobs.mark_enqueued(job_id)
         return chunks

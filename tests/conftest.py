@@ -9,8 +9,10 @@ checkout.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,18 @@ from lepton_runtime.labelled_data import LabelledTexts, read_labelled
 from lepton_runtime.registry import ModelRegistry, ModelVersion
 
 pytest_plugins = ["tests.queue_fixtures", "tests.store_fixtures"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_store_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Bulk jobs of tests that name no data store write to a temporary folder, never to ./lepton-data."""
+    previous = os.environ.get("LEPTON_DATA_STORE")
+    os.environ["LEPTON_DATA_STORE"] = str(tmp_path_factory.mktemp("data-store"))
+    yield
+    if previous is None:
+        os.environ.pop("LEPTON_DATA_STORE", None)
+    else:
+        os.environ["LEPTON_DATA_STORE"] = previous
 
 
 def cuda_available() -> bool:

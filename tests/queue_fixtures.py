@@ -103,11 +103,13 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def queue_env(redis_client: redis.Redis, redis_url: str, published: ModelVersion) -> dict[str, str]:
-    """The LEPTON_* environment of workers and clients: test Redis, the published tiny model, short limits."""
+def queue_env(redis_client: redis.Redis, redis_url: str, published: ModelVersion, tmp_path: Path) -> dict[str, str]:
+    """The LEPTON_* environment of workers and clients: test Redis, the published tiny model, a data store of the
+    test's own, short limits."""
     return {
         "LEPTON_REDIS_URL": redis_url,
         "LEPTON_MODEL_DIR": str(published.path.parent.parent),
+        "LEPTON_DATA_STORE": str(tmp_path / "data-store"),
         **TEST_LIMITS,
     }
 

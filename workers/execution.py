@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -12,16 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from lepton_runtime.constants import TRAIN_HEARTBEATS_PER_TIMEOUT
-from lepton_runtime.errors import InferenceError, JobCancelledError, JobNotFoundError, LeptonError
+from lepton_runtime.errors import InferenceError, JobCancelledError, LeptonError
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import JobStore, TrainingProgress, TrainingRuns
 from lepton_runtime.jobs.audit import AuditTrail
+from lepton_runtime.jobs.bulk_data import BulkData
+from lepton_runtime.jobs.output_rows import part_table
 from lepton_runtime.jobs.training_runs import RunHeartbeat, StopReason
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.prediction import ItemError
 from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.task_names import TOKEN_CLASSIFICATION
+
+logger = logging.getLogger(__name__)
 
 # A running training run looks at its cancel flag and its holder at most this often (asked at every step).
 CANCEL_CHECK_INTERVAL_S = 0.5
@@ -98,29 +102,48 @@ def _answer(engine: Engine, results: Sequence[Any], *, offset: int) -> dict[str,
 
 
 def run_chunk(
-    jobs: JobStore, engines: EngineCache, job_id: str, chunk: int, policy: BatchPolicy = ALONE
+    jobs: JobStore,
+    data: BulkData,
+    engines: EngineCache,
+    job_id: str,
+    chunk: int,
+    send: Callable[[str, list[int]], None],
+    policy: BatchPolicy = ALONE,
 ) -> dict[str, Any]:
-    """Run one chunk of a bulk job through its model's task and store its rows once; skip chunks done, failed or
-    cancelled."""
+    """Run one chunk of a bulk job: read its split from the data store, run its model's task, write its output part
+    once, record it, and ``send`` the chunks its job's window lets go; skip chunks done, failed or cancelled. The job's
+    last chunk commits the output's manifest."""
     decision = jobs.start_chunk(job_id, chunk)
     if decision != "run":
         return {"job": job_id, "chunk": chunk, "skipped": decision}
-    model_version, model_sha256 = jobs.model_of(job_id)
-    try:
-        items = jobs.chunk_inputs(job_id, chunk)
-    except JobNotFoundError:
-        if jobs.chunk_state(job_id, chunk) == "done":  # a twin delivery finished the job meanwhile
-            return {"job": job_id, "chunk": chunk, "skipped": "done"}
-        raise
-    engine = engines.get(model_version, content_sha256=model_sha256)
-    results = engine.run(
-        [text for _, text in items], errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens
-    )
-    provenance = json.dumps(engine.provenance.as_dict())
-    rows = [_row(engine, item_id, result, provenance) for (item_id, _), result in zip(items, results, strict=True)]
+    work = jobs.chunk_work(job_id, chunk)
+    ids, positions, texts = data.read_chunk(work)
+    engine = engines.get(work.model_version, content_sha256=work.model_sha256)
+    results = engine.run(texts, errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens)
+    results = [_in_chunk(result) for result in results]
+    part = data.write_part(work, part_table(engine.task.name, ids, positions, results, engine.provenance))
     errors = sum(isinstance(result, ItemError) for result in results)
-    written = jobs.complete_chunk(job_id, chunk, rows, errors)
-    return {"job": job_id, "chunk": chunk, "texts": len(rows), "errors": errors, "written": written}
+    outcome = jobs.complete_chunk(job_id, chunk, part, errors)
+    send(job_id, outcome.to_send)
+    if outcome.final_state == "succeeded":
+        commit_output(jobs, data, job_id)
+    return {"job": job_id, "chunk": chunk, "texts": len(texts), "errors": errors, "written": outcome.recorded}
+
+
+def commit_output(jobs: JobStore, data: BulkData, job_id: str) -> None:
+    """Commit a job's manifest as its last chunk's worker; if the store refuses now, its first reader commits it."""
+    try:
+        data.commit(jobs, job_id)
+    except LeptonError as error:
+        logger.warning("job %s succeeded; its manifest is committed by its first reader instead: %s", job_id, error)
+
+
+def _in_chunk(result: Any) -> Any:
+    """A bad item's error as its row says it: the row's id says which text; its place inside the chunk would only
+    mislead."""
+    if isinstance(result, ItemError):
+        return ItemError(result.index, result.code, _CHUNK_INDEX.sub("text", result.message, count=1))
+    return result
 
 
 def run_training(
@@ -195,15 +218,3 @@ def run_training(
 
 def _labelled(rows: list[dict[str, str]], source: str | None) -> LabelledTexts:
     return LabelledTexts([row["text"] for row in rows], [row["label"] for row in rows], source or "<rows>")
-
-
-def _row(engine: Engine, item_id: str, result: Any, provenance_json: str) -> str:
-    """One output line: the task's own (``{"id", "label", "score", "model"}`` for a classifier), or
-    ``{"id", "error": {"code", "message"}}``."""
-    identity = json.dumps(item_id, ensure_ascii=False)
-    if isinstance(result, ItemError):
-        # the row's id says which text; its place inside the chunk would only mislead
-        message = _CHUNK_INDEX.sub("text", result.message, count=1)
-        error = json.dumps({"code": result.code, "message": message}, ensure_ascii=False)
-        return f'{{"id": {identity}, "error": {error}}}'
-    return engine.task.bulk_row(identity, result, provenance_json)

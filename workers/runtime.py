@@ -14,6 +14,8 @@ from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs import DeadLetterStore, DeliveryCounter, JobStore, TrainingRuns, connect_with
 from lepton_runtime.jobs.audit import AuditTrail
+from lepton_runtime.jobs.bulk_data import BulkData
+from lepton_runtime.jobs.data_store import DataStore
 from lepton_runtime.jobs.keys import worker_ready_key
 from lepton_runtime.jobs.lanes import InteractiveLane
 from lepton_runtime.machine import available_cores
@@ -58,6 +60,7 @@ class WorkerRuntime:
         self.options = options
         self.redis = connect_with(settings)
         self.jobs = JobStore(self.redis, ttl_s=settings.job_ttl_s)
+        self.bulk_data = BulkData(DataStore(settings.data_store, endpoint_url=settings.s3_endpoint_url))
         self.dead_letters = DeadLetterStore(self.redis, ttl_s=settings.job_ttl_s)
         self.deliveries = DeliveryCounter(self.redis, ttl_s=settings.job_ttl_s)
         self.training_runs = TrainingRuns(self.redis, ttl_s=settings.job_ttl_s)

@@ -11,6 +11,7 @@ from celery import Celery
 from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK, TRAIN_TASK
 from lepton_runtime.jobs.keys import JobKeys, TrainingKeys
 from lepton_runtime.jobs.schemas import TrainingProgress
+from lepton_runtime.jobs.sending import send_chunks
 from workers.execution import run_chunk, run_texts, run_training
 from workers.guard import LeptonTask
 from workers.runtime import WorkerRuntime, current
@@ -29,14 +30,15 @@ class BulkChunkTask(LeptonTask):
 
     def gave_up(self, runtime: WorkerRuntime, args: tuple[Any, ...], code: str, message: str) -> None:
         if chunk := _chunk_of(args):  # else not a chunk of any job: the dead letter is all there is to record
-            runtime.jobs.fail_chunk(*chunk, code, message)
+            outcome = runtime.jobs.fail_chunk(*chunk, code, message)
+            send_chunks(self.app, chunk[0], outcome.to_send)  # its place in the job's window goes to the next
 
     def settled(self, runtime: WorkerRuntime, args: tuple[Any, ...]) -> bool:
         chunk = _chunk_of(args)
         return chunk is not None and runtime.jobs.chunk_state(*chunk) in ("done", "cancelled")
 
     def payload_ref(self, args: tuple[Any, ...]) -> str | None:
-        return f"{JobKeys(args[0]).inputs}#{args[1]}"
+        return f"{JobKeys(args[0]).splits}#{args[1]}"
 
 
 class TrainTask(LeptonTask):
@@ -72,9 +74,15 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=BULK_CHUNK_TASK, base=BulkChunkTask, bind=True)  # type: ignore[untyped-decorator]
     def bulk_chunk(self: BulkChunkTask, job_id: str, chunk: int) -> dict[str, Any]:
-        """Classify one chunk of a bulk job; its rows are stored once, whatever the deliveries."""
+        """Run one chunk of a bulk job; its part is written and recorded once, whatever the deliveries."""
         runtime = current()
-        return run_chunk(runtime.jobs, runtime.engines, job_id, int(chunk), runtime.bulk_policy())
+
+        def send(job: str, chunks: list[int]) -> None:
+            send_chunks(self.app, job, chunks)
+
+        return run_chunk(
+            runtime.jobs, runtime.bulk_data, runtime.engines, job_id, int(chunk), send, runtime.bulk_policy()
+        )
 
     @app.task(name=TRAIN_TASK, base=TrainTask, bind=True)  # type: ignore[untyped-decorator]
     def train(self: TrainTask, run_id: str) -> dict[str, Any]:

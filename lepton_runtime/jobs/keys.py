@@ -35,14 +35,14 @@ class JobKeys:
         return self._base
 
     @property
-    def inputs(self) -> str:
-        """Hash: chunk index -> JSON ``[[id, text], ...]``; deleted when the job succeeds."""
-        return f"{self._base}:inputs"
+    def splits(self) -> str:
+        """Hash: chunk index -> where its rows are in the dataset, ``file,start,stop,row_group,first_row``."""
+        return f"{self._base}:splits"
 
     @property
-    def chunk_positions(self) -> str:
-        """Hash: chunk index -> JSON list of each of its texts' position in the input."""
-        return f"{self._base}:positions"
+    def files(self) -> str:
+        """String: JSON ``[[path, format, compression, bytes], ...]``, the dataset's files as planned at submit."""
+        return f"{self._base}:files"
 
     @property
     def chunk_states(self) -> str:
@@ -60,9 +60,9 @@ class JobKeys:
         return f"{self._base}:errors"
 
     @property
-    def results(self) -> str:
-        """Hash: chunk index -> the chunk's output rows, JSON lines, written once."""
-        return f"{self._base}:results"
+    def parts(self) -> str:
+        """Hash: chunk index -> its output part in the data store, ``rows,bytes,sha256``, written once."""
+        return f"{self._base}:parts"
 
     @property
     def finished_channel(self) -> str:
@@ -70,10 +70,7 @@ class JobKeys:
         return f"{self._base}:finished"
 
     def all(self) -> list[str]:
-        return [
-            self.record, self.inputs, self.chunk_states, self.chunk_runs, self.chunk_errors, self.results,
-            self.chunk_positions,
-        ]  # fmt: skip
+        return [self.record, self.chunk_states, self.chunk_runs, self.chunk_errors, self.parts, self.splits, self.files]
 
 
 # All training run ids, scored by creation time: `lepton jobs list`.
@@ -148,6 +145,9 @@ def task_result_key(task_id: str) -> str:
 # Hash: "<tenant>|<counter>" -> count, bulk work per tenant (jobs_submitted, jobs_succeeded, jobs_failed,
 # jobs_cancelled, texts, invalid_texts, failed_chunks), kept by the job scripts and read by the metrics.
 BULK_TENANT_COUNTERS_KEY = f"{REDIS_KEY_PREFIX}bulk:tenant-counters"
+
+# Hash: tenant -> its bulk jobs queued or running, which share the tenant's weight of worker time (jobs/scripts.py).
+BULK_RUNNING_JOBS_KEY = f"{REDIS_KEY_PREFIX}bulk:running-jobs"
 
 # Stream: the audit trail of administrative actions (jobs/audit.py), trimmed to a bounded length.
 AUDIT_KEY = f"{REDIS_KEY_PREFIX}audit"

@@ -1,5 +1,5 @@
 """A bulk job's output in the data store: one Parquet part per chunk, written exactly once, and the manifest that
-commits the parts (issue 34: not yet wired into the bulk path).
+commits the parts (jobs/bulk_data.py uses them).
 
 A part has a name its chunk decides (``part-000042.parquet``) and is created only if absent: on an object store a
 conditional create (``If-None-Match``), on a folder a complete file linked into place. A redelivered or retried
@@ -115,13 +115,17 @@ class JobOutput:
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The committed output in chunk order, each part checked against the manifest's sha256."""
         for part in self.manifest().parts:
-            body = self.fs.cat_file(f"{self.path}/{part.name}")
-            if hashlib.sha256(body).hexdigest() != part.sha256:
-                raise ModelIntegrityError(
-                    f"{self.path}/{part.name}: sha256 differs from the job's manifest (changed or corrupt after the"
-                    " job committed it); retry the job's chunk or restore the file"
-                )
-            yield from pq.ParquetFile(io.BytesIO(body)).iter_batches()
+            yield from self.read_part(part).to_batches()
+
+    def read_part(self, part: PartInfo) -> pa.Table:
+        """One part, checked against the sha256 its chunk recorded."""
+        body = self.fs.cat_file(f"{self.path}/{part.name}")
+        if hashlib.sha256(body).hexdigest() != part.sha256:
+            raise ModelIntegrityError(
+                f"{self.path}/{part.name}: sha256 differs from the one its chunk recorded (changed or corrupt after it"
+                " was written); restore the file, or submit the job again"
+            )
+        return pq.read_table(io.BytesIO(body))
 
     def _create(self, target: str, body: bytes) -> bool:
         """Create ``target`` holding ``body`` unless it exists (then False), never leaving it half written."""

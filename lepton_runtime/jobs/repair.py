@@ -9,7 +9,8 @@ store knows which chunks are unfinished, so a sweep compares them with the messa
 a running job with no chunk started or finished for ``stalled_after_s`` -> stalled
 fewer messages in the queue and the unacknowledged hash than unfinished chunks -> something may be lost
   (otherwise, as when a job only waits behind others, nothing is read further)
-a stalled job's queued or running chunks with no message in a queue list or the unacknowledged hash -> lost
+a stalled job's queued or running chunks among those sent (its window: the chunks past ``dispatched`` wait in its
+  record, not in the broker) with no message in a queue list or the unacknowledged hash -> lost
 
 A chunk sent again that was not lost after all (its message in a worker's hands at the very moment of the
 sweep) runs twice, which a chunk may: its rows are stored once.
@@ -52,19 +53,19 @@ TRAINING_UNACKED_KEY = f"{REDIS_KEY_PREFIX}{TRAINING_UNACKED_KEYS['unacked_key']
 
 
 def _unfinished_jobs(client: redis.Redis) -> list[tuple[str, float, int]]:
-    """(job, time of its last chunk start or finish, its unfinished chunks) for every job fully sent and still
-    queued or running, among the newest ``JOBS_PER_SWEEP``."""
+    """(job, time of its last chunk start or finish, its chunks sent and unfinished) for every job whose producer
+    sent its first window and that is still queued or running, among the newest ``JOBS_PER_SWEEP``."""
     job_ids = cast(list[str], client.zrevrange(JOB_INDEX_KEY, 0, JOBS_PER_SWEEP - 1))
-    fields = ["state", "enqueued_at", "active_at", "total_chunks", "done_chunks", "failed_chunks", "cancelled_chunks"]
+    fields = ["state", "enqueued_at", "active_at", "dispatched", "done_chunks", "failed_chunks", "cancelled_chunks"]
     with client.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
             pipe.hmget(JobKeys(job_id).record, fields)
         records = pipe.execute()
     unfinished = []
-    for job_id, (state, enqueued_at, active_at, total, done, failed, cancelled) in zip(job_ids, records, strict=True):
+    for job_id, (state, enqueued_at, active_at, sent, done, failed, cancelled) in zip(job_ids, records, strict=True):
         if state not in UNFINISHED or enqueued_at is None:
             continue  # finished, expired, or its producer is still sending it
-        left = int(total or 0) - int(done or 0) - int(failed or 0) - int(cancelled or 0)
+        left = int(sent or 0) - int(done or 0) - int(failed or 0) - int(cancelled or 0)
         unfinished.append((job_id, float(active_at or enqueued_at), left))
     return unfinished
 
@@ -127,15 +128,16 @@ def lost_chunks(client: redis.Redis, stalled_after_s: float) -> dict[str, list[i
         return {}  # every unfinished chunk can still have its message: no need to read them all
     with client.pipeline(transaction=False) as pipe:
         for job_id in stalled:
+            pipe.hget(JobKeys(job_id).record, "dispatched")
             pipe.hgetall(JobKeys(job_id).chunk_states)
-        states = pipe.execute()
+        replies = pipe.execute()
     present = chunks_in_broker(client, stalled)  # read after the states: a chunk sent meanwhile counts as present
     lost = {}
-    for job_id, chunk_states in zip(stalled, states, strict=True):
+    for job_id, sent, chunk_states in zip(stalled, replies[::2], replies[1::2], strict=True):
         missing = sorted(
             int(index)
             for index, state in chunk_states.items()
-            if state in UNFINISHED and int(index) not in present[job_id]
+            if state in UNFINISHED and int(index) < int(sent or 0) and int(index) not in present[job_id]
         )
         if missing:
             lost[job_id] = missing

@@ -42,8 +42,15 @@ class JobStatus(BaseModel):
     model: str = Field(description="The reference as submitted, e.g. 'sentiment' or 'sentiment@production'.")
     model_version: str = Field(description="The exact version resolved once at submit time, e.g. 'sentiment@3'.")
     model_sha256: str
-    source: str = Field(description="Where the texts came from: a file path or '<list>'.")
+    source: str = Field(description="Where the texts came from: a dataset location, a file path or '<list>'.")
+    input: str | None = Field(default=None, description="The dataset in the data store the chunks read.")
+    output: str | None = Field(
+        default=None, description="Where the output parts and, once the job succeeds, its _manifest.json are."
+    )
     total_texts: int
+    total_exact: bool = Field(
+        default=True, description="False while the total is estimated from a line file's size (counted as read)."
+    )
     total_chunks: int
     chunk_size: int
     done_texts: int

@@ -1,36 +1,105 @@
-"""Bulk jobs in Redis: create a job from texts, move its chunks through their states, stream its results."""
+"""Bulk jobs in Redis, bookkeeping only: a job planned from its dataset's splits, its chunks moved through their states
+and sent a window at a time, and where each chunk's output part lies (the rows themselves are in the data store)."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import redis
 
-from lepton_runtime import unicode_text
-from lepton_runtime.constants import DEFAULT_JOB_TTL_S, DEFAULT_TENANT
-from lepton_runtime.errors import ChunkNotRunError, InvalidInputError, JobNotFoundError, JobStateError, JobTimeoutError
+from lepton_runtime.constants import DEFAULT_BULK_WINDOW_CHUNKS, DEFAULT_JOB_TTL_S, DEFAULT_TENANT
+from lepton_runtime.errors import InvalidInputError, JobNotFoundError, JobStateError, JobTimeoutError
 from lepton_runtime.jobs import scripts
-from lepton_runtime.jobs.chunking import SORT_WINDOW_CHUNKS, in_input_order, plan_chunks
 from lepton_runtime.jobs.connection import write_then_wait
+from lepton_runtime.jobs.data_store import files_from_json, files_json
+from lepton_runtime.jobs.datasets import DatasetFile, Split
 from lepton_runtime.jobs.keys import (
+    BULK_RUNNING_JOBS_KEY,
     BULK_TENANT_COUNTERS_KEY,
+    FLEET_KEY,
     JOB_INDEX_KEY,
     JobKeys,
     idempotency_key,
     tenant_job_index_key,
 )
 from lepton_runtime.jobs.owners import OWNER_FIELD
-from lepton_runtime.jobs.schemas import RESULT_STATES, ChunkFailure, JobStatus, Progress
+from lepton_runtime.jobs.schemas import ChunkFailure, JobStatus, Progress
 from lepton_runtime.jobs.waiting import wait_until_finished
 
 StartDecision = Literal["run", "done", "failed", "cancelled", "missing"]
+# Splits written to Redis per round trip while a job is planned.
+SPLITS_PER_WRITE = 2000
 # Failed chunks listed in a status (the counters hold the full number).
 MAX_FAILURES_SHOWN = 20
 _COUNTERS = ("done_texts", "done_chunks", "failed_chunks", "cancelled_chunks", "error_items", "chunk_runs")
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """Where a job's texts are: the dataset's location, its files as planned, and the fields of a row."""
+
+    location: str
+    files: list[DatasetFile]
+    text_field: str = "text"
+    id_field: str = "id"
+
+
+@dataclass(frozen=True)
+class ChunkWork:
+    """What a worker needs to run one chunk: the exact model, the split of the input it reads, where it writes."""
+
+    job_id: str
+    chunk: int
+    model_version: str
+    model_sha256: str
+    input: JobInput
+    split: Split
+    output: str
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What recording a chunk's end did: whether it counted (not a twin's), the job's final state if it just ended,
+    and the chunks its window lets go now (the caller sends them)."""
+
+    recorded: bool
+    final_state: str | None
+    to_send: list[int]
+
+
+def split_field(split: Split) -> str:
+    """A split as the job keeps it: ``file,start,stop,row_group,first_row`` (empty where unknown)."""
+    values = (split.file, split.start, split.stop, split.row_group, split.first_row)
+    return ",".join("" if value is None else str(value) for value in values)
+
+
+def split_from_field(raw: str) -> Split:
+    file, start, stop, row_group, first_row = raw.split(",")
+    return Split(int(file), int(start), int(stop), int(row_group) if row_group else None,
+                 int(first_row) if first_row else None)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One chunk's output part as the job keeps it until the manifest is committed."""
+
+    chunk: int
+    rows: int
+    size_bytes: int
+    sha256: str
+
+    def field(self) -> str:
+        return f"{self.rows},{self.size_bytes},{self.sha256}"
+
+    @classmethod
+    def from_field(cls, chunk: int, raw: str) -> PartRecord:
+        rows, size, sha256 = raw.split(",")
+        return cls(chunk, int(rows), int(size), sha256)
 
 
 class JobStore:
@@ -46,41 +115,53 @@ class JobStore:
         self._start = client.register_script(scripts.START_CHUNK)
         self._complete = client.register_script(scripts.COMPLETE_CHUNK)
         self._fail = client.register_script(scripts.FAIL_CHUNK)
+        self._dispatch = client.register_script(scripts.DISPATCH)
         self._cancel = client.register_script(scripts.CANCEL_JOB)
         self._requeue = client.register_script(scripts.REQUEUE_FAILED)
 
     # -- producers -------------------------------------------------------------------------------
+    def new_job_id(self) -> str:
+        return uuid.uuid4().hex
+
     def create(
         self,
-        items: Iterable[tuple[str, str]],
+        job_input: JobInput,
+        splits: Iterable[Split],
         *,
         model: str,
         model_version: str,
         model_sha256: str,
         source: str,
+        output: str,
         chunk_size: int,
         tenant: str = DEFAULT_TENANT,
+        weight: float = 1.0,
+        window_chunks: int = DEFAULT_BULK_WINDOW_CHUNKS,
+        total_texts: int | None = None,
         idempotency_key_value: str | None = None,
+        job_id: str | None = None,
     ) -> tuple[str, bool]:
-        """Record a job of ``(id, text)`` items split into chunks, owned by ``tenant``; return (job id, whether it
-        is new).
+        """Record a job over ``job_input``'s ``splits`` (one chunk each, in input order), owned by ``tenant``; return
+        (job id, whether it is new). Its chunks are sent with ``dispatch``, a window at a time.
 
-        With an idempotency key already used, nothing is written and the first job's id comes back.
-        The record is written after the inputs and the key after the record, so a crash part-way
-        leaves no job that points at missing inputs.
+        ``total_texts``: the rows when the splits do not say (a line file's ranges are counted as they are read:
+        the total shown meanwhile is the splits' estimate). With an idempotency key already used, nothing is
+        written and the first job's id comes back. The record is written after the splits and the key after the
+        record, so a crash part-way leaves no job that points at missing splits.
         """
-        if idempotency_key_value and (existing := self._job_for_key(idempotency_key_value)):
+        if idempotency_key_value and (existing := self.job_for_key(idempotency_key_value)):
             return existing, False
-        job_id = uuid.uuid4().hex
+        job_id = job_id or self.new_job_id()
         keys = JobKeys(job_id)
         try:
-            total_texts, total_chunks = self._write_inputs(keys, items, chunk_size)
-            if total_texts == 0:
+            total_chunks, counted = self._write_splits(keys, job_input, splits)
+            if total_chunks == 0:
                 raise InvalidInputError(f"{source}: no texts to classify; give at least one")
         except BaseException:
             self.redis.delete(*keys.all())  # bad input part-way: leave nothing behind
             raise
         now = time.time()
+        exact = total_texts is not None or counted is not None
         record = {
             "id": job_id,
             OWNER_FIELD: tenant,
@@ -89,24 +170,35 @@ class JobStore:
             "model_version": model_version,
             "model_sha256": model_sha256,
             "source": source,
-            "total_texts": total_texts,
+            "input": job_input.location,
+            "text_field": job_input.text_field,
+            "id_field": job_input.id_field,
+            "output": output,
+            "total_texts": total_texts if total_texts is not None else counted if counted is not None else 0,
+            "total_exact": "1" if exact else "0",
             "total_chunks": total_chunks,
             "chunk_size": chunk_size,
-            "sort_window_chunks": SORT_WINDOW_CHUNKS,
+            "window": window_chunks,
+            "weight": weight,
+            "dispatched": 0,
+            "inflight": 0,
             "created_at": now,
             "cancelled": "0",
             **dict.fromkeys(_COUNTERS, 0),
         }
+        if not exact:  # an estimate from the line files' sizes: replaced by the count when the job succeeds
+            record["total_texts"] = total_chunks * chunk_size
         try:
             with self.redis.pipeline() as pipe:
                 pipe.hset(keys.record, mapping=record)  # type: ignore[arg-type]
-                for key in (keys.record, keys.inputs, keys.chunk_states, keys.chunk_positions):
+                for key in (keys.record, keys.chunk_states, keys.splits, keys.files):
                     pipe.expire(key, self.ttl_s)
                 pipe.zadd(JOB_INDEX_KEY, {job_id: now})
                 pipe.zadd(tenant_job_index_key(tenant), {job_id: now})
                 pipe.expire(tenant_job_index_key(tenant), self.ttl_s)
+                pipe.hincrby(BULK_RUNNING_JOBS_KEY, tenant, 1)
                 pipe.execute()
-        except redis.ResponseError:  # refused (Redis full): the inputs go too
+        except redis.ResponseError:  # refused (Redis full): the splits go too
             self.discard(job_id)
             raise
         if idempotency_key_value and (winner := self.claim_key(idempotency_key_value, job_id)) != job_id:
@@ -115,10 +207,18 @@ class JobStore:
         self.redis.hincrby(BULK_TENANT_COUNTERS_KEY, f"{tenant}|jobs_submitted", 1)  # once it is the key's job
         return job_id, True
 
+    def dispatch(self, job_id: str) -> list[int]:
+        """Take the chunks the job's window lets go now (marked sent); the caller sends them."""
+        return [int(index) for index in self._call(self._dispatch, job_id)]
+
     def discard(self, job_id: str) -> None:
         """Delete every key of a job that was never handed out (its submission failed part-way)."""
-        self.redis.delete(*JobKeys(job_id).all())
+        keys = JobKeys(job_id)
+        tenant, state = self.redis.hmget(keys.record, [OWNER_FIELD, "state"])
+        self.redis.delete(*keys.all())
         self.redis.zrem(JOB_INDEX_KEY, job_id)
+        if tenant is not None and state in ("queued", "running"):
+            self.redis.hincrby(BULK_RUNNING_JOBS_KEY, cast(str, tenant), -1)
 
     def claim_key(self, key: str, job_id: str) -> str:
         """Bind an idempotency key to ``job_id`` unless it is bound already; return the job it names."""
@@ -162,12 +262,13 @@ class JobStore:
         return write_then_wait(self.redis, write, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
 
     def unsent_chunks(self, job_id: str) -> list[int]:
-        """Chunks still queued in a job whose producer never finished sending them (else none)."""
+        """Chunks taken to send and still queued in a job whose producer never finished sending them (else none)."""
         keys = JobKeys(job_id)
         if self.redis.hexists(keys.record, "enqueued_at") or self.redis.hget(keys.record, "cancelled") == "1":
             return []
+        dispatched = int(cast(str, self.redis.hget(keys.record, "dispatched") or 0))
         states = self.redis.hgetall(keys.chunk_states)
-        return sorted(int(index) for index, state in states.items() if state == "queued")
+        return sorted(int(i) for i, state in states.items() if state == "queued" and int(i) < dispatched)
 
     # -- workers ---------------------------------------------------------------------------------
     def start_chunk(self, job_id: str, chunk: int) -> StartDecision:
@@ -191,18 +292,61 @@ class JobStore:
             raise self._not_found(job_id)
         return cast(str, version), cast(str, sha256)
 
-    def chunk_inputs(self, job_id: str, chunk: int) -> list[tuple[str, str]]:
-        raw = self.redis.hget(JobKeys(job_id).inputs, str(chunk))
+    def chunk_work(self, job_id: str, chunk: int) -> ChunkWork:
+        """The model, input split and output of one chunk (one round trip)."""
+        keys = JobKeys(job_id)
+        fields = ["model_version", "model_sha256", "input", "text_field", "id_field", "output"]
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.record, fields)
+            pipe.hget(keys.splits, str(chunk))
+            pipe.get(keys.files)
+            (version, sha256, location, text_field, id_field, output), split, files = pipe.execute()
+        if version is None or split is None or files is None:
+            raise JobNotFoundError(f"job {job_id} has no chunk {chunk} (expired, or not a chunk of it)")
+        job_input = JobInput(location, files_from_json(files), text_field, id_field)
+        return ChunkWork(job_id, chunk, version, sha256, job_input, split_from_field(split), output)
+
+    def job_input(self, job_id: str) -> tuple[JobInput, str]:
+        """A job's input and its output location."""
+        keys = JobKeys(job_id)
+        fields = ["input", "text_field", "id_field", "output"]
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.record, fields)
+            pipe.get(keys.files)
+            (location, text_field, id_field, output), files = pipe.execute()
+        if location is None or files is None:
+            raise self._not_found(job_id)
+        return JobInput(location, files_from_json(files), text_field, id_field), output
+
+    def split(self, job_id: str, chunk: int) -> Split:
+        raw = self.redis.hget(JobKeys(job_id).splits, str(chunk))
         if raw is None:
-            raise JobNotFoundError(f"job {job_id} has no inputs for chunk {chunk} (expired or already succeeded)")
-        return [(str(item_id), text) for item_id, text in json.loads(cast(str, raw))]
+            raise JobNotFoundError(f"job {job_id} has no chunk {chunk} (expired, or not a chunk of it)")
+        return split_from_field(cast(str, raw))
 
-    def complete_chunk(self, job_id: str, chunk: int, rows: list[str], error_items: int) -> bool:
-        """Store a chunk's output rows once; False if they were already stored (a redelivery)."""
-        return bool(self._call(self._complete, job_id, chunk, "\n".join(rows), len(rows), error_items))
+    def parts(self, job_id: str, first: int = 0, count: int | None = None) -> dict[int, PartRecord]:
+        """The output parts recorded for chunks ``first`` .. ``first + count`` (all by default)."""
+        keys = JobKeys(job_id)
+        found: dict[str, Any]
+        if count is None:
+            found = cast(dict[str, Any], self.redis.hgetall(keys.parts))
+        else:
+            indices = [str(index) for index in range(first, first + count)]
+            found = dict(zip(indices, self.redis.hmget(keys.parts, indices), strict=True))
+        return {int(i): PartRecord.from_field(int(i), raw) for i, raw in found.items() if raw is not None}
 
-    def fail_chunk(self, job_id: str, chunk: int, code: str, message: str) -> None:
-        self._call(self._fail, job_id, chunk, json.dumps({"code": code, "message": message}))
+    def complete_chunk(self, job_id: str, chunk: int, part: PartRecord, error_items: int) -> ChunkOutcome:
+        """Record a chunk's output part once (a redelivery's is not recorded again)."""
+        reply = self._call(self._complete, job_id, chunk, part.field(), part.rows, error_items)
+        return _outcome(reply)
+
+    def fail_chunk(self, job_id: str, chunk: int, code: str, message: str) -> ChunkOutcome:
+        reply = self._call(self._fail, job_id, chunk, json.dumps({"code": code, "message": message}))
+        return _outcome(reply)
+
+    def chunk_error(self, job_id: str, chunk: int) -> dict[str, str] | None:
+        raw = self.redis.hget(JobKeys(job_id).chunk_errors, str(chunk))
+        return json.loads(cast(str, raw)) if raw else None
 
     # -- everyone --------------------------------------------------------------------------------
     def status(self, job_id: str) -> JobStatus:
@@ -242,31 +386,6 @@ class JobStore:
             progress_interval_s=progress_interval_s,
         )
 
-    def results(self, job_id: str) -> Iterator[str]:
-        """The job's output rows (JSON lines) in input order, once it has finished.
-
-        Failed chunks yield one error row per text (``{"id", "error": {"code", "message"}}``), so
-        the output always holds every input exactly once.
-        """
-        status = self.status(job_id)
-        if status.state not in RESULT_STATES:
-            raise JobStateError(
-                f"job {job_id} is {status.state}; results stream once it has succeeded or failed "
-                f"(`lepton jobs status {job_id}`)"
-            )
-        keys = JobKeys(job_id)
-        window = int(cast(str, self.redis.hget(keys.record, "sort_window_chunks") or 1))
-        for first in range(0, status.total_chunks, window):
-            batch = [str(index) for index in range(first, min(first + window, status.total_chunks))]
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hmget(keys.results, batch)
-                pipe.hmget(keys.chunk_positions, batch)
-                blobs, positions = pipe.execute()
-            yield from in_input_order(
-                (json.loads(where), blob.split("\n") if blob is not None else list(self._error_rows(job_id, int(i))))
-                for i, blob, where in zip(batch, blobs, positions, strict=True)
-            )
-
     def list_jobs(self, limit: int = 20, *, tenant: str | None = None) -> list[JobStatus]:
         """The most recent jobs (of ``tenant``, or of every tenant), newest first (expired ones are dropped from the
         index)."""
@@ -285,40 +404,45 @@ class JobStore:
         return {int(index): int(count) for index, count in runs.items()}
 
     # -- internals -------------------------------------------------------------------------------
-    def _write_inputs(self, keys: JobKeys, items: Iterable[tuple[str, str]], chunk_size: int) -> tuple[int, int]:
-        """Save the planned chunks window by window (``jobs.chunking``); return (texts, chunks)."""
-        total_texts = total_chunks = 0
-        for window in plan_chunks(items, chunk_size, SORT_WINDOW_CHUNKS):
-            inputs = {str(c.index): unicode_text.dumps(c.items) for c in window}
-            positions = {str(c.index): json.dumps(c.positions) for c in window}
-            total_chunks += len(window)
-            total_texts += sum(len(c.items) for c in window)
+    def _write_splits(self, keys: JobKeys, job_input: JobInput, splits: Iterable[Split]) -> tuple[int, int | None]:
+        """Save the files and the splits (each chunk queued), a page per round trip; return (chunks, rows when every
+        split knows its rows, else None)."""
+        chunks, rows = 0, 0
+        known = True
+        page: dict[str, str] = {}
+
+        def flush() -> None:
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(keys.inputs, mapping=inputs)  # type: ignore[arg-type]
-                pipe.hset(keys.chunk_positions, mapping=positions)  # type: ignore[arg-type]
-                pipe.hset(keys.chunk_states, mapping=dict.fromkeys(inputs, "queued"))
-                for key in (keys.inputs, keys.chunk_positions, keys.chunk_states):
+                pipe.hset(keys.splits, mapping=page)  # type: ignore[arg-type]
+                pipe.hset(keys.chunk_states, mapping=dict.fromkeys(page, "queued"))
+                for key in (keys.splits, keys.chunk_states):
                     pipe.expire(key, self.ttl_s)  # a producer killed part-way leaves nothing forever
                 pipe.execute()
-        return total_texts, total_chunks
+            page.clear()
 
-    def _error_rows(self, job_id: str, chunk: int) -> Iterator[str]:
-        keys = JobKeys(job_id)
-        error = self.redis.hget(keys.chunk_errors, str(chunk))
-        detail = (
-            json.loads(cast(str, error)) if error else {"code": ChunkNotRunError.code, "message": "the chunk never ran"}
-        )
-        for item_id, _ in self.chunk_inputs(job_id, chunk):
-            yield json.dumps({"id": item_id, "error": detail}, ensure_ascii=False)
+        self.redis.set(keys.files, files_json(job_input.files), ex=self.ttl_s)
+        for split in splits:
+            page[str(chunks)] = split_field(split)
+            chunks += 1
+            if split.row_group is not None:
+                rows += split.stop - split.start
+            else:
+                known = False
+            if len(page) >= SPLITS_PER_WRITE:
+                flush()
+        if page:
+            flush()
+        return chunks, rows if known else None
 
-    def _job_for_key(self, key: str) -> str | None:
+    def job_for_key(self, key: str) -> str | None:
+        """The live job an idempotency key (``tenant_scoped``) names, if any."""
         job_id = self.redis.get(idempotency_key(key))
         return cast(str, job_id) if job_id and self.redis.exists(JobKeys(cast(str, job_id)).record) else None
 
     def _call(self, script: Any, job_id: str, chunk: int | str = -1, *extra: Any) -> Any:
         keys = JobKeys(job_id)
         args = [keys.finished_channel, self.ttl_s, time.time(), chunk, *extra]
-        return script(keys=[*keys.all(), BULK_TENANT_COUNTERS_KEY], args=args)
+        return script(keys=[*keys.all(), BULK_TENANT_COUNTERS_KEY, BULK_RUNNING_JOBS_KEY, FLEET_KEY], args=args)
 
     @staticmethod
     def _not_found(job_id: str) -> JobNotFoundError:
@@ -327,6 +451,11 @@ class JobStore:
             " file, or lost in a failover before a replica held it (LEPTON_REDIS_WAIT_REPLICAS=1 makes a submission"
             " wait for one); list jobs with `lepton jobs list`, or submit it again"
         )
+
+
+def _outcome(reply: list[Any]) -> ChunkOutcome:
+    recorded, final, *to_send = reply
+    return ChunkOutcome(bool(int(recorded)), final or None, [int(index) for index in to_send])
 
 
 def _status_from_record(record: dict[str, str], failures: list[ChunkFailure]) -> JobStatus:
@@ -347,7 +476,10 @@ def _status_from_record(record: dict[str, str], failures: list[ChunkFailure]) ->
         model_version=record["model_version"],
         model_sha256=record["model_sha256"],
         source=record["source"],
+        input=record.get("input"),
+        output=record.get("output"),
         total_texts=total,
+        total_exact=record.get("total_exact", "1") == "1",
         total_chunks=int(record["total_chunks"]),
         chunk_size=int(record["chunk_size"]),
         created_at=float(record["created_at"]),

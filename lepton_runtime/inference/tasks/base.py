@@ -39,7 +39,3 @@ class Task(ABC):
     def combine(self, windows: list[Any]) -> Any:
         """One text's result from the results of its windows, in order (only tasks with ``window_overlap``)."""
         return windows[0]
-
-    @abstractmethod
-    def bulk_row(self, identity_json: str, result: Any, provenance_json: str) -> str:
-        """One JSON line of a bulk job's output for ``result`` (ids and provenance given as JSON already)."""

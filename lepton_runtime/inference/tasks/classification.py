@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -36,14 +35,6 @@ class Classification(Task):
                 )
             )
         return predictions
-
-    def bulk_row(self, identity_json: str, result: Prediction, provenance_json: str) -> str:
-        truncated = ', "truncated": true' if result.truncated else ""
-        label = json.dumps(result.label, ensure_ascii=False)
-        return (
-            f'{{"id": {identity_json}, "label": {label}, "score": {result.score:.6f}{truncated},'
-            f' "model": {provenance_json}}}'
-        )
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

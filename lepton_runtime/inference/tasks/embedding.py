@@ -14,7 +14,7 @@ import numpy as np
 
 from lepton_runtime.inference.tasks.base import Task
 from lepton_runtime.inference.tokenization import EncodedText
-from lepton_runtime.prediction import VECTOR_ENCODING, Embedding, encode_vector
+from lepton_runtime.prediction import Embedding
 from lepton_runtime.task_names import EMBEDDING
 
 
@@ -30,11 +30,3 @@ class SentenceEmbedding(Task):
             Embedding(vector=vector, model=self.provenance, truncated=text.truncated, tokens=len(text.ids))
             for vector, text in zip(vectors, encoded, strict=True)
         ]
-
-    def bulk_row(self, identity_json: str, result: Embedding, provenance_json: str) -> str:
-        truncated = ', "truncated": true' if result.truncated else ""
-        vector = encode_vector(result.vector)
-        return (
-            f'{{"id": {identity_json}, "vector": "{vector}", "encoding": "{VECTOR_ENCODING}"{truncated},'
-            f' "model": {provenance_json}}}'
-        )

@@ -10,7 +10,6 @@ so an entity across a seam is kept once, from the window that saw it whole.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -45,10 +44,6 @@ class TokenClassification(Task):
             high = math.inf if index == len(windows) - 1 else _seam(window, windows[index + 1])
             kept += [entity for entity in window.entities if low <= entity.start < high]
         return Entities(kept, self.provenance)
-
-    def bulk_row(self, identity_json: str, result: Entities, provenance_json: str) -> str:
-        entities = json.dumps([entity.as_dict() for entity in result.entities], ensure_ascii=False)
-        return f'{{"id": {identity_json}, "entities": {entities}, "model": {provenance_json}}}'
 
     def _window(self, logits: np.ndarray, text: EncodedText) -> _Window:
         assert text.offsets is not None and text.word_ids is not None and text.text is not None

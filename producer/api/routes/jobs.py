@@ -146,7 +146,7 @@ def job_results(job_id: str, settings: Settings, client: Client, caller: Current
     require_own_work(client, settings, caller, job_id)
     finished_job(job_id, client)
     with broker_errors(settings.broker_url):
-        lines = client.jobs.results(job_id)
+        lines = client.result_lines(job_id)
         first = next(lines, None)
 
     def stream() -> Iterator[bytes]:
@@ -171,7 +171,7 @@ def job_rows(
     require_own_work(client, settings, caller, job_id)
     finished_job(job_id, client)
     with broker_errors(settings.broker_url):
-        lines = islice(client.jobs.results(job_id), cursor, cursor + limit + 1)
+        lines = islice(client.result_lines(job_id), cursor, cursor + limit + 1)
         rows = [json.loads(line) for line in lines]
     more = len(rows) > limit
     return ResultsPage(job_id=job_id, rows=rows[:limit], next_cursor=cursor + limit if more else None)
