@@ -33,6 +33,7 @@ from lepton_runtime.jobs.audit import AuditTrail, record_command
 from lepton_runtime.jobs.schemas import PromotePolicy, TrainingOptions
 from lepton_runtime.prediction import ItemError
 from lepton_runtime.settings import load_settings
+from producer.bulk_sources import is_dataset_location
 from producer.client import LeptonClient
 
 console = Console(stderr=True)
@@ -144,19 +145,22 @@ def entities_command(texts: tuple[str, ...], model: str, tenant: str | None, tim
 
 
 @click.command()
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("source")
 @click.option("-m", "--model", required=True, help="Model reference: name, name@version or name@alias.")
 @click.option(
     "-o",
     "--out",
-    "output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "out",
     default=None,
-    help="Write the results here, in input order: JSON lines, or for an embedding model .npy (ids beside it in"
-    " NAME.ids.jsonl) or .parquet, by the extension. Default: SOURCE.predictions.jsonl.",
+    help="Where the output goes. A folder of the data store (s3://..., or a path ending in /): the workers write "
+    "the Parquet parts and _manifest.json there. A file: the rows are written to it once the job is done, in input "
+    "order: JSON lines, or for an embedding model .npy (ids beside it in NAME.ids.jsonl) or .parquet, by the "
+    "extension. Default: SOURCE.predictions.jsonl for a local file; the tenant's outputs/<job>/ for a dataset.",
 )
 @click.option("--text-field", default="text", show_default=True, help="JSONL field or CSV column with the text.")
-@click.option("--id-field", default="id", show_default=True, help="Field or column with an id (else the line number).")
+@click.option(
+    "--id-field", default="id", show_default=True, help="Field or column with an id (else the line or row number)."
+)
 @click.option(
     "--chunk-size", type=click.IntRange(1, MAX_CHUNK_SIZE), default=None, help="Texts per chunk (LEPTON_CHUNK_SIZE)."
 )
@@ -164,9 +168,9 @@ def entities_command(texts: tuple[str, ...], model: str, tenant: str | None, tim
 @click.option("--no-wait", is_flag=True, help="Print the job id and return; follow it with `lepton jobs status`.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Stop waiting after this many seconds.")
 def submit(
-    source: Path,
+    source: str,
     model: str,
-    output: Path | None,
+    out: str | None,
     text_field: str,
     id_field: str,
     chunk_size: int | None,
@@ -174,8 +178,12 @@ def submit(
     no_wait: bool,
     timeout_s: float | None,
 ) -> None:
-    """Run every text of SOURCE (JSONL, CSV or plain lines) through MODEL as a bulk job on the queue: labels,
-    embeddings or entities, whatever the model does.
+    """Run every text of SOURCE through MODEL as a bulk job on the queue: labels, embeddings or entities, whatever
+    the model does.
+
+    SOURCE is a local file (JSONL, CSV or plain lines: read here, checked line by line and written to the data
+    store), or a dataset the workers read from the data store (LEPTON_DATA_STORE): s3://bucket/corpus/, a folder, a
+    glob, Parquet files (also .jsonl/.csv .gz or .zst), planned from their metadata without reading the texts.
 
     Shows a progress bar and the final throughput; the job survives this command (Ctrl-C only
     stops waiting) and worker crashes. The job id is printed on stdout.
@@ -184,23 +192,32 @@ def submit(
     Example:
       lepton submit reviews.jsonl --model sentiment --out labels.jsonl
       lepton submit corpus.jsonl --model minilm --out vectors.parquet
+      lepton submit 's3://bucket/corpus/*.parquet' --model sentiment --out s3://bucket/out/run-17/
     """
-    output = output or source.with_name(source.stem + ".predictions.jsonl")
+    dataset = is_dataset_location(source)
+    to_store = out is not None and (out.startswith("s3://") or out.endswith("/"))
+    output: Path | None = None
+    if out is not None and not to_store:
+        output = Path(out)
+    elif out is None and not dataset:
+        output = Path(source).with_name(Path(source).stem + ".predictions.jsonl")
     with LeptonClient() as client:
         job = client.submit_bulk(
-            source, model=model, output=output, chunk_size=chunk_size, text_field=text_field,
-            id_field=id_field, idempotency_key=idempotency_key,
+            source if dataset else Path(source), model=model, output=output, out=out if to_store else None,
+            chunk_size=chunk_size, text_field=text_field, id_field=id_field, idempotency_key=idempotency_key,
         )  # fmt: skip
         click.echo(job.id)
         first = job.status()
         note = "" if job.created else " (existing job for this idempotency key)"
+        estimate = "" if first.total_exact else "about "
         console.print(
-            f"job {job.id}{note}: {first.total_texts} texts in {first.total_chunks} chunks, {first.model_version}"
+            f"job {job.id}{note}: {estimate}{first.total_texts} texts in {first.total_chunks} chunks, "
+            f"{first.model_version} -> {first.output}"
         )
         if no_wait:
             return
         status = _follow(job.wait, first, timeout_s)
-        _summary(status, output)
+        _summary(status, output or Path(status.output or ""))
         if status.state != "succeeded":
             sys.exit(1)
 

@@ -634,8 +634,8 @@ class LeptonClient:
 
     def retry(self, job_id: str) -> list[int]:
         """Run the failed chunks again (only those), and send the chunks a producer that died while
-        submitting never sent (and what the job's window lets go); returns their indices. ``job_id`` may also be the id of one of the job's
-        chunk tasks, as Flower shows it."""
+        submitting never sent (and what the job's window lets go); returns their indices. ``job_id`` may also be
+        the id of one of the job's chunk tasks, as Flower shows it."""
         job_id = job_of_task(job_id)
         with broker_errors(self._url):
             requeued, unsent = self.jobs.requeue_failed(job_id), self.jobs.unsent_chunks(job_id)

@@ -32,6 +32,10 @@ def id_links(*operations: str) -> dict[str, Any]:
     return {name: {"operationId": name, "parameters": {"job_id": "$response.body#/job_id"}} for name in operations}
 
 
+# Characters of a data store location in a request.
+MAX_LOCATION_CHARS = 1024
+
+
 def reference_field(what: str = "Model reference") -> Any:
     return Field(description=f"{what}: name, name@version or name@alias.", pattern=REFERENCE_PATTERN.pattern)
 
@@ -180,16 +184,52 @@ class EntitiesResponse(BaseModel):
     model: ModelProvenance | None = None
 
 
+def out_field() -> Any:
+    return Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_LOCATION_CHARS,
+        description="A new folder for the output parts and manifest, inside your part of the data store "
+        "(<LEPTON_DATA_STORE>/tenants/<tenant>/..., or relative to it). Default: outputs/<job id>/ there.",
+    )
+
+
+def chunk_size_field() -> Any:
+    return Field(default=None, ge=1, le=MAX_CHUNK_SIZE, description="Texts per chunk (default LEPTON_CHUNK_SIZE).")
+
+
 class BulkTextsRequest(BaseModel):
     texts: list[str] = Field(min_length=1, description="Texts of the bulk job, in order.")
     model: str = reference_field()
-    chunk_size: int | None = Field(
-        default=None, ge=1, le=MAX_CHUNK_SIZE, description="Texts per chunk (default LEPTON_CHUNK_SIZE)."
-    )
+    chunk_size: int | None = chunk_size_field()
+    out: str | None = out_field()
 
     model_config = {
         "strict": True,
         "json_schema_extra": {"examples": [{"texts": ["great film", "dull", "loved it"], "model": "sentiment"}]},
+    }
+
+
+class BulkDatasetRequest(BaseModel):
+    """A bulk job over a dataset the workers read from the data store (planned from its metadata)."""
+
+    source: str = Field(
+        min_length=1,
+        max_length=MAX_LOCATION_CHARS,
+        description="A dataset in your part of the data store: one file, a prefix or a glob of Parquet, JSON lines or "
+        "CSV files (also .gz / .zst), as s3://... or relative to <LEPTON_DATA_STORE>/tenants/<tenant>/.",
+    )
+    model: str = reference_field()
+    text_field: str = Field(default="text", min_length=1, max_length=200, description="The column of the texts.")
+    id_field: str = Field(
+        default="id", min_length=1, max_length=200, description="The column of the ids (else the row number)."
+    )
+    chunk_size: int | None = chunk_size_field()
+    out: str | None = out_field()
+
+    model_config = {
+        "strict": True,
+        "json_schema_extra": {"examples": [{"source": "corpus/*.parquet", "model": "sentiment", "out": "run-17/"}]},
     }
 
 
@@ -200,6 +240,7 @@ class BulkUploadFields(BaseModel):
     text_field: str = "text"
     id_field: str = "id"
     chunk_size: int | None = Field(default=None, ge=1, le=MAX_CHUNK_SIZE)
+    out: str | None = out_field()
 
 
 def form_properties(model: type[BaseModel]) -> dict[str, Any]:
@@ -218,7 +259,9 @@ def form_properties(model: type[BaseModel]) -> dict[str, Any]:
 BULK_REQUEST_BODY = {
     "required": True,
     "content": {
-        "application/json": {"schema": BulkTextsRequest.model_json_schema()},
+        "application/json": {
+            "schema": {"oneOf": [BulkTextsRequest.model_json_schema(), BulkDatasetRequest.model_json_schema()]}
+        },
         "multipart/form-data": {
             "schema": {
                 "type": "object",

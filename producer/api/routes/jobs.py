@@ -23,6 +23,7 @@ from producer.api.schemas import (
     MAX_LISTED_JOBS,
     MAX_RESULTS_PAGE_ROWS,
     RESULTS_MEDIA_TYPE,
+    BulkDatasetRequest,
     BulkTextsRequest,
     BulkUploadFields,
     JobsResponse,
@@ -38,6 +39,15 @@ from producer.api.uploads import uploaded
 JOB_LINKS = id_links("job_status", "job_results", "job_rows", "retry_job", "cancel_job")
 
 router = APIRouter(tags=["jobs"], responses=error_responses(401, 403, 404, 422, 503, 500))
+
+
+def _names_a_dataset(raw: bytes) -> bool:
+    """Whether a JSON body names a dataset (``source``) rather than giving texts."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "source" in body
 
 
 def submitted(job_id: str, created: bool) -> Response:
@@ -68,14 +78,25 @@ async def submit_bulk(
     caller: CurrentCaller,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    """Submit a bulk job: texts in a JSON body, or a file uploaded as multipart form data (JSONL with a
-    text field, CSV with a column, or plain lines, read as ``lepton submit`` reads one)."""
+    """Submit a bulk job: texts in a JSON body; a dataset in your part of the data store (``source``: a Parquet, JSON
+    lines or CSV file, prefix or glob, read by the workers); or a file uploaded as multipart form data (JSONL with a
+    text field, CSV with a column, or plain lines, read as ``lepton submit`` reads one). Inline texts are written
+    to the data store first; the output parts and manifest go to ``out`` (default: outputs/<job id>/)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
-        body = validated(BulkTextsRequest, await request.body())
+        raw = await request.body()
+        if _names_a_dataset(raw):
+            dataset = validated(BulkDatasetRequest, raw)
+            job = await run_in_threadpool(
+                client.submit_bulk, dataset.source, model=dataset.model, out=dataset.out, chunk_size=dataset.chunk_size,
+                text_field=dataset.text_field, id_field=dataset.id_field, idempotency_key=idempotency_key,
+                tenant=caller.tenant, confined=True,
+            )  # fmt: skip
+            return submitted(job.id, job.created)
+        body = validated(BulkTextsRequest, raw)
         job = await run_in_threadpool(
-            client.submit_bulk, body.texts, model=body.model, chunk_size=body.chunk_size,
-            idempotency_key=idempotency_key, tenant=caller.tenant,
+            client.submit_bulk, body.texts, model=body.model, out=body.out, chunk_size=body.chunk_size,
+            idempotency_key=idempotency_key, tenant=caller.tenant, confined=True,
         )  # fmt: skip
         return submitted(job.id, job.created)
     if kind == "multipart/form-data":
@@ -89,9 +110,9 @@ async def submit_bulk(
         fields = validated(BulkUploadFields, {k: v for k, v in form.items() if isinstance(v, str)})
         with uploaded(upload) as path:
             job = await run_in_threadpool(
-                client.submit_bulk, path, model=fields.model, chunk_size=fields.chunk_size,
+                client.submit_bulk, path, model=fields.model, out=fields.out, chunk_size=fields.chunk_size,
                 text_field=fields.text_field, id_field=fields.id_field, idempotency_key=idempotency_key,
-                tenant=caller.tenant,
+                tenant=caller.tenant, confined=True,
             )  # fmt: skip
         return submitted(job.id, job.created)
     raise UnsupportedMediaError(
