@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 # torch first, pinned: the local CPU wheel; a bare `torch` would pull gigabytes of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities bench-replication soak chaos demo clean
+.PHONY: install test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities bench-replication bench-scale soak chaos demo clean
 
 install: $(VENV)/.installed  ## create .venv with everything for CPU use (inference, training, API, dev tools)
 
@@ -54,6 +54,9 @@ bench-replication: install  ## what LEPTON_REDIS_WAIT_REPLICAS costs a submissio
 	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('intents@production')" \
 		2>/dev/null || $(VENV)/bin/lepton demo
 	$(PYTHON) bench/replication.py
+
+bench-scale: install  ## a 10,000,000-row Parquet dataset through the data store: Redis memory, producer RSS, submit time, texts/s
+	$(PYTHON) bench/scale.py --rows $(or $(ROWS),10000000)
 
 bench-embeddings: install  ## all-MiniLM-L6-v2 in the Engine vs sentence-transformers; a 100,000-text corpus through the queue
 	$(PYTHON) bench/embeddings.py

@@ -21,9 +21,10 @@ def _create(store: JobStore, tmp_path: Path, count: int = 10, chunk_size: int = 
 
 
 def _part(store: JobStore, job_id: str, chunk: int) -> PartRecord:
-    split = store.split(job_id, chunk)
-    rows = 3 if chunk < 3 else 1
-    return PartRecord(chunk, rows, 100 + split.start, "0" * 64)
+    """A part as a worker would record it for ``chunk`` (its rows: the chunk's share of the texts)."""
+    status = store.status(job_id)
+    rows = min(status.chunk_size, status.total_texts - chunk * status.chunk_size)
+    return PartRecord(chunk, rows, 100 + store.split(job_id, chunk).start, "0" * 64)
 
 
 def _complete(store: JobStore, job_id: str, chunk: int) -> bool:

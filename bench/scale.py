@@ -1,0 +1,231 @@
+"""Bulk jobs of any size: a large Parquet dataset through the data store, with Redis holding only bookkeeping.
+
+Real texts (SST-2 and BANKING77 dev sentences, repeated, each row with a unique id) are written as a Parquet
+dataset in the data store (a folder); ``lepton submit`` runs in a
+process of its own (its peak RSS and its wall time are the producer's); a worker with ``--processes`` pool processes
+runs a tiny BERT (2 layers, 32 wide, random weights: the coordination is measured, not the model). Sampled all
+along: Redis ``used_memory`` over its level before the job. At the end the output is read through its manifest and
+every id checked, once, in input order. A second job of ``--small-rows`` rows is submitted while the large one
+runs: how long it takes says what the window does for it. Writes bench/results/scale.md (and .json).
+
+    python bench/scale.py [--rows 10000000] [--processes 2] [--chunk-size 5000]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/queue.py would shadow the standard library's `queue`: keep this folder off the path, the repository on it
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.shared_data
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import redis  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from bench.shared_data import real_texts  # noqa: E402
+from lepton_runtime.jobs.bulk_data import BulkData  # noqa: E402
+from lepton_runtime.jobs.keys import JobKeys  # noqa: E402
+from lepton_runtime.registry import ModelRegistry  # noqa: E402
+from lepton_runtime.settings import LeptonSettings  # noqa: E402
+from producer import LeptonClient  # noqa: E402
+from workers.embedded import LocalRedis  # noqa: E402
+from workers.processes import WorkerProcess  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SAMPLE_INTERVAL_S = 0.2
+# `lepton submit` as a user runs it, then its own peak RSS (KiB) on the last line of stderr: VmHWM, the high-water
+# mark of this program's memory (ru_maxrss would count the parent's, which a fork copies and exec keeps)
+SUBMIT_AND_REPORT_RSS = """
+import re, sys
+from lepton_runtime.cli import main
+sys.argv = ["lepton", *sys.argv[1:]]
+try:
+    main()
+finally:
+    peak = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
+    print("peak rss KiB", peak, file=sys.stderr)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def tiny_model(registry: ModelRegistry, scratch: Path) -> str:
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, random weights, exported fp32 and published."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from export.publish import export_checkpoint
+    from lepton_runtime.training import default_base_model
+
+    checkpoint = scratch / "tiny"
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(checkpoint)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(default_base_model() / name, checkpoint / name)
+    return export_checkpoint(checkpoint, registry, "tiny", promote="production").reference
+
+
+def write_dataset(folder: Path, rows: int, row_group_rows: int, files: int) -> None:
+    """``rows`` real texts with ids ``r<row>`` as ``files`` Parquet files, in row groups of ``row_group_rows``."""
+    texts = real_texts(seed=7)
+    folder.mkdir(parents=True, exist_ok=True)
+    per_file = -(-rows // files)
+    with tqdm(total=rows, desc="dataset", unit="rows", unit_scale=True) as bar:
+        for index in range(files):
+            first, last = index * per_file, min(rows, (index + 1) * per_file)
+            schema = pa.schema([("id", pa.string()), ("text", pa.string())])
+            with pq.ParquetWriter(folder / f"part-{index:03d}.parquet", schema, compression="zstd") as writer:
+                for start in range(first, last, row_group_rows):
+                    stop = min(last, start + row_group_rows)
+                    ids = [f"r{row}" for row in range(start, stop)]
+                    body = [texts[row % len(texts)] for row in range(start, stop)]
+                    writer.write_table(pa.table({"id": ids, "text": body}, schema=schema))
+                    bar.update(stop - start)
+
+
+class MemorySampler(threading.Thread):
+    """Redis ``used_memory`` every SAMPLE_INTERVAL_S, from a baseline: its peak and its trace."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(daemon=True)
+        self.client = client
+        self.baseline = int(client.info("memory")["used_memory"])
+        self.peak = self.baseline
+        self.trace: list[tuple[float, int]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        while not self.stopped.wait(SAMPLE_INTERVAL_S):
+            used = int(self.client.info("memory")["used_memory"])
+            self.peak = max(self.peak, used)
+            self.trace.append((time.monotonic() - started, used - self.baseline))
+
+
+def commands_total(client: redis.Redis) -> int:
+    return sum(int(stats["calls"]) for stats in client.info("commandstats").values())
+
+
+def check_output(client: LeptonClient, job_id: str, rows: int) -> int:
+    """Every id once, in input order, read through the manifest (each part's sha256 checked); returns the rows."""
+    data: BulkData = client.bulk_data
+    manifest = data.manifest(client.jobs, job_id)
+    status = client.status(job_id)
+    fs, path = client.data.filesystem(status.output or "")
+    from lepton_runtime.jobs.parts import JobOutput
+
+    output = JobOutput(fs, path)
+    expected = 0
+    for part in tqdm(manifest.parts, desc="check", unit="parts"):
+        ids = output.read_part(part).column("id").to_pylist()
+        if ids != [f"r{row}" for row in range(expected, expected + len(ids))]:
+            raise AssertionError(f"part {part.name}: ids out of order or missing after row {expected}")
+        expected += len(ids)
+    if expected != rows:
+        raise AssertionError(f"the output has {expected} rows, the input {rows}")
+    return expected
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the large dataset")
+    parser.add_argument("--files", type=int, default=10, help="Parquet files it is written as")
+    parser.add_argument("--processes", type=int, default=2, help="worker pool processes")
+    parser.add_argument("--chunk-size", type=int, default=5000, help="rows per chunk (and per row group)")
+    parser.add_argument("--small-rows", type=int, default=1000, help="rows of the job submitted behind the large one")
+    parser.add_argument("--out", default=str(RESULTS / "scale.md"), help="report (markdown; .json beside it)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="lepton-scale-") as scratch_name:
+        scratch = Path(scratch_name)
+        registry = ModelRegistry(scratch / "models")
+        model = tiny_model(registry, scratch)
+        store = scratch / "data-store"
+        corpus = store / "tenants" / "default" / "corpus"
+        write_dataset(corpus, args.rows, args.chunk_size, args.files)
+        redis_server = LocalRedis(free_port(), scratch / "redis", appendonly=False)
+        url = redis_server.start()
+        env = {
+            **os.environ, "LEPTON_REDIS_URL": url, "LEPTON_MODEL_DIR": str(registry.root),
+            "LEPTON_DATA_STORE": str(store), "LEPTON_CHUNK_SIZE": str(args.chunk_size),
+        }  # fmt: skip
+        settings = LeptonSettings(redis_url=SecretStr(url), model_dir=registry.root, data_store=str(store))
+        worker = WorkerProcess(env, scratch / "worker.log", processes=args.processes, arguments=["--threads", "1"],
+                               name_prefix="scale", cwd=ROOT)  # fmt: skip
+        try:
+            worker.wait_ready()
+            probe = redis.Redis.from_url(url, decode_responses=True)
+            sampler = MemorySampler(probe)
+            sampler.start()
+            commands_before = commands_total(probe)
+            started = time.perf_counter()
+            submitted = subprocess.run(
+                [sys.executable, "-c", SUBMIT_AND_REPORT_RSS, "submit", str(corpus), "--model", model, "--no-wait"],
+                env=env, capture_output=True, text=True, check=True, cwd=ROOT,
+            )  # fmt: skip
+            submit_s = time.perf_counter() - started
+            producer_peak_mb = int(submitted.stderr.strip().splitlines()[-1].split()[-1]) / 1024
+            job_id = submitted.stdout.split()[0]
+            with LeptonClient(settings) as client:
+                after_submit = int(probe.info("memory")["used_memory"]) - sampler.baseline
+                while client.status(job_id).done_chunks < 3:
+                    time.sleep(0.5)  # the large job is under way: now the small one
+                small_started = time.perf_counter()
+                small = client.submit_bulk(
+                    [f"small job text {index}" for index in range(args.small_rows)], model=model, chunk_size=500
+                )
+                small_status = small.wait(600)
+                small_s = time.perf_counter() - small_started
+                with tqdm(total=args.rows, desc="large job", unit="texts", unit_scale=True) as bar:
+                    status = client.wait(job_id, None, on_progress=lambda s: bar.update(s.done_texts - bar.n))
+                sampler.stopped.set()
+                sampler.join()
+                commands = commands_total(probe) - commands_before
+                rows_out = check_output(client, job_id, args.rows)
+                keys = JobKeys(job_id)
+                job_bytes = sum(int(probe.memory_usage(key) or 0) for key in keys.all())
+        finally:
+            worker.stop()
+            redis_server.stop()
+        elapsed_s = (status.finished_at or 0) - (status.started_at or 0)
+        report = {
+            "rows": args.rows, "chunks": status.total_chunks, "chunk_size": args.chunk_size,
+            "processes": args.processes, "state": status.state, "rows_checked": rows_out,
+            "submit_s": round(submit_s, 2), "producer_peak_rss_mb": round(producer_peak_mb, 1),
+            "redis_peak_over_baseline_mb": round((sampler.peak - sampler.baseline) / 1e6, 2),
+            "redis_after_submit_mb": round(after_submit / 1e6, 2), "job_keys_bytes_at_end": job_bytes,
+            "bytes_per_chunk": round(job_bytes / status.total_chunks, 1),
+            "redis_commands": commands, "redis_commands_per_chunk": round(commands / status.total_chunks, 1),
+            "texts_per_s": round(args.rows / elapsed_s, 1), "run_s": round(elapsed_s, 1),
+            "small_job_rows": args.small_rows, "small_job_state": small_status.state, "small_job_s": round(small_s, 2),
+        }  # fmt: skip
+    print(json.dumps(report, indent=2))
+    Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"figures -> {Path(args.out).with_suffix('.json')}; the capacity model in {args.out} quotes them")
+
+
+if __name__ == "__main__":
+    main()
