@@ -72,11 +72,11 @@ def plan_input(
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         items: Any = read_items(path, text_field=text_field, id_field=id_field)
-        label = str(path)
+        label = field = str(path)
     else:
-        items, label = items_from_texts(source), "<list>"
+        items, label, field = items_from_texts(source), "<list>", "texts"
     location = store.inline_input(tenant, job_id)
-    inline = store.write_items(location, items, chunk_size)
+    inline = store.write_items(location, items, chunk_size, source=field)
     job_input = JobInput(location, [inline.file], "text", "id")
     return PlannedInput(job_input, iter(inline.splits), inline.rows, label, written=location)
 

@@ -110,9 +110,11 @@ class DataStore:
         return normal == prefix or normal.startswith(prefix.rstrip("/") + "/")
 
     # -- inline texts ------------------------------------------------------------------------------
-    def write_items(self, location: str, items: Iterable[tuple[str, Any]], chunk_size: int) -> InlineDataset:
+    def write_items(
+        self, location: str, items: Iterable[tuple[str, Any]], chunk_size: int, *, source: str = "texts"
+    ) -> InlineDataset:
         """Write ``(id, text)`` items as JSON lines at ``location`` (whole or not at all), one split per
-        ``chunk_size`` rows; InvalidInputError when there is none."""
+        ``chunk_size`` rows; InvalidInputError naming ``source`` when there is none."""
         fs, path = self.filesystem(location)
         splits: list[Split] = []
         rows = offset = start = 0
@@ -140,7 +142,7 @@ class DataStore:
                 fs.rm(scratch)
         if not rows:
             raise InvalidInputError(
-                "texts: no texts to classify; give at least one", issues=[InputIssue("texts", "empty")]
+                f"{source}: no texts to classify; give at least one", issues=[InputIssue(source, "empty")]
             )
         return InlineDataset(DatasetFile(path, "jsonl", None, offset), splits, rows)
 

@@ -431,15 +431,21 @@ def test_a_full_redis_refuses_submissions_whole_and_work_resumes_when_memory_fre
     jobs_before = redis_client.zcard(JOB_INDEX_KEY)
     keys_before = set(redis_client.scan_iter(f"{REDIS_KEY_PREFIX}job:*", count=1000))
     used = int(redis_client.info("memory")["used_memory"])
-    redis_client.config_set("maxmemory", used + (1 << 20))  # 1 MiB of room; the job's inputs need more
+    # 1 MiB of room: a job of 8,000 chunks needs more (its bookkeeping: about 250 bytes a chunk)
+    redis_client.config_set("maxmemory", used + (1 << 20))
+    inline_inputs = fleet.client.data.tenant_root("default") + "/inputs"
+    files_before = set(os.listdir(inline_inputs)) if os.path.isdir(inline_inputs) else set()
     try:
         with pytest.raises(BrokerFullError, match="maxmemory") as refused:
-            fleet.client.submit_bulk(texts, model="tiny", chunk_size=500)
-        answer = fleet.api.http.post("/v1/jobs", json={"texts": texts, "model": "tiny"}, headers=AUTH)
+            fleet.client.submit_bulk(texts, model="tiny", chunk_size=5)
+        body = {"texts": texts, "model": "tiny", "chunk_size": 5}
+        answer = fleet.api.http.post("/v1/jobs", json=body, headers=AUTH)
         assert answer.status_code == 507 and answer.json()["error"]["code"] == "broker_full", answer.text[:300]
         assert redis_client.zcard(JOB_INDEX_KEY) == jobs_before, "no job was handed out"
         keys_after = set(redis_client.scan_iter(f"{REDIS_KEY_PREFIX}job:*", count=1000))
         assert keys_after == keys_before, "nothing half-written"
+        files_after = set(os.listdir(inline_inputs)) if os.path.isdir(inline_inputs) else set()
+        assert files_after == files_before, "the texts written to the data store for it were removed"
     finally:
         redis_client.config_set("maxmemory", 0)
     job = fleet.client.submit_bulk(texts, model="tiny", chunk_size=500)  # the same submission, memory freed
