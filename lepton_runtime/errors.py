@@ -20,7 +20,7 @@
     ├── BrokerUnavailableError     broker_unavailable     503  Redis does not answer (transient)
     │   └── BrokerFullError        broker_full            507  Redis is at its maxmemory and refuses writes (transient)
     ├── ModelStoreUnavailableError store_unavailable      503  the object store does not answer (transient)
-    │   └── DataStoreUnavailableError  data_store_unavailable 503  the data store of bulk jobs does not answer (transient)
+    │   └── DataStoreUnavailableError  data_store_unavailable 503  the bulk data store does not answer (transient)
     ├── QueueFullError             queue_full             429  a queue holds too many waiting messages (transient)
     │   └── QuotaExceededError     quota_exceeded         429  a tenant has its quota of waiting requests (transient)
     ├── JobNotFoundError           unknown_job            404  no job with that id (or it expired)
