@@ -129,6 +129,12 @@ def commands_total(client: redis.Redis) -> int:
     return sum(int(stats["calls"]) for stats in client.info("commandstats").values())
 
 
+def cpu_seconds(client: redis.Redis) -> float:
+    """CPU time the Redis server has used (user + system), main thread and all."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def check_output(client: LeptonClient, job_id: str, rows: int) -> int:
     """Every id once, in input order, read through the manifest (each part's sha256 checked); returns the rows."""
     data: BulkData = client.bulk_data
@@ -180,7 +186,7 @@ def main() -> None:
             probe = redis.Redis.from_url(url, decode_responses=True)
             sampler = MemorySampler(probe)
             sampler.start()
-            commands_before = commands_total(probe)
+            commands_before, cpu_before = commands_total(probe), cpu_seconds(probe)
             started = time.perf_counter()
             submitted = subprocess.run(
                 [sys.executable, "-c", SUBMIT_AND_REPORT_RSS, "submit", str(corpus), "--model", model, "--no-wait"],
@@ -203,7 +209,7 @@ def main() -> None:
                     status = client.wait(job_id, None, on_progress=lambda s: bar.update(s.done_texts - bar.n))
                 sampler.stopped.set()
                 sampler.join()
-                commands = commands_total(probe) - commands_before
+                commands, redis_cpu_s = commands_total(probe) - commands_before, cpu_seconds(probe) - cpu_before
                 rows_out = check_output(client, job_id, args.rows)
                 keys = JobKeys(job_id)
                 job_bytes = sum(int(probe.memory_usage(key) or 0) for key in keys.all())
@@ -219,6 +225,8 @@ def main() -> None:
             "redis_after_submit_mb": round(after_submit / 1e6, 2), "job_keys_bytes_at_end": job_bytes,
             "bytes_per_chunk": round(job_bytes / status.total_chunks, 1),
             "redis_commands": commands, "redis_commands_per_chunk": round(commands / status.total_chunks, 1),
+            "redis_cpu_s": round(redis_cpu_s, 2),
+            "redis_cpu_ms_per_chunk": round(1000 * redis_cpu_s / status.total_chunks, 3),
             "texts_per_s": round(args.rows / elapsed_s, 1), "run_s": round(elapsed_s, 1),
             "small_job_rows": args.small_rows, "small_job_state": small_status.state, "small_job_s": round(small_s, 2),
         }  # fmt: skip

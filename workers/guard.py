@@ -5,6 +5,9 @@ the task raises a transient error -> retried with exponential backoff and full j
 it raises a permanent error       -> fails at once with the error's stable code
 it raises anything else           -> a bug: no retry, dead letter with the traceback
 the work is already settled       -> (another delivery finished it) a late failure records nothing
+the data store does not answer    -> an outage: after a pause the message is given back, as many times as it takes
+                                     (a bulk chunk reads and writes its rows there; no retry budget runs out while
+                                     the store is down, so a job outlives an outage without a manual step)
 Redis does not answer (refused, timed out, or the time limit struck while waiting on it)
                                   -> an outage, not the input's fault: the message is given back (redelivered
                                      once Redis answers, here or on another worker) and nothing is recorded,
@@ -22,6 +25,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from traceback import format_exc, walk_tb
 from typing import Any
@@ -36,6 +40,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from lepton_runtime.constants import INFERENCE_QUEUE, RETRY_BACKOFF_BASE_S, RETRY_BACKOFF_MAX_S
 from lepton_runtime.errors import (
     BrokerUnavailableError,
+    DataStoreUnavailableError,
     InternalError,
     InvalidInputError,
     LeptonError,
@@ -48,6 +53,8 @@ from workers.runtime import WorkerRuntime, current
 
 logger = logging.getLogger(__name__)
 
+# A task that found the data store out of reach waits this long before its message goes back to the queue (s).
+DATA_STORE_PAUSE_S = 2.0
 # Failures whose dead letter keeps the traceback: where the cause is in the code, not the input.
 TRACEBACK_KEPT = (InternalError, TaskTimeLimitError)
 
@@ -144,6 +151,13 @@ class LeptonTask(Task):  # type: ignore[misc]
                 )
                 raise Reject(f"Redis unreachable while running {task_id}", requeue=True) from error
             runtime.deliveries.finished(task_id, redelivered=redelivered)
+            if isinstance(error, DataStoreUnavailableError):
+                logger.warning(
+                    "%s %s: %s; the message goes back to the queue in %.0f s and runs again once the store answers",
+                    self.name, task_id, error, DATA_STORE_PAUSE_S,
+                )  # fmt: skip
+                time.sleep(DATA_STORE_PAUSE_S)  # a refused connection fails at once: not a hot loop meanwhile
+                raise Reject(f"data store unreachable while running {task_id}", requeue=True) from error
             retries = self.request.retries
             if is_transient(error) and retries < runtime.settings.max_retries:
                 countdown_s = get_exponential_backoff_interval(

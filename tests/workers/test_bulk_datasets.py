@@ -5,6 +5,7 @@ and a small job not stuck behind a large one."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,15 @@ from lepton_runtime.jobs.parts import MANIFEST_FILE
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
-from tests.store_fixtures import S3Server
+from tests.store_fixtures import S3Server, StoreLink
 from workers.processes import WorkerProcess
 
 pytestmark = pytest.mark.slow
 WAIT_S = 180
+# How long the data store is cut off in the outage test (s).
+OUTAGE_S = 8
+# The stretch over which two tenants' shares of the chunks done are counted (s).
+FAIRNESS_STRETCH_S = 10
 
 
 @pytest.fixture
@@ -119,3 +124,61 @@ def test_a_small_job_submitted_behind_a_large_one_finishes_first(
     assert small.wait(WAIT_S).state == "succeeded"
     assert client.status(large.id).state == "running"  # the large job's chunks did not all go before it
     assert client.cancel(large.id).state == "cancelled"
+
+
+def test_a_data_store_outage_holds_a_job_up_and_it_finishes_exactly_once_without_a_manual_step(
+    start_worker: Callable[..., WorkerProcess],
+    client: LeptonClient,
+    banking: LabelledTexts,
+    s3_server: S3Server,
+    bucket: str,
+    store_env: dict[str, str],
+) -> None:
+    link = StoreLink(s3_server.port).up()  # the store as the workers see it: cut for a while, then back
+    fs = s3fs.S3FileSystem(endpoint_url=s3_server.endpoint_url, skip_instance_cache=True)
+    texts = (banking.texts * 3)[:5000]
+    ids = [f"q{index}" for index in range(len(texts))]
+    _write_parquet(fs, f"{bucket}/tenants/default/queries.parquet", ids, texts, 100)
+    start_worker(concurrency=2, env={**store_env, "LEPTON_S3_ENDPOINT_URL": link.endpoint_url})
+    job = client.submit_bulk(f"{bucket}/tenants/default/queries.parquet", model="tiny", chunk_size=100)
+    while client.status(job.id).done_chunks < 5:
+        time.sleep(0.05)
+    link.down()
+    outage_started = time.monotonic()
+    while time.monotonic() - outage_started < OUTAGE_S:
+        assert client.status(job.id).state == "running"  # held up, not failed
+        time.sleep(0.5)
+    link.up()
+    status = job.wait(WAIT_S)
+    assert status.state == "succeeded" and status.failed_chunks == 0  # and no `lepton jobs retry` was needed
+    assert [row["id"] for row in client.results(job.id)] == ids
+    parts = [path for path in fs.ls(status.output or "") if path.endswith(".parquet")]
+    assert len(parts) == status.total_chunks == 50  # no second part of any chunk
+
+
+@pytest.mark.parametrize(("weights", "alpha_share"), [({}, 0.5), ({"alpha": 3.0}, 0.75)])
+def test_tenants_running_large_jobs_share_the_workers_by_weight(
+    start_worker: Callable[..., WorkerProcess],
+    queue_settings: LeptonSettings,
+    banking: LabelledTexts,
+    weights: dict[str, float],
+    alpha_share: float,
+) -> None:
+    """Over a stretch of time, each tenant's job gets chunks done in proportion to its weight (windows of 4 x weight
+    in one FIFO queue)."""
+    start_worker(concurrency=1)
+    with LeptonClient(queue_settings.model_copy(update={"tenant_weights": weights})) as client:
+        jobs = {
+            tenant: client.submit_bulk(banking.texts * 2, model="tiny", chunk_size=20, tenant=tenant)
+            for tenant in ("alpha", "beta")
+        }
+        while min(client.status(job.id).done_chunks for job in jobs.values()) < 5:
+            time.sleep(0.05)  # both under way
+        before = {tenant: client.status(job.id).done_chunks for tenant, job in jobs.items()}
+        time.sleep(FAIRNESS_STRETCH_S)  # the stretch measured, not a wait for an event
+        after = {tenant: client.status(job.id).done_chunks for tenant, job in jobs.items()}
+        for job in jobs.values():
+            client.cancel(job.id)
+    done = {tenant: after[tenant] - before[tenant] for tenant in jobs}
+    assert sum(done.values()) > 50, done
+    assert done["alpha"] / sum(done.values()) == pytest.approx(alpha_share, abs=0.1), done
