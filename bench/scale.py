@@ -6,7 +6,8 @@ process of its own (its peak RSS and its wall time are the producer's); a worker
 runs a tiny BERT (2 layers, 32 wide, random weights: the coordination is measured, not the model). Sampled all
 along: Redis ``used_memory`` over its level before the job. At the end the output is read through its manifest and
 every id checked, once, in input order. A second job of ``--small-rows`` rows is submitted while the large one
-runs: how long it takes says what the window does for it. Writes bench/results/scale.md (and .json).
+runs: how long it takes says what the window does for it. Writes the figures to bench/results/scale.json, which
+the capacity model (bench/results/scale.md) quotes.
 
     python bench/scale.py [--rows 10000000] [--processes 2] [--chunk-size 5000]
 """
@@ -162,7 +163,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="worker pool processes")
     parser.add_argument("--chunk-size", type=int, default=5000, help="rows per chunk (and per row group)")
     parser.add_argument("--small-rows", type=int, default=1000, help="rows of the job submitted behind the large one")
-    parser.add_argument("--out", default=str(RESULTS / "scale.md"), help="report (markdown; .json beside it)")
+    parser.add_argument("--out", default=str(RESULTS / "scale.json"), help="where the figures go (JSON)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lepton-scale-") as scratch_name:
@@ -231,8 +232,8 @@ def main() -> None:
             "small_job_rows": args.small_rows, "small_job_state": small_status.state, "small_job_s": round(small_s, 2),
         }  # fmt: skip
     print(json.dumps(report, indent=2))
-    Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"figures -> {Path(args.out).with_suffix('.json')}; the capacity model in {args.out} quotes them")
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"figures -> {args.out}; the capacity model (bench/results/scale.md) quotes them")
 
 
 if __name__ == "__main__":

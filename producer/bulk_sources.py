@@ -77,7 +77,7 @@ def plan_input(
         items, label, field = items_from_texts(source), "<list>", "texts"
     location = store.inline_input(tenant, job_id)
     inline = store.write_items(location, items, chunk_size, source=field)
-    job_input = JobInput(location, [inline.file], "text", "id")
+    job_input = JobInput(location, [inline.file], "text", "id", inline=True)
     return PlannedInput(job_input, iter(inline.splits), inline.rows, label, written=location)
 
 

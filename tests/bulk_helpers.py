@@ -29,7 +29,7 @@ def inline_job(
     items = ((str(index), text) for index, text in enumerate(texts))
     inline = data.write_items(data.inline_input(tenant, job_id), items, chunk_size)
     created_id, created = store.create(
-        JobInput(inline.file.path, [inline.file]), inline.splits, model=model_version.split("@")[0],
+        JobInput(inline.file.path, [inline.file], inline=True), inline.splits, model=model_version.split("@")[0],
         model_version=model_version, model_sha256=model_sha256, source="<list>",
         output=data.default_output(tenant, job_id), chunk_size=chunk_size, total_texts=inline.rows, job_id=job_id,
         **options,

@@ -63,7 +63,7 @@ class BulkData:
     # -- once a job succeeded ----------------------------------------------------------------------
     def commit(self, jobs: JobStore, job_id: str) -> OutputManifest:
         """Commit a succeeded job's manifest from the parts its chunks recorded (created once: a second commit
-        returns the first)."""
+        returns the first); the inline texts written for the job are removed then."""
         status = jobs.status(job_id)
         if status.state != "succeeded":
             raise JobStateError(f"job {job_id} is {status.state}; only a succeeded job's output is committed")
@@ -74,7 +74,12 @@ class BulkData:
         details = {"model_version": status.model_version, "model_sha256": status.model_sha256, "input": status.input,
                    "source": status.source, "tenant": status.tenant}  # fmt: skip
         output = self._output(status.output or "")
-        return self._call(lambda: output.commit(job_id, parts, details))
+        manifest = self._call(lambda: output.commit(job_id, parts, details))
+        job_input, _ = jobs.job_input(job_id)
+        if job_input.inline:  # every row is in the output now: the texts written for the job go
+            fs, path = self.store.filesystem(job_input.location)
+            self._call(lambda: fs.rm(path) if fs.exists(path) else None)
+        return manifest
 
     def manifest(self, jobs: JobStore, job_id: str) -> OutputManifest:
         """The committed manifest of a succeeded job (committed now if its last worker did not live to)."""

@@ -12,8 +12,8 @@ from typing import Any, Literal, cast
 
 import redis
 
-from lepton_runtime.constants import DEFAULT_BULK_WINDOW_CHUNKS, DEFAULT_JOB_TTL_S, DEFAULT_TENANT
-from lepton_runtime.errors import InvalidInputError, JobNotFoundError, JobStateError, JobTimeoutError
+from lepton_runtime.constants import DEFAULT_BULK_WINDOW_CHUNKS, DEFAULT_JOB_TTL_S, DEFAULT_TENANT, MAX_CHUNK_SIZE
+from lepton_runtime.errors import InputIssue, InvalidInputError, JobNotFoundError, JobStateError, JobTimeoutError
 from lepton_runtime.jobs import scripts
 from lepton_runtime.jobs.connection import write_then_wait
 from lepton_runtime.jobs.data_store import files_from_json, files_json
@@ -28,12 +28,15 @@ from lepton_runtime.jobs.keys import (
     tenant_job_index_key,
 )
 from lepton_runtime.jobs.owners import OWNER_FIELD
+from lepton_runtime.jobs.parts import PART_DIGITS
 from lepton_runtime.jobs.schemas import ChunkFailure, JobStatus, Progress
 from lepton_runtime.jobs.waiting import wait_until_finished
 
 StartDecision = Literal["run", "done", "failed", "cancelled", "missing"]
 # Splits written to Redis per round trip while a job is planned.
 SPLITS_PER_WRITE = 2000
+# Chunks of one job at most: its parts are named with six digits (jobs/parts.py), so they sort in chunk order.
+MAX_CHUNKS = 10**PART_DIGITS - 1
 # Failed chunks listed in a status (the counters hold the full number).
 MAX_FAILURES_SHOWN = 20
 _COUNTERS = ("done_texts", "done_chunks", "failed_chunks", "cancelled_chunks", "error_items", "chunk_runs")
@@ -47,6 +50,7 @@ class JobInput:
     files: list[DatasetFile]
     text_field: str = "text"
     id_field: str = "id"
+    inline: bool = False  # texts the producer wrote to the store for this job: removed once it succeeds
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,7 @@ class JobStore:
             "model_sha256": model_sha256,
             "source": source,
             "input": job_input.location,
+            "inline": "1" if job_input.inline else "0",
             "text_field": job_input.text_field,
             "id_field": job_input.id_field,
             "output": output,
@@ -295,28 +300,28 @@ class JobStore:
     def chunk_work(self, job_id: str, chunk: int) -> ChunkWork:
         """The model, input split and output of one chunk (one round trip)."""
         keys = JobKeys(job_id)
-        fields = ["model_version", "model_sha256", "input", "text_field", "id_field", "output"]
+        fields = ["model_version", "model_sha256", "input", "text_field", "id_field", "inline", "output"]
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(keys.record, fields)
             pipe.hget(keys.splits, str(chunk))
             pipe.get(keys.files)
-            (version, sha256, location, text_field, id_field, output), split, files = pipe.execute()
+            (version, sha256, location, text_field, id_field, inline, output), split, files = pipe.execute()
         if version is None or split is None or files is None:
             raise JobNotFoundError(f"job {job_id} has no chunk {chunk} (expired, or not a chunk of it)")
-        job_input = JobInput(location, files_from_json(files), text_field, id_field)
+        job_input = JobInput(location, files_from_json(files), text_field, id_field, inline == "1")
         return ChunkWork(job_id, chunk, version, sha256, job_input, split_from_field(split), output)
 
     def job_input(self, job_id: str) -> tuple[JobInput, str]:
         """A job's input and its output location."""
         keys = JobKeys(job_id)
-        fields = ["input", "text_field", "id_field", "output"]
+        fields = ["input", "text_field", "id_field", "inline", "output"]
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(keys.record, fields)
             pipe.get(keys.files)
-            (location, text_field, id_field, output), files = pipe.execute()
+            (location, text_field, id_field, inline, output), files = pipe.execute()
         if location is None or files is None:
             raise self._not_found(job_id)
-        return JobInput(location, files_from_json(files), text_field, id_field), output
+        return JobInput(location, files_from_json(files), text_field, id_field, inline == "1"), output
 
     def split(self, job_id: str, chunk: int) -> Split:
         raw = self.redis.hget(JobKeys(job_id).splits, str(chunk))
@@ -422,6 +427,12 @@ class JobStore:
 
         self.redis.set(keys.files, files_json(job_input.files), ex=self.ttl_s)
         for split in splits:
+            if chunks >= MAX_CHUNKS:
+                raise InvalidInputError(
+                    f"the dataset makes more than {MAX_CHUNKS:,} chunks; give a larger chunk size (up to "
+                    f"{MAX_CHUNK_SIZE:,} rows), or split it into several jobs",
+                    issues=[InputIssue("chunk_size", "too small for the dataset")],
+                )
             page[str(chunks)] = split_field(split)
             chunks += 1
             if split.row_group is not None:

@@ -51,6 +51,7 @@ def test_a_chunk_is_classified_once_with_its_errors_in_place(
     status = store.status(job_id)
     assert (status.state, status.done_texts, status.error_items, status.chunk_runs) == ("succeeded", 10, 1, 2)
     manifest = data.manifest(store, job_id)  # committed by the last chunk's run
+    assert not Path(store.job_input(job_id)[0].location).exists(), "the texts written for it went with the commit"
     assert [part.rows for part in manifest.parts] == [5, 5] and manifest.details["model_version"] == published.reference
     rows = [json.loads(line) for line in data.rows(store, job_id)]
     assert [row["id"] for row in rows] == [str(i) for i in range(10)]
