@@ -67,6 +67,7 @@ def plan_input(
                 issues=[InputIssue("source", "not in the data store")],
             )
         dataset = Dataset.open(location, **store.storage_options(location))
+        dataset.check_text_field(text_field)
         job_input = JobInput(location, dataset.files, text_field, id_field)
         return PlannedInput(job_input, dataset.plan(chunk_size), None, location)
     if isinstance(source, str | os.PathLike):

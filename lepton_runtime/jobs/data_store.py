@@ -29,8 +29,10 @@ from lepton_runtime.errors import DataStoreUnavailableError, ForbiddenError, Inp
 from lepton_runtime.jobs.datasets import DatasetFile, Split
 
 S3_SCHEME = "s3://"
-# What an S3 client waits for a connection, and how often it tries, before the chunk is retried later instead.
+# What an S3 client waits for a connection and for an answer, and how often it tries, before the chunk is retried
+# later instead.
 CONNECT_TIMEOUT_S = 3
+READ_TIMEOUT_S = 10
 ATTEMPTS = 2
 TENANTS_FOLDER = "tenants"
 INPUTS_FOLDER = "inputs"
@@ -65,7 +67,11 @@ class DataStore:
         return {
             "endpoint_url": self.endpoint_url,
             "use_listings_cache": False,
-            "config_kwargs": {"connect_timeout": CONNECT_TIMEOUT_S, "retries": {"max_attempts": ATTEMPTS}},
+            "config_kwargs": {
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "read_timeout": READ_TIMEOUT_S,
+                "retries": {"max_attempts": ATTEMPTS},
+            },
         }
 
     def filesystem(self, location: str) -> tuple[fsspec.AbstractFileSystem, str]:

@@ -130,6 +130,26 @@ class Dataset:
                     yield Split(index, start, min(start + range_bytes, file.size_bytes), first_row=first_row)
             first_row = None  # the rows of a line file are counted when read
 
+    def check_text_field(self, text_field: str) -> None:
+        """InvalidInputError naming the file when a file's columns (a Parquet footer, a CSV header) or its first JSON
+        line lack ``text_field``: found at submit, not by every chunk of a running job."""
+        for file in self.files:
+            if file.format == "parquet" and file.compression is None:
+                names = pq.ParquetFile(self.fs.open(file.path)).schema_arrow.names
+            elif file.format == "csv":
+                names = self._csv_header(file)
+            else:
+                with self.fs.open(file.path, "rb") as raw:
+                    stream: Any = pa.CompressedInputStream(raw, file.compression) if file.compression else raw
+                    first = _read_line(io.BufferedReader(stream), file, 0)
+                names = list(_json_row_fields(file, first))
+            if text_field not in names:
+                raise InvalidInputError(
+                    f"{file.path}: no {text_field!r} column (columns: {', '.join(map(str, names)) or 'none'}); name "
+                    "the text column (--text-field)",
+                    issues=[InputIssue("text_field", f"not a column of {file.path}")],
+                )
+
     def read(self, split: Split, *, text_field: str = "text", id_field: str = "id") -> list[tuple[str | None, str]]:
         """The ``(id or None, text)`` rows of one split, in file order; InvalidInputError naming the file and the
         row for a row without its text field."""
@@ -261,6 +281,20 @@ def _json_row(file: DatasetFile, line: bytes, text_field: str, id_field: str) ->
         )
     identity = row.get(id_field)
     return (None if identity is None else str(identity), row[text_field])
+
+
+def _json_row_fields(file: DatasetFile, line: bytes) -> list[str]:
+    """The fields of a JSON-lines file's first row (none for an empty file)."""
+    if not line.strip():
+        return []
+    try:
+        row = json.loads(_text(file, line))
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(
+            f"{file.path}: the first line is not JSON ({error.msg}); each line must be one object",
+            issues=[InputIssue(file.path, "not JSON lines")],
+        ) from None
+    return [str(name) for name in row] if isinstance(row, dict) else []
 
 
 def _csv_rows(

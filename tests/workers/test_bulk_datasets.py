@@ -140,7 +140,9 @@ def test_a_data_store_outage_holds_a_job_up_and_it_finishes_exactly_once_without
     ids = [f"q{index}" for index in range(len(texts))]
     _write_parquet(fs, f"{bucket}/tenants/default/queries.parquet", ids, texts, 100)
     start_worker(concurrency=2, env={**store_env, "LEPTON_S3_ENDPOINT_URL": link.endpoint_url})
-    job = client.submit_bulk(f"{bucket}/tenants/default/queries.parquet", model="tiny", chunk_size=100)
+    job = client.submit_bulk(
+        f"{bucket}/tenants/default/queries.parquet", model="tiny", chunk_size=100, text_field="body", id_field="doc"
+    )
     while client.status(job.id).done_chunks < 5:
         time.sleep(0.05)
     link.down()
@@ -169,7 +171,7 @@ def test_tenants_running_large_jobs_share_the_workers_by_weight(
     start_worker(concurrency=1)
     with LeptonClient(queue_settings.model_copy(update={"tenant_weights": weights})) as client:
         jobs = {
-            tenant: client.submit_bulk(banking.texts * 2, model="tiny", chunk_size=20, tenant=tenant)
+            tenant: client.submit_bulk(banking.texts * 50, model="tiny", chunk_size=10, tenant=tenant)  # 9,600 chunks
             for tenant in ("alpha", "beta")
         }
         while min(client.status(job.id).done_chunks for job in jobs.values()) < 5:
@@ -180,5 +182,5 @@ def test_tenants_running_large_jobs_share_the_workers_by_weight(
         for job in jobs.values():
             client.cancel(job.id)
     done = {tenant: after[tenant] - before[tenant] for tenant in jobs}
-    assert sum(done.values()) > 50, done
+    assert sum(done.values()) > 50 and all(after[t] < 9600 for t in jobs), (done, "both ran all the stretch")
     assert done["alpha"] / sum(done.values()) == pytest.approx(alpha_share, abs=0.1), done

@@ -101,3 +101,17 @@ def test_a_dataset_in_an_s3_bucket_reads_as_one_in_a_folder(
     )
     remote = Dataset.open(f"{object_store.url}/corpus/", **store)
     assert rows_of(remote, 64)[1] == rows_of(Dataset.open(str(local)), 64)[1] == [(None, t) for t in texts]
+
+
+def test_a_missing_text_column_is_named_at_submit_from_footers_headers_and_first_lines(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"id": ["1"], "body": ["a text"]}), tmp_path / "a.parquet")
+    (tmp_path / "b.csv").write_text("id,body\n1,a text\n")
+    (tmp_path / "c.jsonl").write_text('{"id": 1, "body": "a text"}\n')
+    for name in ("a.parquet", "b.csv", "c.jsonl"):
+        dataset = Dataset.open(str(tmp_path / name))
+        dataset.check_text_field("body")
+        with pytest.raises(InvalidInputError, match=rf"{name}: no 'text' column \(columns: .*body"):
+            dataset.check_text_field("text")
+    (tmp_path / "d.jsonl").write_text("not json\n")
+    with pytest.raises(InvalidInputError, match="first line is not JSON"):
+        Dataset.open(str(tmp_path / "d.jsonl")).check_text_field("text")
