@@ -57,8 +57,13 @@ def plan_input(
     id_field: str,
     confined: bool,
 ) -> PlannedInput:
-    """Plan ``source`` into chunks of about ``chunk_size`` rows (InvalidInputError naming what is wrong)."""
-    if isinstance(source, str | os.PathLike) and is_dataset_location(source):
+    """Plan ``source`` into chunks of about ``chunk_size`` rows (InvalidInputError naming what is wrong).
+
+    ``confined`` (the HTTP API): a ``str`` is always a location in the tenant's part of the data store, never a path
+    of this machine; a ``Path`` is a file the API itself received (an upload)."""
+    if isinstance(source, str | os.PathLike) and (
+        is_dataset_location(source) or (confined and isinstance(source, str))
+    ):
         location = store.resolve(str(source), tenant, field="source", confined=confined)
         if store.remote and not location.startswith(S3_SCHEME):
             raise InvalidInputError(

@@ -112,8 +112,14 @@ class DataStore:
 
     @staticmethod
     def inside(location: str, prefix: str) -> bool:
-        normal = posixpath.normpath(location.rstrip("/"))
-        return normal == prefix or normal.startswith(prefix.rstrip("/") + "/")
+        """Whether ``location`` is ``prefix`` or lies under it (same scheme, paths compared normalised)."""
+
+        def parts(text: str) -> tuple[str, str]:
+            scheme, _, path = text.rpartition("://")
+            return scheme, posixpath.normpath("/" + path.strip("/"))
+
+        (scheme, path), (prefix_scheme, prefix_path) = parts(location), parts(prefix)
+        return scheme == prefix_scheme and (path == prefix_path or path.startswith(prefix_path.rstrip("/") + "/"))
 
     # -- inline texts ------------------------------------------------------------------------------
     def write_items(

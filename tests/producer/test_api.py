@@ -383,3 +383,38 @@ def test_schemathesis_with_all_checks_and_its_stateful_phase_finds_no_failure(
             print(f"schemathesis, token {scopes}: {counts[0]}")  # shown with -s: the figures the README quotes
     finally:
         api.stop()
+
+
+def test_a_dataset_job_reads_and_writes_only_in_the_callers_part_of_the_data_store(
+    api: RunningApi,
+    client: LeptonClient,
+    start_worker: Callable[..., WorkerProcess],
+    banking: LabelledTexts,
+    queue_env: dict[str, str],
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    own = Path(queue_env["LEPTON_DATA_STORE"]) / "tenants" / "default"
+    (own / "corpus").mkdir(parents=True)
+    ids = [f"d{index}" for index in range(300)]
+    pq.write_table(pa.table({"id": ids, "text": banking.texts[:300]}), own / "corpus" / "a.parquet", row_group_size=50)
+    other = own.parent / "someone-else"
+    other.mkdir()
+    pq.write_table(pa.table({"text": ["private"]}), other / "secret.parquet")
+    for source, status in [("/etc/hostname", 403), (str(other / "secret.parquet"), 403), ("corpus/../../x", 422)]:
+        answer = api.http.post("/v1/jobs", json={"source": source, "model": "tiny"}, headers=AUTH)
+        assert answer.status_code == status, (source, answer.text)
+    outside_out = {"source": "corpus/", "model": "tiny", "out": str(other / "run")}
+    assert api.http.post("/v1/jobs", json=outside_out, headers=AUTH).status_code == 403
+    assert not (other / "run").exists()
+
+    start_worker()
+    answer = api.http.post("/v1/jobs", json={"source": "corpus/", "model": "tiny", "out": "run-1/"}, headers=AUTH)
+    assert answer.status_code == 201, answer.text
+    job_id = answer.json()["job_id"]
+    assert client.wait(job_id, 120).state == "succeeded"
+    rows = api.http.get(f"/v1/jobs/{job_id}/rows", params={"limit": 1000}, headers=AUTH).json()["rows"]
+    assert [row["id"] for row in rows] == ids
+    assert (own / "run-1" / "_manifest.json").is_file()
+    assert pq.read_table(own / "run-1").column("id").to_pylist() == ids
