@@ -30,7 +30,9 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from typing import Any  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import redis  # noqa: E402
@@ -38,6 +40,7 @@ from pydantic import SecretStr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.shared_data import real_texts  # noqa: E402
+from lepton_runtime.inference import Engine  # noqa: E402
 from lepton_runtime.jobs.bulk_data import BulkData  # noqa: E402
 from lepton_runtime.jobs.keys import JobKeys  # noqa: E402
 from lepton_runtime.registry import ModelRegistry  # noqa: E402
@@ -49,6 +52,8 @@ from workers.processes import WorkerProcess  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SAMPLE_INTERVAL_S = 0.2
+# With --task embedding: one output vector in this many is compared with the engine's in process.
+VECTOR_SAMPLE_EVERY = 1000
 # `lepton submit` as a user runs it, then its own peak RSS (KiB) on the last line of stderr: VmHWM, the high-water
 # mark of this program's memory (ru_maxrss would count the parent's, which a fork copies and exec keeps)
 SUBMIT_AND_REPORT_RSS = """
@@ -87,6 +92,32 @@ def tiny_model(registry: ModelRegistry, scratch: Path) -> str:
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(default_base_model() / name, checkpoint / name)
     return export_checkpoint(checkpoint, registry, "tiny", promote="production").reference
+
+
+def tiny_encoder(registry: ModelRegistry, scratch: Path) -> str:
+    """A 2-layer, 32-wide BERT as a sentence-transformers model (mean pooling, normalised), exported as an embedding
+    model and published: 32-float vectors."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from export.publish import export_checkpoint
+    from lepton_runtime.training import default_base_model
+
+    directory = scratch / "tiny-encoder"
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512,
+    )  # fmt: skip
+    torch.manual_seed(1)
+    BertModel(config).save_pretrained(directory)
+    minilm = default_base_model()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "modules.json"):
+        shutil.copy(minilm / name, directory / name)
+    (directory / "1_Pooling").mkdir()
+    pooling = json.loads((minilm / "1_Pooling" / "config.json").read_text()) | {"word_embedding_dimension": 32}
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+    return export_checkpoint(directory, registry, "tiny-embed", task="embedding", promote="production").reference
 
 
 def write_dataset(folder: Path, rows: int, row_group_rows: int, files: int) -> None:
@@ -136,8 +167,10 @@ def cpu_seconds(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def check_output(client: LeptonClient, job_id: str, rows: int) -> int:
-    """Every id once, in input order, read through the manifest (each part's sha256 checked); returns the rows."""
+def check_output(client: LeptonClient, job_id: str, rows: int, engine: Any = None) -> tuple[int, float | None]:
+    """Every id once, in input order, read through the manifest (each part's sha256 checked); with an embedding
+    ``engine``, the vectors of one row in 1,000 against the engine's in process. Returns the rows and the largest
+    difference of a vector component (None without an engine)."""
     data: BulkData = client.bulk_data
     manifest = data.manifest(client.jobs, job_id)
     status = client.status(job_id)
@@ -145,15 +178,23 @@ def check_output(client: LeptonClient, job_id: str, rows: int) -> int:
     from lepton_runtime.jobs.parts import JobOutput
 
     output = JobOutput(fs, path)
-    expected = 0
+    texts = real_texts(seed=7)
+    expected, largest = 0, None
     for part in tqdm(manifest.parts, desc="check", unit="parts"):
-        ids = output.read_part(part).column("id").to_pylist()
+        table = output.read_part(part)
+        ids = table.column("id").to_pylist()
         if ids != [f"r{row}" for row in range(expected, expected + len(ids))]:
             raise AssertionError(f"part {part.name}: ids out of order or missing after row {expected}")
+        if engine is not None:
+            sample = list(range(0, len(ids), VECTOR_SAMPLE_EVERY))
+            vectors = table.column("embedding").take(sample).to_pylist()
+            wanted = engine.embed([texts[(expected + i) % len(texts)] for i in sample])
+            difference = float(abs(np.asarray(vectors, np.float32) - wanted).max())
+            largest = difference if largest is None else max(largest, difference)
         expected += len(ids)
     if expected != rows:
         raise AssertionError(f"the output has {expected} rows, the input {rows}")
-    return expected
+    return expected, largest
 
 
 def main() -> None:
@@ -163,13 +204,14 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="worker pool processes")
     parser.add_argument("--chunk-size", type=int, default=5000, help="rows per chunk (and per row group)")
     parser.add_argument("--small-rows", type=int, default=1000, help="rows of the job submitted behind the large one")
+    parser.add_argument("--task", choices=["classification", "embedding"], default="classification", help="the model")
     parser.add_argument("--out", default=str(RESULTS / "scale.json"), help="where the figures go (JSON)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lepton-scale-") as scratch_name:
         scratch = Path(scratch_name)
         registry = ModelRegistry(scratch / "models")
-        model = tiny_model(registry, scratch)
+        model = tiny_encoder(registry, scratch) if args.task == "embedding" else tiny_model(registry, scratch)
         store = scratch / "data-store"
         corpus = store / "tenants" / "default" / "corpus"
         write_dataset(corpus, args.rows, args.chunk_size, args.files)
@@ -211,7 +253,8 @@ def main() -> None:
                 sampler.stopped.set()
                 sampler.join()
                 commands, redis_cpu_s = commands_total(probe) - commands_before, cpu_seconds(probe) - cpu_before
-                rows_out = check_output(client, job_id, args.rows)
+                engine = Engine(registry.resolve(model).path, intra_op_threads=1) if args.task == "embedding" else None
+                rows_out, vector_difference = check_output(client, job_id, args.rows, engine)
                 keys = JobKeys(job_id)
                 job_bytes = sum(int(probe.memory_usage(key) or 0) for key in keys.all())
         finally:
@@ -219,7 +262,7 @@ def main() -> None:
             redis_server.stop()
         elapsed_s = (status.finished_at or 0) - (status.started_at or 0)
         report = {
-            "rows": args.rows, "chunks": status.total_chunks, "chunk_size": args.chunk_size,
+            "task": args.task, "rows": args.rows, "chunks": status.total_chunks, "chunk_size": args.chunk_size,
             "processes": args.processes, "state": status.state, "rows_checked": rows_out,
             "submit_s": round(submit_s, 2), "producer_peak_rss_mb": round(producer_peak_mb, 1),
             "redis_peak_over_baseline_mb": round((sampler.peak - sampler.baseline) / 1e6, 2),
@@ -229,6 +272,7 @@ def main() -> None:
             "redis_cpu_s": round(redis_cpu_s, 2),
             "redis_cpu_ms_per_chunk": round(1000 * redis_cpu_s / status.total_chunks, 3),
             "texts_per_s": round(args.rows / elapsed_s, 1), "run_s": round(elapsed_s, 1),
+            "largest_vector_difference_vs_engine": vector_difference,
             "small_job_rows": args.small_rows, "small_job_state": small_status.state, "small_job_s": round(small_s, 2),
         }  # fmt: skip
     print(json.dumps(report, indent=2))

@@ -45,7 +45,7 @@ def _names_a_dataset(raw: bytes) -> bool:
     """Whether a JSON body names a dataset (``source``) rather than giving texts."""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON (or nested past the parser): the texts' schema says what is wrong
         return False
     return isinstance(body, dict) and "source" in body
 
