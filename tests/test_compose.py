@@ -61,18 +61,21 @@ def test_the_cpu_fleet_validates_with_every_port_on_loopback_and_a_healthcheck_e
     assert services["worker-cpu"]["build"]["target"] == "inference", "inference images carry no torch"
 
 
-def test_models_travel_through_the_object_store_with_its_bucket_made_at_start() -> None:
+def test_models_and_bulk_data_travel_through_the_object_store_with_its_buckets_made_at_start() -> None:
     services = fleet("gpu")["services"]
     for name in ("api", "worker-cpu", "worker-gpu", "trainer", "trainer-gpu", "flower"):
         environment = services[name]["environment"]
         assert environment["LEPTON_MODEL_STORE"] == "s3://lepton-models/registry", name
+        assert environment["LEPTON_DATA_STORE"] == "s3://lepton-data/store", f"{name}: no data store the API shares"
         assert environment["AWS_SECRET_ACCESS_KEY"] == "store-secret", name
         assert services[name]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully", name
         mounts = [
             str(volume.get("target") if isinstance(volume, dict) else volume) for volume in services[name]["volumes"]
         ]
         assert not any("/models" in mount for mount in mounts), f"{name} still mounts a shared model volume"
-    assert "mc mb --ignore-existing store/lepton-models" in " ".join(services["minio-init"]["entrypoint"])
+    assert "mc mb --ignore-existing store/lepton-models store/lepton-data" in " ".join(
+        services["minio-init"]["entrypoint"]
+    )
     assert services["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == "store-secret"
 
 
