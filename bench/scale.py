@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -76,47 +75,19 @@ def free_port() -> int:
 
 def tiny_model(registry: ModelRegistry, scratch: Path) -> str:
     """A 2-layer, 32-wide BERT with MiniLM's tokenizer, random weights, exported fp32 and published."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
     from export.publish import export_checkpoint
-    from lepton_runtime.training import default_base_model
+    from export.tiny_models import tiny_classifier
 
-    checkpoint = scratch / "tiny"
-    config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
-    )  # fmt: skip
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(checkpoint)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(default_base_model() / name, checkpoint / name)
+    checkpoint = tiny_classifier(scratch / "tiny", ["negative", "positive"], seed=0)
     return export_checkpoint(checkpoint, registry, "tiny", promote="production").reference
 
 
 def tiny_encoder(registry: ModelRegistry, scratch: Path) -> str:
-    """A 2-layer, 32-wide BERT as a sentence-transformers model (mean pooling, normalised), exported as an embedding
-    model and published: 32-float vectors."""
-    import torch
-    from transformers import BertConfig, BertModel
-
+    """A 2-layer, 32-wide BERT as a sentence-transformers model, exported as an embedding model and published."""
     from export.publish import export_checkpoint
-    from lepton_runtime.training import default_base_model
+    from export.tiny_models import tiny_sentence_encoder
 
-    directory = scratch / "tiny-encoder"
-    config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=512,
-    )  # fmt: skip
-    torch.manual_seed(1)
-    BertModel(config).save_pretrained(directory)
-    minilm = default_base_model()
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "modules.json"):
-        shutil.copy(minilm / name, directory / name)
-    (directory / "1_Pooling").mkdir()
-    pooling = json.loads((minilm / "1_Pooling" / "config.json").read_text()) | {"word_embedding_dimension": 32}
-    (directory / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
-    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+    directory = tiny_sentence_encoder(scratch / "tiny-encoder", seed=1)
     return export_checkpoint(directory, registry, "tiny-embed", task="embedding", promote="production").reference
 
 

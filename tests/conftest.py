@@ -82,29 +82,11 @@ def banking() -> LabelledTexts:
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained 2-layer, 32-wide BERT checkpoint with MiniLM's tokenizer (a base to fine-tune)."""
-    from transformers import BertConfig, BertForSequenceClassification
+    """An untrained 2-layer, 32-wide BERT checkpoint with MiniLM's tokenizer (a base to fine-tune); seeded, so the
+    figures tests assert stay put."""
+    from export.tiny_models import tiny_classifier
 
-    from lepton_runtime.training import default_base_model
-
-    base = tmp_path_factory.mktemp("tiny-base")
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        num_labels=2,
-        id2label=dict(enumerate(BINARY_LABELS)),
-        label2id={label: i for i, label in enumerate(BINARY_LABELS)},
-    )
-    import torch
-
-    torch.manual_seed(0)  # the same random base on every run: the figures tests assert stay put
-    BertForSequenceClassification(config).save_pretrained(base)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(default_base_model() / name, base / name)
+    base = tiny_classifier(tmp_path_factory.mktemp("tiny-base"), BINARY_LABELS, seed=0)
     return base
 
 
@@ -154,25 +136,9 @@ def copy_of_published(tmp_path: Path, published: ModelVersion) -> ModelRegistry:
 @pytest.fixture(scope="session")
 def tiny_sentence_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained 2-layer, 32-wide BERT saved as a sentence-transformers model (mean pooling, normalised)."""
-    import torch
-    from transformers import BertConfig, BertModel
+    from export.tiny_models import tiny_sentence_encoder as build
 
-    from lepton_runtime.training import default_base_model
-
-    directory = tmp_path_factory.mktemp("tiny-sentence-encoder")
-    config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=512,
-    )  # fmt: skip
-    torch.manual_seed(1)
-    BertModel(config).save_pretrained(directory)
-    minilm = default_base_model()
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "modules.json"):
-        shutil.copy(minilm / name, directory / name)
-    (directory / "1_Pooling").mkdir()
-    pooling = json.loads((minilm / "1_Pooling" / "config.json").read_text()) | {"word_embedding_dimension": 32}
-    (directory / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
-    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+    directory = build(tmp_path_factory.mktemp("tiny-sentence-encoder"), seed=1)
     return directory
 
 
