@@ -55,8 +55,11 @@ bench-replication: install  ## what LEPTON_REDIS_WAIT_REPLICAS costs a submissio
 		2>/dev/null || $(VENV)/bin/lepton demo
 	$(PYTHON) bench/replication.py
 
-bench-scale: install  ## a 10,000,000-row Parquet dataset through the data store: Redis memory, producer RSS, submit time, texts/s
+bench-scale: install  ## a 10,000,000-row Parquet dataset through the data store: Redis memory, producer RSS, submit time, texts/s; MiniLM int8 through the store vs in process
 	$(PYTHON) bench/scale.py --rows $(or $(ROWS),10000000)
+	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('intents@production')" \
+		2>/dev/null || $(VENV)/bin/lepton demo
+	$(PYTHON) bench/store_speed.py
 
 bench-embeddings: install  ## all-MiniLM-L6-v2 in the Engine vs sentence-transformers; a 100,000-text corpus through the queue
 	$(PYTHON) bench/embeddings.py
