@@ -9,6 +9,7 @@ succeeded job without one commits it (the same content: a commit is created once
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import OrderedDict
@@ -77,9 +78,14 @@ class BulkData:
         manifest = self._call(lambda: output.commit(job_id, parts, details))
         job_input, _ = jobs.job_input(job_id)
         if job_input.inline:  # every row is in the output now: the texts written for the job go
-            fs, path = self.store.filesystem(job_input.location)
-            self._call(lambda: fs.rm(path) if fs.exists(path) else None)
+            self._call(lambda: self._remove(job_input.location))
         return manifest
+
+    def _remove(self, location: str) -> None:
+        """Remove a file that another commit (the last worker's, a reader's) may be removing at the same moment."""
+        fs, path = self.store.filesystem(location)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(path)
 
     def manifest(self, jobs: JobStore, job_id: str) -> OutputManifest:
         """The committed manifest of a succeeded job (committed now if its last worker did not live to)."""

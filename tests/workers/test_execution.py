@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -65,6 +66,23 @@ def test_a_chunk_is_classified_once_with_its_errors_in_place(
     table = pq.read_table(status.output)  # the output folder is one dataset
     assert table.column("id").to_pylist() == [str(i) for i in range(10)]
     assert table.column("position").to_pylist() == list(range(10))
+
+
+def test_commits_racing_on_a_succeeded_job_all_return_its_one_manifest(
+    redis_client: redis.Redis, published: ModelVersion, tmp_path: Path
+) -> None:
+    """The last chunk's worker and a reader may commit at the same moment: both get the manifest, neither fails on
+    the texts the other removed."""
+    store, data = JobStore(redis_client), BulkData(DataStore(str(tmp_path)))
+    job_id = _job(store, tmp_path, published, ["a card", "a refund", "a transfer"], chunk_size=1)
+    for chunk in range(3):
+        run_chunk(store, data, _engines(published), job_id, chunk, lambda job, chunks: None)
+    status = store.status(job_id)
+    (Path(status.output or "") / "_manifest.json").unlink()  # as if the last worker died before committing
+    Path(store.job_input(job_id)[0].location).write_text("")  # and before removing the job's texts
+    with ThreadPoolExecutor(8) as pool:
+        manifests = list(pool.map(lambda _: data.commit(store, job_id), range(8)))
+    assert len({manifest.to_json() for manifest in manifests}) == 1 and manifests[0].rows == 3
 
 
 def test_a_redelivered_chunk_whose_part_stands_records_that_part(
