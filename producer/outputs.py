@@ -1,5 +1,5 @@
 """Bulk job output files, by the file's extension: JSON lines for any task, ``.npy`` and ``.parquet`` for vectors
-(and Parquet for a classifier's labels too). Rows are written as they stream from Redis, so a 100,000-text job
+(and Parquet for a classifier's labels too). Rows are written as they stream from the job's parts, so a 100,000-text job
 never holds its output in memory, and the file gets its name only when whole.
 
 - ``.jsonl`` (or any other extension): one JSON object per input, in input order; an embedding row carries

@@ -38,10 +38,12 @@ end
 local function refill()
   if not open() then return {} end
   local f = redis.call('HMGET', record, 'window', 'weight', 'dispatched', 'inflight', 'total_chunks')
-  local base = math.max(tonumber(f[1]), 2 * redis.call('HLEN', fleet))
+  local total = tonumber(f[5])
+  -- a job recorded before windows (no such fields) had every chunk sent at submit: nothing to send
+  local dispatched, inflight = tonumber(f[3]) or total, tonumber(f[4]) or 0
+  local base = math.max(tonumber(f[1]) or 1, 2 * redis.call('HLEN', fleet))
   local jobs = math.max(1, tonumber(redis.call('HGET', running_jobs, tenant()) or '1'))
-  local allowed = math.max(1, math.ceil(base * tonumber(f[2]) / jobs))
-  local dispatched, inflight, total = tonumber(f[3]), tonumber(f[4]), tonumber(f[5])
+  local allowed = math.max(1, math.ceil(base * (tonumber(f[2]) or 1) / jobs))
   local sent = {}
   while inflight < allowed and dispatched < total do
     table.insert(sent, dispatched)
@@ -52,7 +54,8 @@ local function refill()
   return sent
 end
 local function settled()  -- a sent chunk is done or failed for good: its place in the window is free
-  if tonumber(chunk) < tonumber(redis.call('HGET', record, 'dispatched')) then
+  local dispatched = tonumber(redis.call('HGET', record, 'dispatched'))
+  if dispatched and tonumber(chunk) < dispatched then
     redis.call('HINCRBY', record, 'inflight', -1)
   end
 end
