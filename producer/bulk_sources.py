@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lepton_runtime.errors import InputIssue, InvalidInputError
-from lepton_runtime.jobs.data_store import S3_SCHEME, DataStore
+from lepton_runtime.jobs.data_store import S3_SCHEME, DataStore, store_errors
 from lepton_runtime.jobs.datasets import COMPRESSION_OF_SUFFIX, Dataset, Split
 from lepton_runtime.jobs.store import JobInput
 from producer.inputs import items_from_texts, read_items
@@ -71,10 +71,11 @@ def plan_input(
                 "there (or submit a single .jsonl/.csv file, which is uploaded)",
                 issues=[InputIssue("source", "not in the data store")],
             )
-        dataset = Dataset.open(location, **store.storage_options(location))
-        dataset.check_text_field(text_field)
+        with store_errors(store.root):
+            dataset = Dataset.open(location, **store.storage_options(location))
+            dataset.check_text_field(text_field)
         job_input = JobInput(location, dataset.files, text_field, id_field)
-        return PlannedInput(job_input, dataset.plan(chunk_size), None, location)
+        return PlannedInput(job_input, _planned(store, dataset, chunk_size), None, location)
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         items: Any = read_items(path, text_field=text_field, id_field=id_field)
@@ -87,13 +88,21 @@ def plan_input(
     return PlannedInput(job_input, iter(inline.splits), inline.rows, label, written=location)
 
 
+def _planned(store: DataStore, dataset: Dataset, chunk_size: int) -> Iterator[Split]:
+    """The dataset's splits as the job store takes them, the store's failures said as ours."""
+    with store_errors(store.root):
+        yield from dataset.plan(chunk_size)
+
+
 def output_location(store: DataStore, given: str | None, *, job_id: str, tenant: str, confined: bool) -> str:
     """Where the job writes its parts: ``given`` (a folder that holds no file yet), else the tenant's default."""
     if given is None:
         return store.default_output(tenant, job_id)
     location = store.resolve(given, tenant, field="out", confined=confined)
     fs, path = store.filesystem(location)
-    if fs.exists(path) and (not fs.isdir(path) or fs.ls(path, detail=False)):
+    with store_errors(store.root):
+        taken = fs.exists(path) and (not fs.isdir(path) or fs.ls(path, detail=False))
+    if taken:
         raise InvalidInputError(
             f"out: {given} already holds files; a job writes its parts into a folder of its own: give a new one",
             issues=[InputIssue("out", "not empty")],

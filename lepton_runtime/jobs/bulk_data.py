@@ -16,11 +16,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import botocore.exceptions
 import pyarrow as pa
 
-from lepton_runtime.errors import ChunkNotRunError, InvalidInputError, JobStateError
-from lepton_runtime.jobs.data_store import DataStore, unreachable
+from lepton_runtime.errors import ChunkNotRunError, JobStateError
+from lepton_runtime.jobs.data_store import DataStore, store_errors
 from lepton_runtime.jobs.datasets import Dataset
 from lepton_runtime.jobs.output_rows import json_lines
 from lepton_runtime.jobs.parts import JobOutput, OutputManifest, PartInfo, part_name
@@ -156,17 +155,9 @@ class BulkData:
         return JobOutput(fs, path)
 
     def _call(self, action: Callable[[], T]) -> T:
-        """Run a store operation: a missing file is the input's fault (permanent), anything else that fails to
-        reach the store is an outage (transient: the chunk runs again later)."""
-        try:
+        """Run a store operation (``store_errors`` says what its failure means)."""
+        with store_errors(self.store.root):
             return action()
-        except FileNotFoundError as error:
-            raise InvalidInputError(
-                f"{error.filename or error}: not in the data store any more (removed or moved after the job was "
-                "submitted); put it back, or submit the job again"
-            ) from error
-        except (OSError, botocore.exceptions.BotoCoreError) as error:
-            raise unreachable(self.store.root, error) from error
 
 
 def json_error_row(identity: str, detail: dict[str, str]) -> str:

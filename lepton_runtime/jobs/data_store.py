@@ -13,14 +13,16 @@ are exact and know their first row: no planning read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import botocore.exceptions
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
@@ -37,8 +39,6 @@ ATTEMPTS = 2
 TENANTS_FOLDER = "tenants"
 INPUTS_FOLDER = "inputs"
 OUTPUTS_FOLDER = "outputs"
-# What an unreachable store raises below fsspec (s3fs wraps botocore's connection errors in OSError).
-UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -147,16 +147,32 @@ class DataStore:
                 splits.append(Split(0, start, offset, first_row=rows - rows % chunk_size))
             if rows:
                 fs.mv(scratch, path)
-        except UNREACHABLE_ERRORS as error:
+        except (OSError, botocore.exceptions.BotoCoreError) as error:
             raise unreachable(self.root, error) from error
         finally:
-            if fs.exists(scratch):
-                fs.rm(scratch)
+            with contextlib.suppress(OSError, botocore.exceptions.BotoCoreError):
+                if fs.exists(scratch):
+                    fs.rm(scratch)
         if not rows:
             raise InvalidInputError(
                 f"{source}: no texts to classify; give at least one", issues=[InputIssue(source, "empty")]
             )
         return InlineDataset(DatasetFile(path, "jsonl", None, offset), splits, rows)
+
+
+@contextlib.contextmanager
+def store_errors(root: str) -> Iterator[None]:
+    """What a store operation's failure means: a missing file is the input's fault (InvalidInputError, permanent);
+    anything else that fails to reach the store is an outage (DataStoreUnavailableError, transient)."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        raise InvalidInputError(
+            f"{error.filename or error}: not in the data store any more (removed or moved after the job was "
+            "submitted); put it back, or submit the job again"
+        ) from error
+    except (OSError, botocore.exceptions.BotoCoreError) as error:
+        raise unreachable(root, error) from error
 
 
 def unreachable(root: str, error: BaseException) -> DataStoreUnavailableError:
