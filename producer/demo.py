@@ -268,8 +268,8 @@ def demo(data: Path, epochs: int, work_dir: Path) -> None:
         accuracy += f", [bold]{summary.accuracy_held_out:.3f} on the {summary.held_out} held-out rows[/bold]"
     console.print(
         f"[bold]{status.state}[/bold]: {summary.rows} rows, {summary.errors} errors, {accuracy}; "
-        f"[bold]{status.progress.texts_per_s or 0:,.0f} texts/s[/bold] through the queue, the data store and the worker "
-        f"({elapsed_s:.2f} s) -> {output}"
+        f"[bold]{status.progress.texts_per_s or 0:,.0f} texts/s[/bold] through the queue, the data store and the "
+        f"worker ({elapsed_s:.2f} s) -> {output}"
     )
     console.print(f"stopped `lepton up` (exit {code}){': ' + leftovers[-1] if leftovers else ''}; nothing left running")
     if status.state != "succeeded":
