@@ -168,6 +168,28 @@ def check_output(client: LeptonClient, job_id: str, rows: int, engine: Any = Non
     return expected, largest
 
 
+def fairness(settings: LeptonSettings, corpus: Path, model: str, stretch_s: float, chunk_size: int) -> dict[str, Any]:
+    """Two tenants of equal weight each run a job over the whole corpus: the chunks each gets done over
+    ``stretch_s`` once both are under way (both jobs are cancelled after)."""
+    with LeptonClient(settings) as client:
+        jobs = {
+            tenant: client.submit_bulk(str(corpus), model=model, chunk_size=chunk_size, tenant=tenant)
+            for tenant in ("alpha", "beta")
+        }
+        while min(client.status(job.id).done_chunks for job in jobs.values()) < 3:
+            time.sleep(0.2)
+        before = {tenant: client.status(job.id).done_chunks for tenant, job in jobs.items()}
+        time.sleep(stretch_s)  # the stretch measured
+        after = {tenant: client.status(job.id) for tenant, job in jobs.items()}
+        for job in jobs.values():
+            client.cancel(job.id)
+    done = {tenant: after[tenant].done_chunks - before[tenant] for tenant in jobs}
+    if any(status.finished for status in after.values()):
+        raise AssertionError("a job finished inside the stretch: give more --rows")
+    total = sum(done.values())
+    return {"stretch_s": stretch_s, "chunks_done": done, "shares": {t: round(n / total, 3) for t, n in done.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the large dataset")
@@ -177,6 +199,9 @@ def main() -> None:
     parser.add_argument("--small-rows", type=int, default=1000, help="rows of the job submitted behind the large one")
     parser.add_argument("--task", choices=["classification", "embedding"], default="classification", help="the model")
     parser.add_argument("--out", default=str(RESULTS / "scale.json"), help="where the figures go (JSON)")
+    parser.add_argument(
+        "--fairness-s", type=float, default=0, help="instead: two tenants' jobs over the dataset, shares over this long"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lepton-scale-") as scratch_name:
@@ -197,6 +222,12 @@ def main() -> None:
                                name_prefix="scale", cwd=ROOT)  # fmt: skip
         try:
             worker.wait_ready()
+            if args.fairness_s:
+                registry.share(model.split("@")[0], True)  # both tenants run the one model
+                shares = fairness(settings, corpus, model, args.fairness_s, args.chunk_size)
+                print(json.dumps(shares, indent=2))
+                Path(args.out).write_text(json.dumps({"rows": args.rows, **shares}, indent=2) + "\n")
+                return
             probe = redis.Redis.from_url(url, decode_responses=True)
             sampler = MemorySampler(probe)
             sampler.start()
