@@ -27,7 +27,7 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.shared_data
 
 from bench.shared_data import real_texts  # noqa: E402
-from lepton_runtime.machine import available_cores  # noqa: E402
+from lepton_runtime.machine import available_cores, free_port  # noqa: E402
 from lepton_runtime.registry import ModelRegistry  # noqa: E402
 from workers.embedded import LocalRedis  # noqa: E402
 from workers.processes import WorkerProcess  # noqa: E402
@@ -139,14 +139,6 @@ def main() -> int:
     (RESULTS / "bulk_embeddings.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(checks.values()) and max(submit_peak, results_peak) <= args.rss_limit_mb else 1
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -37,6 +36,7 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench.shared_data import real_texts, repeated, shared_file  # noqa: E402
+from lepton_runtime.machine import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -57,12 +57,6 @@ def median_seconds(run: Callable[[], object], repeats: int, sync: Callable[[], N
         sync()
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def machine_facts(device: str) -> dict[str, str]:

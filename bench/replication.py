@@ -28,18 +28,13 @@ from pydantic import SecretStr  # noqa: E402
 from rich.progress import track  # noqa: E402
 
 from bench.shared_data import real_texts, repeated  # noqa: E402
+from lepton_runtime.machine import free_port  # noqa: E402
 from lepton_runtime.settings import LeptonSettings  # noqa: E402
 from producer import LeptonClient  # noqa: E402
 from workers.embedded import LocalRedis  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -42,6 +41,7 @@ from bench.shared_data import real_texts  # noqa: E402
 from lepton_runtime.inference import Engine  # noqa: E402
 from lepton_runtime.jobs.bulk_data import BulkData  # noqa: E402
 from lepton_runtime.jobs.keys import JobKeys  # noqa: E402
+from lepton_runtime.machine import free_port  # noqa: E402
 from lepton_runtime.registry import ModelRegistry  # noqa: E402
 from lepton_runtime.settings import LeptonSettings  # noqa: E402
 from producer import LeptonClient  # noqa: E402
@@ -65,12 +65,6 @@ finally:
     peak = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
     print("peak rss KiB", peak, file=sys.stderr)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def tiny_model(registry: ModelRegistry, scratch: Path) -> str:

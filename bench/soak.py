@@ -32,6 +32,7 @@ from pydantic import SecretStr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.shared_data import real_texts  # noqa: E402
+from lepton_runtime.machine import free_port  # noqa: E402
 from lepton_runtime.registry import ModelRegistry  # noqa: E402
 from lepton_runtime.settings import LeptonSettings  # noqa: E402
 from lepton_runtime.text_files import jsonl_rows  # noqa: E402
@@ -50,14 +51,6 @@ def load_texts(source: str | None) -> list[str]:
     texts = [str(row["text"]) for _, row in jsonl_rows(Path(source))]
     random.Random(11).shuffle(texts)
     return texts
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -33,7 +32,7 @@ from pydantic import SecretStr  # noqa: E402
 from bench.shared_data import real_texts, repeated  # noqa: E402
 from lepton_runtime.constants import DEFAULT_MAX_ITEMS  # noqa: E402
 from lepton_runtime.inference import Engine  # noqa: E402
-from lepton_runtime.machine import available_cores  # noqa: E402
+from lepton_runtime.machine import available_cores, free_port  # noqa: E402
 from lepton_runtime.registry import ModelRegistry  # noqa: E402
 from lepton_runtime.settings import LeptonSettings  # noqa: E402
 from producer import LeptonClient  # noqa: E402
@@ -42,12 +41,6 @@ from workers.processes import WorkerProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> None:

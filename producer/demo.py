@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from lepton_runtime.datasets import BANKING77_DEV
 from lepton_runtime.errors import ModelNotFoundError
 from lepton_runtime.jobs import TrainingStatus
 from lepton_runtime.labelled_data import read_labelled
+from lepton_runtime.machine import free_port
 from lepton_runtime.registry import ModelRegistry, ModelVersion, open_registry
 from lepton_runtime.settings import load_settings
 from lepton_runtime.text_files import jsonl_rows
@@ -146,12 +146,6 @@ class BackgroundFleet:
         if self.process.stdout is not None:
             self.lines += [line.rstrip() for line in self.process.stdout]
         return self.process.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 WORK_DIRECTORY = click.Path(file_okay=False, path_type=Path)

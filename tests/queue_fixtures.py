@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from lepton_runtime.constants import INFERENCE_QUEUE, TRAINING_QUEUE
 from lepton_runtime.jobs import connect
 from lepton_runtime.jobs.keys import queue_lists
 from lepton_runtime.labelled_data import LabelledTexts
+from lepton_runtime.machine import free_port
 from lepton_runtime.registry import ModelVersion
 from lepton_runtime.settings import LeptonSettings
 from workers.embedded import LocalRedis
@@ -41,12 +41,6 @@ TEST_LIMITS = {
 }
 WORKER_READY_TIMEOUT_S = 120
 API_START_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def labelled_sample(data: LabelledTexts, path: Path, start: int, count: int) -> Path:
