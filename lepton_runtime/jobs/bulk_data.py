@@ -115,6 +115,7 @@ class BulkData:
                 position += part.rows
             return
         recorded = jobs.parts(job_id)
+        job_input, _ = jobs.job_input(job_id)  # read only for chunks that failed: their rows are error rows
         for chunk in range(status.total_chunks):
             if (record := recorded.get(chunk)) is not None:
                 part = PartInfo(chunk, part_name(chunk), record.rows, record.size_bytes, record.sha256)
@@ -125,7 +126,6 @@ class BulkData:
                 "code": ChunkNotRunError.code,
                 "message": "the chunk never ran",
             }
-            job_input, _ = jobs.job_input(job_id)
             work = ChunkWork(job_id, chunk, "", "", job_input, jobs.split(job_id, chunk), status.output or "")
             ids, _, _ = self.read_chunk(work)
             for index, row_id in enumerate(ids):

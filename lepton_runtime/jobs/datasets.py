@@ -79,6 +79,7 @@ class Dataset:
         self.fs = fs
         self.files = files
         self.location = location
+        self._footers: dict[str, pq.FileMetaData] = {}  # path -> its Parquet footer, read once (files never change)
 
     @classmethod
     def open(cls, location: str, **storage_options: Any) -> Dataset:
@@ -111,7 +112,7 @@ class Dataset:
         first_row: int | None = 0
         for index, file in enumerate(self.files):
             if file.format == "parquet" and file.compression is None:
-                metadata = pq.ParquetFile(self.fs.open(file.path)).metadata
+                metadata = self._footer(file)
                 row = 0
                 for group in range(metadata.num_row_groups):
                     rows = metadata.row_group(group).num_rows
@@ -135,7 +136,7 @@ class Dataset:
         line lack ``text_field``: found at submit, not by every chunk of a running job."""
         for file in self.files:
             if file.format == "parquet" and file.compression is None:
-                names = pq.ParquetFile(self.fs.open(file.path)).schema_arrow.names
+                names = self._footer(file).schema.to_arrow_schema().names
             elif file.format == "csv":
                 names = self._csv_header(file)
             else:
@@ -162,11 +163,19 @@ class Dataset:
         return [_json_row(file, line, text_field, id_field) for line in lines]
 
     # -- internals -------------------------------------------------------------------------------
+    def _footer(self, file: DatasetFile) -> pq.FileMetaData:
+        """A Parquet file's footer (row groups, schema), read from the store once per dataset: a worker that runs
+        many of a file's splits, or a submit that checks and then plans it, reads it one time."""
+        if (footer := self._footers.get(file.path)) is None:
+            with self.fs.open(file.path) as opened:
+                footer = self._footers[file.path] = pq.ParquetFile(opened).metadata
+        return footer
+
     def _parquet_rows(
         self, file: DatasetFile, split: Split, text_field: str, id_field: str
     ) -> list[tuple[str | None, str]]:
-        parquet = pq.ParquetFile(self.fs.open(file.path))
-        names = parquet.schema_arrow.names
+        footer = self._footer(file)
+        names = footer.schema.to_arrow_schema().names
         if text_field not in names:
             raise InvalidInputError(
                 f"{file.path}: no {text_field!r} column (columns: {', '.join(names)}); name the text column"
@@ -175,8 +184,9 @@ class Dataset:
             )
         columns = [text_field, *([id_field] if id_field in names else [])]
         assert split.row_group is not None
-        group_start = sum(parquet.metadata.row_group(g).num_rows for g in range(split.row_group))
-        table = parquet.read_row_group(split.row_group, columns=columns)
+        group_start = sum(footer.row_group(g).num_rows for g in range(split.row_group))
+        with self.fs.open(file.path) as opened:  # the footer is known: only the row group's bytes are read
+            table = pq.ParquetFile(opened, metadata=footer).read_row_group(split.row_group, columns=columns)
         table = table.slice(split.start - group_start, split.stop - split.start)
         texts = table.column(text_field).to_pylist()
         ids = [None if value is None else str(value) for value in table.column(id_field).to_pylist()] if (

@@ -329,16 +329,10 @@ class JobStore:
             raise JobNotFoundError(f"job {job_id} has no chunk {chunk} (expired, or not a chunk of it)")
         return split_from_field(cast(str, raw))
 
-    def parts(self, job_id: str, first: int = 0, count: int | None = None) -> dict[int, PartRecord]:
-        """The output parts recorded for chunks ``first`` .. ``first + count`` (all by default)."""
-        keys = JobKeys(job_id)
-        found: dict[str, Any]
-        if count is None:
-            found = cast(dict[str, Any], self.redis.hgetall(keys.parts))
-        else:
-            indices = [str(index) for index in range(first, first + count)]
-            found = dict(zip(indices, self.redis.hmget(keys.parts, indices), strict=True))
-        return {int(i): PartRecord.from_field(int(i), raw) for i, raw in found.items() if raw is not None}
+    def parts(self, job_id: str) -> dict[int, PartRecord]:
+        """The output parts the job's chunks recorded, by chunk."""
+        found = cast(dict[str, str], self.redis.hgetall(JobKeys(job_id).parts))
+        return {int(i): PartRecord.from_field(int(i), raw) for i, raw in found.items()}
 
     def complete_chunk(self, job_id: str, chunk: int, part: PartRecord, error_items: int) -> ChunkOutcome:
         """Record a chunk's output part once (a redelivery's is not recorded again)."""
