@@ -55,8 +55,9 @@ bench-replication: install  ## what LEPTON_REDIS_WAIT_REPLICAS costs a submissio
 		2>/dev/null || $(VENV)/bin/lepton demo
 	$(PYTHON) bench/replication.py
 
-bench-scale: install  ## a 10,000,000-row Parquet dataset through the data store: Redis memory, producer RSS, submit time, texts/s; MiniLM int8 through the store vs in process
+bench-scale: install  ## a 10,000,000-row Parquet dataset through the data store: Redis memory, producer RSS, submit time, texts/s; a 1,000,000-row job under faults; MiniLM int8 through the store vs in process
 	$(PYTHON) bench/scale.py --rows $(or $(ROWS),10000000)
+	$(PYTHON) bench/scale_faults.py
 	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('intents@production')" \
 		2>/dev/null || $(VENV)/bin/lepton demo
 	$(PYTHON) bench/store_speed.py
