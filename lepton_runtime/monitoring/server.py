@@ -1,9 +1,9 @@
 """The /metrics endpoint of a worker: every pool process's metrics summed, queue depth and age, GPU figures;
-a bearer token from LEPTON_API_TOKENS is required unless it is bound to loopback."""
+with LEPTON_API_TOKENS set, a bearer token of theirs with the ``read`` scope is required (the API's rules,
+lepton_runtime/tokens.py); without them, only on loopback."""
 
 from __future__ import annotations
 
-import hmac
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -13,6 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.exposure import is_loopback
 from lepton_runtime.settings import LeptonSettings
+from lepton_runtime.tokens import find_caller, parse_tokens
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 StartResponse = Callable[..., Any]
@@ -39,7 +40,7 @@ def serve_metrics(settings: LeptonSettings, address: str, port: int) -> WSGIServ
     from lepton_runtime.jobs import connect_with
     from lepton_runtime.monitoring.collectors import GpuCollector, QueueCollector
 
-    tokens = [token.get_secret_value().encode() for token in settings.api_tokens]
+    tokens = parse_tokens(settings.api_tokens)
     if not is_loopback(address) and not tokens:
         raise InvalidInputError(
             f"metrics would be served on {address} without authentication: set LEPTON_API_TOKENS (scrapers"
@@ -53,10 +54,13 @@ def serve_metrics(settings: LeptonSettings, address: str, port: int) -> WSGIServ
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if tokens:
-            given = environ.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").encode()
-            if not any(hmac.compare_digest(given, token) for token in tokens):
+            caller = find_caller(tokens, environ.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer "))
+            if caller is None:
                 start_response("401 Unauthorized", [("WWW-Authenticate", "Bearer"), ("Content-Type", "text/plain")])
-                return [b"a valid bearer token is required\n"]
+                return [b"a valid bearer token of LEPTON_API_TOKENS is required\n"]
+            if "read" not in caller.scopes:
+                start_response("403 Forbidden", [("Content-Type", "text/plain")])
+                return [b"this token lacks the read scope that /metrics needs\n"]
         result: Iterable[bytes] = metrics_app(environ, start_response)
         return result
 

@@ -10,6 +10,7 @@ from lepton_runtime import __version__
 from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.exposure import is_loopback
 from lepton_runtime.settings import LeptonSettings, load_settings
+from lepton_runtime.tokens import parse_tokens
 from producer.api.body_limit import BodyLimit
 from producer.api.errors import install_error_handlers
 from producer.api.routes import (
@@ -23,7 +24,6 @@ from producer.api.routes import (
     operations,
     training,
 )
-from producer.api.tokens import parse_tokens
 from producer.client import LeptonClient
 
 

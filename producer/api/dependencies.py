@@ -16,7 +16,7 @@ from lepton_runtime.errors import ForbiddenError, QueueFullError, UnauthorizedEr
 from lepton_runtime.jobs.connection import broker_errors
 from lepton_runtime.jobs.queues import queue_depths
 from lepton_runtime.settings import LeptonSettings
-from producer.api.tokens import ALL_SCOPES, ApiToken, Caller, find_caller
+from lepton_runtime.tokens import ALL_SCOPES, ApiToken, Caller, find_caller
 from producer.client import LeptonClient
 
 # Bearer-token scheme (declared in the OpenAPI document); checked against LEPTON_API_TOKENS.

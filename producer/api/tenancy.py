@@ -10,7 +10,7 @@ from lepton_runtime.jobs.connection import broker_errors
 from lepton_runtime.jobs.owners import may_see
 from lepton_runtime.registry.owners import ModelOwner, check_administrator
 from lepton_runtime.settings import LeptonSettings
-from producer.api.tokens import Caller
+from lepton_runtime.tokens import Caller
 from producer.client import LeptonClient
 
 

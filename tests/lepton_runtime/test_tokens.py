@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from lepton_runtime.errors import InvalidInputError
-from producer.api.tokens import ALL_SCOPES, find_caller, parse_tokens
+from lepton_runtime.tokens import ALL_SCOPES, find_caller, parse_tokens
 
 
 def test_entries_name_a_tenant_and_scopes_and_may_be_digests() -> None:
