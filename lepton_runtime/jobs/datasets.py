@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lepton_runtime.errors import InputIssue, InvalidInputError
+from lepton_runtime.jobs.parts import ARROW_THREADLESS
 
 DatasetFormat = Literal["parquet", "jsonl", "csv"]
 FORMAT_OF_SUFFIX: dict[str, DatasetFormat] = {
@@ -186,7 +187,9 @@ class Dataset:
         assert split.row_group is not None
         group_start = sum(footer.row_group(g).num_rows for g in range(split.row_group))
         with self.fs.open(file.path) as opened:  # the footer is known: only the row group's bytes are read
-            table = pq.ParquetFile(opened, metadata=footer).read_row_group(split.row_group, columns=columns)
+            table = pq.ParquetFile(opened, metadata=footer, **ARROW_THREADLESS).read_row_group(
+                split.row_group, columns=columns, use_threads=False
+            )  # no Arrow thread pool (jobs/parts.py)
         table = table.slice(split.start - group_start, split.stop - split.start)
         texts = table.column(text_field).to_pylist()
         ids = [None if value is None else str(value) for value in table.column(id_field).to_pylist()] if (

@@ -27,6 +27,11 @@ from fsspec.implementations.local import LocalFileSystem
 from lepton_runtime.errors import JobStateError, ModelIntegrityError
 
 MANIFEST_FILE = "_manifest.json"
+# Reading a chunk-sized Parquet file gains nothing from Arrow's thread pools, and starting them costs: a worker
+# process is one thread by design (processes x threads <= cores), and a process that exits with them started may
+# abort in their teardown ("terminate called without an active exception", apache/arrow#34314): `lepton submit`
+# did, after writing its output. pq.read_table starts them whatever it is told; ParquetFile with these does not.
+ARROW_THREADLESS = {"pre_buffer": False}
 # Digits of a part's chunk number in its name: names sort in chunk order up to a million chunks.
 PART_DIGITS = 6
 
@@ -125,7 +130,7 @@ class JobOutput:
                 f"{self.path}/{part.name}: sha256 differs from the one its chunk recorded (changed or corrupt after it"
                 " was written); restore the file, or submit the job again"
             )
-        return pq.read_table(io.BytesIO(body))
+        return pq.ParquetFile(io.BytesIO(body), **ARROW_THREADLESS).read(use_threads=False)
 
     def _create(self, target: str, body: bytes) -> bool:
         """Create ``target`` holding ``body`` unless it exists (then False), never leaving it half written."""
