@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 # torch first, pinned: the local CPU wheel; a bare `torch` would pull gigabytes of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities bench-replication bench-scale soak chaos demo clean
+.PHONY: install wheels images base-image compose-test test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities bench-replication bench-scale soak chaos demo clean
 
 install: $(VENV)/.installed  ## create .venv with everything for CPU use (inference, training, API, dev tools)
 
@@ -15,6 +15,34 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e ".[cpu,train,api,dev]"
 	touch $@
+
+# -- container images (README "Deploy with containers") --
+# The wheelhouse the images install from (no index inside a build): every pin of docker/requirements-*.txt and the
+# project's own wheel. GPU=1 adds the CUDA libraries of the inference-gpu image (gigabytes).
+WHEELS := build/wheels
+IMAGE_REQUIREMENTS := docker/requirements-inference.txt docker/requirements-trainer.txt docker/requirements-s3-standin.txt $(if $(GPU),docker/requirements-inference-gpu.txt)
+IMAGE_TARGETS := inference trainer redis prometheus s3-standin $(if $(GPU),inference-gpu)
+# debian:bookworm-slim from a registry, or the image `make base-image` made here from Debian's archive
+BASE_IMAGE ?= $(shell docker image inspect lepton-base:bookworm >/dev/null 2>&1 && echo lepton-base:bookworm || echo debian:bookworm-slim)
+
+wheels: install  ## fill build/wheels with every pinned dependency of the images, build/project with the project's wheel
+	for file in $(IMAGE_REQUIREMENTS); do \
+		$(PIP) wheel --quiet --no-deps --find-links $(WHEELS) --wheel-dir $(WHEELS) -r $$file || exit 1; \
+	done
+	rm -rf build/project && $(PIP) wheel --quiet --no-deps --wheel-dir build/project .
+
+images: wheels  ## build the images (BASE_IMAGE=...; GPU=1 adds inference-gpu) and print their sizes
+	for target in $(IMAGE_TARGETS); do \
+		docker build --quiet --build-arg BASE_IMAGE=$(BASE_IMAGE) --target $$target -t lepton-runtime:$$target . || exit 1; \
+	done
+	docker image ls lepton-runtime
+
+base-image:  ## make lepton-base:bookworm from Debian's package archive alone (root, debootstrap; about a minute)
+	docker/base-image.sh lepton-base:bookworm
+
+compose-test: images  ## the fleet in containers for real: up, a model published, jobs, a worker killed, down
+	LEPTON_COMPOSE_TEST=1 BASE_IMAGE=$(BASE_IMAGE) LEPTON_COMPOSE_REPORT=bench/results/compose.md \
+		$(PYTHON) -m pytest tests/test_compose_fleet.py -v -p no:cacheprovider --timeout 1800
 
 # Test files run in this many processes at once (pytest-xdist); each has its own Redis, ports and temp dirs.
 TEST_PROCESSES ?= 2

@@ -1,5 +1,6 @@
-"""The docker-compose fleet, checked offline with `docker-compose config` (no engine runs on build machines):
-every port on loopback, Redis durable and password-protected, secrets required, GPU services behind a profile."""
+"""The docker-compose fleet, checked offline with `docker-compose config` and by reading the Dockerfile: every port
+on loopback, Redis durable and password-protected, secrets required, GPU services behind a profile, pinned installs
+from the wheelhouse. The fleet run for real is tests/test_compose_fleet.py (`make compose-test`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ SECRETS = {
     "LEPTON_FLOWER_BASIC_AUTH": "ops:flower-secret",
     "LEPTON_S3_ACCESS_KEY": "lepton",
     "LEPTON_S3_SECRET_KEY": "store-secret",
+    "LEPTON_SCRAPE_TOKEN": "scrape-token",
 }
 
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="needs docker-compose (apt-get install docker-compose)")
@@ -45,20 +47,23 @@ def fleet(*profiles: str) -> dict[str, Any]:
 def test_the_cpu_fleet_validates_with_every_port_on_loopback_and_a_healthcheck_each() -> None:
     services = fleet()["services"]
     default = {name for name, service in services.items() if not service.get("profiles")}
-    expected = {"redis", "minio", "minio-init", "api", "worker-cpu", "trainer", "flower"}
+    expected = {"redis", "minio", "store-init", "api", "worker-cpu", "trainer", "flower", "prometheus"}
     assert default == expected, "GPU services only with --profile gpu"
     for name, service in services.items():
         for port in service.get("ports", []):
             published = port if isinstance(port, str) else f"{port.get('host_ip')}:{port.get('published')}"
             assert published.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
-        one_shot = service.get("restart") == "no"  # minio-init creates the bucket and exits
-        assert one_shot or service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        one_shot = service.get("restart") == "no"  # store-init makes the buckets and exits
+        image_check = name in ("redis", "prometheus")  # their images' own HEALTHCHECK (Dockerfile)
+        assert one_shot or image_check or service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     redis_command = " ".join(services["redis"]["command"])
     for setting in ("--appendonly yes", "--maxmemory-policy noeviction", "--requirepass"):
         assert setting in redis_command
     assert services["api"]["environment"]["LEPTON_REDIS_URL"] == "redis://:redis-secret@redis:6379/0"
     assert services["flower"]["environment"]["LEPTON_FLOWER_BASIC_AUTH"] == "ops:flower-secret"
     assert services["worker-cpu"]["build"]["target"] == "inference", "inference images carry no torch"
+    assert not services["worker-cpu"].get("ports"), "a published port would stop --scale worker-cpu=2"
+    assert services["prometheus"]["environment"]["LEPTON_SCRAPE_TOKEN"] == "scrape-token"
 
 
 def test_models_and_bulk_data_travel_through_the_object_store_with_its_buckets_made_at_start() -> None:
@@ -68,14 +73,12 @@ def test_models_and_bulk_data_travel_through_the_object_store_with_its_buckets_m
         assert environment["LEPTON_MODEL_STORE"] == "s3://lepton-models/registry", name
         assert environment["LEPTON_DATA_STORE"] == "s3://lepton-data/store", f"{name}: no data store the API shares"
         assert environment["AWS_SECRET_ACCESS_KEY"] == "store-secret", name
-        assert services[name]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully", name
+        assert services[name]["depends_on"]["store-init"]["condition"] == "service_completed_successfully", name
         mounts = [
             str(volume.get("target") if isinstance(volume, dict) else volume) for volume in services[name]["volumes"]
         ]
         assert not any("/models" in mount for mount in mounts), f"{name} still mounts a shared model volume"
-    assert "mc mb --ignore-existing store/lepton-models store/lepton-data" in " ".join(
-        services["minio-init"]["entrypoint"]
-    )
+    assert '("lepton-models", "lepton-data")' in " ".join(services["store-init"]["command"])
     assert services["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == "store-secret"
 
 
@@ -95,16 +98,42 @@ def test_the_fleet_refuses_to_start_without_each_secret(missing: str) -> None:
     assert done.returncode != 0 and missing in done.stderr
 
 
-def test_the_dockerfile_keeps_torch_out_of_the_inference_images() -> None:
+def dockerfile_stages() -> dict[str, list[str]]:
+    """Each stage of the Dockerfile: its instructions (continuation lines joined)."""
     stages: dict[str, list[str]] = {}
     current = ""
-    for line in (REPO_ROOT / "Dockerfile").read_text().splitlines():
+    text = (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
         if line.startswith("FROM "):
             current = line.split(" AS ")[-1].strip()
-            stages[current] = []
-        elif current and line.startswith("RUN "):
+            stages[current] = [line]
+        elif current and line and not line.startswith("#"):
             stages[current].append(line)
-    assert {"inference", "inference-gpu", "trainer"} <= set(stages)
-    for stage in ("inference", "inference-gpu"):
-        assert stages[stage] and not any("torch" in run or "train" in run for run in stages[stage]), stage
-    assert any("torch==2.13.0" in run for run in stages["trainer"])
+    return stages
+
+
+def test_the_dockerfile_keeps_torch_out_of_the_inference_images_and_installs_only_pinned_wheels() -> None:
+    stages = dockerfile_stages()
+    assert {"inference", "inference-gpu", "trainer", "redis", "prometheus", "s3-standin"} <= set(stages)
+    for image in ("inference", "inference-gpu", "trainer", "s3-standin"):
+        installs = [line for line in stages[f"build-{image}"] if "pip install" in line]
+        assert installs and all("--no-index" in line and "--no-deps" in line for line in installs), (
+            f"{image}: only the wheelhouse, only the pins"
+        )
+        assert f"requirements-{image}.txt" in installs[0] and "pip check" in installs[-1], image
+        runtime = stages[image]
+        assert any(line.startswith("USER lepton") for line in runtime), f"{image} runs as root"
+        assert not any(line.startswith(("RUN", "COPY build")) for line in runtime), f"{image}: no build in runtime"
+    for image in ("inference", "inference-gpu"):
+        pins = (REPO_ROOT / "docker" / f"requirements-{image}.txt").read_text()
+        assert "\ntorch==" not in pins and "\ntransformers==" not in pins, f"{image} carries torch"
+    trainer_pins = (REPO_ROOT / "docker" / "requirements-trainer.txt").read_text()
+    assert "\ntorch==2.13.0" in trainer_pins
+
+
+def test_every_image_pin_is_exact() -> None:
+    for path in sorted((REPO_ROOT / "docker").glob("requirements-*.txt")):
+        for line in path.read_text().splitlines():
+            if line and not line.startswith("#"):
+                name, _, version = line.partition("==")
+                assert name and version and not set(version) & set("<>=,; "), f"{path.name}: {line} is not pinned"
