@@ -212,8 +212,14 @@ def report(fleet: Fleet) -> None:
     sizes = subprocess.run(
         ["docker", "image", "ls", "lepton-runtime", "--format", "{{.Tag}} {{.Size}}"], capture_output=True, text=True
     ).stdout.split("\n")
+    engine = subprocess.run(
+        ["docker", "info", "--format", "Docker {{.ServerVersion}} with the {{.Driver}} storage driver"],
+        capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
     lines = [
         "# The fleet in containers (`make compose-test`)",
+        "",
+        f"{os.cpu_count()} cores, {engine}, images built on {os.environ.get('BASE_IMAGE', 'debian:bookworm-slim')}.",
         "",
         "| figure | value |",
         "| --- | --- |",
