@@ -476,7 +476,11 @@ def main() -> int:
         "",
         *(f"- job not exact: {line}" for line in seen.failed_jobs[:20]),
     ]
-    report = Path(args.report)
+    return verdict(Path(args.report), lines, ok, scratch)
+
+
+def verdict(report: Path, lines: list[str], ok: bool, scratch: Path) -> int:
+    """Write and print the report; keep the run's logs and Redis data only to read a failure; the exit status."""
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

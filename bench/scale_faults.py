@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 import argparse  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 import signal  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -36,7 +35,7 @@ from dataclasses import dataclass  # noqa: E402
 import psutil  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.chaos import VISIBILITY_TIMEOUT_S, Fault, Fleet, through_outages  # noqa: E402
+from bench.chaos import VISIBILITY_TIMEOUT_S, Fault, Fleet, through_outages, verdict  # noqa: E402
 from bench.scale import check_output, tiny_model, write_dataset  # noqa: E402
 from lepton_runtime.constants import REDIS_KEY_PREFIX  # noqa: E402
 from lepton_runtime.jobs.parts import MANIFEST_FILE  # noqa: E402
@@ -207,15 +206,7 @@ def main() -> int:
             for s in struck
         ),
     ]
-    report = Path(args.report)
-    report.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {report}")
-    if ok:
-        shutil.rmtree(scratch, ignore_errors=True)
-    else:
-        print(f"the workers' logs and the Redis servers' data are kept in {scratch}")
-    return 0 if ok else 1
+    return verdict(Path(args.report), lines, ok, scratch)
 
 
 if __name__ == "__main__":
