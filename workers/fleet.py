@@ -1,15 +1,19 @@
 """The embedded fleet of ``lepton up``: a local Redis (unless one is configured), an inference worker, a training
-worker and Flower."""
+worker and Flower; one fleet per data folder (``fleet.lock``), and never a port another program holds."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from lepton_runtime.constants import TRAINING_QUEUE
+from lepton_runtime.constants import EMBEDDED_REDIS_PORT, TRAINING_QUEUE
 from lepton_runtime.jobs import connect_with, redacted
 from lepton_runtime.settings import LeptonSettings
 from workers.embedded import LocalRedis
@@ -38,15 +42,23 @@ class Fleet:
         self.children: list[tuple[str, ChildProcess]] = []
         self.url = configured.broker_url if configured else ""
         self.log_dir = options.data_dir / "logs"
+        self.lock = FleetLock(options.data_dir)
 
     def start(self, report: Callable[[str], None] = print) -> None:
+        """Refuse before starting anything when the data folder or a port is another's (saying what to do)."""
+        self.lock.acquire(self.options, local_redis=self.configured is None)
+        if self.configured is None:
+            _refuse_if_port_taken(self.options.redis_port, "--redis-port", "or set LEPTON_REDIS_URL to a running Redis")
+        if self.options.flower:
+            _refuse_if_port_taken(self.options.flower_port, "--flower-port", "or start it with --no-flower")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)  # a configured Redis: the children read the same LEPTON_* variables
         if self.configured is None:
-            _refuse_if_port_taken(self.options.redis_port)
             self.redis = LocalRedis(self.options.redis_port, self.options.data_dir / "redis")
             self.url = env["LEPTON_REDIS_URL"] = self.redis.start()
             report(f"redis    {self.url} (append-only file in {self.redis.data_dir})")
+            if self.options.redis_port != EMBEDDED_REDIS_PORT:  # clients look for the default port unless told
+                report(f"clients  export LEPTON_REDIS_URL={self.url}")
         else:
             with connect_with(self.configured) as client:
                 client.ping()
@@ -96,12 +108,92 @@ class Fleet:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        self.lock.release()
 
 
-def _refuse_if_port_taken(port: int) -> None:
+class FleetLock:
+    """One ``lepton up`` per data folder: an exclusive lock on ``<data_dir>/fleet.lock`` while the fleet runs (the
+    kernel lets it go when the process ends, however it ends), holding the holder's pid and ports. Two fleets on one
+    folder would share Redis's append-only file and the logs."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "fleet.lock"
+        self._handle: Any = None
+
+    def acquire(self, options: FleetOptions, local_redis: bool) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 (held open for the fleet's life)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read()
+            handle.close()
+            raise RuntimeError(_folder_taken(self.path.parent, holder)) from None
+        handle.seek(0)
+        handle.truncate()
+        ports = {"redis_port": options.redis_port if local_redis else None,
+                 "flower_port": options.flower_port if options.flower else None}  # fmt: skip
+        handle.write(json.dumps({"pid": os.getpid(), **ports}))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+def _folder_taken(data_dir: Path, holder_json: str) -> str:
+    """What to do when another ``lepton up`` holds ``data_dir``: use it, stop it, or start a separate fleet."""
+    try:
+        holder = json.loads(holder_json)
+    except ValueError:
+        holder = {}
+    pid, redis_port, flower_port = holder.get("pid", "?"), holder.get("redis_port"), holder.get("flower_port")
+    where = [f"pid {pid}"]
+    if redis_port:
+        where.append(f"Redis on 127.0.0.1:{redis_port}")
+    if flower_port:
+        where.append(f"Flower on 127.0.0.1:{flower_port}")
+    folder = _free_folder(data_dir)
+    redis_free = _free_port_from(EMBEDDED_REDIS_PORT + 1)
+    flower_free = _free_port_from((flower_port or 5555) + 1, avoid={redis_free})
+    use = f" (its Redis: LEPTON_REDIS_URL=redis://127.0.0.1:{redis_port}/0)" if redis_port else ""
+    return (
+        f"another `lepton up` ({', '.join(where)}) runs on the data folder {data_dir.resolve()}: a second one there"
+        f" would share its Redis files and logs. Use that fleet{use}; or stop it (Ctrl-C where it runs, or"
+        f" `kill {pid}`); or start a separate fleet with its own data, logs and ports:\n"
+        f"  lepton up --data-dir {folder} --redis-port {redis_free} --flower-port {flower_free}\n"
+        f"and in the shells that use it: export LEPTON_REDIS_URL=redis://127.0.0.1:{redis_free}/0"
+    )
+
+
+def _free_folder(data_dir: Path) -> Path:
+    """The first of ``<data_dir>-2``, ``-3``... that does not exist yet."""
+    index = 2
+    while (candidate := data_dir.with_name(f"{data_dir.name}-{index}")).exists():
+        index += 1
+    return candidate
+
+
+def _free_port_from(port: int, avoid: set[int] | None = None) -> int:
+    """The first port from ``port`` up that nothing on 127.0.0.1 listens on."""
+    while port in (avoid or set()) or _taken(port):
+        port += 1
+    return port
+
+
+def _taken(port: int) -> bool:
     with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            raise RuntimeError(
-                f"port {port} on 127.0.0.1 is taken (another `lepton up`?); stop it, choose --redis-port, "
-                "or set LEPTON_REDIS_URL to use a running Redis"
-            )
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _refuse_if_port_taken(port: int, option: str, otherwise: str) -> None:
+    if _taken(port):
+        raise RuntimeError(
+            f"port {port} on 127.0.0.1 is taken by another program; give a free one: {option}"
+            f" {_free_port_from(port + 1)}, {otherwise}"
+        )

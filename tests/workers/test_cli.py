@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -34,15 +35,10 @@ from workers.processes import WorkerProcess
 pytestmark = pytest.mark.slow
 
 
-def test_lepton_up_runs_a_job_and_leaves_nothing_running(
-    published: ModelVersion, banking: LabelledTexts, tmp_path: Path
-) -> None:
-    redis_port, flower_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "LEPTON_REDIS_URL"}  # no broker configured
-    env |= {"LEPTON_MODEL_DIR": str(published.path.parent.parent), **TEST_LIMITS}
-    command = [sys.executable, "-m", "lepton_runtime", "up", "-c", "1", "--redis-port", str(redis_port),
-               "--flower-port", str(flower_port), "--data-dir", str(tmp_path / "up")]  # fmt: skip
-    up = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start_up(command: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """`lepton up` (``command``: its arguments) running and ready; its output lines so far and as they come."""
+    up = subprocess.Popen([sys.executable, "-m", "lepton_runtime", "up", *command], cwd=REPO_ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     assert up.stdout is not None
     seen = []
     for line in up.stdout:  # blocks on its output until it says ready
@@ -52,8 +48,26 @@ def test_lepton_up_runs_a_job_and_leaves_nothing_running(
     assert up.poll() is None, "".join(seen)
     # the rest of its output is read as it comes: a full pipe would block `lepton up` in a print and it would
     # never get to stopping its children
-    rest = threading.Thread(target=lambda: seen.extend(up.stdout or ()), daemon=True)
-    rest.start()
+    threading.Thread(target=lambda: seen.extend(up.stdout or ()), daemon=True).start()
+    return up, seen
+
+
+def stop_up(up: subprocess.Popen[str], seen: list[str]) -> None:
+    up.send_signal(signal.SIGINT)
+    assert up.wait(timeout=90) == 0, "".join(seen)
+
+
+def up_env(published: ModelVersion) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "LEPTON_REDIS_URL"}  # no broker configured
+    return env | {"LEPTON_MODEL_DIR": str(published.path.parent.parent), **TEST_LIMITS}
+
+
+def test_lepton_up_runs_a_job_and_leaves_nothing_running(
+    published: ModelVersion, banking: LabelledTexts, tmp_path: Path
+) -> None:
+    redis_port, flower_port = free_port(), free_port()
+    up, seen = start_up(["-c", "1", "--redis-port", str(redis_port), "--flower-port", str(flower_port),
+                         "--data-dir", str(tmp_path / "up")], up_env(published))  # fmt: skip
     children = psutil.Process(up.pid).children(recursive=True)
     assert len(children) >= 6  # redis-server, worker main and pool process, trainer main and pool process, flower
     assert any(line.startswith("trainer ") and "lepton.training" in line for line in seen), "".join(seen)
@@ -65,14 +79,62 @@ def test_lepton_up_runs_a_job_and_leaves_nothing_running(
         status = client.submit_bulk(banking.texts[:300], model="tiny", chunk_size=50).wait(120)
     assert status.state == "succeeded" and status.done_texts == 300
 
-    up.send_signal(signal.SIGINT)
-    assert up.wait(timeout=90) == 0, "".join(seen)
-    rest.join(10)
+    stop_up(up, seen)
     assert "lepton up: stopped" in "".join(seen)
     assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", redis_port)) != 0  # Redis is gone too
     assert (tmp_path / "up" / "redis" / "appendonlydir").is_dir()  # and it kept an append-only file
+
+
+def test_a_second_lepton_up_on_a_folder_in_use_refuses_and_its_advice_starts_a_separate_fleet(
+    published: ModelVersion, banking: LabelledTexts, tmp_path: Path
+) -> None:
+    env, folder = up_env(published), tmp_path / "up"
+    redis_port = free_port()
+    first, first_seen = start_up(["-c", "1", "--no-trainer", "--redis-port", str(redis_port), "--flower-port",
+                                  str(free_port()), "--data-dir", str(folder)], env)  # fmt: skip
+    first_settings = LeptonSettings(
+        redis_url=SecretStr(f"redis://127.0.0.1:{redis_port}/0"), model_dir=published.path.parent.parent
+    )
+    texts = [banking.texts[i % len(banking.texts)] for i in range(3000)]
+    second: tuple[subprocess.Popen[str], list[str]] | None = None
+    with LeptonClient(first_settings) as client:
+        job = client.submit_bulk(texts, model="tiny", chunk_size=50)
+        try:
+            # what a user did on the old advice ("choose --redis-port"): same folder, another port
+            refused = subprocess.run(
+                [sys.executable, "-m", "lepton_runtime", "up", "--redis-port", str(free_port()), "--data-dir",
+                 str(folder)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert refused.returncode == 1, refused.stderr
+            message = " ".join(refused.stderr.split())
+            assert "another `lepton up`" in message and str(folder.resolve()) in message, message
+            assert f"LEPTON_REDIS_URL=redis://127.0.0.1:{redis_port}/0" in message, "how to use the running fleet"
+            # the separate fleet it suggests, run as written
+            suggested = next(
+                line.strip() for line in refused.stderr.splitlines() if line.strip().startswith("lepton up")
+            )
+            export = next(line for line in refused.stderr.splitlines() if "export LEPTON_REDIS_URL=" in line)
+            second = start_up(shlex.split(suggested)[2:], env)
+            second_url = export.split("export LEPTON_REDIS_URL=")[1].strip()
+            second_folder = Path(shlex.split(suggested)[shlex.split(suggested).index("--data-dir") + 1])
+            with redis.Redis.from_url(second_url, decode_responses=True) as second_redis:
+                assert Path(second_redis.config_get("dir")["dir"]).resolve() == (second_folder / "redis").resolve()
+            second_redis_pid = next(child.pid for child in psutil.Process(second[0].pid).children(recursive=True)
+                                    if child.name() == "redis-server")  # fmt: skip
+            opened = [Path(f.path) for f in psutil.Process(second_redis_pid).open_files()]
+            assert not any(folder.resolve() in path.resolve().parents for path in opened), opened
+            assert (second_folder / "logs" / "worker.log").is_file()
+            other = LeptonSettings(redis_url=SecretStr(second_url), model_dir=published.path.parent.parent)
+            with LeptonClient(other) as second_client:
+                assert second_client.submit_bulk(texts[:100], model="tiny").wait(120).state == "succeeded"
+            assert job.wait(300).state == "succeeded"
+            assert [row["id"] for row in client.results(job.id)] == [str(i) for i in range(len(texts))]
+        finally:
+            if second is not None:
+                stop_up(*second)
+            stop_up(first, first_seen)
 
 
 def test_a_corrupt_model_is_dead_lettered_once_and_replays_under_the_same_id(
