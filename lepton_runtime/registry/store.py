@@ -151,8 +151,9 @@ class ModelRegistry:
     # -- reading ------------------------------------------------------------------------------
     @property
     def location(self) -> str:
-        """Where the versions are, for messages (a directory here; a bucket URL for an object store)."""
-        return str(self.root)
+        """Where the versions are, for messages (an absolute directory here: a relative LEPTON_MODEL_DIR depends on
+        the directory a command runs in; a bucket URL for an object store)."""
+        return str(self.root.resolve())
 
     def local_copy(self, version: ModelVersion) -> ModelVersion:
         """``version`` with its files on this host's disk (here they are already: the registry is a directory)."""
@@ -194,7 +195,8 @@ class ModelRegistry:
             known = ", ".join(self.list_models()) or "none"
             raise ModelNotFoundError(
                 f"model {ref.name!r} has no published version under {self.location} (published models: {known});"
-                " publish one with 'lepton export CHECKPOINT --name NAME'"
+                " publish one with 'lepton export CHECKPOINT --name NAME', or point LEPTON_MODEL_DIR (or"
+                " LEPTON_MODEL_STORE) at the registry that has it"
             )
         if ref.version is not None:
             if ref.version not in numbers:
@@ -206,7 +208,7 @@ class ModelRegistry:
         if ref.alias is not None:
             if ref.alias not in aliases:
                 raise ModelNotFoundError(
-                    f"model {ref.name!r} has no alias {ref.alias!r} (aliases: {aliases or 'none'});"
+                    f"model {ref.name!r} has no alias {ref.alias!r} (aliases: {_listed(aliases)});"
                     f" set it with 'lepton models promote {ref.name}@VERSION --alias {ref.alias}'"
                 )
             return self._load(ref.name, aliases[ref.alias])
@@ -437,3 +439,8 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _listed(aliases: dict[str, int]) -> str:
+    """``production -> 3, staging -> 4`` for messages (``none`` when there is none)."""
+    return ", ".join(f"{alias} -> {version}" for alias, version in sorted(aliases.items())) or "none"

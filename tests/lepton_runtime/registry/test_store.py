@@ -70,8 +70,20 @@ def test_unknown_names_versions_and_aliases_say_what_exists(tmp_path: Path) -> N
         registry.resolve("other")
     with pytest.raises(ModelNotFoundError, match=r"versions: \[1\]"):
         registry.resolve("m@7")
-    with pytest.raises(ModelNotFoundError, match="no alias 'staging'"):
+    registry.promote("m@1", "production")
+    with pytest.raises(ModelNotFoundError, match=r"no alias 'staging' \(aliases: production -> 1\)"):
         registry.resolve("m@staging")
+
+
+def test_a_relative_registry_is_named_by_its_absolute_folder_and_the_setting_that_moves_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    registry = ModelRegistry(Path("models"))  # LEPTON_MODEL_DIR's default, relative to where a command runs
+    with pytest.raises(ModelNotFoundError) as raised:
+        registry.resolve("intents")
+    assert f"under {tmp_path.resolve() / 'models'} " in str(raised.value)
+    assert "LEPTON_MODEL_DIR" in str(raised.value)
 
 
 def test_delete_is_refused_while_an_alias_points_at_the_version(tmp_path: Path) -> None:
