@@ -1,10 +1,11 @@
 """The app factory of the HTTP API: settings and the client in ``app.state``, error handlers, the body limit,
-and one router per resource."""
+one router per resource, and the docs pages with their assets served here."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from lepton_runtime import __version__
 from lepton_runtime.errors import InvalidInputError
@@ -12,6 +13,7 @@ from lepton_runtime.exposure import is_loopback
 from lepton_runtime.settings import LeptonSettings, load_settings
 from lepton_runtime.tokens import parse_tokens
 from producer.api.body_limit import BodyLimit
+from producer.api.docs_pages import DocsContentSecurity
 from producer.api.errors import install_error_handlers
 from producer.api.routes import (
     audit,
@@ -45,7 +47,9 @@ def check_exposure(settings: LeptonSettings, host: str) -> None:
 
 def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> FastAPI:
     """The API over one ``LeptonClient`` (Redis, the registry), with the limits of ``settings``."""
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's files served by the API itself (fastapi-offline), not from a
+    # CDN that many deployment networks cannot reach: a blank page there
+    app = FastAPIOffline(
         title="Lepton Runtime",
         version=__version__,
         summary="Run Transformer models as queued jobs: classify, embeddings, entities, bulk jobs, training, models.",
@@ -56,6 +60,7 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
     install_error_handlers(app)
 
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(DocsContentSecurity)
 
     for resource in (classify, embeddings, entities, jobs, training, models, dead_letters, audit, operations):
         # the routers' own routes, each complete with its router's dependencies and responses, as routes of
