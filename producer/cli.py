@@ -247,8 +247,8 @@ def _summary(status: JobStatus, output: Path) -> None:
         f"({status.progress.texts_per_s or 0:,.0f} texts/s), {status.error_items} invalid items, "
         f"{status.failed_chunks} failed chunks -> {output}"
     )
-    for failure in status.failures:
-        console.print(f"  chunk {failure.chunk}: [{failure.code}] {failure.message}")
+    for failure in status.failures:  # as written: a code in brackets is not rich markup
+        console.print(f"  chunk {failure.chunk}: [{failure.code}] {failure.message}", markup=False, highlight=False)
     if status.failed_chunks:
         console.print(f"re-run only the failed chunks with `lepton jobs retry {status.id}`")
 

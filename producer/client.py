@@ -57,6 +57,7 @@ from lepton_runtime.jobs import (
 )
 from lepton_runtime.jobs.bulk_data import BulkData
 from lepton_runtime.jobs.data_store import DataStore
+from lepton_runtime.jobs.dead_letters import DeadLetterStore
 from lepton_runtime.jobs.fleet_status import ProcessStatus, fleet
 from lepton_runtime.jobs.keys import answer_list_key, tenant_scoped
 from lepton_runtime.jobs.lanes import InteractiveLane, LaneRequest, check_tenant
@@ -642,6 +643,8 @@ class LeptonClient:
             chunks = sorted({*requeued, *unsent, *self.jobs.dispatch(job_id)})
             send_chunks(self.celery, job_id, chunks)
             self.jobs.mark_enqueued(job_id)
+            # the retried chunks' dead letters are resolved by the retry (one that fails again gets a new one)
+            DeadLetterStore(self.redis, ttl_s=self.settings.job_ttl_s).discard_chunks(job_id, requeued)
         return chunks
 
     def cancel(self, job_id: str) -> JobStatus | TrainingStatus:

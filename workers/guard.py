@@ -72,6 +72,20 @@ def error_class(error: BaseException) -> type[LeptonError]:
     return InternalError
 
 
+def failure_message(error: BaseException) -> str:
+    """What a failure says in job records and dead letters: an error of the tree its own message; a time limit
+    what to change (Celery's exceptions say only their name); anything else its type and text."""
+    if isinstance(error, SoftTimeLimitExceeded | TimeLimitExceeded):
+        return (
+            "the task ran past its time limit (LEPTON_TASK_SOFT_TIME_LIMIT_S, LEPTON_TASK_TIME_LIMIT_S): give it"
+            " more time, or send smaller chunks (chunk_size)"
+        )
+    text = str(error).strip()
+    if isinstance(error, LeptonError):
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def error_code(error: BaseException) -> str:
     """The stable code of a failure, for results, job records and dead letters."""
     return error_class(error).code
@@ -212,13 +226,13 @@ class LeptonTask(Task):  # type: ignore[misc]
                     kwargs=dict(kwargs),
                     payload_ref=self.payload_ref(args),
                     code=code,
-                    message=str(error),
+                    message=failure_message(error),
                     traceback=traceback if issubclass(kind, TRACEBACK_KEPT) else None,
                     attempts=attempts,
                 )
             )
             logger.error("%s %s dead-lettered [%s]: %s", self.name, task_id, code, error)
-        self.gave_up(runtime, args, code, str(error))
+        self.gave_up(runtime, args, code, failure_message(error))
         with contextlib.suppress(AttributeError):  # some exceptions refuse new attributes
             error._lepton_recorded = True  # type: ignore[attr-defined]
 

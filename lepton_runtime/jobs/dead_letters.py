@@ -5,15 +5,22 @@ from __future__ import annotations
 import builtins
 import json
 import time
+from collections.abc import Iterable
 from typing import Any, cast
 
 import redis
 from pydantic import BaseModel, Field
 
 from lepton_runtime import unicode_text
-from lepton_runtime.constants import BULK_CHUNK_TASK, DEFAULT_JOB_TTL_S, DEFAULT_TENANT, KNOWN_QUEUES
+from lepton_runtime.constants import (
+    BULK_CHUNK_TASK,
+    DEFAULT_JOB_TTL_S,
+    DEFAULT_TENANT,
+    INFERENCE_QUEUE,
+    KNOWN_QUEUES,
+)
 from lepton_runtime.errors import JobNotFoundError
-from lepton_runtime.jobs.keys import dead_letter_key
+from lepton_runtime.jobs.keys import CHUNK_TASK_MARK, dead_letter_key
 from lepton_runtime.jobs.owners import owner_of
 
 
@@ -84,6 +91,20 @@ class DeadLetterStore:
             if raw is not None and self.redis.hdel(dead_letter_key(name), letter_id):
                 return _letter(cast(str, raw))
         raise self.not_found(letter_id)
+
+    def discard_chunks(self, job_id: str, chunks: Iterable[int]) -> int:
+        """Remove the dead letters of a job's chunks that were sent again (`lepton jobs retry`): the retry resolves
+        them, and a chunk that fails again is dead-lettered anew. Returns how many there were."""
+        wanted = {int(chunk) for chunk in chunks}
+        if not wanted:
+            return 0
+        key = dead_letter_key(INFERENCE_QUEUE)
+        found = [
+            letter_id
+            for letter_id, raw in self.redis.hscan_iter(key, match=f"{job_id}{CHUNK_TASK_MARK}*", count=500)
+            if (letter := _letter(raw)).task == BULK_CHUNK_TASK and int(letter.args[1]) in wanted
+        ]
+        return int(self.redis.hdel(key, *found)) if found else 0
 
     @staticmethod
     def not_found(letter_id: str) -> JobNotFoundError:

@@ -29,7 +29,11 @@ class Progress(BaseModel):
 
     done: int
     total: int
-    texts_per_s: float | None = Field(default=None, description="Texts per second since the first chunk started.")
+    texts_per_s: float | None = Field(
+        default=None,
+        description="Texts per second of running time: since the first chunk started, less the pauses between a"
+        " failed end and a retry.",
+    )
     eta_s: float | None = Field(default=None, description="Seconds left at the current rate.")
 
 

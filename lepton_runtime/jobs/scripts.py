@@ -212,6 +212,9 @@ if #requeued > 0 then
   local state = redis.call('HGET', record, 'state')
   if state ~= 'queued' and state ~= 'running' then running(1) end
   redis.call('HSET', record, 'state', 'queued')
+  -- the pause between the job's end and this retry is not running time: its rate leaves it out
+  local finished_at = redis.call('HGET', record, 'finished_at')
+  if finished_at then redis.call('HINCRBYFLOAT', record, 'paused_s', tonumber(now) - tonumber(finished_at)) end
   redis.call('HDEL', record, 'finished_at')
   redis.call('HINCRBY', record, 'retries', 1)
   redis.call('HINCRBY', record, 'inflight', #requeued)

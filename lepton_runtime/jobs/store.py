@@ -470,7 +470,8 @@ def _status_from_record(record: dict[str, str], failures: list[ChunkFailure]) ->
     total = int(record["total_texts"])
     rate = eta = None
     if started_at is not None and counters["done_texts"]:
-        elapsed_s = (finished_at or time.time()) - started_at
+        # running time: the pauses between a failed end and a retry (`lepton jobs retry`) left out
+        elapsed_s = (finished_at or time.time()) - started_at - float(record.get("paused_s", 0))
         rate = counters["done_texts"] / elapsed_s if elapsed_s > 0 else None
         eta = (total - counters["done_texts"]) / rate if rate else None
     return JobStatus(

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 from celery.result import AsyncResult
+from click.testing import CliRunner
 
+from lepton_runtime.cli import cli
 from lepton_runtime.errors import JobStateError
 from lepton_runtime.inference import Engine, ItemError, Prediction
 from lepton_runtime.jobs import DeadLetterStore
@@ -137,6 +139,7 @@ def test_a_poison_chunk_is_dead_lettered_and_retry_reruns_only_it(
     start_worker()  # the cause is gone
     assert letter.id.startswith(f"{poisoned.id}.chunk{bad}.")  # the failed task's id, as Flower shows it
     assert client.retry(letter.id) == [bad]  # retried by that id
+    assert DeadLetterStore(redis_client).list() == [], "the retry resolves the chunk's dead letter"
     status = poisoned.wait(WAIT_S)
     assert status.state == "succeeded" and status.failed_chunks == 0
     assert client.jobs.chunk_runs(poisoned.id) == {**{c: 1 for c in range(10)}, bad: 4}  # only it ran again
@@ -193,13 +196,26 @@ def test_a_chunk_over_its_time_limit_fails_the_job_with_time_limit(
     client: LeptonClient,
     redis_client: redis.Redis,
     banking: LabelledTexts,
+    queue_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     texts = banking.texts[:300]
     texts[5] = HANG  # runs past the soft time limit (5 s in these tests)
     worker = start_worker(extra=FAULTS)
-    status = client.submit_bulk(texts, model="tiny", chunk_size=100).wait(WAIT_S)
+    source = tmp_path / "texts.jsonl"
+    source.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts))
+    # `lepton submit` as a user runs it: the failed chunk's line keeps its code and says what to change
+    submitted = CliRunner().invoke(cli, ["submit", str(source), "--model", "tiny", "--chunk-size", "100"],
+                                   env=queue_env)  # fmt: skip
+    assert submitted.exit_code == 1, submitted.output
+    assert "chunk 0: [time_limit] the task ran past its time limit (LEPTON_TASK_SOFT_TIME_LIMIT_S" in " ".join(
+        submitted.output.split()
+    )
+    status = client.status(submitted.output.split()[0])
     assert status.state == "failed"
     assert (status.done_chunks, [f.code for f in status.failures]) == (2, ["time_limit"])
+    shown = CliRunner().invoke(cli, ["jobs", "status", status.id], env=queue_env)
+    assert "chunk 0: [time_limit] the task ran past its time limit" in shown.output
     (letter,) = DeadLetterStore(redis_client).list()
     assert letter.code == "time_limit" and letter.traceback and "SoftTimeLimitExceeded" in letter.traceback
     assert worker.process.poll() is None

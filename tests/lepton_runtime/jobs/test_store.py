@@ -97,11 +97,18 @@ def test_failed_chunks_fail_the_job_and_requeue_only_them(redis_client: redis.Re
     assert [(f.chunk, f.code) for f in status.failures] == [(1, "corrupt_model")]
     assert redis_client.hget(BULK_RUNNING_JOBS_KEY, "default") is None  # finished: it shares nothing
 
+    # an hour passes before the retry: the job's rate counts its running time, not the pause
+    record = JobKeys(job_id).record
+    started_at = float(redis_client.hget(record, "started_at") or 0)
+    redis_client.hset(record, mapping={"started_at": started_at - 3600, "finished_at": started_at - 3590})
     assert store.requeue_failed(job_id) == [1]
     assert store.status(job_id).state == "queued"
     assert store.requeue_failed(job_id) == []  # nothing failed any more
     store.start_chunk(job_id, 1)
     assert store.complete_chunk(job_id, 1, _part(store, job_id, 1), 0).final_state == "succeeded"
+    status = store.status(job_id)
+    running_s = 10 + (status.finished_at or 0) - started_at  # 10 s before the pause, the rest after it
+    assert status.progress.texts_per_s == pytest.approx(10 / running_s, rel=0.01)
 
 
 def test_cancel_stops_chunks_not_started_and_refuses_retry(redis_client: redis.Redis, tmp_path: Path) -> None:
