@@ -229,6 +229,13 @@ class QuotaExceededError(QueueFullError):
     transient = True
 
 
+class FleetConflictError(LeptonError):
+    """Raised when `lepton up` would share a data folder or a port with something already running there."""
+
+    code = "fleet_conflict"
+    http_status = 409
+
+
 class JobNotFoundError(LeptonError):
     """Raised when a job id names no job (never submitted, or its records expired)."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lepton_runtime.constants import EMBEDDED_REDIS_PORT, TRAINING_QUEUE
+from lepton_runtime.errors import FleetConflictError
 from lepton_runtime.jobs import connect_with, redacted
 from lepton_runtime.settings import LeptonSettings
 from workers.embedded import LocalRedis
@@ -129,7 +130,7 @@ class FleetLock:
             handle.seek(0)
             holder = handle.read()
             handle.close()
-            raise RuntimeError(_folder_taken(self.path.parent, holder)) from None
+            raise FleetConflictError(_folder_taken(self.path.parent, holder)) from None
         handle.seek(0)
         handle.truncate()
         ports = {"redis_port": options.redis_port if local_redis else None,
@@ -193,7 +194,7 @@ def _taken(port: int) -> bool:
 
 def _refuse_if_port_taken(port: int, option: str, otherwise: str) -> None:
     if _taken(port):
-        raise RuntimeError(
+        raise FleetConflictError(
             f"port {port} on 127.0.0.1 is taken by another program; give a free one: {option}"
             f" {_free_port_from(port + 1)}, {otherwise}"
         )

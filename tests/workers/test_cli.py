@@ -107,8 +107,9 @@ def test_a_second_lepton_up_on_a_folder_in_use_refuses_and_its_advice_starts_a_s
                 [sys.executable, "-m", "lepton_runtime", "up", "--redis-port", str(free_port()), "--data-dir",
                  str(folder)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
             )  # fmt: skip
-            assert refused.returncode == 1, refused.stderr
+            assert refused.returncode == 2, refused.stderr
             message = " ".join(refused.stderr.split())
+            assert message.startswith("error [fleet_conflict]: another `lepton up`"), message
             assert "another `lepton up`" in message and str(folder.resolve()) in message, message
             assert f"LEPTON_REDIS_URL=redis://127.0.0.1:{redis_port}/0" in message, "how to use the running fleet"
             # the separate fleet it suggests, run as written
@@ -274,5 +275,31 @@ def test_classify_answers_a_few_texts_through_the_interactive_lane(
     card, empty = (json.loads(line) for line in done.stdout.splitlines())
     assert card["text"] == "where is my new card?" and card["label"] in {"problem", "question"}
     assert empty["error"]["code"] == "invalid_input", "a bad text fails only its item"
-    refused = runner.invoke(cli, ["classify", "x", "--model", "tiny", "--tenant", "bad tenant"], env=queue_env)
-    assert refused.exit_code != 0 and "tenant" in refused.output
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (["predict", "nope", "a text"], "unknown_model"),
+        (["classify", "a text", "--model", "nope"], "unknown_model"),
+        (["embed", "a text", "--model", "nope"], "unknown_model"),
+        (["submit", "TEXTS", "--model", "nope"], "unknown_model"),
+        (["classify", "x", "--model", "tiny", "--tenant", "bad tenant"], "invalid_input"),
+        (["jobs", "status", "0123456789abcdef0123456789abcdef"], "unknown_job"),
+    ],
+)
+def test_an_error_of_the_tree_is_one_line_with_its_code_and_exit_2_whatever_the_command(
+    command: list[str], code: str, queue_env: dict[str, str], tmp_path: Path
+) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a text\n")
+    arguments = [str(texts) if argument == "TEXTS" else argument for argument in command]
+    done = subprocess.run(
+        [sys.executable, "-m", "lepton_runtime", *arguments],
+        cwd=REPO_ROOT, env={**os.environ, **queue_env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error [{code}]: "), line
+    if code == "unknown_model":
+        assert "LEPTON_MODEL_DIR" in line and queue_env["LEPTON_MODEL_DIR"] in line, "where it looked, absolute"
