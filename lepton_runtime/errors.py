@@ -23,6 +23,7 @@
     │   └── DataStoreUnavailableError  data_store_unavailable 503  the bulk data store does not answer (transient)
     ├── QueueFullError             queue_full             429  a queue holds too many waiting messages (transient)
     │   └── QuotaExceededError     quota_exceeded         429  a tenant has its quota of waiting requests (transient)
+    ├── FleetConflictError         fleet_conflict         409  `lepton up` would share a data folder or a port
     ├── JobNotFoundError           unknown_job            404  no job with that id (or it expired)
     ├── JobStateError              invalid_job_state      409  the job cannot do that in its state
     ├── JobTimeoutError            job_timeout            504  a wait ended before the job did
