@@ -59,7 +59,8 @@ def csv_rows(path: Path, required_column: str) -> Iterator[tuple[int, dict[str, 
     reader = csv.DictReader(line for _, line in lines(path))
     if reader.fieldnames is None or required_column not in reader.fieldnames:
         raise InvalidInputError(
-            f"{path}: no {required_column!r} column (columns: {reader.fieldnames or []}); name the text column",
+            f"{path}: no {required_column!r} column (columns: {', '.join(reader.fieldnames or []) or 'none'}); name"
+            " the column that holds the text with --text-field (text_field in the API)",
             issues=[InputIssue(f"{path.name}:1", f"missing column {required_column!r}")],
         )
     for row in reader:

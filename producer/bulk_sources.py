@@ -56,8 +56,11 @@ def plan_input(
     text_field: str,
     id_field: str,
     confined: bool,
+    label: str | None = None,
 ) -> PlannedInput:
     """Plan ``source`` into chunks of about ``chunk_size`` rows (InvalidInputError naming what is wrong).
+    ``label``: what the job's record and the errors call a local file (an upload's own name, not the temporary
+    path the API saved it under).
 
     ``confined`` (the HTTP API): a ``str`` is always a location in the tenant's part of the data store, never a path
     of this machine; a ``Path`` is a file the API itself received (an upload)."""
@@ -79,7 +82,7 @@ def plan_input(
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         items: Any = read_items(path, text_field=text_field, id_field=id_field)
-        label = field = str(path)
+        label = field = label or str(path)
     else:
         items, label, field = items_from_texts(source), "<list>", "texts"
     location = store.inline_input(tenant, job_id)

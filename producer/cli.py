@@ -332,20 +332,33 @@ def jobs_list(limit: int, tenant: str | None) -> None:
             *client.list_jobs(limit, tenant=tenant), *client.list_runs(limit, tenant=tenant)
         ]  # fmt: skip
     statuses.sort(key=lambda status: status.created_at, reverse=True)
-    table = Table()
-    table.add_column("id", no_wrap=True, min_width=32)  # copied into other commands: never cut
-    for name in ("tenant", "kind, state", "model", "progress", "source"):  # six columns fit 80 with the id
-        table.add_column(name, overflow="fold", max_width=28)
+    rows = []
     for status in statuses[:limit]:
         if isinstance(status, TrainingStatus):
             model = status.outcome.version if status.outcome else status.request.name
             progress = f"{status.train_rows} rows, epoch {status.progress.epoch}/{status.progress.epochs}"
-            row = (status.tenant, f"train {status.state}", model, progress, status.request.source)
+            rows.append((status.id, f"train {status.state}", progress, status.tenant, model, status.request.source))
         else:
             progress = f"{status.done_texts}/{status.total_texts} texts, {status.failed_chunks} failed chunks"
-            row = (status.tenant, f"bulk {status.state}", status.model_version, progress, status.source)
-        table.add_row(status.id, *row)
-    Console().print(table)
+            rows.append((status.id, f"bulk {status.state}", progress, status.tenant, status.model_version,
+                         status.source))  # fmt: skip
+    terminal = Console()
+    if terminal.width >= WIDE_TABLE_COLUMNS:
+        table = Table()
+        table.add_column("id", no_wrap=True, min_width=32)  # copied into other commands: never cut
+        for name in ("kind, state", "progress", "tenant", "model", "source"):
+            table.add_column(name, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        terminal.print(table)
+        return
+    for job_id, state, progress, tenant, model, source in rows:  # narrow: two lines a job, no word cut in two
+        terminal.print(f"{job_id}  {state}  {progress}", highlight=False, markup=False)
+        terminal.print(f"    tenant {tenant}, model {model}, source {source}", highlight=False, markup=False)
+
+
+# Narrower terminals list jobs two lines each: six columns beside a 32-character id cut words in two at 80.
+WIDE_TABLE_COLUMNS = 140
 
 
 @click.command("audit")

@@ -448,6 +448,7 @@ class LeptonClient:
         idempotency_key: str | None = None,
         tenant: str | None = None,
         confined: bool = False,
+        source_label: str | None = None,
     ) -> BulkJob:
         """Queue a bulk job owned by ``tenant`` (default LEPTON_TENANT) over a dataset (``s3://bucket/corpus/``, a
         folder, a glob, Parquet, JSON lines or CSV, also .gz/.zst: planned from metadata, read by the workers) or
@@ -455,7 +456,8 @@ class LeptonClient:
 
         ``out``: the folder in the data store for the output parts and manifest (default
         ``<store>/tenants/<tenant>/outputs/<job>/``); ``output``: a local file ``BulkJob.wait`` writes the rows to.
-        ``confined`` (the HTTP API): both must lie inside the tenant's part of the data store.
+        ``confined`` (the HTTP API): both must lie inside the tenant's part of the data store. ``source_label``:
+        what the job's ``source`` and errors call a local file (the API gives an upload's own file name).
         """
         chunk_size = chunk_size or self.settings.chunk_size
         if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
@@ -473,7 +475,7 @@ class LeptonClient:
             try:
                 planned = plan_input(
                     self.data, source, job_id=job_id, tenant=tenant, chunk_size=chunk_size, text_field=text_field,
-                    id_field=id_field, confined=confined,
+                    id_field=id_field, confined=confined, label=source_label,
                 )  # fmt: skip
                 job_id, created = self.jobs.create(
                     planned.job_input, planned.splits, model=model, model_version=version.reference,

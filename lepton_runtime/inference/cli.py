@@ -23,18 +23,34 @@ from lepton_runtime.settings import load_settings
 )
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: LEPTON_DEVICE or cpu.")
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores).")
-def predict(reference: str, texts: tuple[str, ...], variant: str, device: str | None, threads: int | None) -> None:
+@click.option(
+    "--top-k",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="A classifier's scores: only the K highest, best first (--all-scores for every label).",
+)
+@click.option("--all-scores", is_flag=True, help="Every label's score (77 of them for BANKING77).")
+def predict(
+    reference: str,
+    texts: tuple[str, ...],
+    variant: str,
+    device: str | None,
+    threads: int | None,
+    top_k: int,
+    all_scores: bool,
+) -> None:
     """Run model REFERENCE (name, name@version or name@alias) on TEXTS (or lines of stdin), in this process.
 
-    Prints one JSON object per text, in order: for a classifier label, score and all scores, for an
-    embedding model the vector; then the exact model (name, version, sha256, variant, precision,
+    Prints one JSON object per text, in order: for a classifier label, score and the --top-k best scores,
+    for an embedding model the vector; then the exact model (name, version, sha256, variant, precision,
     provider). An invalid text prints an error object in its place; the exit code is then 1.
 
     \b
     Examples:
-      lepton predict sentiment@production "great film" "dull and slow"
-      cut -f2 reviews.tsv | lepton predict sentiment
-      lepton predict minilm "where is my card?"
+      lepton predict intents@production "my card payment was declined" "how do I top up?"
+      lepton predict intents --top-k 3 < questions.txt       # one text per line
+      lepton predict minilm "where is my card?"              # an embedding model
     """
     from lepton_runtime.inference import Engine
 
@@ -53,6 +69,10 @@ def predict(reference: str, texts: tuple[str, ...], variant: str, device: str | 
     failed = False
     for result in engine.run(items, errors="return"):
         failed |= hasattr(result, "code")
-        click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+        answer = result.as_dict()
+        if not all_scores and isinstance(answer.get("scores"), dict):
+            best = sorted(answer["scores"].items(), key=lambda item: item[1], reverse=True)[:top_k]
+            answer["scores"] = dict(best)
+        click.echo(json.dumps(answer, ensure_ascii=False))
     if failed:
         sys.exit(1)

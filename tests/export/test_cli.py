@@ -51,6 +51,10 @@ def test_export_predict_promote_rollback_verify(tmp_path: Path, tiny_checkpoint:
     assert good["model"]["variant"] == "int8" and len(good["model"]["sha256"]) == 64
     assert bad["error"]["code"] == "invalid_input" and bad["index"] == 1
 
+    top = lepton("predict", "sent@2", "a great film", "--top-k", "1", registry=tmp_path)
+    (answer,) = (json.loads(line) for line in top.stdout.splitlines())
+    assert list(answer["scores"]) == [answer["label"]], "only the best score, the label's"
+
     from_stdin = lepton("predict", "sent@2", registry=tmp_path, stdin="one line\nanother line\n")
     assert from_stdin.returncode == 0 and len(from_stdin.stdout.splitlines()) == 2
 

@@ -130,6 +130,8 @@ def test_an_uploaded_file_becomes_a_bulk_job(
     assert client.wait(job_id, 60).state == "succeeded"
     rows = [json.loads(line) for line in api.http.get(f"/v1/jobs/{job_id}/results", headers=AUTH).text.splitlines()]
     assert [row["id"] for row in rows] == ["r1", "r2", "r3"]
+    status = api.http.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
+    assert status["source"] == "upload:reviews.csv", "the upload's own name, not where the server kept it"
 
 
 @pytest.mark.parametrize(

@@ -190,7 +190,10 @@ def test_submit_and_jobs_follow_a_job_from_the_shell(
     assert f"{job_id} succeeded: 200/200 texts" in status
     results = runner.invoke(cli, ["jobs", "results", job_id], env=queue_env, catch_exceptions=False).output
     assert [json.loads(line)["id"] for line in results.splitlines()] == [row["id"] for row in rows]
-    assert job_id in runner.invoke(cli, ["jobs", "list"], env=queue_env, catch_exceptions=False).output
+    for columns in ("80", "200"):  # two lines a job in a narrow terminal, a table in a wide one: no word cut
+        listed = runner.invoke(cli, ["jobs", "list"], env={**queue_env, "COLUMNS": columns}, catch_exceptions=False)
+        assert job_id in listed.output and "bulk succeeded" in listed.output, listed.output
+        assert max(len(line) for line in listed.output.splitlines()) <= int(columns)
     assert "no failed chunk" in runner.invoke(cli, ["jobs", "retry", job_id], env=queue_env).output
 
 

@@ -112,7 +112,7 @@ async def submit_bulk(
             job = await run_in_threadpool(
                 client.submit_bulk, path, model=fields.model, out=fields.out, chunk_size=fields.chunk_size,
                 text_field=fields.text_field, id_field=fields.id_field, idempotency_key=idempotency_key,
-                tenant=caller.tenant, confined=True,
+                tenant=caller.tenant, confined=True, source_label=f"upload:{upload.filename or 'file'}",
             )  # fmt: skip
         return submitted(job.id, job.created)
     raise UnsupportedMediaError(
