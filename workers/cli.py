@@ -286,10 +286,13 @@ def up(concurrency: int | None, flower: bool, flower_port: int, trainer: bool, r
     LEPTON_REDIS_SENTINELS names one), an inference worker, a training worker and Flower. Ctrl-C
     stops them cleanly: the workers finish their tasks, Redis saves.
 
+    One fleet per --data-dir: a second one there is refused, with the command of a separate fleet.
+
     \b
-    Then, in another shell:
-      lepton submit reviews.jsonl --model sentiment --out labels.jsonl
-      lepton train reviews-labelled.jsonl --name sentiment --submit
+    Then, in another shell of this folder (`make demo` published intents):
+      lepton classify "my card payment was declined" --model intents
+      lepton submit lepton_runtime/datasets/banking77/dev.jsonl --model intents --out labels.jsonl
+      lepton train lepton_runtime/datasets/banking77/dev.jsonl --name intents-again --submit
     """
     from workers.fleet import Fleet, FleetOptions
 
