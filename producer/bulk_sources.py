@@ -57,10 +57,11 @@ def plan_input(
     id_field: str,
     confined: bool,
     label: str | None = None,
+    ids: Sequence[Any] | None = None,
 ) -> PlannedInput:
     """Plan ``source`` into chunks of about ``chunk_size`` rows (InvalidInputError naming what is wrong).
     ``label``: what the job's record and the errors call a local file (an upload's own name, not the temporary
-    path the API saved it under).
+    path the API saved it under). ``ids``: one per text of a list (default: their positions).
 
     ``confined`` (the HTTP API): a ``str`` is always a location in the tenant's part of the data store, never a path
     of this machine; a ``Path`` is a file the API itself received (an upload)."""
@@ -84,7 +85,7 @@ def plan_input(
         items: Any = read_items(path, text_field=text_field, id_field=id_field)
         label = field = label or str(path)
     else:
-        items, label, field = items_from_texts(source), "<list>", "texts"
+        items, label, field = items_from_texts(source, ids), "<list>", "texts"
     location = store.inline_input(tenant, job_id)
     inline = store.write_items(location, items, chunk_size, source=field)
     job_input = JobInput(location, [inline.file], "text", "id", inline=True)

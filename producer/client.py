@@ -449,6 +449,7 @@ class LeptonClient:
         tenant: str | None = None,
         confined: bool = False,
         source_label: str | None = None,
+        ids: Sequence[str] | None = None,
     ) -> BulkJob:
         """Queue a bulk job owned by ``tenant`` (default LEPTON_TENANT) over a dataset (``s3://bucket/corpus/``, a
         folder, a glob, Parquet, JSON lines or CSV, also .gz/.zst: planned from metadata, read by the workers) or
@@ -458,6 +459,7 @@ class LeptonClient:
         ``<store>/tenants/<tenant>/outputs/<job>/``); ``output``: a local file ``BulkJob.wait`` writes the rows to.
         ``confined`` (the HTTP API): both must lie inside the tenant's part of the data store. ``source_label``:
         what the job's ``source`` and errors call a local file (the API gives an upload's own file name).
+        ``ids``: with a list of texts, one id each (the output's ``id``; default: the positions 0, 1, ...).
         """
         chunk_size = chunk_size or self.settings.chunk_size
         if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
@@ -475,7 +477,7 @@ class LeptonClient:
             try:
                 planned = plan_input(
                     self.data, source, job_id=job_id, tenant=tenant, chunk_size=chunk_size, text_field=text_field,
-                    id_field=id_field, confined=confined, label=source_label,
+                    id_field=id_field, confined=confined, label=source_label, ids=ids,
                 )  # fmt: skip
                 job_id, created = self.jobs.create(
                     planned.job_input, planned.splits, model=model, model_version=version.reference,

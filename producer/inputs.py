@@ -20,11 +20,26 @@ from lepton_runtime.unicode_text import surrogate_problem
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 
 
-def items_from_texts(texts: Sequence[Any]) -> Iterator[tuple[str, Any]]:
-    """A list's texts with their index as id; their content is checked by the workers, item by item."""
+def items_from_texts(texts: Sequence[Any], ids: Sequence[Any] | None = None) -> Iterator[tuple[str, Any]]:
+    """A list's texts with their ``ids`` (one string each, in order), else their index; their content is checked
+    by the workers, item by item."""
     if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
         raise InvalidInputError(f"texts: expected a list of strings, got {type(texts).__name__}")
-    return ((str(index), text) for index, text in enumerate(texts))
+    if ids is None:
+        return ((str(index), text) for index, text in enumerate(texts))
+    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence) or len(ids) != len(texts):
+        count = len(ids) if isinstance(ids, Sequence) else type(ids).__name__
+        raise InvalidInputError(
+            f"ids: {count} ids for {len(texts)} texts; give one id per text, in the texts' order (or none)",
+            issues=[InputIssue("ids", f"expected {len(texts)} ids")],
+        )
+    for position, identity in enumerate(ids):
+        if not isinstance(identity, str) or not identity:
+            raise InvalidInputError(
+                f"ids[{position}]: {identity!r} is not a non-empty string; ids are strings",
+                issues=[InputIssue(f"ids.{position}", "not a non-empty string")],
+            )
+    return zip(ids, texts, strict=True)
 
 
 def read_items(path: Path, *, text_field: str = "text", id_field: str = "id") -> Iterator[tuple[str, str]]:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from lepton_runtime.errors import ChunkNotRunError, JobStateError
+from lepton_runtime.errors import ChunkNotRunError, JobCancelledError, JobStateError
 from lepton_runtime.jobs.data_store import DataStore, store_errors
 from lepton_runtime.jobs.datasets import Dataset
 from lepton_runtime.jobs.output_rows import json_lines
@@ -99,12 +99,13 @@ class BulkData:
     # -- readers -------------------------------------------------------------------------------------
     def rows(self, jobs: JobStore, job_id: str) -> Iterator[str]:
         """The output rows (JSON lines) in input order, once the job has finished: a succeeded job's through its
-        manifest (each part checked against its sha256); a failed job's from the parts recorded, with one error row
-        per text of a chunk that failed (``{"id", "error": {"code", "message"}}``), so every input has its row."""
+        manifest (each part checked against its sha256); a failed or cancelled job's from the parts recorded, with
+        one error row per text of a chunk that failed or never ran (``{"id", "error": {"code", "message"}}``), so
+        every input has its row."""
         status = jobs.status(job_id)
         if status.state not in RESULT_STATES:
             raise JobStateError(
-                f"job {job_id} is {status.state}; results stream once it has succeeded or failed "
+                f"job {job_id} is {status.state}; results stream once it has succeeded, failed or been cancelled "
                 f"(`lepton jobs status {job_id}`)"
             )
         output = self._output(status.output or "")
@@ -122,10 +123,11 @@ class BulkData:
                 yield from self._part_lines(output, part, position)
                 position += part.rows
                 continue
-            detail = jobs.chunk_error(job_id, chunk) or {
-                "code": ChunkNotRunError.code,
-                "message": "the chunk never ran",
-            }
+            detail = jobs.chunk_error(job_id, chunk) or (
+                {"code": JobCancelledError.code, "message": "the job was cancelled before this chunk ran"}
+                if status.state == "cancelled"
+                else {"code": ChunkNotRunError.code, "message": "the chunk never ran"}
+            )
             work = ChunkWork(job_id, chunk, "", "", job_input, jobs.split(job_id, chunk), status.output or "")
             ids, _, _ = self.read_chunk(work)
             for index, row_id in enumerate(ids):

@@ -12,8 +12,9 @@ JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ChunkState = Literal["queued", "running", "done", "failed", "cancelled"]
 # A job in one of these states is over: nothing more runs, waits end.
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-# The final states whose output can be read: every input has its row (a cancelled job has no output).
-RESULT_STATES: frozenset[str] = frozenset({"succeeded", "failed"})
+# The final states whose output can be read: every input has its row (a cancelled job's rows that never ran are
+# `cancelled` error rows; a chunk that was running when it was cancelled may still add its rows).
+RESULT_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class ChunkFailure(BaseModel):

@@ -200,13 +200,18 @@ def chunk_size_field() -> Any:
 
 class BulkTextsRequest(BaseModel):
     texts: list[str] = Field(min_length=1, description="Texts of the bulk job, in order.")
+    ids: list[str] | None = Field(
+        default=None, description="One id per text, in the texts' order: each output row's `id` (default: 0, 1, ...)."
+    )
     model: str = reference_field()
     chunk_size: int | None = chunk_size_field()
     out: str | None = out_field()
 
     model_config = {
         "strict": True,
-        "json_schema_extra": {"examples": [{"texts": ["great film", "dull", "loved it"], "model": "sentiment"}]},
+        "json_schema_extra": {
+            "examples": [{"texts": ["great film", "dull", "loved it"], "ids": ["r1", "r2", "r3"], "model": "intents"}]
+        },
     }
 
 

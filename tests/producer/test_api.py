@@ -111,6 +111,14 @@ def test_a_bulk_job_runs_and_streams_the_same_rows_as_the_client(
     retried = api.http.post(f"/v1/jobs/{job_id}/retry", headers=AUTH).json()
     assert retried == {"job_id": job_id, "chunks": []}, "nothing failed, so nothing runs again"
 
+    # a JSON body carries its own ids; a count that does not match is refused naming the field
+    with_ids = {"texts": banking.texts[:3], "ids": ["q-1", "q-2", "q-3"], "model": "tiny"}
+    named = api.http.post("/v1/jobs", json=with_ids, headers=AUTH).json()["job_id"]
+    assert client.wait(named, 120).state == "succeeded"
+    assert [row["id"] for row in client.results(named)] == ["q-1", "q-2", "q-3"]
+    short = api.http.post("/v1/jobs", json={**with_ids, "ids": ["q-1"]}, headers=AUTH)
+    assert short.status_code == 422 and "ids" in short.json()["error"]["message"], short.text
+
 
 def test_an_uploaded_file_becomes_a_bulk_job(
     api: RunningApi, start_worker: Callable[..., WorkerProcess], client: LeptonClient, tmp_path: Path

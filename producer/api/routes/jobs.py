@@ -96,7 +96,7 @@ async def submit_bulk(
         body = validated(BulkTextsRequest, raw)
         job = await run_in_threadpool(
             client.submit_bulk, body.texts, model=body.model, out=body.out, chunk_size=body.chunk_size,
-            idempotency_key=idempotency_key, tenant=caller.tenant, confined=True,
+            idempotency_key=idempotency_key, tenant=caller.tenant, confined=True, ids=body.ids,
         )  # fmt: skip
         return submitted(job.id, job.created)
     if kind == "multipart/form-data":
@@ -148,7 +148,7 @@ def finished_job(job_id: str, client: Client) -> None:
     if status.state not in RESULT_STATES:
         raise JobStateError(
             f"job {job_id} is {status.state} ({status.done_texts}/{status.total_texts} texts); results are"
-            " read once it has succeeded or failed: poll GET /v1/jobs/{id}"
+            " read once it has succeeded, failed or been cancelled: poll GET /v1/jobs/{id}"
         )
 
 
