@@ -281,7 +281,21 @@ def flower(address: str, port: int, flower_args: tuple[str, ...]) -> None:
     show_default=True,
     help="Where the local Redis keeps its append-only file, and the logs.",
 )
-def up(concurrency: int | None, flower: bool, flower_port: int, trainer: bool, redis_port: int, data_dir: Path) -> None:
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve the inference worker's Prometheus metrics on 127.0.0.1:PORT/metrics. Default: off.",
+)
+def up(
+    concurrency: int | None,
+    flower: bool,
+    flower_port: int,
+    trainer: bool,
+    redis_port: int,
+    data_dir: Path,
+    metrics_port: int | None,
+) -> None:
     """Start the embedded default: a local Redis on loopback (unless LEPTON_REDIS_URL or
     LEPTON_REDIS_SENTINELS names one), an inference worker, a training worker and Flower. Ctrl-C
     stops them cleanly: the workers finish their tasks, Redis saves.
@@ -299,7 +313,8 @@ def up(concurrency: int | None, flower: bool, flower_port: int, trainer: bool, r
     settings = load_settings()
     processes, _ = pool_shape_for(settings.device, concurrency, settings.intra_op_threads)
     configured = settings if settings.broker_configured else None
-    fleet = Fleet(FleetOptions(data_dir, redis_port, processes, flower, flower_port, trainer), configured)
+    options = FleetOptions(data_dir, redis_port, processes, flower, flower_port, trainer, metrics_port=metrics_port)
+    fleet = Fleet(options, configured)
     # Ctrl-C and SIGTERM stop everything, even when started with SIGINT ignored (a shell's background job)
     signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

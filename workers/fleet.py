@@ -30,6 +30,7 @@ class FleetOptions:
     flower_port: int = 5555
     trainer: bool = True
     worker_args: list[str] = field(default_factory=list)
+    metrics_port: int | None = None  # the inference worker's /metrics on loopback
 
 
 class Fleet:
@@ -52,6 +53,8 @@ class Fleet:
             _refuse_if_port_taken(self.options.redis_port, "--redis-port", "or set LEPTON_REDIS_URL to a running Redis")
         if self.options.flower:
             _refuse_if_port_taken(self.options.flower_port, "--flower-port", "or start it with --no-flower")
+        if self.options.metrics_port:
+            _refuse_if_port_taken(self.options.metrics_port, "--metrics-port", "or leave it out")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)  # a configured Redis: the children read the same LEPTON_* variables
         if self.configured is None:
@@ -65,16 +68,20 @@ class Fleet:
                 client.ping()
             source = "LEPTON_REDIS_SENTINELS" if self.configured.redis_sentinels else "LEPTON_REDIS_URL"
             report(f"redis    {redacted(self.url)} ({source})")
+        port = self.options.metrics_port
+        metrics = ["--metrics-port", str(port), "--metrics-address", "127.0.0.1"] if port else []
         worker = WorkerProcess(
             env,
             self.log_dir / "worker.log",
             processes=self.options.concurrency,
-            arguments=self.options.worker_args,
+            arguments=[*self.options.worker_args, *metrics],
             name_prefix="lepton-up",
         )
         self.children.append(("worker", worker))
         worker.wait_ready()
         report(f"worker   {worker.name}: {worker.processes} processes, log {worker.log_path}")
+        if self.options.metrics_port:
+            report(f"metrics  http://127.0.0.1:{self.options.metrics_port}/metrics (the inference worker's)")
         if self.options.trainer:
             # a process of its own: the training queue's visibility timeout is hours, the inference one's a 20 s lease
             trainer = WorkerProcess(

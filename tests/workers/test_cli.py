@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import redis
@@ -65,9 +66,12 @@ def up_env(published: ModelVersion) -> dict[str, str]:
 def test_lepton_up_runs_a_job_and_leaves_nothing_running(
     published: ModelVersion, banking: LabelledTexts, tmp_path: Path
 ) -> None:
-    redis_port, flower_port = free_port(), free_port()
+    redis_port, flower_port, metrics_port = free_port(), free_port(), free_port()
     up, seen = start_up(["-c", "1", "--redis-port", str(redis_port), "--flower-port", str(flower_port),
-                         "--data-dir", str(tmp_path / "up")], up_env(published))  # fmt: skip
+                         "--metrics-port", str(metrics_port), "--data-dir", str(tmp_path / "up")],
+                        up_env(published))  # fmt: skip
+    scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+    assert scraped.status_code == 200 and "lepton_queue_depth" in scraped.text, "the worker's metrics, on loopback"
     children = psutil.Process(up.pid).children(recursive=True)
     assert len(children) >= 6  # redis-server, worker main and pool process, trainer main and pool process, flower
     assert any(line.startswith("trainer ") and "lepton.training" in line for line in seen), "".join(seen)
