@@ -46,7 +46,10 @@ class JobStatus(BaseModel):
     state: JobState
     model: str = Field(description="The reference as submitted, e.g. 'sentiment' or 'sentiment@production'.")
     model_version: str = Field(description="The exact version resolved once at submit time, e.g. 'sentiment@3'.")
-    model_sha256: str
+    model_sha256: str = Field(
+        description="The sha256 over every file of the pinned version (its manifest's content_sha256): the version"
+        " as a whole. Each output row's model.sha256 is the sha256 of the one graph file that ran (its variant)."
+    )
     source: str = Field(description="Where the texts came from: a dataset location, a file path or '<list>'.")
     input: str | None = Field(default=None, description="The dataset in the data store the chunks read.")
     output: str | None = Field(
