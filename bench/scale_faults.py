@@ -33,6 +33,7 @@ from collections import Counter  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import psutil  # noqa: E402
+import s3fs  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.chaos import VISIBILITY_TIMEOUT_S, Fault, Fleet, through_outages, verdict  # noqa: E402
@@ -88,8 +89,6 @@ def main() -> int:
     corpus = f"{store}/tenants/default/corpus/"
     local_corpus = scratch / "corpus"
     write_dataset(local_corpus, args.rows, args.chunk_size, files=4)
-    import s3fs
-
     s3fs.S3FileSystem(endpoint_url=s3.endpoint_url, skip_instance_cache=True).put(
         f"{local_corpus}/", corpus, recursive=True
     )

@@ -60,8 +60,8 @@ def plan_input(
     ids: Sequence[Any] | None = None,
 ) -> PlannedInput:
     """Plan ``source`` into chunks of about ``chunk_size`` rows (InvalidInputError naming what is wrong).
-    ``label``: what the job's record and the errors call a local file (an upload's own name, not the temporary
-    path the API saved it under). ``ids``: one per text of a list (default: their positions).
+    ``label``: what the job's record calls a local file (an upload's own name, not the temporary path the API saved
+    it under). ``ids``: one per text of a list (default: their positions).
 
     ``confined`` (the HTTP API): a ``str`` is always a location in the tenant's part of the data store, never a path
     of this machine; a ``Path`` is a file the API itself received (an upload)."""

@@ -322,6 +322,10 @@ def jobs_cancel(job_id: str) -> None:
     click.echo(f"{job_id}: {status.state} (tenant {status.tenant})")
 
 
+# Narrower terminals list jobs two lines each: six columns beside a 32-character id cut words in two at 80.
+WIDE_TABLE_COLUMNS = 140
+
+
 @jobs.command("list")
 @click.option("-n", "--limit", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--tenant", default=None, help="Only this tenant's jobs (default: every tenant's).")
@@ -355,10 +359,6 @@ def jobs_list(limit: int, tenant: str | None) -> None:
     for job_id, state, progress, tenant, model, source in rows:  # narrow: two lines a job, no word cut in two
         terminal.print(f"{job_id}  {state}  {progress}", highlight=False, markup=False)
         terminal.print(f"    tenant {tenant}, model {model}, source {source}", highlight=False, markup=False)
-
-
-# Narrower terminals list jobs two lines each: six columns beside a 32-character id cut words in two at 80.
-WIDE_TABLE_COLUMNS = 140
 
 
 @click.command("audit")

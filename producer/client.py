@@ -458,7 +458,7 @@ class LeptonClient:
         ``out``: the folder in the data store for the output parts and manifest (default
         ``<store>/tenants/<tenant>/outputs/<job>/``); ``output``: a local file ``BulkJob.wait`` writes the rows to.
         ``confined`` (the HTTP API): both must lie inside the tenant's part of the data store. ``source_label``:
-        what the job's ``source`` and errors call a local file (the API gives an upload's own file name).
+        what the job's ``source`` calls a local file (the API gives an upload's own file name).
         ``ids``: with a list of texts, one id each (the output's ``id``; default: the positions 0, 1, ...).
         """
         chunk_size = chunk_size or self.settings.chunk_size

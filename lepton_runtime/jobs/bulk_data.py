@@ -116,7 +116,7 @@ class BulkData:
                 position += part.rows
             return
         recorded = jobs.parts(job_id)
-        job_input, _ = jobs.job_input(job_id)  # read only for chunks that failed: their rows are error rows
+        job_input, _ = jobs.job_input(job_id)  # read once: a chunk without a part reads its ids from the input
         for chunk in range(status.total_chunks):
             if (record := recorded.get(chunk)) is not None:
                 part = PartInfo(chunk, part_name(chunk), record.rows, record.size_bytes, record.sha256)

@@ -39,6 +39,8 @@ ATTEMPTS = 2
 TENANTS_FOLDER = "tenants"
 INPUTS_FOLDER = "inputs"
 OUTPUTS_FOLDER = "outputs"
+# What a store operation raises when the store is out of reach (s3fs wraps botocore's connection errors in OSError).
+STORE_FAILURES: tuple[type[BaseException], ...] = (OSError, botocore.exceptions.BotoCoreError)
 
 
 @dataclass(frozen=True)
@@ -147,10 +149,10 @@ class DataStore:
                 splits.append(Split(0, start, offset, first_row=rows - rows % chunk_size))
             if rows:
                 fs.mv(scratch, path)
-        except (OSError, botocore.exceptions.BotoCoreError) as error:
+        except STORE_FAILURES as error:
             raise unreachable(self.root, error) from error
         finally:
-            with contextlib.suppress(OSError, botocore.exceptions.BotoCoreError):
+            with contextlib.suppress(*STORE_FAILURES):
                 if fs.exists(scratch):
                     fs.rm(scratch)
         if not rows:
@@ -171,7 +173,7 @@ def store_errors(root: str) -> Iterator[None]:
             f"{error.filename or error}: not in the data store any more (removed or moved after the job was "
             "submitted); put it back, or submit the job again"
         ) from error
-    except (OSError, botocore.exceptions.BotoCoreError) as error:
+    except STORE_FAILURES as error:
         raise unreachable(root, error) from error
 
 
