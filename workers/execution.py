@@ -15,7 +15,7 @@ from lepton_runtime.constants import TRAIN_HEARTBEATS_PER_TIMEOUT
 from lepton_runtime.errors import InferenceError, JobCancelledError, LeptonError
 from lepton_runtime.inference.cache import EngineCache
 from lepton_runtime.inference.engine import Engine
-from lepton_runtime.jobs import JobStore, TrainingProgress, TrainingRuns
+from lepton_runtime.jobs import JobStatus, JobStore, TrainingProgress, TrainingRuns
 from lepton_runtime.jobs.audit import AuditTrail
 from lepton_runtime.jobs.bulk_data import BulkData
 from lepton_runtime.jobs.output_rows import part_table
@@ -127,7 +127,19 @@ def run_chunk(
     send(job_id, outcome.to_send)
     if outcome.final_state == "succeeded":
         commit_output(jobs, data, job_id)
-    return {"job": job_id, "chunk": chunk, "texts": len(texts), "errors": errors, "written": outcome.recorded}
+    progress = job_progress(jobs.status(job_id))  # first: Flower and the log line show the result's beginning
+    written = outcome.recorded
+    return {"job_progress": progress, "chunk": chunk, "texts": len(texts), "errors": errors, "written": written}
+
+
+def job_progress(status: JobStatus) -> str:
+    """How far a chunk's job is, in the words Flower shows as the chunk task's result (Flower knows tasks, not
+    jobs): chunks and texts done of the total, failures, and the command that tells more."""
+    failed = f", {status.failed_chunks} failed" if status.failed_chunks else ""
+    return (
+        f"{status.state}: {status.done_chunks}/{status.total_chunks} chunks{failed}, "
+        f"{status.done_texts:,}/{status.total_texts:,} texts; lepton jobs status {status.id}"
+    )
 
 
 def commit_output(jobs: JobStore, data: BulkData, job_id: str) -> None:

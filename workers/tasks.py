@@ -28,6 +28,9 @@ class BulkChunkTask(LeptonTask):
     """A chunk that fails for good fails in its job too, so the job finishes (failed) and can be retried; a
     chunk another delivery already stored (or whose job was cancelled) records no late failure."""
 
+    #: room for the job's progress (``job_progress``), which Flower shows as the chunk's result
+    resultrepr_maxsize = 240
+
     def gave_up(self, runtime: WorkerRuntime, args: tuple[Any, ...], code: str, message: str) -> None:
         if chunk := _chunk_of(args):  # else not a chunk of any job: the dead letter is all there is to record
             outcome = runtime.jobs.fail_chunk(*chunk, code, message)

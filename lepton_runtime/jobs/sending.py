@@ -40,6 +40,7 @@ def send_chunks(celery: Celery, job_id: str, chunks: Iterable[int]) -> None:
                 queue=INFERENCE_QUEUE,
                 priority=BULK_PRIORITY,
                 producer=producer,
+                argsrepr=f"[{job_id!r}, {chunk}] (lepton jobs status {job_id})",  # what Flower shows of its arguments
             )
 
 

@@ -1,6 +1,6 @@
 """Flower as an operator sees it: headless Chromium logs in with the password and finds the worker and the
 running job's tasks by name (a screenshot is kept in test-artifacts/); without the password nothing answers;
-the interactive lane's batches are listed under a name of their own."""
+the interactive lane's batches are listed under a name of their own; each chunk task says how far its job is."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lepton_runtime.constants import CLASSIFY_TASK, INTERACTIVE_BATCH_EVENT_NAME
+from lepton_runtime.constants import BULK_CHUNK_TASK, CLASSIFY_TASK, INTERACTIVE_BATCH_EVENT_NAME
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.settings import LeptonSettings
 from producer import LeptonClient
@@ -121,3 +121,27 @@ def test_flower_lists_the_interactive_lanes_batches_apart_from_the_bulk_lanes_ta
     metrics = flower.get("/metrics").text
     assert re.search(rf'flower_task_runtime_seconds_count{{[^}}]*task="{INTERACTIVE_BATCH_EVENT_NAME}"', metrics)
     assert re.search(rf'flower_task_runtime_seconds_count{{[^}}]*task="{CLASSIFY_TASK}"', metrics)
+
+
+def test_flower_shows_how_far_each_chunks_job_is(
+    start_worker: Callable[..., WorkerProcess],
+    flower: httpx.Client,
+    queue_settings: LeptonSettings,
+    banking: LabelledTexts,
+) -> None:
+    start_worker()
+    with LeptonClient(queue_settings) as client:
+        wait_until_flower_sees_tasks(flower, client)
+        job = client.submit_bulk(banking.texts[:256], model="tiny", chunk_size=64)  # 4 chunks
+        assert job.wait(120).state == "succeeded"
+    chunks: dict[str, dict[str, object]] = {}
+    deadline = time.monotonic() + FLOWER_TIMEOUT_S
+    while len(chunks) < 4 and time.monotonic() < deadline:
+        listed = flower.get("/api/tasks", params={"taskname": BULK_CHUNK_TASK}).json()
+        chunks = {key: task for key, task in listed.items() if job.id in key and task["state"] == "SUCCESS"}
+        time.sleep(0.1)  # polling Flower's view of the events it has received so far
+    assert len(chunks) == 4, f"Flower listed {len(chunks)} of the job's 4 chunks"
+    for task in chunks.values():
+        assert f"lepton jobs status {job.id}" in str(task["args"])  # where to look, from the task list
+        assert re.search(rf"\d/4 chunks, [\d,]+/256 texts; lepton jobs status {job.id}", str(task["result"]))
+    assert any("succeeded: 4/4 chunks, 256/256 texts" in str(task["result"]) for task in chunks.values())
