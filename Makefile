@@ -6,7 +6,10 @@ PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 # torch first, pinned: the local CPU wheel; a bare `torch` would pull gigabytes of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install wheels images base-image compose-test test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities bench-replication bench-scale soak chaos demo clean
+# MkDocs Material's notice about its successor, printed on every build
+export NO_MKDOCS_2_WARNING := 1
+
+.PHONY: docs docs-serve install wheels images base-image compose-test test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities bench-replication bench-scale soak chaos demo clean
 
 install: $(VENV)/.installed  ## create .venv with everything for CPU use (inference, training, API, dev tools)
 
@@ -16,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e ".[cpu,train,api,dev]"
 	touch $@
 
-# -- container images (README "Deploy with containers") --
+# -- container images (docs/operations/deploy.md) --
 # The wheelhouse the images install from (no index inside a build): every pin of docker/requirements-*.txt and the
 # project's own wheel. GPU=1 adds the CUDA libraries of the inference-gpu image (gigabytes).
 WHEELS := build/wheels
@@ -112,8 +115,14 @@ chaos: install  ## 10 minutes of overlapping faults (seeded) under traffic, then
 		2>/dev/null || $(VENV)/bin/lepton demo
 	$(PYTHON) bench/chaos.py --minutes 10 --seed $(or $(SEED),1)
 
+docs: install  ## the docs site (docs/, mkdocs.yml) into site/, every warning an error
+	$(VENV)/bin/mkdocs build --strict
+
+docs-serve: install  ## the docs site on http://127.0.0.1:8001 while you edit
+	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
+
 demo: install  ## the main job end to end on the embedded default
 	$(VENV)/bin/lepton demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo site

@@ -5,7 +5,7 @@ sentence-transformers base, exported with the encoder as one text-classification
                   -> ONNX (fusions, parity gate) -> int8 gated on the validation split -> publish -> promote
 
 Full fine-tuning (``lepton train`` without ``--method``) trains every weight and takes minutes; this trains a
-few thousand and takes seconds, at some cost in accuracy (README, "Training").
+few thousand and takes seconds, at some cost in accuracy (docs/guide/training.md).
 """
 
 from __future__ import annotations

@@ -82,17 +82,34 @@ class LeptonSettings(BaseSettings):
         f"{constants.DEFAULT_MAX_BATCH_TOKENS_PER_THREAD} per ONNX Runtime thread on CPU, "
         f"{constants.DEFAULT_MAX_BATCH_TOKENS_CUDA} on CUDA.",
     )
-    max_items: int = Field(default=constants.DEFAULT_MAX_ITEMS, ge=1)
-    max_text_chars: int = Field(default=constants.DEFAULT_MAX_TEXT_CHARS, ge=1)
+    max_items: int = Field(
+        default=constants.DEFAULT_MAX_ITEMS,
+        ge=1,
+        description="Texts one request or bulk input may carry (more: 413 `too_large`; a bulk job for many texts).",
+    )
+    max_text_chars: int = Field(
+        default=constants.DEFAULT_MAX_TEXT_CHARS,
+        ge=1,
+        description="Characters one text may have (longer: an item error `invalid_input` naming the text).",
+    )
     api_tokens: list[SecretStr] = Field(default_factory=list, description="Bearer tokens of the API.")
     api_allow_anonymous: bool = Field(
         default=False, description="Serve the API without tokens; refused unless it is bound to loopback."
     )
-    api_max_body_bytes: int = Field(default=constants.DEFAULT_API_MAX_BODY_BYTES, ge=1024)
+    api_max_body_bytes: int = Field(
+        default=constants.DEFAULT_API_MAX_BODY_BYTES,
+        ge=1024,
+        description="Largest HTTP request body (a bulk upload), bytes; larger ones get 413.",
+    )
     api_max_queue_depth: int = Field(
         default=constants.DEFAULT_API_MAX_QUEUE_DEPTH, ge=1, description="Waiting messages before 429."
     )
-    api_classify_wait_s: float = Field(default=constants.DEFAULT_API_CLASSIFY_WAIT_S, ge=0, le=60)
+    api_classify_wait_s: float = Field(
+        default=constants.DEFAULT_API_CLASSIFY_WAIT_S,
+        ge=0,
+        le=60,
+        description="Seconds POST /v1/classify waits for its answer before answering 202 with the job id.",
+    )
     api_max_wait_s: float = Field(
         default=constants.MAX_API_WAIT_S,
         ge=0,
@@ -101,7 +118,12 @@ class LeptonSettings(BaseSettings):
     )
     flower_basic_auth: SecretStr | None = Field(default=None, description="user:password for Flower.")
     # the queue
-    chunk_size: int = Field(default=constants.DEFAULT_CHUNK_SIZE, ge=1, le=constants.MAX_CHUNK_SIZE)
+    chunk_size: int = Field(
+        default=constants.DEFAULT_CHUNK_SIZE,
+        ge=1,
+        le=constants.MAX_CHUNK_SIZE,
+        description="Texts per bulk chunk (bench/queue.py measured 512 best on 2 cores).",
+    )
     bulk_window_chunks: int = Field(
         default=constants.DEFAULT_BULK_WINDOW_CHUNKS,
         ge=1,
@@ -109,18 +131,46 @@ class LeptonSettings(BaseSettings):
         description="Chunk messages of one bulk job in the broker at once, at least: the rest wait in the job's "
         "record and are sent as chunks finish (the window grows to twice the live worker processes).",
     )
-    max_deliveries: int = Field(default=constants.DEFAULT_MAX_DELIVERIES, ge=1)
-    max_retries: int = Field(default=constants.DEFAULT_MAX_RETRIES, ge=0)
-    task_time_limit_s: float = Field(default=constants.DEFAULT_TASK_TIME_LIMIT_S, gt=0)
-    task_soft_time_limit_s: float = Field(default=constants.DEFAULT_TASK_SOFT_TIME_LIMIT_S, gt=0)
+    max_deliveries: int = Field(
+        default=constants.DEFAULT_MAX_DELIVERIES,
+        ge=1,
+        description="Starts of one message that may end with a dead worker before it is dead-lettered.",
+    )
+    max_retries: int = Field(
+        default=constants.DEFAULT_MAX_RETRIES,
+        ge=0,
+        description="Retries of a transient failure (exponential backoff with full jitter between them).",
+    )
+    task_time_limit_s: float = Field(
+        default=constants.DEFAULT_TASK_TIME_LIMIT_S,
+        gt=0,
+        description="Hard time limit of a task, seconds: the worker process running it past this is killed.",
+    )
+    task_soft_time_limit_s: float = Field(
+        default=constants.DEFAULT_TASK_SOFT_TIME_LIMIT_S,
+        gt=0,
+        description="Soft time limit of a task body, seconds (below the hard one): the task fails `time_limit`.",
+    )
     visibility_timeout_s: float = Field(
         default=constants.DEFAULT_VISIBILITY_TIMEOUT_S,
         ge=2,
         description="A held message's lease: its worker renews it while alive; a dead worker's comes back after this.",
     )
-    restore_interval_s: float = Field(default=constants.DEFAULT_RESTORE_INTERVAL_S, gt=0)
-    job_ttl_s: int = Field(default=constants.DEFAULT_JOB_TTL_S, ge=60)
-    model_memory_budget_mb: int = Field(default=constants.DEFAULT_MODEL_MEMORY_BUDGET_MB, ge=64)
+    restore_interval_s: float = Field(
+        default=constants.DEFAULT_RESTORE_INTERVAL_S,
+        gt=0,
+        description="Seconds between sweeps that give abandoned messages back to their queue.",
+    )
+    job_ttl_s: int = Field(
+        default=constants.DEFAULT_JOB_TTL_S,
+        ge=60,
+        description="How long job records, results and dead letters are kept, seconds (7 days).",
+    )
+    model_memory_budget_mb: int = Field(
+        default=constants.DEFAULT_MODEL_MEMORY_BUDGET_MB,
+        ge=64,
+        description="Memory one worker process may spend on loaded models (MB); the least recently used goes first.",
+    )
     # the lanes and the tenants
     interactive_max_texts: int = Field(
         default=constants.DEFAULT_INTERACTIVE_MAX_TEXTS,
@@ -145,7 +195,11 @@ class LeptonSettings(BaseSettings):
     bulk_min_share: float = Field(
         default=constants.DEFAULT_BULK_MIN_SHARE, ge=0, le=1, description="Least share of worker time for bulk work."
     )
-    interactive_claim_after_s: float = Field(default=constants.DEFAULT_INTERACTIVE_CLAIM_AFTER_S, gt=0)
+    interactive_claim_after_s: float = Field(
+        default=constants.DEFAULT_INTERACTIVE_CLAIM_AFTER_S,
+        gt=0,
+        description="An interactive request whose worker process died is taken by another after this, seconds.",
+    )
     tenant: str = Field(
         default=constants.DEFAULT_TENANT,
         description="The tenant this client sends as, and owner of what it submits and publishes.",
@@ -168,8 +222,16 @@ class LeptonSettings(BaseSettings):
     checkpoint_dir: Path = Field(
         default=Path(constants.DEFAULT_CHECKPOINT_DIR), description="Where training runs keep checkpoints."
     )
-    train_time_limit_s: float = Field(default=constants.DEFAULT_TRAIN_TIME_LIMIT_S, gt=0)
-    train_soft_time_limit_s: float = Field(default=constants.DEFAULT_TRAIN_SOFT_TIME_LIMIT_S, gt=0)
+    train_time_limit_s: float = Field(
+        default=constants.DEFAULT_TRAIN_TIME_LIMIT_S,
+        gt=0,
+        description="Hard time limit of one training run, seconds (6 h); training workers hold messages this + 60 s.",
+    )
+    train_soft_time_limit_s: float = Field(
+        default=constants.DEFAULT_TRAIN_SOFT_TIME_LIMIT_S,
+        gt=0,
+        description="Soft time limit of one training run, seconds: it stops cleanly, publishing nothing.",
+    )
     train_heartbeat_timeout_s: float = Field(
         default=constants.DEFAULT_TRAIN_HEARTBEAT_TIMEOUT_S,
         ge=2,

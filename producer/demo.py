@@ -36,7 +36,7 @@ from producer.client import LeptonClient
 console = Console(stderr=True)
 
 DEMO_MODEL = "intents"
-# Fine-tuning of the demo: BANKING77's 77 intents (README "Training": 0.8925 after 10 epochs at these settings).
+# Fine-tuning of the demo: BANKING77's 77 intents (docs/guide/training.md: 0.8925 after 10 epochs at these settings).
 DEMO_EPOCHS = 6
 DEMO_LEARNING_RATE = 1e-4
 DEMO_BATCH_SIZE = 32

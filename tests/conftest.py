@@ -48,7 +48,7 @@ def cuda_available() -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     gpu_tests = [item for item in items if "gpu" in item.keywords]
     if gpu_tests and not cuda_available():
-        skip = pytest.mark.skip(reason="needs onnxruntime-gpu and an NVIDIA GPU (see README: GPU tests)")
+        skip = pytest.mark.skip(reason="needs onnxruntime-gpu and an NVIDIA GPU (see docs/operations/gpu.md)")
         for item in gpu_tests:
             item.add_marker(skip)
 

@@ -45,12 +45,12 @@ PORT_SETTINGS = ("LEPTON_API_PORT", "LEPTON_FLOWER_PORT", "LEPTON_PROMETHEUS_POR
 def engine_problem() -> str | None:
     """Why the fleet cannot run here, or None."""
     if os.environ.get("LEPTON_COMPOSE_TEST") != "1":
-        return "builds images and runs the fleet (minutes): `make compose-test` (README, Deploy with containers)"
+        return "builds images and runs the fleet (minutes): `make compose-test` (docs/operations/deploy.md)"
     if COMPOSE is None:
         return "needs docker-compose or the docker CLI with Compose v2"
     done = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
     if done.returncode != 0:
-        return f"no Docker engine answers ({done.stderr.strip()[:200]}): start dockerd (README)"
+        return f"no Docker engine answers ({done.stderr.strip()[:200]}): start dockerd (docs/operations/deploy.md)"
     return None
 
 

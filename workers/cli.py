@@ -306,7 +306,8 @@ def up(
     Then, in another shell of this folder (`make demo` published intents):
       lepton classify "my card payment was declined" --model intents
       lepton submit lepton_runtime/datasets/banking77/dev.jsonl --model intents --out labels.jsonl
-      lepton train lepton_runtime/datasets/banking77/dev.jsonl --name intents-again --submit
+      lepton jobs list
+      lepton train lepton_runtime/datasets/banking77/dev.jsonl --name intents-head --method head
     """
     from workers.fleet import Fleet, FleetOptions
 

@@ -1,5 +1,5 @@
 """The error tree is the one source of codes: each class declares its code and HTTP status, codes are unique,
-and the README lists every code a client can receive."""
+and the HTTP API guide (docs/guide/http-api.md) lists every code a client can receive."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lepton_runtime.errors import LeptonError, error_classes, http_status_by_code
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+API_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide" / "http-api.md"
 
 
 def test_every_class_declares_its_own_code_and_http_status() -> None:
@@ -24,11 +24,11 @@ def test_every_class_declares_its_own_code_and_http_status() -> None:
     assert http_status_by_code() == {kind.code: kind.http_status for kind in classes}
 
 
-def test_the_tree_drawing_and_the_readme_name_every_code() -> None:
+def test_the_tree_drawing_and_the_api_guide_name_every_code() -> None:
     import lepton_runtime.errors as errors
 
     drawing = errors.__doc__ or ""
-    readme = README.read_text(encoding="utf-8")
+    guide = API_GUIDE.read_text(encoding="utf-8")
     for kind in error_classes()[1:]:  # the root's code is never sent
         assert re.search(rf"{kind.__name__}\s+{kind.code}\s+{kind.http_status}\b", drawing), kind.__name__
-        assert f"`{kind.code}`" in readme, f"README.md does not list the error code {kind.code}"
+        assert f"`{kind.code}`" in guide, f"{API_GUIDE.name} does not list the error code {kind.code}"
