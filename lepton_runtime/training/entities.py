@@ -11,25 +11,17 @@ from each word's first piece. The best epoch by F1 is kept.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.labelled_data import OUTSIDE, TaggedSentences
-from lepton_runtime.machine import available_cores
-from lepton_runtime.training.finetune import (
-    TRAINING_METRICS_FILE,
-    TrainingConfig,
-    _length_grouped_batches,
-    _seed_everything,
-    choose_device,
-)
+from lepton_runtime.training.finetune import TRAINING_METRICS_FILE
+from lepton_runtime.training.loop import TrainingConfig, choose_device, seed_everything
+from lepton_runtime.training.loop import train as train_loop
 
 IGNORED = -100  # the label id PyTorch's cross-entropy skips (special tokens)
 
@@ -58,6 +50,8 @@ class EntityTrainingResult:
     validation_size: int = 0
     seconds: float = 0.0
     device: str = "cpu"
+    precision: str = "fp32"
+    autocast_steps: int = 0  # optimiser steps whose forward pass ran under autocast
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -68,6 +62,7 @@ class EntityTrainingResult:
             "validation_size": self.validation_size,
             "training_seconds": round(self.seconds, 1),
             "device": self.device,
+            "training_precision": self.precision,
             "epochs": [asdict(epoch) for epoch in self.epochs],
         }
 
@@ -83,17 +78,14 @@ def fine_tune_entities(
     on_epoch: Callable[[EntityEpoch], None] | None = None,
 ) -> EntityTrainingResult:
     """Fine-tune ``base`` as a token classifier on ``data``; keep the best epoch (validation entity F1)."""
-    import torch
     import transformers
-    from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # a new head is expected
     transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     started = time.perf_counter()
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     device = choose_device(config.device)
-    if device == "cpu":
-        torch.set_num_threads(available_cores())
     labels = data.labels()
     unknown = sorted({tag for row in validation.tags for tag in row} - set(labels))
     if unknown:
@@ -105,55 +97,52 @@ def fine_tune_entities(
         ignore_mismatched_sizes=True,
     ).to(device)  # fmt: skip
     inputs, targets = _encode(tokenizer, data, label_ids, config.max_length)
-    batches_per_epoch = math.ceil(len(inputs) / config.batch_size)
-    head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
-    body = [p for n, p in model.named_parameters() if not n.startswith("classifier")]
-    optimizer = torch.optim.AdamW(
-        [{"params": body, "lr": config.learning_rate}, {"params": head, "lr": config.head_learning_rate}],
-        weight_decay=config.weight_decay,
-    )
-    total_steps = batches_per_epoch * config.epochs
-    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
-        optimizer, int(total_steps * config.warmup_fraction), total_steps
-    )
+    hooks = EntityHooks(tokenizer, inputs, targets, validation, labels, config.max_length, output_dir)
+    run = train_loop(model, hooks, config, device, head_prefixes=("classifier",), on_step=on_step, on_epoch=on_epoch)
     result = EntityTrainingResult(
-        output_dir, labels, train_size=len(data), validation_size=len(validation), device=device
-    )
-    stale_epochs, step = 0, 0
-    for epoch in range(1, config.epochs + 1):
-        epoch_started, losses = time.perf_counter(), []
-        model.train()
-        for rows in _length_grouped_batches([len(x) for x in inputs], config.batch_size, config.seed + epoch):
-            batch = tokenizer.pad({"input_ids": [inputs[i] for i in rows]}, return_tensors="pt").to(device)
-            width = batch["input_ids"].shape[1]
-            target = torch.tensor([targets[i] + [IGNORED] * (width - len(targets[i])) for i in rows], device=device)
-            output = model(**batch, labels=target)
-            output.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            losses.append(output.loss.item())
-            step += 1
-            if on_step:
-                on_step(step, total_steps, losses[-1])
-        f1, per_type = evaluate_entities(model, tokenizer, validation, labels, config.max_length, device)
-        report = EntityEpoch(epoch, float(np.mean(losses)), f1, time.perf_counter() - epoch_started)
-        result.epochs.append(report)
-        if on_epoch:
-            on_epoch(report)
-        if f1 > result.validation_f1:
-            result.best_epoch, result.validation_f1, result.per_type = epoch, f1, per_type
-            model.save_pretrained(output_dir)
-            tokenizer.save_pretrained(output_dir)
-            stale_epochs = 0
-        else:
-            stale_epochs += 1
-            if stale_epochs >= config.early_stopping_patience_epochs:
-                break
+        output_dir, labels, run.best_epoch, run.best_score, run.best_figures or {}, run.epochs, len(data),
+        len(validation), device=device, precision=run.precision, autocast_steps=run.autocast_steps,
+    )  # fmt: skip
     result.seconds = time.perf_counter() - started
     (output_dir / TRAINING_METRICS_FILE).write_text(json.dumps(result.metrics(), indent=2) + "\n")
     return result
+
+
+@dataclass
+class EntityHooks:
+    """The loop's hooks for a token classifier: cross-entropy over every real piece, entity F1 on validation."""
+
+    tokenizer: Any
+    inputs: list[list[int]]
+    targets: list[list[int]]
+    validation: TaggedSentences
+    labels: list[str]
+    max_length: int
+    output_dir: Path
+
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.inputs]
+
+    def loss(self, model: Any, rows: list[int], device: str) -> Any:
+        import torch
+
+        batch = self.tokenizer.pad({"input_ids": [self.inputs[i] for i in rows]}, return_tensors="pt").to(device)
+        width = batch["input_ids"].shape[1]
+        target = torch.tensor(
+            [self.targets[i] + [IGNORED] * (width - len(self.targets[i])) for i in rows], device=device
+        )
+        logits = model(**batch).logits.float()
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=IGNORED)
+
+    def evaluate(self, model: Any, device: str) -> tuple[float, dict[str, dict[str, float]]]:
+        return evaluate_entities(model, self.tokenizer, self.validation, self.labels, self.max_length, device)
+
+    def save(self, model: Any) -> None:
+        model.save_pretrained(self.output_dir)
+        self.tokenizer.save_pretrained(self.output_dir)
+
+    def report(self, epoch: int, train_loss: float, score: float, figures: Any, seconds: float) -> EntityEpoch:
+        return EntityEpoch(epoch, train_loss, score, seconds)
 
 
 def _encode(

@@ -4,17 +4,14 @@ A sentence-transformers base (all-MiniLM-L6-v2, the default) gets its head on th
 trained for, started from a linear probe (lepton_runtime/training/pooled.py); any other base gets the
 ``[CLS]`` pooler head of ``AutoModelForSequenceClassification``.
 
-The device is chosen automatically (CUDA when present, with mixed precision; else the CPU with one
-thread per available core); batches group texts of similar length and pad dynamically; AdamW with
-linear warm-up and decay, gradient clipping, evaluation each epoch (accuracy, macro-F1, per-class
-report), early stopping on validation accuracy, fixed seeds. The best epoch is kept.
+The loop itself (device, mixed precision, batches, AdamW, clipping, early stopping, the best epoch) is the one of
+``lepton_runtime/training/loop.py``, which entity training runs too; this module adds a classifier's hooks:
+cross-entropy over the labels, and accuracy, macro-F1 and a per-class report on the validation split.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import random
 import time
 from collections.abc import Callable
@@ -27,8 +24,9 @@ import numpy as np
 from lepton_runtime import constants
 from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.labelled_data import LabelledTexts
-from lepton_runtime.machine import available_cores
 from lepton_runtime.training.head import embed_texts, fit_head_weights
+from lepton_runtime.training.loop import TrainingConfig, choose_device, seed_everything
+from lepton_runtime.training.loop import train as train_loop
 from lepton_runtime.training.pooled import (
     is_sentence_encoder,
     mean_pooled,
@@ -39,24 +37,6 @@ from lepton_runtime.training.pooled import (
 
 TRAINING_METRICS_FILE = "training_metrics.json"
 VALIDATION_FILE = constants.VALIDATION_FILE
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Hyper-parameters with their units; defaults fit MiniLM-L6 on a 2-core CPU."""
-
-    epochs: int = constants.DEFAULT_TRAIN_EPOCHS
-    learning_rate: float = constants.DEFAULT_TRAIN_LEARNING_RATE
-    head_learning_rate: float = 1e-3
-    batch_size: int = constants.DEFAULT_TRAIN_BATCH_SIZE
-    max_length: int = constants.DEFAULT_TRAIN_MAX_LENGTH
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    validation_fraction: float = 0.2
-    early_stopping_patience_epochs: int = 2
-    seed: int = constants.DEFAULT_TRAIN_SEED
-    device: str = "auto"  # auto | cpu | cuda
 
 
 @dataclass
@@ -95,6 +75,7 @@ class TrainingResult:
     device: str = "cpu"
     precision: str = "fp32"
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    autocast_steps: int = 0  # optimiser steps whose forward pass ran under autocast
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -131,7 +112,7 @@ def fine_tune(
     data: LabelledTexts,
     base: Path,
     output_dir: Path,
-    config: TrainingConfig = TrainingConfig(),
+    config: TrainingConfig | None = None,
     *,
     validation: LabelledTexts | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
@@ -142,9 +123,10 @@ def fine_tune(
     ``on_step(step, total_steps, loss)`` runs after every optimiser step and may raise to stop the
     run (a cancel); ``on_epoch(report)`` after every evaluation.
     """
-    import torch
     import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    config = config or TrainingConfig()
 
     transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # a new head is expected
     transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -154,15 +136,8 @@ def fine_tune(
     if len(labels) < 2:
         raise InvalidInputError(f"{data.source}: only one label ({labels[0]!r}); a classifier needs at least two")
     started = time.perf_counter()
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     device = choose_device(config.device)
-    if device == "cpu":
-        torch.set_num_threads(available_cores())
-    # mixed precision on CUDA: bf16 where the GPU has it (no loss scaling needed), else fp16 with a scaler
-    amp_dtype = None
-    if device == "cuda":
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     if validation is None:
         train_rows, validation_rows = stratified_split(data, config.validation_fraction, config.seed)
         train_texts = [data.texts[i] for i in train_rows]
@@ -174,7 +149,6 @@ def fine_tune(
         train_texts, train_labels = data.texts, data.labels
     label_ids = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(base)
-    train_encoded = tokenizer(train_texts, truncation=True, max_length=config.max_length)["input_ids"]
     train_targets = [label_ids[label] for label in train_labels]
     pooled = is_sentence_encoder(base)
     if pooled:  # the head on the embedding the base was trained for, starting from a linear probe (LP-FT)
@@ -188,67 +162,71 @@ def fine_tune(
             label2id=label_ids,
             ignore_mismatched_sizes=True,
         ).to(device)
-    batches_per_epoch = math.ceil(len(train_texts) / config.batch_size)
-    head = [p for n, p in model.named_parameters() if n.startswith(("classifier", "bert.pooler"))]
-    body = [p for n, p in model.named_parameters() if not n.startswith(("classifier", "bert.pooler"))]
-    optimizer = torch.optim.AdamW(
-        [{"params": body, "lr": config.learning_rate}, {"params": head, "lr": config.head_learning_rate}],
-        weight_decay=config.weight_decay,
-    )
-    total_steps = batches_per_epoch * config.epochs
-    warmup_steps = int(total_steps * config.warmup_fraction)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)  # type: ignore[no-untyped-call]
+    encoded = tokenizer(train_texts, truncation=True, max_length=config.max_length)["input_ids"]
+
+    def keep(trained: Any) -> None:
+        _save(trained, tokenizer, base, output_dir, labels, pooled)
+
+    hooks = ClassifierHooks(tokenizer, encoded, train_targets, validation, labels, config.max_length, keep)
+    run = train_loop(model, hooks, config, device, head_prefixes=CLASSIFIER_HEAD, on_step=on_step, on_epoch=on_epoch)
+    best: Evaluation = run.best_figures
     result = TrainingResult(
-        output_dir, labels, 0, -1.0, 0.0, train_size=len(train_texts), validation_size=len(validation), device=device,
-        precision={None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[amp_dtype],
+        output_dir, labels, run.best_epoch, run.best_score, best.macro_f1, epochs=run.epochs,
+        train_size=len(train_texts), validation_size=len(validation), device=device, precision=run.precision,
+        per_class=best.per_class, autocast_steps=run.autocast_steps,
     )  # fmt: skip
-    stale_epochs, step = 0, 0
-    for epoch in range(1, config.epochs + 1):
-        epoch_started, losses = time.perf_counter(), []
-        model.train()
-        for rows in _length_grouped_batches([len(x) for x in train_encoded], config.batch_size, config.seed + epoch):
-            batch = tokenizer.pad({"input_ids": [train_encoded[i] for i in rows]}, return_tensors="pt").to(device)
-            targets = torch.tensor([train_targets[i] for i in rows], device=device)
-            autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-            with autocast:
-                loss = torch.nn.functional.cross_entropy(_logits(model(**batch)).float(), targets)
-            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
-            step += 1
-            if on_step:
-                on_step(step, total_steps, losses[-1])
-        evaluation = evaluate(model, tokenizer, validation, labels, config.max_length, device)
-        report = EpochReport(
-            epoch, float(np.mean(losses)), evaluation.accuracy, evaluation.macro_f1, time.perf_counter() - epoch_started
-        )
-        result.epochs.append(report)
-        if on_epoch:
-            on_epoch(report)
-        if evaluation.accuracy > result.validation_accuracy:
-            result.best_epoch, result.validation_accuracy = epoch, evaluation.accuracy
-            result.validation_macro_f1, result.per_class = evaluation.macro_f1, evaluation.per_class
-            if pooled:
-                save_pooled_classifier(model, tokenizer, base, output_dir, labels)
-            else:
-                model.save_pretrained(output_dir)
-                tokenizer.save_pretrained(output_dir)
-            stale_epochs = 0
-        else:
-            stale_epochs += 1
-            if stale_epochs >= config.early_stopping_patience_epochs:
-                break
     result.seconds = time.perf_counter() - started
     with (output_dir / VALIDATION_FILE).open("w", encoding="utf-8") as stream:
         for text, label in zip(validation.texts, validation.labels or [], strict=True):
             stream.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
     (output_dir / TRAINING_METRICS_FILE).write_text(json.dumps(result.metrics(), indent=2) + "\n")
     return result
+
+
+# Parameters that learn at the head's rate: the classifier and BERT's pooler (the [CLS] head's dense layer).
+CLASSIFIER_HEAD = ("classifier", "bert.pooler")
+
+
+@dataclass
+class ClassifierHooks:
+    """The loop's hooks for a sequence classifier: cross-entropy of a padded batch, accuracy on validation."""
+
+    tokenizer: Any
+    encoded: list[list[int]]
+    targets: list[int]
+    validation: LabelledTexts
+    labels: list[str]
+    max_length: int
+    keep: Callable[[Any], None]
+
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.encoded]
+
+    def loss(self, model: Any, rows: list[int], device: str) -> Any:
+        import torch
+
+        batch = self.tokenizer.pad({"input_ids": [self.encoded[i] for i in rows]}, return_tensors="pt").to(device)
+        targets = torch.tensor([self.targets[i] for i in rows], device=device)
+        return torch.nn.functional.cross_entropy(_logits(model(**batch)).float(), targets)
+
+    def evaluate(self, model: Any, device: str) -> tuple[float, Evaluation]:
+        evaluation = evaluate(model, self.tokenizer, self.validation, self.labels, self.max_length, device)
+        return evaluation.accuracy, evaluation
+
+    def save(self, model: Any) -> None:
+        self.keep(model)
+
+    def report(self, epoch: int, train_loss: float, score: float, figures: Evaluation, seconds: float) -> EpochReport:
+        return EpochReport(epoch, train_loss, figures.accuracy, figures.macro_f1, seconds)
+
+
+def _save(model: Any, tokenizer: Any, base: Path, output_dir: Path, labels: list[str], pooled: bool) -> None:
+    """The best epoch so far: a sentence-transformers directory plus its head, or a Hugging Face classifier."""
+    if pooled:
+        save_pooled_classifier(model, tokenizer, base, output_dir, labels)
+    else:
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
 
 
 def evaluate(
@@ -303,38 +281,3 @@ def _pooled_classifier(
 def _logits(output: Any) -> Any:
     """A Hugging Face model's ``.logits``, or the tensor a pooled classifier returns."""
     return getattr(output, "logits", output)
-
-
-def choose_device(wanted: str) -> str:
-    """``cuda`` when asked or (``auto``) when PyTorch sees a GPU, else ``cpu``."""
-    import torch
-
-    if wanted not in {"auto", "cpu", "cuda"}:
-        raise InvalidInputError(f"device: {wanted!r} is not one of auto, cpu, cuda")
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError("device: cuda was asked for but PyTorch sees no GPU; use --device auto or cpu")
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return wanted
-
-
-def _length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
-    """Shuffle, sort windows of 50 batches by length, cut, shuffle the batches: little padding, still random."""
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = batch_size * 50
-    grouped: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
-        grouped += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(grouped)
-    return grouped
-
-
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

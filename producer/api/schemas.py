@@ -46,7 +46,9 @@ class ErrorIssue(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    code: str = Field(description="Stable error code, e.g. invalid_input, unknown_model, queue_full (docs/guide/http-api.md).")
+    code: str = Field(
+        description="Stable error code, e.g. invalid_input, unknown_model, queue_full (the docs list all)."
+    )
     message: str = Field(description="What went wrong and how to fix it.")
     issues: list[ErrorIssue] = Field(default_factory=list, description="Each bad field and its problem.")
 
