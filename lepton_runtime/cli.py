@@ -17,14 +17,16 @@ import click
 
 from lepton_runtime import __version__
 from lepton_runtime.errors import LeptonError
+from lepton_runtime.tasks import SPECS
 
 
 @dataclass(frozen=True)
 class CommandEntry:
-    """Where a command lives: ``module:attribute``."""
+    """Where a command lives: ``module:attribute``, or ``module:attribute[key]`` for one of a table of commands."""
 
     module: str
     attribute: str
+    key: str | None = None
 
 
 # Every `lepton` command and the package that owns it.
@@ -36,9 +38,8 @@ COMMANDS: dict[str, CommandEntry] = {
     "up": CommandEntry("workers.cli", "up"),
     "flower": CommandEntry("workers.cli", "flower"),
     "dlq": CommandEntry("workers.cli", "dlq"),
-    "classify": CommandEntry("producer.cli", "classify"),
-    "embed": CommandEntry("producer.cli", "embed"),
-    "entities": CommandEntry("producer.cli", "entities_command"),
+    # one per task (classify, embed, entities, zero-shot...), made from the task specs
+    **{spec.command: CommandEntry("producer.cli", "TASK_COMMANDS", spec.command) for spec in SPECS.values()},
     "submit": CommandEntry("producer.cli", "submit"),
     "jobs": CommandEntry("producer.cli", "jobs"),
     "audit": CommandEntry("producer.cli", "audit"),
@@ -98,6 +99,8 @@ class CommandTable(click.Group):
                 raise  # a bug (a typo in an import): show it as it is
             return _unavailable(name, install_hint(extra, str(error.name)))
         command = getattr(module, entry.attribute)
+        if entry.key is not None:
+            command = command[entry.key]
         if not isinstance(command, click.Command):
             raise TypeError(f"{entry.module}.{entry.attribute} is not a click command")
         return command

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 import time
 import uuid
@@ -32,106 +33,76 @@ from lepton_runtime.jobs.audit import AuditTrail, record_command
 from lepton_runtime.jobs.schemas import PromotePolicy, TrainingOptions
 from lepton_runtime.prediction import ItemError
 from lepton_runtime.settings import load_settings
+from lepton_runtime.tasks import SPECS, TaskSpec
 from producer.bulk_sources import is_dataset_location
 from producer.client import LeptonClient
 
 console = Console(stderr=True)
 
 
-@click.command()
-@click.argument("texts", nargs=-1, required=True)
-@click.option("-m", "--model", required=True, help="Model reference: name, name@version or name@alias.")
-@click.option("--deadline-ms", type=click.IntRange(1, int(MAX_DEADLINE_S * 1000)), default=None,
-              help="Not run (answered expired) unless a worker starts it within this many milliseconds.")  # fmt: skip
-@click.option("--tenant", default=None, help="Send as this tenant (its quota and share). Default: LEPTON_TENANT.")
-@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds to wait.")
-def classify(texts: tuple[str, ...], model: str, deadline_ms: int | None, tenant: str | None, timeout_s: float) -> None:
-    """Classify a few TEXTS through the workers and print one JSON line per text (label, score, the model).
+def text_command(spec: TaskSpec) -> click.Command:
+    """``lepton <spec.command> TEXTS --model M``: a few texts through the workers for ``spec``'s task, one JSON line
+    per text and a timing line; the task's parameters as options (``--labels`` repeated for a list)."""
 
-    Up to LEPTON_INTERACTIVE_MAX_TEXTS texts take the interactive lane: batched with other callers'
-    requests and run between bulk batches. For a file of texts use `lepton submit`; to run the model in
-    this process without workers, `lepton predict`.
+    def run(texts: tuple[str, ...], model: str, deadline_ms: int | None, tenant: str | None, timeout_s: float,
+            **params: Any) -> None:  # fmt: skip
+        import json
 
-    \b
-    Examples:
-      lepton classify "a gorgeous, moving film" "dull" --model sentiment
-      lepton classify "where is my card?" --model intents --deadline-ms 200 --tenant shop
-    """
-    import json
+        given = {name: list(value) if isinstance(value, tuple) else value for name, value in params.items() if value}
+        with LeptonClient() as client:
+            started = time.perf_counter()
+            deadline_s = deadline_ms / 1000 if deadline_ms else None
+            job = client.infer(spec.name, list(texts), model=model, params=given, tenant=tenant, deadline_s=deadline_s)
+            answers = job.wait(timeout_s)  # an error of the tree: one line and exit 2 (lepton_runtime/cli.py)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+        served_by = model
+        for text, answer in zip(texts, answers, strict=True):
+            if isinstance(answer, ItemError):
+                fields: dict[str, Any] = {"text": text, "error": {"code": answer.code, "message": answer.message}}
+            else:
+                fields = {"text": text, **spec.cli_fields(answer)}
+                served_by = f"{answer.model.model}@{answer.model.version} ({answer.model.variant})"
+            click.echo(json.dumps(fields, ensure_ascii=False))
+        console.print(f"{len(texts)} text(s) answered in {elapsed_ms:.1f} ms by {served_by}")
 
-    with LeptonClient() as client:
-        started = time.perf_counter()
-        job = client.classify(
-            list(texts), model=model, tenant=tenant, deadline_s=deadline_ms / 1000 if deadline_ms else None
-        )
-        answers = job.wait(timeout_s)  # an error of the tree: one line and exit 2 (lepton_runtime/cli.py)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-    served_by = model
-    for text, answer in zip(texts, answers, strict=True):
-        if isinstance(answer, ItemError):
-            fields: dict[str, Any] = {"text": text, "error": {"code": answer.code, "message": answer.message}}
-        else:
-            fields = {"text": text, "label": answer.label, "score": round(answer.score, 6)}
-            served_by = f"{answer.model.model}@{answer.model.version} ({answer.model.variant})"
-        click.echo(json.dumps(fields, ensure_ascii=False))
-    console.print(f"{len(texts)} text(s) answered in {elapsed_ms:.1f} ms by {served_by}")
-
-
-@click.command()
-@click.argument("texts", nargs=-1, required=True)
-@click.option("-m", "--model", required=True, help="An embedding model: name, name@version or name@alias.")
-@click.option("--tenant", default=None, help="Send as this tenant (its quota and share). Default: LEPTON_TENANT.")
-@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds to wait.")
-def embed(texts: tuple[str, ...], model: str, tenant: str | None, timeout_s: float) -> None:
-    """Embed a few TEXTS through the workers and print one JSON line per text (its vector and token count).
-
-    The model must be an embedding model (`lepton export --task embedding`). For a corpus use
-    `lepton submit FILE --model M --out vectors.npy` (or .parquet).
-
-    \b
-    Example:
-      lepton embed "where is my card?" "my card has not arrived" --model minilm
-    """
-    import json
-
-    with LeptonClient() as client:
-        started = time.perf_counter()
-        answers = client.embed(list(texts), model=model, tenant=tenant).wait(timeout_s)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-    served_by = model
-    for text, answer in zip(texts, answers, strict=True):
-        if isinstance(answer, ItemError):
-            fields: dict[str, Any] = {"text": text, "error": {"code": answer.code, "message": answer.message}}
-        else:
-            fields = {"text": text, "tokens": answer.tokens, "embedding": [round(x, 6) for x in answer.vector]}
-            served_by = f"{answer.model.model}@{answer.model.version} ({answer.model.variant})"
-        click.echo(json.dumps(fields, ensure_ascii=False))
-    console.print(f"{len(texts)} text(s) embedded in {elapsed_ms:.1f} ms by {served_by}")
+    example_options = " ".join(
+        f"--{name} {shlex.quote(value)}" for name, values in spec.example_params.items()
+        for value in (values if isinstance(values, list | tuple) else [values])
+    )  # fmt: skip
+    texts = " ".join(shlex.quote(text) for text in spec.example_texts)
+    help_text = (
+        f"{spec.summary}\n\nTEXTS go through the workers (`lepton up`); one JSON line per text is printed, then how "
+        "long the answer took. Up to LEPTON_INTERACTIVE_MAX_TEXTS texts take the interactive lane (batched with other "
+        "callers' requests, between bulk batches). For a file: `lepton submit FILE --model MODEL"
+        f"{f' --task {spec.name} ...' if spec.name != spec.model_task else ''}`.\n\n\b\nExample:\n"
+        f"  lepton {spec.command} {texts} --model {spec.example_model} {example_options}".rstrip()
+    )
+    parameters: list[click.Parameter] = [
+        click.Argument(["texts"], nargs=-1, required=True),
+        click.Option(["-m", "--model"], required=True, help="Model reference: name, name@version or name@alias."),
+        click.Option(["--deadline-ms"], type=click.IntRange(1, int(MAX_DEADLINE_S * 1000)), default=None,
+                     help="Not run (answered expired) unless a worker starts it within this many milliseconds."),
+        click.Option(["--tenant"], default=None, help="Send as this tenant (default LEPTON_TENANT)."),
+        click.Option(["--timeout", "timeout_s"], type=float, default=30.0, show_default=True, help="Seconds to wait."),
+        *[click.Option([f"--{option.name}"], multiple=option.multiple, required=option.required, help=option.help)
+          for option in spec.options],
+    ]  # fmt: skip
+    return click.Command(spec.command, callback=run, params=parameters, help=help_text)
 
 
-@click.command("entities")
-@click.argument("texts", nargs=-1, required=True)
-@click.option("-m", "--model", required=True, help="An entity model: name, name@version or name@alias.")
-@click.option("--tenant", default=None, help="Send as this tenant (its quota and share). Default: LEPTON_TENANT.")
-@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds to wait.")
-def entities_command(texts: tuple[str, ...], model: str, tenant: str | None, timeout_s: float) -> None:
-    """Find the entities of a few TEXTS through the workers; print one JSON line per text with its entities
-    (start, end, label, score, text: character offsets into the text).
+# `lepton classify`, `embed`, `entities`, `zero-shot`...: one command per task, made from its spec
+TASK_COMMANDS = {spec.command: text_command(spec) for spec in SPECS.values()}
 
-    \b
-    Example:
-      lepton entities "Zoë Müller flew from São Paulo to Paris." --model ner
-    """
-    import json
 
-    with LeptonClient() as client:
-        answers = client.entities(list(texts), model=model, tenant=tenant).wait(timeout_s)
-    for text, answer in zip(texts, answers, strict=True):
-        if isinstance(answer, ItemError):
-            fields: dict[str, Any] = {"text": text, "error": {"code": answer.code, "message": answer.message}}
-        else:
-            fields = {"text": text, "entities": [entity.as_dict() for entity in answer.entities]}
-        click.echo(json.dumps(fields, ensure_ascii=False))
+def task_parameters(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Every task's parameters as options of a bulk command (each checked by the --task's spec at submit)."""
+    added: set[str] = set()
+    for spec in SPECS.values():
+        for option in (option for option in spec.options if option.name not in added):
+            help_text = f"With --task {spec.name}: {option.help}"
+            command = click.option(f"--{option.name}", multiple=option.multiple, help=help_text)(command)
+            added.add(option.name)
+    return command
 
 
 @click.command()
@@ -157,6 +128,11 @@ def entities_command(texts: tuple[str, ...], model: str, tenant: str | None, tim
 @click.option("--idempotency-key", default=None, help="Submitting again with the same key returns the same job.")
 @click.option("--no-wait", is_flag=True, help="Print the job id and return; follow it with `lepton jobs status`.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Stop waiting after this many seconds.")
+@click.option(
+    "--task", type=click.Choice(sorted(SPECS)), default=None,
+    help="What to ask of the model (default: its own task), e.g. zero-shot-classification of an embedding model.",
+)  # fmt: skip
+@task_parameters
 def submit(
     source: str,
     model: str,
@@ -167,9 +143,11 @@ def submit(
     idempotency_key: str | None,
     no_wait: bool,
     timeout_s: float | None,
+    task: str | None,
+    **params: Any,
 ) -> None:
     """Run every text of SOURCE through MODEL as a bulk job on the queue: labels, embeddings or entities, whatever
-    the model does.
+    the model does, or the --task asked of it with its parameters, given once for the whole job.
 
     SOURCE is a local file (JSONL, CSV or plain lines: read here, checked line by line and written to the data
     store), or a dataset the workers read from the data store (LEPTON_DATA_STORE): s3://bucket/corpus/, a folder, a
@@ -184,6 +162,7 @@ def submit(
       lepton submit corpus.jsonl --model minilm --out vectors.parquet
       lepton submit 's3://bucket/corpus/*.parquet' --model sentiment --out s3://bucket/out/run-17/
     """
+    given = {name: list(value) if isinstance(value, tuple) else value for name, value in params.items() if value}
     dataset = is_dataset_location(source)
     to_store = out is not None and (out.startswith("s3://") or out.endswith("/"))
     output: Path | None = None
@@ -195,6 +174,7 @@ def submit(
         job = client.submit_bulk(
             source if dataset else Path(source), model=model, output=output, out=out if to_store else None,
             chunk_size=chunk_size, text_field=text_field, id_field=id_field, idempotency_key=idempotency_key,
+            task=task, params=given,
         )  # fmt: skip
         click.echo(job.id)
         first = job.status()

@@ -11,10 +11,10 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, Unpack
 
 import numpy as np
 import redis
@@ -66,12 +66,13 @@ from lepton_runtime.jobs.protocol import INTERACTIVE_PRIORITY, RESULT_TTL_S
 from lepton_runtime.jobs.queues import stamp_enqueue_times
 from lepton_runtime.jobs.sending import job_of_task, send_chunks, send_training
 from lepton_runtime.labelled_data import check_trainable, read_labelled, read_tagged
-from lepton_runtime.prediction import Embedding, Entities, Entity, ItemError, Prediction, Provenance
+from lepton_runtime.prediction import ItemError, Provenance
 from lepton_runtime.registry import ModelReference, ModelVersion, open_registry, validate_model_name
 from lepton_runtime.registry.notices import ALIAS_RECHECK_S, SWITCH_AFTER_S, is_warm, registry_epoch
 from lepton_runtime.registry.owners import LEGACY_OWNER, check_publisher, may_use
 from lepton_runtime.settings import LeptonSettings, load_settings
 from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, require_task
+from lepton_runtime.tasks import SPECS, TaskSpec, task_spec
 from producer.bulk_sources import output_location, plan_input, remove_written
 from producer.outputs import write_output
 
@@ -88,6 +89,17 @@ DEADLINE_GRACE_S = 5.0
 # A wait whose Redis does not answer (restarting, failing over) asks again after this long (seconds).
 ANSWER_RETRY_S = 0.2
 LaneChoice = Literal["auto", "interactive", "bulk"]
+
+
+class TextOptions(TypedDict, total=False):
+    """The options of every few-text call (``LeptonClient.infer``'s, which says what each does)."""
+
+    idempotency_key: str | None
+    deadline_s: float | None
+    lane: LaneChoice
+    tenant: str | None
+
+
 # States of a Celery task, as job states.
 _TASK_STATES = {
     "PENDING": "queued",
@@ -101,8 +113,9 @@ _TASK_STATES = {
 
 
 @dataclass
-class ClassifyJob:
-    """A classify request: ``wait`` returns one Prediction (or ItemError) per text, in order.
+class TextsJob:
+    """A few texts sent for one task: ``wait`` returns one result per text, in order (a Prediction of a classifier
+    or of zero-shot, an Embedding, Entities, as the task's spec decodes it; an ItemError for a bad text).
 
     One of the interactive lane (``answers`` set: the wait blocks on its answer list) or a
     ``lepton.classify`` task of the bulk lane (the wait is Celery's).
@@ -110,6 +123,7 @@ class ClassifyJob:
 
     id: str
     result: AsyncResult
+    spec: TaskSpec = field(default_factory=lambda: task_spec(TEXT_CLASSIFICATION))
     created: bool = True
     answers: redis.Redis | None = None
     deadline: float | None = None  # epoch seconds: an interactive request with a deadline is waited for until then
@@ -119,8 +133,7 @@ class ClassifyJob:
         return _TASK_STATES.get(self.result.state, "queued")
 
     def wait(self, timeout_s: float | None = DEFAULT_WAIT_S) -> list[Any]:
-        """One result per text, in order (a Prediction; an Embedding or Entities in the subclasses; an ItemError
-        for a bad text)."""
+        """One result per text, in order (the task's result, or an ItemError for a bad text)."""
         status, answer = self._wait_interactive(timeout_s) if self.answers is not None else self._wait_task(timeout_s)
         if status != "SUCCESS":
             if isinstance(answer, LeptonError):
@@ -128,12 +141,22 @@ class ClassifyJob:
             raise JobFailedError(f"job {self.id} failed: {type(answer).__name__}: {answer}")
         provenance = Provenance.from_dict(answer["model"])
         return [
-            ItemError.from_dict(item) if "error" in item else self._result(item, provenance)
+            ItemError.from_dict(item) if "error" in item else self.spec.result_from_dict(item, provenance)
             for item in answer["predictions"]
         ]
 
-    def _result(self, item: dict[str, Any], provenance: Provenance) -> Any:
-        return Prediction(model=provenance, **item)
+    def vectors(self, timeout_s: float | None = DEFAULT_WAIT_S) -> np.ndarray:
+        """An embedding request's vectors as a float32 array, one row per text in order; an InvalidInputError
+        naming every bad text if any was refused."""
+        results = self.wait(timeout_s)
+        errors = [result for result in results if isinstance(result, ItemError)]
+        if errors:
+            raise InvalidInputError(
+                f"{len(errors)} of {len(results)} texts were refused: "
+                + "; ".join(error.message for error in errors[:10]),
+                issues=[InputIssue(f"texts[{error.index}]", error.message) for error in errors],
+            )
+        return np.asarray([result.vector for result in results], dtype=np.float32).reshape(len(results), -1)
 
     def _wait_task(self, timeout_s: float | None) -> tuple[str, Any]:
         try:
@@ -187,40 +210,10 @@ class ClassifyJob:
         )
 
 
-@dataclass
-class EmbedJob(ClassifyJob):
-    """An embed request: ``wait`` returns one Embedding (or ItemError) per text, ``vectors`` a float32 array."""
-
-    def _result(self, item: dict[str, Any], provenance: Provenance) -> Embedding:
-        return Embedding(
-            vector=item["embedding"], model=provenance, truncated=item.get("truncated", False),
-            tokens=item.get("tokens", 0),
-        )  # fmt: skip
-
-    def vectors(self, timeout_s: float | None = DEFAULT_WAIT_S) -> np.ndarray:
-        """The embeddings as a float32 array, one row per text in order; an InvalidInputError naming every
-        bad text if any was refused."""
-        results = self.wait(timeout_s)
-        errors = [result for result in results if isinstance(result, ItemError)]
-        if errors:
-            raise InvalidInputError(
-                f"{len(errors)} of {len(results)} texts were refused: "
-                + "; ".join(error.message for error in errors[:10]),
-                issues=[InputIssue(f"texts[{error.index}]", error.message) for error in errors],
-            )
-        return np.asarray([result.vector for result in results], dtype=np.float32).reshape(len(results), -1)
-
-
-@dataclass
-class EntitiesJob(ClassifyJob):
-    """An entities request: ``wait`` returns per text its Entities (or an ItemError)."""
-
-    def _result(self, item: dict[str, Any], provenance: Provenance) -> Entities:
-        return Entities([Entity(**entity) for entity in item["entities"]], provenance)
-
-
-# The job a few-text call returns: ClassifyJob, EmbedJob or EntitiesJob.
-TextJob = TypeVar("TextJob", bound=ClassifyJob)
+# The names of the job a few-text call returns, from before there was one for every task.
+ClassifyJob = TextsJob
+EmbedJob = TextsJob
+EntitiesJob = TextsJob
 
 
 @dataclass
@@ -307,80 +300,62 @@ class LeptonClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    # -- one-shot ----------------------------------------------------------------------------------
-    def classify(
-        self,
-        texts: Sequence[str],
-        *,
-        model: str,
-        idempotency_key: str | None = None,
-        deadline_s: float | None = None,
-        lane: LaneChoice = "auto",
-        tenant: str | None = None,
-    ) -> ClassifyJob:
-        """Classify a few texts (up to LEPTON_MAX_ITEMS); returns at once, ``wait()`` for the answer.
+    # -- a few texts -------------------------------------------------------------------------------
+    def classify(self, texts: Sequence[str], *, model: str, **options: Unpack[TextOptions]) -> TextsJob:
+        """Classify a few texts (up to LEPTON_MAX_ITEMS) with a classifier; returns at once, ``wait()`` for one
+        Prediction per text. See ``infer`` for the options (lanes, deadlines, tenants, idempotency keys)."""
+        return self.infer(TEXT_CLASSIFICATION, texts, model=model, **options)
 
-        Up to LEPTON_INTERACTIVE_MAX_TEXTS texts take the interactive lane (``lane="auto"``): batched
-        with other callers' requests and run between the batches of bulk work. More take the bulk
-        lane, as a ``lepton.classify`` task. ``deadline_s``: not run (answered ``expired``) unless a
-        worker starts it within this many seconds. ``tenant``: whose quota and share it counts
-        against (default LEPTON_TENANT). A model that is not a classifier is refused (``wrong_task``).
-        """
-        return self._submit_texts(
-            ClassifyJob, TEXT_CLASSIFICATION, texts, model=model, idempotency_key=idempotency_key,
-            deadline_s=deadline_s, lane=lane, tenant=tenant,
-        )  # fmt: skip
+    def embed(self, texts: Sequence[str], *, model: str, **options: Unpack[TextOptions]) -> TextsJob:
+        """Sentence embeddings of a few texts with an embedding model (``lepton export --task embedding``); returns
+        at once: ``wait()`` gives one Embedding per text, ``vectors()`` a float32 array. Options as ``infer``'s; use
+        ``submit_bulk`` for a corpus."""
+        return self.infer(EMBEDDING, texts, model=model, **options)
 
-    def embed(
-        self,
-        texts: Sequence[str],
-        *,
-        model: str,
-        idempotency_key: str | None = None,
-        deadline_s: float | None = None,
-        lane: LaneChoice = "auto",
-        tenant: str | None = None,
-    ) -> EmbedJob:
-        """Sentence embeddings of a few texts with an embedding model (``lepton export --task embedding``);
-        returns at once: ``wait()`` gives one Embedding per text, ``vectors()`` a float32 array. The lanes,
-        deadlines and tenants work as for ``classify``; use ``submit_bulk`` for a corpus."""
-        return self._submit_texts(
-            EmbedJob, EMBEDDING, texts, model=model, idempotency_key=idempotency_key,
-            deadline_s=deadline_s, lane=lane, tenant=tenant,
-        )  # fmt: skip
-
-    def entities(
-        self,
-        texts: Sequence[str],
-        *,
-        model: str,
-        idempotency_key: str | None = None,
-        deadline_s: float | None = None,
-        lane: LaneChoice = "auto",
-        tenant: str | None = None,
-    ) -> EntitiesJob:
+    def entities(self, texts: Sequence[str], *, model: str, **options: Unpack[TextOptions]) -> TextsJob:
         """Entities of a few texts with an entity model (``--task token-classification``); returns at once:
-        ``wait()`` gives per text its Entities (start, end, label, score, text: character offsets into that
-        text). The lanes, deadlines and tenants work as for ``classify``; use ``submit_bulk`` for a corpus."""
-        return self._submit_texts(
-            EntitiesJob, TOKEN_CLASSIFICATION, texts, model=model, idempotency_key=idempotency_key,
-            deadline_s=deadline_s, lane=lane, tenant=tenant,
-        )  # fmt: skip
+        ``wait()`` gives per text its Entities (start, end, label, score, text: character offsets into that text).
+        Options as ``infer``'s; use ``submit_bulk`` for a corpus."""
+        return self.infer(TOKEN_CLASSIFICATION, texts, model=model, **options)
 
-    def _submit_texts(
+    def __getattr__(self, name: str) -> Callable[..., TextsJob]:
+        """Every other task by its method name (``client.zero_shot(texts, model=..., labels=[...])``): its
+        parameters as keywords beside ``infer``'s options."""
+        spec = next((spec for spec in SPECS.values() if spec.client_method == name), None)
+        if spec is None or name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        names = {option.name for option in spec.options}
+
+        def call(texts: Sequence[str], *, model: str, **keywords: Any) -> TextsJob:
+            params = {key: keywords.pop(key) for key in list(keywords) if key in names}
+            return self.infer(spec.name, texts, model=model, params=params, **keywords)
+
+        call.__doc__ = f"{spec.summary} Parameters: {', '.join(sorted(names)) or 'none'}; options as ``infer``'s."
+        return call
+
+    def infer(
         self,
-        job_type: type[TextJob],
         task: str,
         texts: Sequence[str],
         *,
         model: str,
-        idempotency_key: str | None,
-        deadline_s: float | None,
-        lane: LaneChoice,
-        tenant: str | None,
-    ) -> TextJob:
-        """A few texts for ``task``, through the interactive lane or as a ``lepton.classify`` task (which runs
-        whatever task the model does)."""
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        deadline_s: float | None = None,
+        lane: LaneChoice = "auto",
+        tenant: str | None = None,
+    ) -> TextsJob:
+        """A few texts (up to LEPTON_MAX_ITEMS) for ``task`` (a name of ``lepton_runtime.tasks.SPECS``) with its
+        ``params``; returns at once, ``wait()`` for one result per text. A model that does not do what the task
+        needs is refused (``wrong_task``).
+
+        Up to LEPTON_INTERACTIVE_MAX_TEXTS texts take the interactive lane (``lane="auto"``): batched with other
+        callers' requests and run between the batches of bulk work. More take the bulk lane, as a
+        ``lepton.classify`` task. ``deadline_s``: not run (answered ``expired``) unless a worker starts it within
+        this many seconds. ``tenant``: whose quota and share it counts against (default LEPTON_TENANT).
+        """
+        spec = task_spec(task)
+        checked = spec.check_params(params)
         if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
             raise InvalidInputError(f"texts: expected a list of strings, got {type(texts).__name__}")
         if len(texts) > self.settings.max_items:
@@ -402,18 +377,21 @@ class LeptonClient:
                 )
         tenant = check_tenant(tenant or self.settings.tenant)
         version = self.resolve(model)
-        require_task(version.reference, version.manifest.task, task)
+        require_task(version.reference, version.manifest.task, spec.model_task)
         self.check_use(version, tenant)
+        # a task other than the model's own travels with the request (its parameters checked above)
+        asked_task, asked_params = (spec.name, checked) if spec.name != version.manifest.task else (None, {})
         task_id = uuid.uuid4().hex
         idempotency_key = tenant_scoped(tenant, idempotency_key or None)
         with broker_errors(self._url):
             if idempotency_key and (first := self.jobs.claim_key(idempotency_key, task_id)) != task_id:
-                return job_type(first, AsyncResult(first, app=self.celery), created=False)
+                return TextsJob(first, AsyncResult(first, app=self.celery), spec, created=False)
             if lane == "interactive":
                 now = time.time()
                 request = LaneRequest(
                     id=task_id, texts=list(texts), model=version.reference, sha256=version.manifest.content_sha256,
                     tenant=tenant, enqueued_at=now, deadline=now + deadline_s if deadline_s is not None else None,
+                    task=asked_task, params=asked_params,
                 )  # fmt: skip
                 try:
                     self.lane.admit(request, quota=self.settings.quota_of(tenant), owner_ttl_s=RESULT_TTL_S)
@@ -422,17 +400,18 @@ class LeptonClient:
                         self.jobs.release_key(idempotency_key, task_id)
                     raise
                 result = AsyncResult(task_id, app=self.celery)
-                return job_type(task_id, result, answers=self.redis, deadline=request.deadline)
+                return TextsJob(task_id, result, spec, answers=self.redis, deadline=request.deadline)
             record_request_owner(self.redis, task_id, tenant, RESULT_TTL_S)
             result = self.celery.send_task(
                 CLASSIFY_TASK,
                 args=[list(texts), version.reference, version.manifest.content_sha256],
+                kwargs={"task": asked_task, "params": asked_params} if asked_task else {},
                 task_id=task_id,
                 queue=INFERENCE_QUEUE,
                 priority=INTERACTIVE_PRIORITY,
                 argsrepr=texts_repr(texts, version.reference),
             )
-        return job_type(result.id, result)
+        return TextsJob(result.id, result, spec)
 
     # -- bulk --------------------------------------------------------------------------------------
     def submit_bulk(
@@ -450,6 +429,8 @@ class LeptonClient:
         confined: bool = False,
         source_label: str | None = None,
         ids: Sequence[str] | None = None,
+        task: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> BulkJob:
         """Queue a bulk job owned by ``tenant`` (default LEPTON_TENANT) over a dataset (``s3://bucket/corpus/``, a
         folder, a glob, Parquet, JSON lines or CSV, also .gz/.zst: planned from metadata, read by the workers) or
@@ -460,12 +441,17 @@ class LeptonClient:
         ``confined`` (the HTTP API): both must lie inside the tenant's part of the data store. ``source_label``:
         what the job's ``source`` calls a local file (the API gives an upload's own file name).
         ``ids``: with a list of texts, one id each (the output's ``id``; default: the positions 0, 1, ...).
+        ``task``, ``params``: what every text asks of the model (default: its own task), the parameters given once
+        for the whole job (``task="zero-shot-classification", params={"labels": [...]}`` on an embedding model).
         """
         chunk_size = chunk_size or self.settings.chunk_size
         if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
             raise InvalidInputError(f"chunk_size: {chunk_size} is outside 1..{MAX_CHUNK_SIZE}")
         tenant = check_tenant(tenant or self.settings.tenant)
         version = self.resolve(model)
+        spec = task_spec(task or version.manifest.task)
+        require_task(version.reference, version.manifest.task, spec.model_task)
+        checked = spec.check_params(params)
         self.check_use(version, tenant)
         key = tenant_scoped(tenant, idempotency_key or None)
         with broker_errors(self._url):
@@ -485,6 +471,7 @@ class LeptonClient:
                     chunk_size=chunk_size, tenant=tenant, weight=self.settings.tenant_weights.get(tenant, 1.0),
                     window_chunks=self.settings.bulk_window_chunks, total_texts=planned.total_texts,
                     idempotency_key_value=key, job_id=job_id,
+                    task=spec.name if spec.name != version.manifest.task else None, params=checked,
                 )  # fmt: skip
             except BaseException:
                 remove_written(self.data, planned)

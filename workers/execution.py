@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.prediction import ItemError
 from lepton_runtime.registry import ModelRegistry
 from lepton_runtime.task_names import TOKEN_CLASSIFICATION
+from lepton_runtime.tasks import TaskSpec, task_spec
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +49,34 @@ class BatchPolicy:
 ALONE = BatchPolicy()
 
 
-def run_texts(engine: Engine, texts: list[Any], policy: BatchPolicy = ALONE) -> dict[str, Any]:
-    """The model's results (predictions, embeddings, entities) for a few texts in input order (bad items become
-    errors in place) and one provenance."""
+# What a request asks of its model besides its texts: a task (None: the model's own) and that task's parameters.
+Ask = tuple[str | None, Mapping[str, Any]]
+OWN_TASK: Ask = (None, {})
+
+
+def run_texts(
+    engine: Engine, texts: list[Any], policy: BatchPolicy = ALONE, task: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The results of ``task`` (default: the model's own) for a few texts in input order (bad items become errors in
+    place) and one provenance."""
+    spec = request_spec(task, engine)
+    spec.check_params(params)  # before the model runs: a bad parameter costs nothing
     results = engine.run(texts, errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens)
-    return _answer(engine, results, offset=0)
+    return _answer(engine, finished(spec, engine, results, params), offset=0)
 
 
-def run_requests(engine: Engine, requests: Sequence[list[Any]], turn: Turn = nullcontext) -> list[Any]:
-    """The answers to several requests run as one batch (each ``run_texts``-shaped, in order).
+def run_requests(
+    engine: Engine, requests: Sequence[list[Any]], turn: Turn = nullcontext, asks: Sequence[Ask] | None = None
+) -> list[Any]:
+    """The answers to several requests run as one batch (each ``run_texts``-shaped, in order); ``asks`` says what
+    each request asks (its task and parameters; default: the model's own task).
 
-    Bad texts fail only their item. A batch that makes the model fail at run time is split in halves,
-    again and again, until the request that causes it is alone: that one is answered with an
-    InferenceError, every other request with its predictions.
+    Bad texts fail only their item, a bad task or parameter only its request. A batch that makes the model fail at
+    run time is split in halves, again and again, until the request that causes it is alone: that one is answered
+    with an InferenceError, every other request with its results.
     """
+    asks = list(asks) if asks is not None else [OWN_TASK] * len(requests)
     texts = [text for request in requests for text in request]
     try:
         results = engine.run(texts, errors="return", turn=turn)
@@ -77,12 +92,34 @@ def run_requests(engine: Engine, requests: Sequence[list[Any]], turn: Turn = nul
                 )
             ]
         middle = len(requests) // 2
-        return run_requests(engine, requests[:middle], turn) + run_requests(engine, requests[middle:], turn)
-    answers, start = [], 0
-    for request in requests:
-        answers.append(_answer(engine, results[start : start + len(request)], offset=start))
+        return run_requests(engine, requests[:middle], turn, asks[:middle]) + run_requests(
+            engine, requests[middle:], turn, asks[middle:]
+        )
+    answers: list[Any] = []
+    start = 0
+    for request, (task, params) in zip(requests, asks, strict=True):
+        own = results[start : start + len(request)]
+        try:
+            answers.append(_answer(engine, finished(request_spec(task, engine), engine, own, params), offset=start))
+        except LeptonError as error:  # its task or parameters: this request alone
+            answers.append(error)
         start += len(request)
     return answers
+
+
+def request_spec(task: str | None, engine: Engine) -> TaskSpec:
+    """The task a request asks of ``engine``'s model (None: the model's own), refused unless the model does it."""
+    spec = task_spec(task or engine.task.name)
+    engine.require_task(spec.model_task)
+    return spec
+
+
+def finished(spec: TaskSpec, engine: Engine, results: list[Any], params: Mapping[str, Any] | None) -> list[Any]:
+    """``spec``'s results from the engine's (its parameters checked), counted per task asked."""
+    answered = spec.finish(engine, results, spec.check_params(params))
+    if engine.observer is not None:
+        engine.observer.asked(spec.name, len(answered))
+    return answered
 
 
 def _answer(engine: Engine, results: Sequence[Any], *, offset: int) -> dict[str, Any]:
@@ -110,7 +147,7 @@ def run_chunk(
     send: Callable[[str, list[int]], None],
     policy: BatchPolicy = ALONE,
 ) -> dict[str, Any]:
-    """Run one chunk of a bulk job: read its split from the data store, run its model's task, write its output part
+    """Run one chunk of a bulk job: read its split from the data store, run the job's task, write its output part
     once, record it, and ``send`` the chunks its job's window lets go; skip chunks done, failed or cancelled. The job's
     last chunk commits the output's manifest."""
     decision = jobs.start_chunk(job_id, chunk)
@@ -119,9 +156,10 @@ def run_chunk(
     work = jobs.chunk_work(job_id, chunk)
     ids, positions, texts = data.read_chunk(work)
     engine = engines.get(work.model_version, content_sha256=work.model_sha256)
+    spec = request_spec(work.task, engine)
     results = engine.run(texts, errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens)
-    results = [_in_chunk(result) for result in results]
-    part = data.write_part(work, part_table(engine.task.name, ids, positions, results, engine.provenance))
+    results = [_in_chunk(result) for result in finished(spec, engine, results, work.params)]
+    part = data.write_part(work, part_table(spec, ids, positions, results, engine.provenance))
     errors = sum(isinstance(result, ItemError) for result in results)
     outcome = jobs.complete_chunk(job_id, chunk, part, errors)
     send(job_id, outcome.to_send)

@@ -239,7 +239,8 @@ class InteractiveConsumer:
         for (model, sha256), group in groups.items():
             try:
                 engine = self.engines.get(model, content_sha256=sha256)
-                results = run_requests(engine, [request.texts for request in group])
+                asks = [(request.task, request.params) for request in group]
+                results = run_requests(engine, [request.texts for request in group], asks=asks)
             except LeptonError as error:
                 results = [error] * len(group)
             answers += zip(group, results, strict=True)

@@ -70,10 +70,15 @@ def register_tasks(app: Celery) -> None:
     """Register exactly the tasks of the contract on ``app``."""
 
     @app.task(name=CLASSIFY_TASK, base=LeptonTask, bind=True)  # type: ignore[untyped-decorator]
-    def classify(self: LeptonTask, texts: list[Any], model: str, content_sha256: str | None = None) -> dict[str, Any]:
-        """Classify a few texts with one exact model version (``name@N``, resolved at submit)."""
+    def classify(
+        self: LeptonTask, texts: list[Any], model: str, content_sha256: str | None = None, task: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Run a few texts through one exact model version (``name@N``, resolved at submit): its own task, or the
+        ``task`` asked with its ``params`` (the name ``lepton.classify`` is the contract's; it serves every task)."""
         runtime = current()
-        return run_texts(runtime.engines.get(model, content_sha256=content_sha256), texts, runtime.bulk_policy())
+        engine = runtime.engines.get(model, content_sha256=content_sha256)
+        return run_texts(engine, texts, runtime.bulk_policy(), task, params)
 
     @app.task(name=BULK_CHUNK_TASK, base=BulkChunkTask, bind=True)  # type: ignore[untyped-decorator]
     def bulk_chunk(self: BulkChunkTask, job_id: str, chunk: int) -> dict[str, Any]:

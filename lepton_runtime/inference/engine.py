@@ -40,6 +40,7 @@ from lepton_runtime.registry.checksums import sha256_file
 from lepton_runtime.registry.manifest import MANIFEST_FILE, Manifest
 from lepton_runtime.registry.store import ModelRegistry, ModelVersion
 from lepton_runtime.task_names import require_task
+from lepton_runtime.tasks import task_spec
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class EngineObserver(Protocol):
     def batch(self, rows: int, real_tokens: int, padded_tokens: int, seconds: float) -> None: ...
 
     def texts(self, predicted: int, invalid: int) -> None: ...
+
+    def asked(self, task: str, texts: int) -> None: ...
 
 
 @dataclass
@@ -225,6 +228,14 @@ class Engine:
         character offsets into that text. Any invalid text raises one InvalidInputError naming every bad item."""
         self.require_task(TokenClassification.name)
         return [result.entities for result in self.run(texts)]
+
+    def infer(self, task: str, texts: Sequence[Any], **params: Any) -> list[Any]:
+        """Any task of ``lepton_runtime.tasks`` this model can serve, by name: one result per text in input order
+        (``engine.infer("zero-shot-classification", texts, labels=[...])`` on an embedding model). Any invalid text
+        or parameter raises one InvalidInputError naming it."""
+        spec = task_spec(task)
+        self.require_task(spec.model_task)
+        return spec.finish(self, self.run(texts), spec.check_params(params))
 
     @property
     def dimensions(self) -> int:

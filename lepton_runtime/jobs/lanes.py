@@ -73,7 +73,8 @@ def check_tenant(tenant: str) -> str:
 @dataclass(frozen=True)
 class LaneRequest:
     """One interactive request: its id (the Celery result id its answer is stored under), texts, the exact
-    model version, who sent it, when, and by when it must have run (seconds since the epoch)."""
+    model version, who sent it, when, by when it must have run (seconds since the epoch), and what it asks of the
+    model (a task, None for the model's own, and its parameters)."""
 
     id: str
     texts: list[Any]
@@ -82,6 +83,8 @@ class LaneRequest:
     tenant: str = DEFAULT_TENANT
     enqueued_at: float = field(default_factory=time.time)
     deadline: float | None = None
+    task: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
     # where it was read from: the stream entry, and how often the group has delivered it
     entry: str = ""
     deliveries: int = 1
@@ -90,6 +93,7 @@ class LaneRequest:
         fields = {
             "id": self.id, "texts": self.texts, "model": self.model, "sha256": self.sha256,
             "tenant": self.tenant, "enqueued_at": self.enqueued_at, "deadline": self.deadline,
+            **({"task": self.task, "params": self.params} if self.task else {}),
         }  # fmt: skip
         return unicode_text.dumps(fields)
 
@@ -106,6 +110,8 @@ class LaneRequest:
             tenant=str(fields.get("tenant", DEFAULT_TENANT)),
             enqueued_at=float(fields.get("enqueued_at") or time.time()),
             deadline=fields.get("deadline"),
+            task=fields.get("task"),
+            params=fields.get("params") or {},
             entry=entry,
             deliveries=deliveries,
         )

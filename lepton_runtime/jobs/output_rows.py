@@ -4,11 +4,10 @@ into the JSON lines that ``lepton jobs results`` prints.
 Every part has ``id`` and ``position`` (the row's place in the input; null, with a null id, where a line file
 without ids was read in ranges: the reader fills both from the manifest's row counts), the task's columns, then
 ``truncated``, ``error_code`` and ``error_message`` (a row that got no result), and the provenance columns
-``model_version`` and ``model_sha256``; the whole provenance is in the file's metadata (``lepton.model``).
-
-text-classification  ``label`` (string), ``score`` (float64)
-embedding            ``embedding`` (fixed-size list of float32: pyarrow, pandas and numpy read it as a matrix)
-token-classification ``entities`` (list of structs: start, end, label, score, text)
+``model_version`` and ``model_sha256``; the whole provenance is in the file's metadata (``lepton.model``), the task
+in ``lepton.task``. The task's columns are its spec's (``TaskSpec.part_columns``): ``label`` and ``score`` for a
+classifier and zero-shot, ``embedding`` (fixed-size float32 lists) for an embedding model, ``entities`` (lists of
+start, end, label, score, text) for an entity model.
 """
 
 from __future__ import annotations
@@ -22,27 +21,20 @@ import pyarrow as pa
 
 from lepton_runtime.prediction import (
     VECTOR_ENCODING,
-    Embedding,
-    Entities,
     ItemError,
-    Prediction,
     Provenance,
     encode_vector,
 )
-from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
+from lepton_runtime.tasks import TaskSpec
 
 PROVENANCE_METADATA = b"lepton.model"
 TASK_METADATA = b"lepton.task"
-ENTITY_TYPE = pa.struct(
-    [("start", pa.int64()), ("end", pa.int64()), ("label", pa.string()), ("score", pa.float64()),
-     ("text", pa.string())]
-)  # fmt: skip
 # Decimals of a score in JSON lines (what a float32 model output holds).
 SCORE_DECIMALS = 6
 
 
 def part_table(
-    task: str,
+    spec: TaskSpec,
     ids: Sequence[str | None],
     positions: Sequence[int | None],
     results: Sequence[Any],
@@ -54,40 +46,15 @@ def part_table(
     columns: dict[str, pa.Array] = {
         "id": pa.array(ids, pa.string()),
         "position": pa.array(positions, pa.int64()),
-        **_task_columns(task, answered),
+        **spec.part_columns(answered),
         "truncated": pa.array([bool(getattr(result, "truncated", False)) for result in answered], pa.bool_()),
         "error_code": pa.array([error.code if error else None for error in errors], pa.string()),
         "error_message": pa.array([error.message if error else None for error in errors], pa.string()),
         "model_version": pa.array([f"{provenance.model}@{provenance.version}"] * len(results), pa.string()),
         "model_sha256": pa.array([provenance.sha256] * len(results), pa.string()),
     }
-    metadata = {PROVENANCE_METADATA: json.dumps(provenance.as_dict()).encode(), TASK_METADATA: task.encode()}
+    metadata = {PROVENANCE_METADATA: json.dumps(provenance.as_dict()).encode(), TASK_METADATA: spec.name.encode()}
     return pa.table(columns).replace_schema_metadata(metadata)
-
-
-def _task_columns(task: str, answered: list[Any]) -> dict[str, pa.Array]:
-    if task == EMBEDDING:
-        vectors = [
-            np.asarray(result.vector, np.float32) if isinstance(result, Embedding) else None for result in answered
-        ]
-        width = next((len(vector) for vector in vectors if vector is not None), 0)
-        blank = np.zeros(width, np.float32)  # under the mask: a row that got no vector
-        flat = np.concatenate([v if v is not None else blank for v in vectors] or [blank])
-        mask = pa.array([vector is None for vector in vectors])
-        return {"embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), width, mask=mask)}
-    if task == TOKEN_CLASSIFICATION:
-        entities = [
-            [entity.as_dict() for entity in result.entities] if isinstance(result, Entities) else None
-            for result in answered
-        ]
-        return {"entities": pa.array(entities, pa.list_(ENTITY_TYPE))}
-    if task != TEXT_CLASSIFICATION:
-        raise ValueError(f"no bulk output columns for task {task!r}")
-    predictions = [result if isinstance(result, Prediction) else None for result in answered]
-    return {
-        "label": pa.array([p.label if p else None for p in predictions], pa.string()),
-        "score": pa.array([p.score if p else None for p in predictions], pa.float64()),
-    }
 
 
 def json_lines(batch: pa.RecordBatch, metadata: dict[bytes, bytes] | None, first_position: int) -> Iterator[str]:

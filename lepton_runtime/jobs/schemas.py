@@ -55,6 +55,12 @@ class JobStatus(BaseModel):
     output: str | None = Field(
         default=None, description="Where the output parts and, once the job succeeds, its _manifest.json are."
     )
+    task: str | None = Field(
+        default=None, description="The task asked of the model, e.g. 'zero-shot-classification'; null: its own task."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The task's parameters, given once for the job (a zero-shot job's labels)."
+    )
     total_texts: int
     total_exact: bool = Field(
         default=True, description="False while the total is estimated from a line file's size (counted as read)."

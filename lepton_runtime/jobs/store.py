@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import redis
@@ -64,6 +64,8 @@ class ChunkWork:
     input: JobInput
     split: Split
     output: str
+    task: str | None = None  # what the job asks of the model (None: its own task), with that task's parameters
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,13 @@ class JobStore:
         total_texts: int | None = None,
         idempotency_key_value: str | None = None,
         job_id: str | None = None,
+        task: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> tuple[str, bool]:
         """Record a job over ``job_input``'s ``splits`` (one chunk each, in input order), owned by ``tenant``; return
         (job id, whether it is new). Its chunks are sent with ``dispatch``, a window at a time.
 
+        ``task``, ``params``: what every chunk asks of the model (None: the model's own task), checked by the caller.
         ``total_texts``: the rows when the splits do not say (a line file's ranges are counted as they are read:
         the total shown meanwhile is the splits' estimate). With an idempotency key already used, nothing is
         written and the first job's id comes back. The record is written after the splits and the key after the
@@ -179,6 +184,7 @@ class JobStore:
             "text_field": job_input.text_field,
             "id_field": job_input.id_field,
             "output": output,
+            **({"task": task, "params": json.dumps(params or {})} if task else {}),
             "total_texts": total_texts if total_texts is not None else counted if counted is not None else 0,
             "total_exact": "1" if exact else "0",
             "total_chunks": total_chunks,
@@ -302,14 +308,18 @@ class JobStore:
         keys = JobKeys(job_id)
         fields = ["model_version", "model_sha256", "input", "text_field", "id_field", "inline", "output"]
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.record, fields)
+            pipe.hmget(keys.record, [*fields, "task", "params"])
             pipe.hget(keys.splits, str(chunk))
             pipe.get(keys.files)
-            (version, sha256, location, text_field, id_field, inline, output), split, files = pipe.execute()
+            (version, sha256, location, text_field, id_field, inline, output, task, params), split, files = (
+                pipe.execute()
+            )
         if version is None or split is None or files is None:
             raise JobNotFoundError(f"job {job_id} has no chunk {chunk} (expired, or not a chunk of it)")
         job_input = JobInput(location, files_from_json(files), text_field, id_field, inline == "1")
-        return ChunkWork(job_id, chunk, version, sha256, job_input, split_from_field(split), output)
+        split_of_chunk = split_from_field(split)
+        asked = json.loads(params) if params else {}
+        return ChunkWork(job_id, chunk, version, sha256, job_input, split_of_chunk, output, task or None, asked)
 
     def job_input(self, job_id: str) -> tuple[JobInput, str]:
         """A job's input and its output location."""
@@ -484,6 +494,8 @@ def _status_from_record(record: dict[str, str], failures: list[ChunkFailure]) ->
         source=record["source"],
         input=record.get("input"),
         output=record.get("output"),
+        task=record.get("task"),
+        params=json.loads(record["params"]) if record.get("params") else {},
         total_texts=total,
         total_exact=record.get("total_exact", "1") == "1",
         total_chunks=int(record["total_chunks"]),

@@ -30,6 +30,11 @@ PADDED_TOKENS = Counter(
 MODEL_LOAD_SECONDS = Histogram(
     "lepton_model_load_seconds", "Time to verify, load and warm a model.", MODEL_LABELS, buckets=SECONDS_BUCKETS
 )
+ASKED_TEXTS = Counter(
+    "lepton_asked_texts",
+    "Texts answered per task asked of a model (a zero-shot request to an embedding model counts as zero-shot).",
+    ["asked", *MODEL_LABELS],
+)
 TASK_SECONDS = Histogram("lepton_task_seconds", "Wall time of a task.", ["task"], buckets=SECONDS_BUCKETS)
 TASK_ERRORS = Counter("lepton_task_errors", "Tasks that failed, by stable error code.", ["task", "code"])
 LANE_REQUESTS = Counter(
@@ -86,6 +91,10 @@ class EngineMetrics:
             TEXTS.labels(*self.labels, "predicted").inc(predicted)
         if invalid:
             TEXTS.labels(*self.labels, "invalid").inc(invalid)
+
+    def asked(self, task: str, texts: int) -> None:
+        """Texts answered for ``task`` (the model's own, or one served from its output, such as zero-shot)."""
+        ASKED_TEXTS.labels(task, *self.labels).inc(texts)
 
     def loaded(self, seconds: float) -> None:
         MODEL_LOAD_SECONDS.labels(*self.labels).observe(seconds)

@@ -24,6 +24,7 @@ from producer.api.routes import (
     jobs,
     models,
     operations,
+    tasks,
     training,
 )
 from producer.client import LeptonClient
@@ -66,6 +67,8 @@ def create_app(settings: LeptonSettings, client: LeptonClient | None = None) -> 
         # the routers' own routes, each complete with its router's dependencies and responses, as routes of
         # the app itself (FastAPI >= 0.160 would keep an included router as one nested route)
         app.router.routes.extend(resource.router.routes)
+    served = [route.path for route in app.router.routes if isinstance(route, APIRoute)]
+    app.router.routes.extend(tasks.task_routes(served).routes)  # every other task's route, from its spec
     for route in app.router.routes:
         if isinstance(route, APIRoute):  # operation ids are the routes' names: what generated clients call
             route.operation_id = route.name

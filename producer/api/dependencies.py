@@ -4,7 +4,7 @@ submissions with 429 while a queue is too deep."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,7 +12,7 @@ from fastapi.params import Depends as DependsMarker
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lepton_runtime.constants import API_RETRY_AFTER_S, INFERENCE_QUEUE, TRAINING_QUEUE
-from lepton_runtime.errors import ForbiddenError, QueueFullError, UnauthorizedError
+from lepton_runtime.errors import ForbiddenError, QueueFullError, TooLargeError, UnauthorizedError
 from lepton_runtime.jobs.connection import broker_errors
 from lepton_runtime.jobs.queues import queue_depths
 from lepton_runtime.settings import LeptonSettings
@@ -90,6 +90,23 @@ def queue_not_too_deep(queue: str) -> Callable[[Settings, Client], None]:
             )
 
     return check
+
+
+_BULK_LANE_NOT_TOO_DEEP = queue_not_too_deep(INFERENCE_QUEUE)
+
+
+def few_texts_fit(
+    texts: Sequence[object], settings: LeptonSettings, client: LeptonClient, field: str = "texts"
+) -> None:
+    """The guards of every few-text route: at most LEPTON_MAX_ITEMS texts (413, pointing to bulk jobs), and more than
+    the interactive lane takes only while the bulk lane's queue is not too deep (429)."""
+    if len(texts) > settings.max_items:
+        raise TooLargeError(
+            f"{field}: {len(texts)} items is over the limit of {settings.max_items} per request;"
+            " submit a bulk job (POST /v1/jobs) for more"
+        )
+    if len(texts) > settings.interactive_max_texts:
+        _BULK_LANE_NOT_TOO_DEEP(settings, client)
 
 
 # The dependencies of routes: the scope each needs, and, for those that put work on a queue, its depth.

@@ -12,17 +12,16 @@ from celery.result import AsyncResult
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, Response
 
-from lepton_runtime.constants import INFERENCE_QUEUE, MAX_API_WAIT_S
-from lepton_runtime.errors import JobTimeoutError, TooLargeError
+from lepton_runtime.constants import MAX_API_WAIT_S
+from lepton_runtime.errors import JobTimeoutError
 from lepton_runtime.prediction import Prediction
-from producer.api.dependencies import READ, SUBMIT, Client, CurrentCaller, Settings, queue_not_too_deep
+from producer.api.dependencies import READ, SUBMIT, Client, CurrentCaller, Settings, few_texts_fit
 from producer.api.errors import error_responses
 from producer.api.schemas import ClassifyRequest, ClassifyResponse, ModelProvenance, PredictionOut, id_links
 from producer.api.tenancy import require_own_work
 from producer.client import ClassifyJob
 
 router = APIRouter(tags=["classify"], responses=error_responses(401, 403, 404, 422, 503, 500))
-_bulk_lane_not_too_deep = queue_not_too_deep(INFERENCE_QUEUE)
 # OpenAPI link: a request's answer is read again by its id.
 ANSWER_LINKS = id_links("classify_result")
 
@@ -51,13 +50,7 @@ def classify(
 ) -> Response:
     """Classify a few texts: answered when done (200), or with the job id after ``wait_s`` (202). With
     ``deadline_ms``, a request no worker could start in time is answered 504 ``expired``."""
-    if len(body.texts) > settings.max_items:
-        raise TooLargeError(
-            f"texts: {len(body.texts)} items is over the limit of {settings.max_items} per classify request;"
-            " submit a bulk job (POST /v1/jobs) for more"
-        )
-    if len(body.texts) > settings.interactive_max_texts:
-        _bulk_lane_not_too_deep(settings, client)
+    few_texts_fit(body.texts, settings, client)
     job = client.classify(
         body.texts,
         model=body.model,

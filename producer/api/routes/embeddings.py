@@ -13,15 +13,13 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Header
 
-from lepton_runtime.constants import INFERENCE_QUEUE
-from lepton_runtime.errors import InputIssue, InvalidInputError, TooLargeError
+from lepton_runtime.errors import InputIssue, InvalidInputError
 from lepton_runtime.prediction import Embedding, ItemError
-from producer.api.dependencies import SUBMIT, Client, CurrentCaller, Settings, queue_not_too_deep
+from producer.api.dependencies import SUBMIT, Client, CurrentCaller, Settings, few_texts_fit
 from producer.api.errors import error_responses
 from producer.api.schemas import EmbeddingOut, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, ModelProvenance
 
 router = APIRouter(tags=["embeddings"], responses=error_responses(401, 403, 404, 413, 422, 429, 503, 504, 500))
-_bulk_lane_not_too_deep = queue_not_too_deep(INFERENCE_QUEUE)
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingsResponse, dependencies=SUBMIT)
@@ -36,13 +34,7 @@ def embeddings(
     name@alias). ``encoding_format`` ``float`` (default) or ``base64`` (little-endian float32, what the
     openai client asks for). A model of another task is refused with 422 ``wrong_task``."""
     texts = [body.input] if isinstance(body.input, str) else body.input
-    if len(texts) > settings.max_items:
-        raise TooLargeError(
-            f"input: {len(texts)} items is over the limit of {settings.max_items} per request;"
-            " submit a bulk job (POST /v1/jobs) for more"
-        )
-    if len(texts) > settings.interactive_max_texts:
-        _bulk_lane_not_too_deep(settings, client)
+    few_texts_fit(texts, settings, client, field="input")
     job = client.embed(texts, model=body.model, idempotency_key=idempotency_key, tenant=caller.tenant)
     answers = job.wait(settings.api_max_wait_s)
     refused = [answer for answer in answers if isinstance(answer, ItemError)]

@@ -7,15 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header
 
-from lepton_runtime.constants import INFERENCE_QUEUE
-from lepton_runtime.errors import TooLargeError
 from lepton_runtime.prediction import Entities, ItemError
-from producer.api.dependencies import SUBMIT, Client, CurrentCaller, Settings, queue_not_too_deep
+from producer.api.dependencies import SUBMIT, Client, CurrentCaller, Settings, few_texts_fit
 from producer.api.errors import error_responses
 from producer.api.schemas import EntitiesOut, EntitiesRequest, EntitiesResponse, EntityOut, ErrorBody, ModelProvenance
 
 router = APIRouter(tags=["entities"], responses=error_responses(401, 403, 404, 413, 422, 429, 503, 504, 500))
-_bulk_lane_not_too_deep = queue_not_too_deep(INFERENCE_QUEUE)
 
 
 @router.post("/v1/entities", response_model=EntitiesResponse, dependencies=SUBMIT)
@@ -29,13 +26,7 @@ def entities(
     """Entities of each text with an entity model (``model``: name, name@version or name@alias): per text a list
     of ``{start, end, label, score, text}`` with ``text == texts[i][start:end]``. A model of another task is
     refused with 422 ``wrong_task``; a wait past LEPTON_API_MAX_WAIT_S is answered 504."""
-    if len(body.texts) > settings.max_items:
-        raise TooLargeError(
-            f"texts: {len(body.texts)} items is over the limit of {settings.max_items} per request;"
-            " submit a bulk job (POST /v1/jobs) for more"
-        )
-    if len(body.texts) > settings.interactive_max_texts:
-        _bulk_lane_not_too_deep(settings, client)
+    few_texts_fit(body.texts, settings, client)
     job = client.entities(body.texts, model=body.model, idempotency_key=idempotency_key, tenant=caller.tenant)
     answers = job.wait(settings.api_max_wait_s)
     results = []

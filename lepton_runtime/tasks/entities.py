@@ -1,0 +1,45 @@
+"""Entity extraction (token classification): per text its entities as character spans (start, end, label, score,
+text), from an entity model (``lepton train --task token-classification``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from lepton_runtime.prediction import Entities, Entity, Provenance
+from lepton_runtime.task_names import TOKEN_CLASSIFICATION
+from lepton_runtime.tasks.spec import TaskSpec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+class EntitiesSpec(TaskSpec):
+    """Entities with ``text == texts[i][start:end]``; bulk rows ``{"id", "entities": [...], "model"}``."""
+
+    name: ClassVar[str] = TOKEN_CLASSIFICATION
+    model_task: ClassVar[str] = TOKEN_CLASSIFICATION
+    command: ClassVar[str] = "entities"
+    summary: ClassVar[str] = "Find the entities of texts with an entity model: character spans with their labels."
+    route: ClassVar[str | None] = "/v1/entities"
+    example_texts: ClassVar[tuple[str, ...]] = ("Zoë Müller flew from São Paulo to Paris.",)
+    example_model: ClassVar[str] = "ner"
+
+    def result_from_dict(self, item: dict[str, Any], provenance: Provenance) -> Entities:
+        return Entities([Entity(**entity) for entity in item["entities"]], provenance)
+
+    def cli_fields(self, result: Entities) -> dict[str, Any]:
+        return {"entities": [entity.as_dict() for entity in result.entities]}
+
+    def part_columns(self, answered: Sequence[Any]) -> dict[str, pa.Array]:
+        import pyarrow as pa
+
+        entity_type = pa.struct(
+            [("start", pa.int64()), ("end", pa.int64()), ("label", pa.string()), ("score", pa.float64()),
+             ("text", pa.string())]
+        )  # fmt: skip
+        entities = [
+            [entity.as_dict() for entity in result.entities] if isinstance(result, Entities) else None
+            for result in answered
+        ]
+        return {"entities": pa.array(entities, pa.list_(entity_type))}

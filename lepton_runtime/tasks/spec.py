@@ -1,0 +1,93 @@
+"""What a task is to every surface: the one class a task module fills in, from which the Engine's ``infer``, the
+workers, bulk output columns, the client, the CLI command and the HTTP route are derived.
+
+A task runs on a model that does its ``model_task`` (recorded in the model's manifest): classification on a
+classifier, zero-shot classification on an embedding model. The engine runs the model as usual; the task then
+``finish``es the engine's results with the request's parameters (a zero-shot request's candidate labels), checked
+once at the edge by ``check_params``. Nothing here imports onnxruntime, torch or pyarrow at import time: producers
+read the same specs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from lepton_runtime.errors import InputIssue, InvalidInputError
+from lepton_runtime.prediction import Provenance
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from lepton_runtime.inference.engine import Engine
+
+
+@dataclass(frozen=True)
+class Option:
+    """A request parameter a task takes besides its texts: a keyword of the client, an option of the CLI command
+    (``--name``, repeated for ``multiple``), a field of the HTTP body, a parameter of a bulk job."""
+
+    name: str
+    help: str
+    multiple: bool = False  # a list of strings (else one string)
+    required: bool = False
+
+
+class TaskSpec:
+    """One task, as every surface sees it. Subclasses set the class attributes and override what differs."""
+
+    name: ClassVar[str]  # the task's name in requests, job records and metrics, e.g. "text-classification"
+    model_task: ClassVar[str]  # the task a model must do (its manifest's), e.g. "embedding" for zero-shot
+    command: ClassVar[str]  # the CLI command; its client method is the same with "_" for "-"
+    summary: ClassVar[str]  # one line: --help, the OpenAPI summary, the docs
+    route: ClassVar[str | None]  # the path of its HTTP route; None where a route of its own serves it
+    options: ClassVar[tuple[Option, ...]] = ()
+    # an example request, for --help, the OpenAPI document and the docs
+    example_texts: ClassVar[tuple[str, ...]] = ("my card payment was declined",)
+    example_model: ClassVar[str] = "intents"
+    example_params: ClassVar[Mapping[str, Any]] = {}
+
+    @property
+    def client_method(self) -> str:
+        return self.command.replace("-", "_")
+
+    # -- the request ---------------------------------------------------------------------------------
+    def check_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The request's parameters, checked: an InvalidInputError naming the field, its problem and the limit.
+        By default a task takes none."""
+        params = dict(params or {})
+        known = {option.name for option in self.options}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            accepted = ", ".join(sorted(known)) or "none"
+            raise InvalidInputError(
+                f"{unknown[0]}: not a parameter of {self.name} (it takes: {accepted})",
+                issues=[InputIssue(name, f"not a parameter of {self.name}") for name in unknown],
+            )
+        for option in self.options:
+            if option.required and not params.get(option.name):
+                raise InvalidInputError(
+                    f"{option.name}: required by {self.name} ({option.help})",
+                    issues=[InputIssue(option.name, "required")],
+                )
+        return params
+
+    # -- the worker ----------------------------------------------------------------------------------
+    def finish(self, engine: Engine, results: list[Any], params: Mapping[str, Any]) -> list[Any]:
+        """This task's results from the engine's (one per text, ItemErrors in place); by default they are."""
+        return results
+
+    # -- the producer --------------------------------------------------------------------------------
+    def result_from_dict(self, item: dict[str, Any], provenance: Provenance) -> Any:
+        """One answered item (JSON, without its provenance) as the result object the client returns."""
+        raise NotImplementedError
+
+    def cli_fields(self, result: Any) -> dict[str, Any]:
+        """One text's result as the JSON fields the CLI prints for it (beside the text)."""
+        raise NotImplementedError
+
+    # -- bulk output ---------------------------------------------------------------------------------
+    def part_columns(self, answered: Sequence[Any]) -> dict[str, pa.Array]:
+        """This task's columns of a bulk output part: one row per result (None where the text got none)."""
+        raise NotImplementedError
