@@ -11,8 +11,11 @@ from lepton_runtime.tasks.classification import ClassificationSpec
 from lepton_runtime.tasks.embedding import EmbeddingSpec
 from lepton_runtime.tasks.entities import EntitiesSpec
 from lepton_runtime.tasks.spec import Option, TaskSpec
+from lepton_runtime.tasks.zero_shot import ZeroShotSpec
 
-SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (ClassificationSpec(), EmbeddingSpec(), EntitiesSpec())}
+SPECS: dict[str, TaskSpec] = {
+    spec.name: spec for spec in (ClassificationSpec(), EmbeddingSpec(), EntitiesSpec(), ZeroShotSpec())
+}
 
 
 def task_spec(name: str) -> TaskSpec:
