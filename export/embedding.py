@@ -1,5 +1,6 @@
-"""The embedding task's export: a sentence-transformers checkpoint as one ONNX graph that pools and normalises,
-its parity gate (cosine per text against PyTorch) and its int8 gate (cosine and nearest neighbours on real texts).
+"""The embedding task's export: a sentence-transformers checkpoint as one ONNX graph that pools and normalises, through
+the one pipeline (export/pipeline.py) with its parity metric (cosine per text against PyTorch, ``RowCosine``) and
+its int8 gate (cosine and nearest neighbours on real texts).
 
 Mean pooling over the attention mask and L2 normalisation sit inside the graph, exactly as the checkpoint's
 ``modules.json`` defines them: every runtime then returns the same vectors, the engine does no arithmetic of
@@ -9,7 +10,6 @@ its own, and the parity gate covers the pooling too.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,21 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from export.onnx_graph import INPUT_NAMES, export_onnx, fuse_transformer_graph
-from export.parity import parity_inputs
+from export.parity import RowCosine
+from export.pipeline import VARIANT_FILES, Graph, Reporter, add_int8, build_manifest, export_fp32
 from export.quality import FLOAT_SLACK, GateResult
-from export.quantization import gated_int8
 from lepton_runtime import constants
-from lepton_runtime.errors import ExportError, InputIssue, InvalidInputError, ParityError
+from lepton_runtime.errors import ExportError, InputIssue, InvalidInputError
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.inference.tasks import SentenceEmbedding
 from lepton_runtime.labelled_data import read_labelled
-from lepton_runtime.registry import Manifest, ModelRegistry, ModelVersion, VariantInfo
+from lepton_runtime.registry import ModelRegistry, ModelVersion
 from lepton_runtime.registry.checksums import content_sha256, sha256_file
 from lepton_runtime.training.pooled import MODULES_FILE, is_sentence_encoder, mean_pooled, normalizes
 
 OUTPUT_NAME = SentenceEmbedding.output_name
-VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+EMBEDDING_VARIANTS = ("fp32", "int8")
 # The files of a sentence-transformers checkpoint that decide its vectors (hashed into the provenance).
 SOURCE_FILES = (
     "config.json",
@@ -43,7 +42,6 @@ SOURCE_FILES = (
     "sentence_bert_config.json",
     "1_Pooling/config.json",
 )
-Reporter = Callable[[str], None]
 
 
 @dataclass
@@ -113,53 +111,6 @@ def row_cosines(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1)
     cosines: np.ndarray = (left * right).sum(axis=1) / np.maximum(norms, 1e-12)
     return cosines
-
-
-def check_embedding_parity(
-    model: Any,
-    onnx_path: Path,
-    vocab_size: int,
-    *,
-    batch_sizes: tuple[int, ...] = constants.PARITY_BATCH_SIZES,
-    sequence_lengths: tuple[int, ...] = constants.PARITY_SEQUENCE_LENGTHS,
-    min_cosine: float = constants.EMBEDDING_PARITY_MIN_COSINE,
-) -> dict[str, Any]:
-    """Every row's cosine to PyTorch at every shape must reach ``min_cosine``; one ParityError lists the shapes
-    that miss it."""
-    import onnxruntime as ort
-    import torch
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = {node.name for node in session.get_inputs()}
-    cases = []
-    for batch_size in batch_sizes:
-        for sequence_length in sequence_lengths:
-            feeds = parity_inputs(batch_size, sequence_length, vocab_size, seed=batch_size * 1000 + sequence_length)
-            with torch.no_grad():
-                expected = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).float().numpy()
-            (actual,) = session.run([OUTPUT_NAME], {k: v for k, v in feeds.items() if k in names})
-            cosines = row_cosines(actual, expected)
-            cases.append(
-                {
-                    "batch_size": batch_size,
-                    "sequence_length": sequence_length,
-                    "min_cosine": float(cosines.min()),
-                    "max_abs_diff": float(np.abs(actual - expected).max()),
-                }
-            )
-    failures = [case for case in cases if case["min_cosine"] < min_cosine]
-    if failures:
-        raise ParityError(
-            f"the ONNX graph {onnx_path.name} does not match PyTorch at {len(failures)} of {len(cases)} shapes,"
-            " so nothing was published: "
-            + "; ".join(
-                f"batch {c['batch_size']} x seq {c['sequence_length']}: least cosine {c['min_cosine']:.6f}"
-                f" (at least {min_cosine})"
-                for c in failures
-            )
-            + ". Check for unsupported operators or a different attention implementation in the checkpoint."
-        )
-    return {"min_cosine_required": min_cosine, "min_cosine": min(c["min_cosine"] for c in cases), "cases": cases}
 
 
 @dataclass(frozen=True)
@@ -234,13 +185,15 @@ def export_sentence_encoder(
     golden: Path | None,
     max_sequence_length: int | None,
     opset: int,
+    required: bool,
     report: Reporter,
 ) -> ModelVersion:
-    """Export, gate and publish ``checkpoint_dir`` as an embedding model (the caller promotes)."""
-    unknown = sorted(set(variants) - set(VARIANT_FILES))
+    """Export, gate and publish ``checkpoint_dir`` as an embedding model (the caller promotes); a failed int8 gate
+    follows the one policy of export/pipeline.py (``required``: int8 was asked for by name)."""
+    unknown = sorted(set(variants) - set(EMBEDDING_VARIANTS))
     if unknown:
         raise InvalidInputError(
-            f"variant(s) {unknown} are not exported for embeddings yet; choose from {sorted(VARIANT_FILES)}"
+            f"variant(s) {unknown} are not exported for embeddings yet; choose from {sorted(EMBEDDING_VARIANTS)}"
         )
     golden_texts = read_labelled(golden).texts if golden else None
     if "int8" in variants and (golden_texts is None or len(golden_texts) < constants.INT8_EMBEDDING_MIN_GOLDEN_TEXTS):
@@ -253,58 +206,40 @@ def export_sentence_encoder(
     report(f"loading sentence encoder {checkpoint_dir}")
     checkpoint = load_sentence_encoder(checkpoint_dir)
     max_length = min(max_sequence_length or checkpoint.max_sequence_length, checkpoint.max_sequence_length)
-    with registry.begin_publish(name) as staged, tempfile.TemporaryDirectory() as scratch:
-        directory = staged.path
-        raw = export_onnx(checkpoint.model, Path(scratch) / "raw.onnx", opset, output_name=OUTPUT_NAME)
-        report("exported to ONNX (mean pooling and normalisation inside); applying transformer fusions")
-        fused = fuse_transformer_graph(
-            raw, directory / VARIANT_FILES["fp32"], checkpoint.num_attention_heads, checkpoint.hidden_size
-        )
-        lengths = tuple(sorted({*constants.PARITY_SEQUENCE_LENGTHS, max_length}))
-        parity = check_embedding_parity(
-            checkpoint.model, directory / VARIANT_FILES["fp32"], checkpoint.vocab_size, sequence_lengths=lengths
-        )
-        report(f"parity passed: least cosine to PyTorch {parity['min_cosine']:.6f}")
-        shutil.copy2(checkpoint.path / "tokenizer.json", directory / "tokenizer.json")
-        shutil.copy2(checkpoint.path / "config.json", directory / "config.json")
-        infos = {
-            "fp32": VariantInfo(
-                file=VARIANT_FILES["fp32"], precision="fp32", verified=True, gate={"parity": "passed"},
-                optimizations=fused,
-            )
-        }  # fmt: skip
+    graph = Graph(
+        model=checkpoint.model, output_name=OUTPUT_NAME, per_token=False, architecture=checkpoint.architecture,
+        num_attention_heads=checkpoint.num_attention_heads, hidden_size=checkpoint.hidden_size,
+        vocab_size=checkpoint.vocab_size, tokenizer_file=checkpoint.path / "tokenizer.json",
+        config=json.loads((checkpoint.path / "config.json").read_text(encoding="utf-8")),
+    )  # fmt: skip
+    with registry.begin_publish(name) as staging, tempfile.TemporaryDirectory() as scratch:
+        staged = export_fp32(
+            graph, staging.path, Path(scratch), metric=RowCosine(), max_sequence_length=max_length, opset=opset,
+            report=report,
+        )  # fmt: skip
         if "int8" in variants and golden_texts is not None:
-            infos["int8"] = _publish_int8(raw, directory, max_length, golden_texts, report)
-        manifest = Manifest(
-            name=name,
-            task=SentenceEmbedding.name,
-            labels=[],
-            max_sequence_length=max_length,
-            opset=opset,
-            architecture=checkpoint.architecture,
-            num_attention_heads=checkpoint.num_attention_heads,
-            hidden_size=checkpoint.hidden_size,
-            input_names=list(INPUT_NAMES),
-            source={
-                "checkpoint": str(checkpoint.path.resolve()),
-                "sha256": checkpoint.sha256,
-                "golden": str(golden) if golden else None,
-                "pooling": "mean" + (", L2-normalised" if checkpoint.normalize else ""),
-            },
-            parity=parity,
-            metrics={"dimensions": checkpoint.hidden_size},
-            variants=infos,
-            files={},
-        )
-        version = staged.commit(manifest)
+            add_int8(staged, _retrieval_gate(staging.path, max_length, golden_texts), report, what="retrieval gate",
+                     required=required)  # fmt: skip
+        source = {
+            "checkpoint": str(checkpoint.path.resolve()),
+            "sha256": checkpoint.sha256,
+            "golden": str(golden) if golden else None,
+            "pooling": "mean" + (", L2-normalised" if checkpoint.normalize else ""),
+        }
+        manifest = build_manifest(
+            name=name, task=SentenceEmbedding.name, labels=[], graph=graph, staged=staged,
+            max_sequence_length=max_length, opset=opset, source=source, metrics={"dimensions": checkpoint.hidden_size},
+        )  # fmt: skip
+        version = staging.commit(manifest)
     report(f"published {version.reference}")
     return version
 
 
-def _publish_int8(raw: Path, directory: Path, max_length: int, texts: list[str], report: Reporter) -> VariantInfo:
-    """int8 gated on retrieval: mean cosine to fp32 and top-10 neighbour overlap over the golden texts."""
+def _retrieval_gate(directory: Path, max_length: int, texts: list[str]) -> Callable[[str], GateResult]:
+    """int8 of an embedding model against fp32 on the golden texts: mean cosine and top-10 neighbour overlap."""
     reference = embedded(directory, VARIANT_FILES["fp32"], texts, max_length)
-    return gated_int8(
-        raw, directory, lambda onnx_file: embedding_gate(reference, embedded(directory, onnx_file, texts, max_length)),
-        report, what="retrieval gate",
-    )  # fmt: skip
+
+    def gate(onnx_file: str) -> GateResult:
+        return embedding_gate(reference, embedded(directory, onnx_file, texts, max_length))
+
+    return gate

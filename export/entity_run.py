@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from export.entities import span_f1_of
-from export.publish import Reporter, export_checkpoint
+from export.pipeline import Reporter
+from export.publish import export_checkpoint
 from export.training_run import RunTracker, decide_promotion, withdraw_if_cancelled
 from lepton_runtime.constants import PRODUCTION_ALIAS
-from lepton_runtime.errors import QualityGateError
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs.schemas import TrainingOutcome, TrainingPhase, TrainingProgress, TrainRequest
 from lepton_runtime.labelled_data import TaggedSentences, read_tagged
@@ -66,17 +66,10 @@ def train_and_publish_entities(
     report(f"validation entity F1 {result.validation_f1:.4f} (epoch {result.best_epoch}; {per_type})")
     on_phase("exporting")
     variants = ["fp32", "int8"] if golden else ["fp32"]
-    try:
-        version = export_checkpoint(
-            checkpoint, registry, name, task=TOKEN_CLASSIFICATION, variants=variants, golden=golden,
-            max_sequence_length=config.max_length, report=report,
-        )  # fmt: skip
-    except QualityGateError as error:
-        report(f"int8 not published: {error}")
-        version = export_checkpoint(
-            checkpoint, registry, name, task=TOKEN_CLASSIFICATION, variants=["fp32"],
-            max_sequence_length=config.max_length, report=report,
-        )  # fmt: skip
+    version = export_checkpoint(
+        checkpoint, registry, name, task=TOKEN_CLASSIFICATION, variants=variants, golden=golden,
+        max_sequence_length=config.max_length, best_effort=True, report=report,
+    )  # fmt: skip
     span_f1 = span_f1_of(Engine(version.path), validation)
     report(f"{version.reference} on raw validation text: span F1 {span_f1['f1']:.4f}")
     withdraw_if_cancelled(registry, version, should_stop)

@@ -11,23 +11,21 @@ few thousand and takes seconds, at some cost in accuracy (docs/guide/training.md
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from export.embedding import load_sentence_encoder
-from export.onnx_graph import INPUT_NAMES, export_onnx, fuse_transformer_graph
-from export.parity import check_parity
-from export.publish import VARIANT_FILES, Reporter, publish_int8_classifier
+from export.parity import LogitDifference
+from export.pipeline import VARIANT_FILES, Graph, Reporter, add_int8, build_manifest, export_fp32
+from export.publish import classifier_gate
 from export.quality import predicted_labels
 from export.training_run import decide_promotion
 from lepton_runtime import constants
 from lepton_runtime.constants import PRODUCTION_ALIAS
-from lepton_runtime.errors import QualityGateError
 from lepton_runtime.jobs.schemas import TrainingOutcome
 from lepton_runtime.labelled_data import LabelledTexts, check_trainable
-from lepton_runtime.registry import Manifest, ModelRegistry, VariantInfo, validate_model_name
+from lepton_runtime.registry import ModelRegistry, validate_model_name
 from lepton_runtime.task_names import TEXT_CLASSIFICATION
 from lepton_runtime.training import default_base_model
 from lepton_runtime.training.finetune import stratified_split
@@ -75,29 +73,22 @@ def train_head_and_publish(
     training_s = time.perf_counter() - started
     report(f"linear head: validation accuracy {head.validation_accuracy:.4f} ({training_s:.0f} s with the embeddings)")
     model = pooled_classifier(encoder.model, head.weight, head.bias)
-    with registry.begin_publish(name) as staged, tempfile.TemporaryDirectory() as scratch:
-        directory = staged.path
-        raw = export_onnx(model, Path(scratch) / "raw.onnx", constants.DEFAULT_OPSET)
-        fused = fuse_transformer_graph(
-            raw, directory / VARIANT_FILES["fp32"], encoder.num_attention_heads, encoder.hidden_size
-        )
-        lengths = tuple(sorted({*constants.PARITY_SEQUENCE_LENGTHS, max_length}))
-        parity = check_parity(model, directory / VARIANT_FILES["fp32"], encoder.vocab_size, sequence_lengths=lengths)
-        report(f"parity passed: max |logit diff| {parity['max_abs_diff']:.2g}")
-        shutil.copy2(base / "tokenizer.json", directory / "tokenizer.json")
-        config = json.loads((base / "config.json").read_text(encoding="utf-8"))
-        ids = {label: i for i, label in enumerate(head.labels)}
-        config |= {"id2label": dict(enumerate(head.labels)), "label2id": ids}
-        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        fp32 = VariantInfo(
-            file=VARIANT_FILES["fp32"], precision="fp32", verified=True, gate={"parity": "passed"}, optimizations=fused
-        )
-        infos = {"fp32": fp32}
-        reference = predicted_labels(directory, VARIANT_FILES["fp32"], validation.texts)
-        try:
-            infos["int8"] = publish_int8_classifier(raw, directory, validation, reference, report)
-        except QualityGateError as error:
-            report(f"int8 not published: {error}")
+    config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    config |= {"id2label": dict(enumerate(head.labels)), "label2id": {label: i for i, label in enumerate(head.labels)}}
+    graph = Graph(
+        model=model, output_name="logits", per_token=False,
+        architecture=f"{encoder.architecture} + mean pooling + linear head",
+        num_attention_heads=encoder.num_attention_heads, hidden_size=encoder.hidden_size,
+        vocab_size=encoder.vocab_size, tokenizer_file=base / "tokenizer.json", config=config,
+    )  # fmt: skip
+    with registry.begin_publish(name) as staging, tempfile.TemporaryDirectory() as scratch:
+        staged = export_fp32(
+            graph, staging.path, Path(scratch), metric=LogitDifference(), max_sequence_length=max_length,
+            opset=constants.DEFAULT_OPSET, report=report,
+        )  # fmt: skip
+        reference = predicted_labels(staging.path, VARIANT_FILES["fp32"], validation.texts)
+        gate = classifier_gate(staging.path, validation, reference)
+        add_int8(staged, gate, report, what="quality gate", required=False)
         metrics = {
             "validation_accuracy": round(head.validation_accuracy, 4),
             "method": "head",
@@ -106,14 +97,12 @@ def train_head_and_publish(
             "train_size": len(data),
             "validation_size": len(validation),
         }
-        manifest = Manifest(
-            name=name, task=TEXT_CLASSIFICATION, labels=head.labels, max_sequence_length=max_length,
-            opset=constants.DEFAULT_OPSET, architecture=f"{encoder.architecture} + mean pooling + linear head",
-            num_attention_heads=encoder.num_attention_heads, hidden_size=encoder.hidden_size,
-            input_names=list(INPUT_NAMES), source={"base": str(base), "sha256": encoder.sha256, "method": "head"},
-            parity=parity, metrics=metrics, variants=infos, files={},
+        manifest = build_manifest(
+            name=name, task=TEXT_CLASSIFICATION, labels=head.labels, graph=graph, staged=staged,
+            max_sequence_length=max_length, opset=constants.DEFAULT_OPSET,
+            source={"base": str(base), "sha256": encoder.sha256, "method": "head"}, metrics=metrics,
         )  # fmt: skip
-        version = staged.commit(manifest)
+        version = staging.commit(manifest)
     promoted, why = decide_promotion(registry, version, promote)
     if promoted:
         registry.promote(version.reference, PRODUCTION_ALIAS)

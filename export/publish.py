@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import json
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,20 +11,18 @@ from typing import Any
 from export.checkpoint import load_checkpoint
 from export.embedding import export_sentence_encoder
 from export.entities import entity_gate, staged_span_f1
-from export.onnx_graph import INPUT_NAMES, export_onnx, fuse_transformer_graph
-from export.parity import check_parity
+from export.parity import LogitDifference
+from export.pipeline import VARIANT_FILES, Graph, Reporter, StagedGraph, add_int8, build_manifest, export_fp32
 from export.quality import GateResult, accuracy, compare_predictions, predicted_labels
-from export.quantization import convert_fp16, gated_int8
+from export.quantization import convert_fp16
 from lepton_runtime import constants
 from lepton_runtime.errors import InputIssue, InvalidInputError, QualityGateError
 from lepton_runtime.inference.providers import cuda_provider_available
 from lepton_runtime.inference.tasks import Classification, SentenceEmbedding, TokenClassification
 from lepton_runtime.labelled_data import LabelledTexts, TaggedSentences, read_labelled, read_tagged
-from lepton_runtime.registry import Manifest, ModelRegistry, ModelVersion, VariantInfo, validate_model_name
+from lepton_runtime.registry import ModelRegistry, ModelVersion, VariantInfo, validate_model_name
 
-VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 EXPORTED_TASKS = (Classification.name, SentenceEmbedding.name, TokenClassification.name)
-Reporter = Callable[[str], None]
 
 
 def export_checkpoint(
@@ -38,6 +36,7 @@ def export_checkpoint(
     promote: str | None = None,
     max_sequence_length: int | None = None,
     opset: int = constants.DEFAULT_OPSET,
+    best_effort: bool = False,
     report: Reporter = lambda message: None,
 ) -> ModelVersion:
     """Export ``checkpoint_dir`` to ONNX, pass the parity and quality gates, publish it as ``name`` and promote it.
@@ -47,6 +46,10 @@ def export_checkpoint(
     when a golden set is given (int8 cannot be gated without one). Any gate that fails raises before
     anything becomes visible in the registry. ``max_sequence_length`` defaults to 128 tokens for a
     classifier and to the checkpoint's own length for an embedding model.
+
+    One policy for every reduced-precision variant (export/pipeline.py): variants asked for by name must pass their
+    gate or nothing is published; the default ones, and all of them with ``best_effort`` (a training run), are left
+    out when they fail it, with a note in the manifest's metrics.
     """
     validate_model_name(name)
     wanted = _wanted_variants(variants, golden)
@@ -57,8 +60,8 @@ def export_checkpoint(
         )
     if task == SentenceEmbedding.name:
         version = export_sentence_encoder(
-            checkpoint_dir, registry, name, variants=wanted, golden=golden,
-            max_sequence_length=max_sequence_length, opset=opset, report=report,
+            checkpoint_dir, registry, name, variants=wanted, golden=golden, max_sequence_length=max_sequence_length,
+            opset=opset, required=variants is not None and not best_effort, report=report,
         )  # fmt: skip
         return _promoted(registry, version, promote, report)
     max_sequence_length = max_sequence_length or constants.DEFAULT_MAX_SEQUENCE_LENGTH
@@ -76,62 +79,40 @@ def export_checkpoint(
     if golden_set and golden_set.labels and not per_token:
         _check_golden_labels(golden_set, checkpoint.labels)
     max_sequence_length = min(max_sequence_length, checkpoint.max_position_embeddings)
-    with registry.begin_publish(name) as staged, tempfile.TemporaryDirectory() as scratch:
-        directory = staged.path
-        raw = export_onnx(checkpoint.model, Path(scratch) / "raw.onnx", opset, per_token=per_token)
-        report("exported to ONNX; applying transformer fusions")
-        fused = fuse_transformer_graph(
-            raw, directory / VARIANT_FILES["fp32"], checkpoint.num_attention_heads, checkpoint.hidden_size
-        )
-        report(f"fusions: {', '.join(fused) or 'none applied'}; checking parity with PyTorch")
-        lengths = tuple(sorted({*constants.PARITY_SEQUENCE_LENGTHS, max_sequence_length}))
-        parity = check_parity(
-            checkpoint.model, directory / VARIANT_FILES["fp32"], checkpoint.vocab_size, sequence_lengths=lengths
-        )
-        report(f"parity passed: max |logit diff| {parity['max_abs_diff']:.2g}")
-        shutil.copy2(checkpoint.tokenizer_file, directory / "tokenizer.json")
-        shutil.copy2(checkpoint.path / "config.json", directory / "config.json")
-        infos = {
-            "fp32": VariantInfo(
-                file=VARIANT_FILES["fp32"],
-                precision="fp32",
-                verified=True,
-                gate={"parity": "passed"},
-                optimizations=fused,
-            )
-        }
+    graph = Graph(
+        model=checkpoint.model, output_name="logits", per_token=per_token, architecture=checkpoint.architecture,
+        num_attention_heads=checkpoint.num_attention_heads, hidden_size=checkpoint.hidden_size,
+        vocab_size=checkpoint.vocab_size, tokenizer_file=checkpoint.tokenizer_file,
+        config=json.loads((checkpoint.path / "config.json").read_text(encoding="utf-8")),
+    )  # fmt: skip
+    with registry.begin_publish(name) as staging, tempfile.TemporaryDirectory() as scratch:
+        staged = export_fp32(
+            graph, staging.path, Path(scratch), metric=LogitDifference(), max_sequence_length=max_sequence_length,
+            opset=opset, report=report,
+        )  # fmt: skip
+        directory = staging.path
         metrics: dict[str, Any] = dict(checkpoint.training_metrics)
         reference = predicted_labels(directory, VARIANT_FILES["fp32"], golden_set.texts) if golden_set else None
         if golden_set and reference and golden_set.labels:
             metrics["golden_fp32_accuracy"] = round(accuracy(reference, golden_set.labels), 4)
+        required = variants is not None and not best_effort
         if "int8" in wanted and golden_set and reference:
-            infos["int8"] = publish_int8_classifier(raw, directory, golden_set, reference, report)
+            add_int8(staged, classifier_gate(directory, golden_set, reference), report, what="quality gate",
+                     required=required)  # fmt: skip
         if "int8" in wanted and tagged is not None:
-            infos["int8"] = _publish_int8_entities(raw, directory, tagged, max_sequence_length, report)
-            metrics["golden_fp32_span_f1"] = infos["int8"].gate["fp32_span_f1"]
+            entity_reference = staged_span_f1(directory, VARIANT_FILES["fp32"], tagged, max_sequence_length)
+            metrics["golden_fp32_span_f1"] = entity_reference["f1"]
+            gate = _entity_gate(directory, tagged, max_sequence_length, entity_reference)
+            add_int8(staged, gate, report, what="entity gate", required=required)
         if "fp16" in wanted:
-            infos["fp16"] = _publish_fp16(directory, golden_set, reference, report)
-        manifest = Manifest(
-            name=name,
-            task=task,
-            labels=checkpoint.labels,
-            max_sequence_length=max_sequence_length,
-            opset=opset,
-            architecture=checkpoint.architecture,
-            num_attention_heads=checkpoint.num_attention_heads,
-            hidden_size=checkpoint.hidden_size,
-            input_names=list(INPUT_NAMES),
-            source={
-                "checkpoint": str(checkpoint.path.resolve()),
-                "sha256": checkpoint.sha256,
-                "golden": str(golden) if golden else None,
-            },
-            parity=parity,
-            metrics=metrics,
-            variants=infos,
-            files={},
-        )
-        version = staged.commit(manifest)
+            _add_fp16(staged, golden_set, reference, report, required=required)
+        source = {"checkpoint": str(checkpoint.path.resolve()), "sha256": checkpoint.sha256,
+                  "golden": str(golden) if golden else None}  # fmt: skip
+        manifest = build_manifest(
+            name=name, task=task, labels=checkpoint.labels, graph=graph, staged=staged,
+            max_sequence_length=max_sequence_length, opset=opset, source=source, metrics=metrics,
+        )  # fmt: skip
+        version = staging.commit(manifest)
     report(f"published {version.reference}")
     return _promoted(registry, version, promote, report)
 
@@ -166,41 +147,43 @@ def _check_golden_labels(golden: LabelledTexts, labels: list[str]) -> None:
         )
 
 
-def publish_int8_classifier(
-    raw: Path, directory: Path, golden: LabelledTexts, reference: list[str], report: Reporter
-) -> VariantInfo:
-    """int8 gated on the golden set: accuracy at most 0.5 point below fp32's (agreement without labels)."""
+def classifier_gate(directory: Path, golden: LabelledTexts, reference: list[str]) -> Callable[[str], GateResult]:
+    """int8 of a classifier against fp32 on the golden set: accuracy at most 0.5 point lower (agreement without
+    labels)."""
 
     def gate(onnx_file: str) -> GateResult:
         return compare_predictions(reference, predicted_labels(directory, onnx_file, golden.texts), golden)
 
-    return gated_int8(raw, directory, gate, report, what="quality gate")
+    return gate
 
 
-def _publish_int8_entities(
-    raw: Path, directory: Path, tagged: TaggedSentences, max_length: int, report: Reporter
-) -> VariantInfo:
-    """int8 gated on the span F1 of labelled sentences (at most 1 point below fp32's)."""
-    reference = staged_span_f1(directory, VARIANT_FILES["fp32"], tagged, max_length)
+def _entity_gate(
+    directory: Path, tagged: TaggedSentences, max_length: int, reference: dict[str, Any]
+) -> Callable[[str], GateResult]:
+    """int8 of an entity model against fp32 on labelled sentences: span F1 at most 1 point lower."""
 
     def gate(onnx_file: str) -> GateResult:
         result = entity_gate(reference, staged_span_f1(directory, onnx_file, tagged, max_length))
         return GateResult(result.passed, result.figures | {"sentences": len(tagged)}, result.reason)
 
-    return gated_int8(raw, directory, gate, report, what="entity gate")
+    return gate
 
 
-def _publish_fp16(
-    directory: Path, golden: LabelledTexts | None, reference: list[str] | None, report: Reporter
-) -> VariantInfo:
+def _add_fp16(
+    staged: StagedGraph, golden: LabelledTexts | None, reference: list[str] | None, report: Reporter, *, required: bool
+) -> None:
+    """fp16, gated on the GPU against fp32 (argmax agreement); published unverified where no GPU or golden set can
+    gate it. A failed gate follows the int8 policy: left out with a note, unless asked for by name."""
     target = VARIANT_FILES["fp16"]
+    directory = staged.directory
     convert_fp16(directory / VARIANT_FILES["fp32"], directory / target)
     if not cuda_provider_available() or not golden or not reference:
         why = "no CUDA provider at export time" if golden else "no golden set to gate it on"
         report(f"fp16 published UNVERIFIED ({why})")
-        return VariantInfo(
+        staged.variants["fp16"] = VariantInfo(
             file=target, precision="fp16", verified=False, note=f"unverified: {why}; gate it on a GPU before serving"
         )
+        return
     candidate = predicted_labels(directory, target, golden.texts, device="cuda")
     agreement = sum(a == b for a, b in zip(reference, candidate, strict=True)) / len(reference)
     figures = {
@@ -209,10 +192,14 @@ def _publish_fp16(
         "golden_texts": len(reference),
     }
     if agreement < constants.FP16_MIN_AGREEMENT:
-        raise QualityGateError(
-            f"fp16 agrees with fp32 on {agreement:.4f} of golden texts (limit {constants.FP16_MIN_AGREEMENT});"
-            " nothing was published; export without --variant fp16",
-            variant="fp16",
-        )
+        message = f"fp16 agrees with fp32 on {agreement:.4f} of golden texts (limit {constants.FP16_MIN_AGREEMENT})"
+        if required:
+            raise QualityGateError(f"{message}; nothing was published; export without --variant fp16", variant="fp16")
+        (directory / target).unlink()
+        report(f"fp16 not published: {message}")
+        staged.notes.append("fp16 failed its agreement gate and was not published")
+        return
     report(f"fp16 gate passed on CUDA: agreement {agreement:.4f}")
-    return VariantInfo(file=target, precision="fp16", verified=True, gate=figures, optimizations=["fp16"])
+    staged.variants["fp16"] = VariantInfo(
+        file=target, precision="fp16", verified=True, gate=figures, optimizations=["fp16"]
+    )

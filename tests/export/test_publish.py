@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-import export.publish as publish
+import export.pipeline as pipeline
 from export.publish import export_checkpoint
 from export.quality import compare_predictions
 from lepton_runtime.errors import ExportError, InvalidInputError, ParityError
@@ -61,7 +61,7 @@ def _perturbing_exporter(real_export):  # type: ignore[no-untyped-def]
 def test_a_parity_failure_publishes_nothing_and_lists_every_shape(
     tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(publish, "export_onnx", _perturbing_exporter(publish.export_onnx))
+    monkeypatch.setattr(pipeline, "export_onnx", _perturbing_exporter(pipeline.export_onnx))
     registry = ModelRegistry(tmp_path)
     with pytest.raises(ParityError) as caught:
         export_checkpoint(tiny_checkpoint, registry, "broken")
