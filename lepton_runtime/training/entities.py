@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.labelled_data import OUTSIDE, TaggedSentences
 from lepton_runtime.training.finetune import TRAINING_METRICS_FILE
-from lepton_runtime.training.loop import TrainingConfig, choose_device, seed_everything
+from lepton_runtime.training.loop import TrainingConfig, choose_device, run_metrics, seed_everything
 from lepton_runtime.training.loop import train as train_loop
 
 IGNORED = -100  # the label id PyTorch's cross-entropy skips (special tokens)
@@ -54,17 +54,7 @@ class EntityTrainingResult:
     autocast_steps: int = 0  # optimiser steps whose forward pass ran under autocast
 
     def metrics(self) -> dict[str, Any]:
-        return {
-            "validation_entity_f1": self.validation_f1,
-            "per_type": self.per_type,
-            "best_epoch": self.best_epoch,
-            "train_size": self.train_size,
-            "validation_size": self.validation_size,
-            "training_seconds": round(self.seconds, 1),
-            "device": self.device,
-            "training_precision": self.precision,
-            "epochs": [asdict(epoch) for epoch in self.epochs],
-        }
+        return {"validation_entity_f1": self.validation_f1, "per_type": self.per_type, **run_metrics(self)}
 
 
 def fine_tune_entities(

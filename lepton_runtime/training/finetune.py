@@ -15,7 +15,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from lepton_runtime import constants
 from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.training.head import embed_texts, fit_head_weights
-from lepton_runtime.training.loop import TrainingConfig, choose_device, seed_everything
+from lepton_runtime.training.loop import TrainingConfig, choose_device, run_metrics, seed_everything
 from lepton_runtime.training.loop import train as train_loop
 from lepton_runtime.training.pooled import (
     is_sentence_encoder,
@@ -78,18 +78,8 @@ class TrainingResult:
     autocast_steps: int = 0  # optimiser steps whose forward pass ran under autocast
 
     def metrics(self) -> dict[str, Any]:
-        return {
-            "validation_accuracy": self.validation_accuracy,
-            "validation_macro_f1": self.validation_macro_f1,
-            "best_epoch": self.best_epoch,
-            "train_size": self.train_size,
-            "validation_size": self.validation_size,
-            "training_seconds": round(self.seconds, 1),
-            "device": self.device,
-            "training_precision": self.precision,
-            "epochs": [asdict(e) for e in self.epochs],
-            "per_class": self.per_class,
-        }
+        accuracy = {"validation_accuracy": self.validation_accuracy, "validation_macro_f1": self.validation_macro_f1}
+        return accuracy | run_metrics(self) | {"per_class": self.per_class}
 
 
 def stratified_split(data: LabelledTexts, fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -12,7 +12,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
@@ -148,6 +148,20 @@ def train(
             if stale_epochs >= config.early_stopping_patience_epochs:
                 break
     return result
+
+
+def run_metrics(result: Any) -> dict[str, Any]:
+    """What every trainable task's result records of its run, whatever its own figures (a ``TrainingResult`` or an
+    ``EntityTrainingResult``: best epoch, sizes, time, device, precision, every epoch's report)."""
+    return {
+        "best_epoch": result.best_epoch,
+        "train_size": result.train_size,
+        "validation_size": result.validation_size,
+        "training_seconds": round(result.seconds, 1),
+        "device": result.device,
+        "training_precision": result.precision,
+        "epochs": [asdict(epoch) for epoch in result.epochs],
+    }
 
 
 def autocast_dtype(precision: str, device: str) -> Any:
