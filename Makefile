@@ -50,8 +50,8 @@ compose-test: images  ## the fleet in containers for real: up, a model published
 # Test files run in this many processes at once (pytest-xdist); each has its own Redis, ports and temp dirs.
 TEST_PROCESSES ?= 2
 
-test: install  ## the whole suite (what CI runs), test files spread over TEST_PROCESSES processes
-	$(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadfile
+test: install  ## the suite CI runs (all but the soak runs), test files spread over TEST_PROCESSES processes
+	$(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadfile -m "not soak"
 
 test-fast: install  ## unit tests only, no model export
 	$(PYTHON) -m pytest -m "not slow"
@@ -107,6 +107,7 @@ bench-zero-shot: install  ## bench/zero_shot.py: zero-shot accuracy per template
 	$(PYTHON) bench/zero_shot.py
 
 soak: install  ## long reliability suite + 30 minutes of mixed traffic on MiniLM; reports in bench/results/
+	$(PYTHON) -m pytest -m soak tests  # the runs kept out of `make test`: two minutes of bulk jobs and 32 clients
 	LEPTON_RELIABILITY_LONG=1 LEPTON_RELIABILITY_REPORT=bench/results/reliability.md $(PYTHON) -m pytest tests/reliability
 	LEPTON_RELIABILITY_LONG=1 $(PYTHON) -m pytest tests/export/test_embedding.py  # the real all-MiniLM-L6-v2 vs sentence-transformers
 	$(PYTHON) -c "from lepton_runtime.registry import ModelRegistry as R; R('models').resolve('intents@production')" \

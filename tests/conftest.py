@@ -45,7 +45,26 @@ def cuda_available() -> bool:
     return subprocess.run(["nvidia-smi", "-L"], capture_output=True, check=False).returncode == 0
 
 
+# The test files that run longest (pytest --durations), started first: with `--dist loadfile` a file runs in one
+# process, so the short files then fill in around the long ones instead of one long file running alone at the end.
+LONGEST_FIRST = (
+    "tests/test_readme.py",
+    "tests/reliability/test_chaos.py",
+    "tests/producer/test_api.py",
+    "tests/workers/test_training.py",
+    "tests/reliability/test_mixed.py",
+    "tests/reliability/test_worker_faults.py",
+    "tests/workers/test_flower.py",
+)
+
+
+def _start_rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_start_rank)  # stable: the order within each rank is the collection's
     gpu_tests = [item for item in items if "gpu" in item.keywords]
     if gpu_tests and not cuda_available():
         skip = pytest.mark.skip(reason="needs onnxruntime-gpu and an NVIDIA GPU (see docs/operations/gpu.md)")

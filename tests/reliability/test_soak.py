@@ -16,6 +16,7 @@ from tests.reliability.conftest import LONG, Figures
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.soak,
     pytest.mark.skipif(LONG, reason="make soak runs the 30-minute soak (bench/soak.py) with the real model"),
 ]
 
