@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from export.parity import RowCosine
+from export.parity import RowCosine, row_cosines
 from export.pipeline import VARIANT_FILES, Graph, Reporter, add_int8, build_manifest, export_fp32
 from export.quality import FLOAT_SLACK, GateResult
 from lepton_runtime import constants
@@ -106,13 +106,6 @@ def load_sentence_encoder(path: Path) -> SentenceEncoder:
 
 
 # -- gates -----------------------------------------------------------------------------------------------------
-def row_cosines(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each row of ``left`` with the same row of ``right``."""
-    norms = np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1)
-    cosines: np.ndarray = (left * right).sum(axis=1) / np.maximum(norms, 1e-12)
-    return cosines
-
-
 @dataclass(frozen=True)
 class RetrievalFigures:
     """How closely candidate vectors follow reference vectors, as retrieval sees them."""

@@ -61,8 +61,7 @@ class RowCosine:
     min_cosine: float = constants.EMBEDDING_PARITY_MIN_COSINE
 
     def case(self, actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
-        norms = np.linalg.norm(actual, axis=1) * np.linalg.norm(expected, axis=1)
-        cosines = (actual * expected).sum(axis=1) / np.maximum(norms, 1e-12)
+        cosines = row_cosines(actual, expected)
         return {"min_cosine": float(cosines.min()), "max_abs_diff": float(np.abs(actual - expected).max())}
 
     def passed(self, case: dict[str, float]) -> bool:
@@ -73,6 +72,13 @@ class RowCosine:
 
     def summary(self, cases: list[dict[str, float]]) -> dict[str, Any]:
         return {"min_cosine_required": self.min_cosine, "min_cosine": min(case["min_cosine"] for case in cases)}
+
+
+def row_cosines(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``left`` with the same row of ``right``."""
+    norms = np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1)
+    cosines: np.ndarray = (left * right).sum(axis=1) / np.maximum(norms, 1e-12)
+    return cosines
 
 
 def parity_inputs(batch_size: int, sequence_length: int, vocab_size: int, seed: int) -> dict[str, np.ndarray]:

@@ -40,6 +40,11 @@ from producer.client import LeptonClient
 console = Console(stderr=True)
 
 
+def task_params(options: dict[str, Any]) -> dict[str, Any]:
+    """The task parameters given on the command line (a repeated option's values as a list; unset ones left out)."""
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in options.items() if value}
+
+
 def text_command(spec: TaskSpec) -> click.Command:
     """``lepton <spec.command> TEXTS --model M``: a few texts through the workers for ``spec``'s task, one JSON line
     per text and a timing line; the task's parameters as options (``--labels`` repeated for a list)."""
@@ -48,7 +53,7 @@ def text_command(spec: TaskSpec) -> click.Command:
             **params: Any) -> None:  # fmt: skip
         import json
 
-        given = {name: list(value) if isinstance(value, tuple) else value for name, value in params.items() if value}
+        given = task_params(params)
         with LeptonClient() as client:
             started = time.perf_counter()
             deadline_s = deadline_ms / 1000 if deadline_ms else None
@@ -162,7 +167,7 @@ def submit(
       lepton submit corpus.jsonl --model minilm --out vectors.parquet
       lepton submit 's3://bucket/corpus/*.parquet' --model sentiment --out s3://bucket/out/run-17/
     """
-    given = {name: list(value) if isinstance(value, tuple) else value for name, value in params.items() if value}
+    given = task_params(params)
     dataset = is_dataset_location(source)
     to_store = out is not None and (out.startswith("s3://") or out.endswith("/"))
     output: Path | None = None

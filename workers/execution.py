@@ -61,9 +61,9 @@ def run_texts(
     """The results of ``task`` (default: the model's own) for a few texts in input order (bad items become errors in
     place) and one provenance."""
     spec = request_spec(task, engine)
-    spec.check_params(params)  # before the model runs: a bad parameter costs nothing
+    checked = spec.check_params(params)  # before the model runs: a bad parameter costs nothing
     results = engine.run(texts, errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens)
-    return _answer(engine, finished(spec, engine, results, params), offset=0)
+    return _answer(engine, finished(spec, engine, results, checked), offset=0)
 
 
 def run_requests(
@@ -100,7 +100,8 @@ def run_requests(
     for request, (task, params) in zip(requests, asks, strict=True):
         own = results[start : start + len(request)]
         try:
-            answers.append(_answer(engine, finished(request_spec(task, engine), engine, own, params), offset=start))
+            spec = request_spec(task, engine)
+            answers.append(_answer(engine, finished(spec, engine, own, spec.check_params(params)), offset=start))
         except LeptonError as error:  # its task or parameters: this request alone
             answers.append(error)
         start += len(request)
@@ -114,9 +115,9 @@ def request_spec(task: str | None, engine: Engine) -> TaskSpec:
     return spec
 
 
-def finished(spec: TaskSpec, engine: Engine, results: list[Any], params: Mapping[str, Any] | None) -> list[Any]:
-    """``spec``'s results from the engine's (its parameters checked), counted per task asked."""
-    answered = spec.finish(engine, results, spec.check_params(params))
+def finished(spec: TaskSpec, engine: Engine, results: list[Any], checked: Mapping[str, Any]) -> list[Any]:
+    """``spec``'s results from the engine's, with the parameters ``check_params`` returned, counted per task asked."""
+    answered = spec.finish(engine, results, checked)
     if engine.observer is not None:
         engine.observer.asked(spec.name, len(answered))
     return answered
@@ -157,8 +158,9 @@ def run_chunk(
     ids, positions, texts = data.read_chunk(work)
     engine = engines.get(work.model_version, content_sha256=work.model_sha256)
     spec = request_spec(work.task, engine)
+    checked = spec.check_params(work.params)  # before the model runs: a bad parameter costs nothing
     results = engine.run(texts, errors="return", turn=policy.turn, max_batch_tokens=policy.max_batch_tokens)
-    results = [_in_chunk(result) for result in finished(spec, engine, results, work.params)]
+    results = [_in_chunk(result) for result in finished(spec, engine, results, checked)]
     part = data.write_part(work, part_table(spec, ids, positions, results, engine.provenance))
     errors = sum(isinstance(result, ItemError) for result in results)
     outcome = jobs.complete_chunk(job_id, chunk, part, errors)
