@@ -598,7 +598,7 @@ class LeptonClient:
         store to the file; a partial file never has its name."""
         with broker_errors(self._url):
             total = self.jobs.status(job_id).total_texts
-            return write_output(self.bulk_data.rows(self.jobs, job_id), Path(output), total)
+            return write_output(self.bulk_data.tables(self.jobs, job_id), Path(output), total)
 
     def result_lines(self, job_id: str) -> Iterator[str]:
         """The output rows of a finished job as JSON lines, in input order (what ``results`` parses)."""

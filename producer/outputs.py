@@ -1,14 +1,15 @@
-"""Bulk job output files, by the file's extension: JSON lines for any task, ``.npy`` and ``.parquet`` for vectors
-(and Parquet for a classifier's labels too). Rows are written as they stream from the job's parts, so a 100,000-text job
-never holds its output in memory, and the file gets its name only when whole.
+"""Bulk job output files, by the file's extension, written from the job's tables as they stream from the data store
+(a table per chunk: ``BulkData.tables``), so a 100,000-text job never holds its output in memory, and the file gets
+its name only when whole. Nothing here knows a task: a task's columns and lines are its spec's.
 
-- ``.jsonl`` (or any other extension): one JSON object per input, in input order; an embedding row carries
-  ``"embedding": [floats]``.
-- ``.npy``: a float32 array with one row per input in input order (NaN for an input that failed), and beside it
-  ``NAME.ids.jsonl`` with each row's ``id`` (and ``error``), since an array holds no ids.
-- ``.parquet``: columns ``id``, then ``embedding`` (fixed-size float32 lists), ``label``/``score`` or
-  ``entities`` (lists of start, end, label, score, text), then ``truncated``, ``error_code``,
-  ``error_message``; the model's provenance in the file's metadata.
+- ``.jsonl`` (or any other extension): one JSON object per input, in input order (output_rows.json_lines); an
+  embedding row carries ``"embedding": [floats]``.
+- ``.npy`` (a task whose output is vectors): a float32 array with one row per input in input order (NaN for an
+  input that failed), and beside it ``NAME.ids.jsonl`` with each row's ``id`` (and ``error``), since an array holds
+  no ids.
+- ``.parquet``: columns ``id``, then the task's (``TaskSpec.part_columns``: ``label``/``score``, ``embedding`` as
+  fixed-size float32 lists, ``entities``), then ``truncated``, ``error_code``, ``error_message``; the model's
+  provenance in the file's metadata. The parts' columns are copied as they are: no row goes through JSON.
 """
 
 from __future__ import annotations
@@ -20,25 +21,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from lepton_runtime.errors import InvalidInputError
-from lepton_runtime.prediction import VECTOR_ENCODING, decode_vector
+from lepton_runtime.jobs.output_rows import BOOKKEEPING_COLUMNS, COMMON_ROW_COLUMNS, TASK_METADATA, json_lines
+from lepton_runtime.tasks.embedding import vector_matrix
 
 OUTPUT_FORMATS = (".jsonl", ".npy", ".parquet")
-# Rows per Parquet row group (and per write): bounded memory whatever the job's size.
-PARQUET_ROWS_PER_GROUP = 8192
+# The column a vector task's part holds its vectors in (what a .npy file is made of)
+VECTOR_COLUMN = "embedding"
+# A Parquet output in which every row is an error
+ERRORS_ONLY_SCHEMA = pa.schema(
+    [("id", pa.string()), ("truncated", pa.bool_()), ("error_code", pa.string()), ("error_message", pa.string())]
+)
 
 
-def write_output(lines: Iterable[str], target: Path, total_rows: int) -> int:
-    """Write a job's output rows (JSON lines, input order) to ``target`` in the format its extension names;
-    returns the rows written."""
+def write_output(tables: Iterable[pa.Table], target: Path, total_rows: int) -> int:
+    """Write a job's output (its tables in input order, every row with its id) to ``target`` in the format its
+    extension names; returns the rows written."""
     suffix = target.suffix.lower()
     with _replaced_when_whole(target) as partial:
         if suffix == ".npy":
-            return _write_npy(lines, partial, target, total_rows)
+            return _write_npy(tables, partial, target, total_rows)
         if suffix == ".parquet":
-            return _write_parquet(lines, partial)
-        return _write_jsonl(lines, partial)
+            return _write_parquet(tables, partial)
+        return _write_jsonl(tables, partial)
 
 
 @contextmanager
@@ -51,51 +58,50 @@ def _replaced_when_whole(target: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
-def _write_jsonl(lines: Iterable[str], partial: Path) -> int:
+def _write_jsonl(tables: Iterable[pa.Table], partial: Path) -> int:
     rows = 0
     with partial.open("w", encoding="utf-8") as handle:
-        for line in lines:
-            if f'"encoding": "{VECTOR_ENCODING}"' in line:
-                row = json.loads(line)
-                row["embedding"] = decode_vector(row.pop("vector")).tolist()
-                del row["encoding"]
-                line = json.dumps(row, ensure_ascii=False)
-            handle.write(line + "\n")
-            rows += 1
+        for table in tables:
+            for batch in table.to_batches():
+                for line in json_lines(batch, table.schema.metadata, vectors="floats"):
+                    handle.write(line + "\n")
+            rows += table.num_rows
     return rows
 
 
-def _write_npy(lines: Iterable[str], partial: Path, target: Path, total_rows: int) -> int:
+def _write_npy(tables: Iterable[pa.Table], partial: Path, target: Path, total_rows: int) -> int:
     """Rows go into a memory-mapped .npy as they come; those before the first vector (errors) wait in a list."""
     ids_target = target.with_name(f"{target.stem}.ids.jsonl")
     array: np.memmap[Any, Any] | None = None
     pending_errors: list[int] = []
     rows = 0
     with _replaced_when_whole(ids_target) as ids_partial, ids_partial.open("w", encoding="utf-8") as ids:
-        for index, line in enumerate(lines):
-            row = json.loads(line)
-            entry: dict[str, Any] = {"id": row["id"]}
-            if "error" in row:
-                entry["error"] = row["error"]
-                if array is None:
-                    pending_errors.append(index)
-                else:
-                    array[index] = np.nan
-            elif "vector" in row:
-                vector = decode_vector(row["vector"])
-                if array is None:
-                    array = np.lib.format.open_memmap(
-                        partial, mode="w+", dtype=np.float32, shape=(total_rows, len(vector))
-                    )
-                    array[pending_errors] = np.nan
-                array[index] = vector
-            else:
+        for table in tables:
+            ids_column, _, codes, messages = (table.column(name).to_pylist() for name in COMMON_ROW_COLUMNS)
+            answered = [index for index, code in enumerate(codes) if code is None]
+            if answered and VECTOR_COLUMN not in table.schema.names:
+                task = (table.schema.metadata or {}).get(TASK_METADATA, b"?").decode()
                 raise InvalidInputError(
-                    f"{target.name}: a .npy file holds vectors, and this job's model is not an embedding model;"
-                    " write .jsonl or .parquet instead"
+                    f"{target.name}: a .npy file holds vectors, and this job's task ({task}) gives none; write .jsonl"
+                    " or .parquet instead"
                 )
-            ids.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            rows += 1
+            if answered:
+                vectors = vector_matrix(table.column(VECTOR_COLUMN))
+                if array is None:
+                    shape = (total_rows, vectors.shape[1])
+                    array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
+                    array[pending_errors] = np.nan
+                array[rows : rows + table.num_rows] = vectors
+            for index, (row_id, code, message) in enumerate(zip(ids_column, codes, messages, strict=True)):
+                entry: dict[str, Any] = {"id": row_id}
+                if code is not None:
+                    entry["error"] = {"code": code, "message": message}
+                    if array is None:
+                        pending_errors.append(rows + index)
+                    else:
+                        array[rows + index] = np.nan
+                ids.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            rows += table.num_rows
         if array is None:  # every input failed: the array has no width to take
             array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(rows, 0))
         array.flush()
@@ -103,60 +109,42 @@ def _write_npy(lines: Iterable[str], partial: Path, target: Path, total_rows: in
     return rows
 
 
-def _write_parquet(lines: Iterable[str], partial: Path) -> int:
-    import pyarrow as pa
+def _write_parquet(tables: Iterable[pa.Table], partial: Path) -> int:
+    """The parts' tables less their bookkeeping columns. The file's schema is the first answered part's: tables of
+    errors only (whose task columns are missing, or as wide as nothing) wait for it, then take its columns as nulls."""
     import pyarrow.parquet as pq
 
     writer: Any = None
+    waiting: list[pa.Table] = []
     rows = 0
-    batch: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        nonlocal writer
-        table = _parquet_table(pa, batch)
-        if writer is None:
-            provenance = next((row["model"] for row in batch if "model" in row), None)
-            schema = table.schema.with_metadata({"lepton.model": json.dumps(provenance)} if provenance else {})
-            writer = pq.ParquetWriter(str(partial), schema)
-        writer.write_table(table.cast(writer.schema))
-        batch.clear()
-
     try:
-        for line in lines:
-            batch.append(json.loads(line))
-            rows += 1
-            if len(batch) >= PARQUET_ROWS_PER_GROUP:
-                flush()
-        if batch or writer is None:
-            flush()
+        for table in tables:
+            table = table.drop_columns([name for name in BOOKKEEPING_COLUMNS if name in table.schema.names])
+            rows += table.num_rows
+            if writer is None and table.column("error_code").null_count == 0:
+                waiting.append(table)  # every row an error
+                continue
+            if writer is None:
+                writer = pq.ParquetWriter(str(partial), table.schema)
+            for ready in [*waiting, table]:
+                writer.write_table(_conformed(ready, writer.schema))
+            waiting.clear()
+        if writer is None:  # every row of the job an error: the columns every row has
+            writer = pq.ParquetWriter(str(partial), ERRORS_ONLY_SCHEMA)
+            for ready in waiting:
+                writer.write_table(_conformed(ready, writer.schema))
     finally:
         if writer is not None:
             writer.close()
     return rows
 
 
-def _parquet_table(pa: Any, rows: list[dict[str, Any]]) -> Any:
-    errors = [row.get("error") or {} for row in rows]
-    columns: dict[str, Any] = {"id": pa.array([row["id"] for row in rows], pa.string())}
-    vectors = [decode_vector(row["vector"]) if "vector" in row else None for row in rows]
-    width = next((len(vector) for vector in vectors if vector is not None), None)
-    if any("entities" in row for row in rows):
-        entity = pa.struct(
-            [("start", pa.int64()), ("end", pa.int64()), ("label", pa.string()), ("score", pa.float64()),
-             ("text", pa.string())]
-        )  # fmt: skip
-        columns["entities"] = pa.array([row.get("entities") for row in rows], pa.list_(entity))
-    elif width is not None or not any("label" in row for row in rows):
-        flat = np.concatenate(
-            [vector if vector is not None else np.full(width or 0, np.nan, np.float32) for vector in vectors]
-        )
-        columns["embedding"] = pa.FixedSizeListArray.from_arrays(
-            pa.array(flat, pa.float32()), width or 0, mask=pa.array([vector is None for vector in vectors])
-        )
-    else:
-        columns["label"] = pa.array([row.get("label") for row in rows], pa.string())
-        columns["score"] = pa.array([row.get("score") for row in rows], pa.float64())
-    columns["truncated"] = pa.array([bool(row.get("truncated", False)) for row in rows], pa.bool_())
-    columns["error_code"] = pa.array([error.get("code") for error in errors], pa.string())
-    columns["error_message"] = pa.array([error.get("message") for error in errors], pa.string())
-    return pa.table(columns)
+def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns: a column it lacks, or has only nulls in, as nulls of the schema's type."""
+    columns = [
+        table.column(field.name).cast(field.type)
+        if field.name in table.schema.names and table.column(field.name).null_count < table.num_rows
+        else pa.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -10,7 +10,6 @@ succeeded job without one commits it (the same content: a commit is created once
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import pyarrow as pa
 from lepton_runtime.errors import ChunkNotRunError, JobCancelledError, JobStateError
 from lepton_runtime.jobs.data_store import DataStore, store_errors
 from lepton_runtime.jobs.datasets import Dataset
-from lepton_runtime.jobs.output_rows import json_lines
+from lepton_runtime.jobs.output_rows import error_table, json_lines, with_ids
 from lepton_runtime.jobs.parts import JobOutput, OutputManifest, PartInfo, part_name
 from lepton_runtime.jobs.schemas import RESULT_STATES
 from lepton_runtime.jobs.store import ChunkWork, JobInput, JobStore, PartRecord
@@ -98,10 +97,17 @@ class BulkData:
 
     # -- readers -------------------------------------------------------------------------------------
     def rows(self, jobs: JobStore, job_id: str) -> Iterator[str]:
-        """The output rows (JSON lines) in input order, once the job has finished: a succeeded job's through its
-        manifest (each part checked against its sha256); a failed or cancelled job's from the parts recorded, with
-        one error row per text of a chunk that failed or never ran (``{"id", "error": {"code", "message"}}``), so
-        every input has its row."""
+        """The output rows as JSON lines in input order, once the job has finished (``tables``, line by line:
+        output_rows.json_lines)."""
+        for table in self.tables(jobs, job_id):
+            for batch in table.to_batches():
+                yield from json_lines(batch, table.schema.metadata)
+
+    def tables(self, jobs: JobStore, job_id: str) -> Iterator[pa.Table]:
+        """The output in input order, a table per chunk with every row's id, once the job has finished: a succeeded
+        job's parts through its manifest (each checked against its sha256); a failed or cancelled job's parts as
+        recorded, and for a chunk that failed or never ran its texts' ids with one error each, so every input has its
+        row."""
         status = jobs.status(job_id)
         if status.state not in RESULT_STATES:
             raise JobStateError(
@@ -112,7 +118,7 @@ class BulkData:
         position = 0
         if status.state == "succeeded":
             for part in self.manifest(jobs, job_id).parts:
-                yield from self._part_lines(output, part, position)
+                yield with_ids(self._read_part(output, part), position)
                 position += part.rows
             return
         recorded = jobs.parts(job_id)
@@ -120,28 +126,23 @@ class BulkData:
         for chunk in range(status.total_chunks):
             if (record := recorded.get(chunk)) is not None:
                 part = PartInfo(chunk, part_name(chunk), record.rows, record.size_bytes, record.sha256)
-                yield from self._part_lines(output, part, position)
-                position += part.rows
-                continue
-            detail = jobs.chunk_error(job_id, chunk) or (
-                {"code": JobCancelledError.code, "message": "the job was cancelled before this chunk ran"}
-                if status.state == "cancelled"
-                else {"code": ChunkNotRunError.code, "message": "the chunk never ran"}
-            )
-            work = ChunkWork(job_id, chunk, "", "", job_input, jobs.split(job_id, chunk), status.output or "")
-            ids, _, _ = self.read_chunk(work)
-            for index, row_id in enumerate(ids):
-                identity = row_id if row_id is not None else str(position + index)
-                yield json_error_row(identity, detail)
-            position += len(ids)
-
-    def _part_lines(self, output: JobOutput, part: PartInfo, first_position: int) -> Iterator[str]:
-        table = self._call(lambda: output.read_part(part))
-        for batch in table.to_batches():
-            yield from json_lines(batch, table.schema.metadata, first_position)
-            first_position += batch.num_rows
+                table = self._read_part(output, part)
+            else:
+                detail = jobs.chunk_error(job_id, chunk) or (
+                    {"code": JobCancelledError.code, "message": "the job was cancelled before this chunk ran"}
+                    if status.state == "cancelled"
+                    else {"code": ChunkNotRunError.code, "message": "the chunk never ran"}
+                )
+                work = ChunkWork(job_id, chunk, "", "", job_input, jobs.split(job_id, chunk), status.output or "")
+                ids, positions, _ = self.read_chunk(work)
+                table = error_table(ids, positions, detail)
+            yield with_ids(table, position)
+            position += table.num_rows
 
     # -- internals -----------------------------------------------------------------------------------
+    def _read_part(self, output: JobOutput, part: PartInfo) -> pa.Table:
+        return self._call(lambda: output.read_part(part))
+
     def _dataset(self, job_input: JobInput) -> Dataset:
         key = (job_input.location, tuple(file.path for file in job_input.files))
         if (dataset := self._datasets.get(key)) is None:
@@ -160,7 +161,3 @@ class BulkData:
         """Run a store operation (``store_errors`` says what its failure means)."""
         with store_errors(self.store.root):
             return action()
-
-
-def json_error_row(identity: str, detail: dict[str, str]) -> str:
-    return json.dumps({"id": identity, "error": detail}, ensure_ascii=False)

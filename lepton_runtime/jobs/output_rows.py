@@ -1,5 +1,5 @@
-"""A bulk job's output rows as columns: one chunk's results into an Arrow table (its part), and a part's rows back
-into the JSON lines that ``lepton jobs results`` prints.
+"""A bulk job's output rows as columns: one chunk's results into an Arrow table (its part; ``error_table`` for a
+chunk that wrote none), and a part's rows back into the JSON lines that ``lepton jobs results`` prints.
 
 Every part has ``id`` and ``position`` (the row's place in the input; null, with a null id, where a line file
 without ids was read in ranges: the reader fills both from the manifest's row counts), the task's columns, then
@@ -16,21 +16,18 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from lepton_runtime.prediction import (
-    VECTOR_ENCODING,
-    ItemError,
-    Provenance,
-    encode_vector,
-)
-from lepton_runtime.tasks import TaskSpec
+from lepton_runtime.prediction import ItemError, Provenance
+from lepton_runtime.tasks import TaskSpec, task_spec
+from lepton_runtime.tasks.spec import VectorForm
 
 PROVENANCE_METADATA = b"lepton.model"
 TASK_METADATA = b"lepton.task"
-# Decimals of a score in JSON lines (what a float32 model output holds).
-SCORE_DECIMALS = 6
+# The columns every row has whatever its task (besides the task's own), read by whoever turns rows into lines
+COMMON_ROW_COLUMNS = ("id", "truncated", "error_code", "error_message")
+# Where a row came from: its place in the input and the model that answered it (the output files leave them out)
+BOOKKEEPING_COLUMNS = ("position", "model_version", "model_sha256")
 
 
 def part_table(
@@ -57,42 +54,58 @@ def part_table(
     return pa.table(columns).replace_schema_metadata(metadata)
 
 
-def json_lines(batch: pa.RecordBatch, metadata: dict[bytes, bytes] | None, first_position: int) -> Iterator[str]:
-    """The JSON lines of a part's rows (``{"id", "label", "score", "model"}``, an embedding's ``vector`` as base64
-    float32, ``entities``; ``{"id", "error": {"code", "message"}}`` for a row that got no result). A row without an
-    id is known by its position: ``first_position`` is the batch's first row's."""
-    provenance = json.loads((metadata or {}).get(PROVENANCE_METADATA, b"null"))
-    columns = batch.to_pydict() if "embedding" not in batch.schema.names else _without_vectors(batch)
-    vectors = _vectors(batch) if "embedding" in batch.schema.names else None
+def error_table(ids: Sequence[str | None], positions: Sequence[int | None], detail: dict[str, str]) -> pa.Table:
+    """The rows of a chunk that wrote no part (it failed, or never ran): each row the same error, no task columns
+    (a reader fills them with nulls)."""
+    count = len(ids)
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "position": pa.array(positions, pa.int64()),
+            "truncated": pa.array([False] * count, pa.bool_()),
+            "error_code": pa.array([detail["code"]] * count, pa.string()),
+            "error_message": pa.array([detail["message"]] * count, pa.string()),
+        }
+    )
+
+
+def with_ids(table: pa.Table, first_position: int) -> pa.Table:
+    """``table`` with every row's id: a row without one is known by its position (``first_position`` is the
+    table's first row's)."""
+    ids = table.column("id")
+    if ids.null_count == 0:
+        return table
+    filled = [row_id if row_id is not None else str(first_position + index) for index, row_id in
+              enumerate(ids.to_pylist())]  # fmt: skip
+    return table.set_column(table.schema.get_field_index("id"), "id", pa.array(filled, pa.string()))
+
+
+def json_lines(
+    batch: pa.RecordBatch, metadata: dict[bytes, bytes] | None, *, vectors: VectorForm = "base64"
+) -> Iterator[str]:
+    """The JSON lines of a part's rows (ids filled: ``with_ids``): ``{"id", <the task's fields>, "model"}``, the
+    task's fields its spec's (``TaskSpec.line_fields``: ``label`` and ``score``, an embedding's ``vector`` as base64
+    float32 or, with ``vectors="floats"``, its ``embedding`` as numbers, ``entities``), ``"truncated": true`` where
+    the text was cut; ``{"id", "error": {"code", "message"}}`` for a row that got no result."""
+    metadata = metadata or {}
+    provenance = json.loads(metadata.get(PROVENANCE_METADATA, b"null"))
+    ids, truncated, codes, messages = (batch.column(name).to_pylist() for name in COMMON_ROW_COLUMNS)
+    fields: list[dict[str, Any]] | None = None
     for row in range(batch.num_rows):
-        identity = columns["id"][row] if columns["id"][row] is not None else str(first_position + row)
-        if columns["error_code"][row] is not None:
-            error = {"code": columns["error_code"][row], "message": columns["error_message"][row]}
-            yield json.dumps({"id": identity, "error": error}, ensure_ascii=False)
+        if codes[row] is not None:
+            yield json.dumps({"id": ids[row], "error": {"code": codes[row], "message": messages[row]}},
+                             ensure_ascii=False)  # fmt: skip
             continue
-        line: dict[str, Any] = {"id": identity}
-        if "label" in columns:
-            line["label"] = columns["label"][row]
-            line["score"] = round(columns["score"][row], SCORE_DECIMALS)
-        elif vectors is not None:
-            line["vector"] = encode_vector(vectors[row])
-            line["encoding"] = VECTOR_ENCODING
-        else:
-            line["entities"] = columns["entities"][row]
-        if columns["truncated"][row]:
+        if fields is None:  # read once per batch, and only where a row was answered
+            spec = task_spec(metadata[TASK_METADATA].decode())
+            fields = spec.line_fields(batch.select(task_columns(batch.schema)), vectors)
+        line: dict[str, Any] = {"id": ids[row], **fields[row]}
+        if truncated[row]:
             line["truncated"] = True
         line["model"] = provenance
         yield json.dumps(line, ensure_ascii=False)
 
 
-def _without_vectors(batch: pa.RecordBatch) -> dict[str, list[Any]]:
-    return {name: batch.column(name).to_pylist() for name in batch.schema.names if name != "embedding"}
-
-
-def _vectors(batch: pa.RecordBatch) -> np.ndarray:
-    """The rows' vectors as a matrix (a row that got none: zeros, never read)."""
-    column = batch.column("embedding")
-    width = column.type.list_size
-    values = column.values.to_numpy(zero_copy_only=False)[column.offset * width : (column.offset + len(column)) * width]
-    matrix: np.ndarray = values.reshape(len(column), width)
-    return matrix
+def task_columns(schema: pa.Schema) -> list[str]:
+    """The names of a part's task columns (the spec's), in order: every column but the common ones."""
+    return [name for name in schema.names if name not in (*COMMON_ROW_COLUMNS, *BOOKKEEPING_COLUMNS)]

@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from lepton_runtime.prediction import Prediction, Provenance
 from lepton_runtime.task_names import TEXT_CLASSIFICATION
-from lepton_runtime.tasks.spec import TaskSpec
+from lepton_runtime.tasks.spec import TaskSpec, VectorForm
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+# Decimals of a score in output lines (what a float32 model output holds)
+SCORE_DECIMALS = 6
 
 
 class ClassificationSpec(TaskSpec):
@@ -36,3 +39,10 @@ class ClassificationSpec(TaskSpec):
             "label": pa.array([p.label if p else None for p in predictions], pa.string()),
             "score": pa.array([p.score if p else None for p in predictions], pa.float64()),
         }
+
+    def line_fields(self, columns: pa.RecordBatch, vectors: VectorForm) -> list[dict[str, Any]]:
+        labels, scores = columns.column("label").to_pylist(), columns.column("score").to_pylist()
+        return [
+            {"label": label, "score": round(score, SCORE_DECIMALS) if score is not None else None}
+            for label, score in zip(labels, scores, strict=True)
+        ]

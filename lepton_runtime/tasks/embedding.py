@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from lepton_runtime.prediction import Embedding, Provenance
+from lepton_runtime.prediction import VECTOR_ENCODING, Embedding, Provenance, encode_vector
 from lepton_runtime.task_names import EMBEDDING
-from lepton_runtime.tasks.spec import TaskSpec
+from lepton_runtime.tasks.spec import TaskSpec, VectorForm
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,7 +42,27 @@ class EmbeddingSpec(TaskSpec):
             np.asarray(result.vector, np.float32) if isinstance(result, Embedding) else None for result in answered
         ]
         width = next((len(vector) for vector in vectors if vector is not None), 0)
+        if not width:  # no text got a vector: a width is not known (an output file takes another part's)
+            return {"embedding": pa.nulls(len(vectors), pa.list_(pa.float32()))}
         blank = np.zeros(width, np.float32)  # under the mask: a row that got no vector
         flat = np.concatenate([v if v is not None else blank for v in vectors] or [blank])
-        mask = pa.array([vector is None for vector in vectors])
+        mask = pa.array([vector is None for vector in vectors], pa.bool_())
         return {"embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), width, mask=mask)}
+
+    def line_fields(self, columns: pa.RecordBatch, vectors: VectorForm) -> list[dict[str, Any]]:
+        matrix = vector_matrix(columns.column("embedding"))
+        if vectors == "floats":
+            return [{"embedding": row.tolist()} for row in matrix]
+        return [{"vector": encode_vector(row), "encoding": VECTOR_ENCODING} for row in matrix]
+
+
+def vector_matrix(column: pa.FixedSizeListArray | pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size list column's rows as a float32 matrix (a null row: zeros, never read)."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    width = column.type.list_size
+    values = column.values.to_numpy(zero_copy_only=False)[column.offset * width : (column.offset + len(column)) * width]
+    matrix: np.ndarray = values.reshape(len(column), width)
+    return matrix

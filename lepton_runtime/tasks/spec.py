@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from lepton_runtime.errors import InputIssue, InvalidInputError
 from lepton_runtime.prediction import Provenance
@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from lepton_runtime.inference.engine import Engine
+
+
+# How an output line carries a vector: base64 float32 (``vector`` and ``encoding``, what the result stream sends) or
+# a list of numbers (``embedding``, what a .jsonl output file holds)
+VectorForm = Literal["base64", "floats"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +96,9 @@ class TaskSpec:
     def part_columns(self, answered: Sequence[Any]) -> dict[str, pa.Array]:
         """This task's columns of a bulk output part: one row per result (None where the text got none)."""
         raise NotImplementedError
+
+    def line_fields(self, columns: pa.RecordBatch, vectors: VectorForm) -> list[dict[str, Any]]:
+        """This task's fields of each row's output line, from its ``part_columns`` (a row that got no result is
+        never read). By default the columns as they are."""
+        rows: list[dict[str, Any]] = columns.to_pylist()
+        return rows
