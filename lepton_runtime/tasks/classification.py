@@ -23,7 +23,8 @@ class ClassificationSpec(TaskSpec):
     model_task: ClassVar[str] = TEXT_CLASSIFICATION
     command: ClassVar[str] = "classify"
     summary: ClassVar[str] = "Classify texts with a classifier: the most probable label, its score, every label's."
-    route: ClassVar[str | None] = "/v1/classify"
+    route: ClassVar[str] = "/v1/classify"
+    model_description: ClassVar[str] = "a text classifier"
 
     def result_from_dict(self, item: dict[str, Any], provenance: Provenance) -> Prediction:
         return Prediction(model=provenance, **item)

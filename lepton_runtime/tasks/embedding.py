@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -23,8 +23,12 @@ class EmbeddingSpec(TaskSpec):
     model_task: ClassVar[str] = EMBEDDING
     command: ClassVar[str] = "embed"
     summary: ClassVar[str] = "Embed texts with an embedding model: one vector per text (unit length)."
-    route: ClassVar[str | None] = None
+    route: ClassVar[str] = "/v1/embeddings"
+    model_description: ClassVar[str] = "an embedding model"
     example_model: ClassVar[str] = "minilm"
+
+    def http_body(self, texts: Sequence[str], model: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {"input": list(texts), "model": model}  # OpenAI's shape
 
     def result_from_dict(self, item: dict[str, Any], provenance: Provenance) -> Embedding:
         return Embedding(

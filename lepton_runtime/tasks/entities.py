@@ -21,7 +21,8 @@ class EntitiesSpec(TaskSpec):
     model_task: ClassVar[str] = TOKEN_CLASSIFICATION
     command: ClassVar[str] = "entities"
     summary: ClassVar[str] = "Find the entities of texts with an entity model: character spans with their labels."
-    route: ClassVar[str | None] = "/v1/entities"
+    route: ClassVar[str] = "/v1/entities"
+    model_description: ClassVar[str] = "an entity extractor"
     example_texts: ClassVar[tuple[str, ...]] = ("Zoë Müller flew from São Paulo to Paris.",)
     example_model: ClassVar[str] = "ner"
 

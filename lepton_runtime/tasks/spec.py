@@ -46,7 +46,9 @@ class TaskSpec:
     model_task: ClassVar[str]  # the task a model must do (its manifest's), e.g. "embedding" for zero-shot
     command: ClassVar[str]  # the CLI command; its client method is the same with "_" for "-"
     summary: ClassVar[str]  # one line: --help, the OpenAPI summary, the docs
-    route: ClassVar[str | None]  # the path of its HTTP route; None where a route of its own serves it
+    route: ClassVar[str]  # the path of its HTTP route (made from the spec unless a router of the API serves it)
+    # what a model doing this task is called where a person reads it (errors): "a text classifier"
+    model_description: ClassVar[str]
     options: ClassVar[tuple[Option, ...]] = ()
     # an example request, for --help, the OpenAPI document and the docs
     example_texts: ClassVar[tuple[str, ...]] = ("my card payment was declined",)
@@ -77,6 +79,10 @@ class TaskSpec:
                     issues=[InputIssue(option.name, "required")],
                 )
         return params
+
+    def http_body(self, texts: Sequence[str], model: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The JSON body of a request to its HTTP route."""
+        return {"texts": list(texts), "model": model, **params}
 
     # -- the worker ----------------------------------------------------------------------------------
     def finish(self, engine: Engine, results: list[Any], params: Mapping[str, Any]) -> list[Any]:

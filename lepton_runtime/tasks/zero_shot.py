@@ -51,7 +51,7 @@ class ZeroShotSpec(ClassificationSpec):
     model_task: ClassVar[str] = EMBEDDING
     command: ClassVar[str] = "zero-shot"
     summary: ClassVar[str] = "Classify texts into candidate labels with an embedding model, no training needed."
-    route: ClassVar[str | None] = "/v1/zero-shot"
+    route: ClassVar[str] = "/v1/zero-shot"
     options: ClassVar[tuple[Option, ...]] = (
         Option("labels", f"Candidate labels: names or short descriptions, 2 to {MAX_LABELS}.", multiple=True,
                required=True),

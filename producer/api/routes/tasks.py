@@ -36,7 +36,7 @@ def task_routes(served: Iterable[str]) -> APIRouter:
     router = APIRouter(responses=error_responses(401, 403, 404, 413, 422, 429, 503, 504, 500))
     taken = set(served)
     for spec in SPECS.values():
-        if spec.route and spec.route not in taken:
+        if spec.route not in taken:
             _add_route(router, spec)
     return router
 
@@ -60,7 +60,7 @@ def request_model(spec: TaskSpec) -> type[BaseModel]:
         kind: Any = list[str] if option.multiple else str
         fields[option.name] = (kind if option.required else kind | None, Field(
             ... if option.required else None, description=option.help))  # fmt: skip
-    example = {"texts": list(spec.example_texts), "model": spec.example_model, **spec.example_params}
+    example = spec.http_body(spec.example_texts, spec.example_model, spec.example_params)
     config = ConfigDict(strict=True, json_schema_extra={"examples": [example]})
     name = "".join(part.capitalize() for part in spec.command.split("-")) + "Request"
     model: type[BaseModel] = create_model(name, __config__=config, **fields)
@@ -104,6 +104,6 @@ def _add_route(router: APIRouter, spec: TaskSpec) -> None:
     )
     name = spec.command.replace("-", "_")
     router.add_api_route(
-        spec.route or "", answer, methods=["POST"], response_model=TaskResponse, dependencies=SUBMIT,
+        spec.route, answer, methods=["POST"], response_model=TaskResponse, dependencies=SUBMIT,
         name=name, summary=spec.summary, tags=[spec.command],
     )  # fmt: skip

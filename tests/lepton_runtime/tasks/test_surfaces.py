@@ -109,13 +109,16 @@ def test_every_task_through_the_client_cli_http_bulk_jobs_and_metrics(
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line["text"] for line in lines] == TEXTS and "answered in" in done.stderr
     # the HTTP route its spec names
-    if spec.route:
-        answer = api.http.post(spec.route, json={"texts": TEXTS, "model": model, **params})
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
-        assert len(body.get("results") or body.get("predictions")) == len(TEXTS)
-        refused = api.http.post(spec.route, json={"texts": TEXTS, "model": other_model(spec), **params})
-        assert refused.status_code == 422 and refused.json()["error"]["code"] == "wrong_task"
+    answer = api.http.post(spec.route, json=spec.http_body(TEXTS, model, params))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert len(body.get("results") or body.get("predictions") or body.get("data")) == len(TEXTS)
+    other_task, other = next((task, reference) for task, reference in MODEL_OF_TASK.items() if task != spec.model_task)
+    refused = api.http.post(spec.route, json=spec.http_body(TEXTS, other, params))
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "wrong_task"
+    # the error points to the calls that do serve that model, from their specs
+    serving = [f"{s.client_method}() / POST {s.route}" for s in SPECS.values() if s.model_task == other_task]
+    assert all(entry in refused.json()["error"]["message"] for entry in serving)
     # the metrics: texts answered per task asked
     assert total(scrape(metrics_port), "lepton_asked_texts_total", asked=spec.name) >= 2 * len(TEXTS) + 9
 
@@ -142,7 +145,3 @@ def assert_answers(spec: TaskSpec, answers: list[Any], params: dict[str, Any]) -
         if "labels" in params:
             assert answer.label in params["labels"]
             assert set(answer.scores) == set(params["labels"])
-
-
-def other_model(spec: TaskSpec) -> str:
-    return next(reference for task, reference in MODEL_OF_TASK.items() if task != spec.model_task)
