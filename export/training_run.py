@@ -12,9 +12,10 @@ version becomes visible, so a cancelled run publishes nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from export.pipeline import Reporter
 from export.publish import export_checkpoint
@@ -151,6 +152,30 @@ def train_and_publish(
         curve=str(curve),
         variants=sorted(version.manifest.variants),
     )
+
+
+def train_queued_classifier(
+    train_rows: Iterable[dict[str, Any]],
+    validation_rows: Iterable[dict[str, Any]],
+    request: TrainRequest,
+    *,
+    registry: ModelRegistry,
+    checkpoint_dir: Path,
+    run_id: str,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainingOutcome:
+    """A classifier run from the training queue: its rows (``{"text", "label"}``), checked as a local run's."""
+
+    def labelled(rows: list[dict[str, Any]], source: str | None) -> LabelledTexts:
+        return LabelledTexts([row["text"] for row in rows], [row["label"] for row in rows], source or "<rows>")
+
+    validation = list(validation_rows)
+    return train_and_publish(
+        labelled(list(train_rows), request.source), request, registry=registry, checkpoint_dir=checkpoint_dir,
+        run_id=run_id, validation=labelled(validation, request.validation_source) if validation else None,
+        on_progress=on_progress, should_stop=should_stop,
+    )  # fmt: skip
 
 
 def withdraw_if_cancelled(

@@ -65,7 +65,6 @@ from lepton_runtime.jobs.owners import owner_of, record_request_owner
 from lepton_runtime.jobs.protocol import INTERACTIVE_PRIORITY, RESULT_TTL_S
 from lepton_runtime.jobs.queues import stamp_enqueue_times
 from lepton_runtime.jobs.sending import job_of_task, send_chunks, send_training
-from lepton_runtime.labelled_data import check_trainable, read_labelled, read_tagged
 from lepton_runtime.prediction import ItemError, Provenance
 from lepton_runtime.registry import ModelReference, ModelVersion, open_registry, validate_model_name
 from lepton_runtime.registry.notices import ALIAS_RECHECK_S, SWITCH_AFTER_S, is_warm, registry_epoch
@@ -550,10 +549,9 @@ class LeptonClient:
             promote=promote,
             task=task,
         )
-        if task == TOKEN_CLASSIFICATION:
-            rows, validation_rows = _tagged_rows(data, validation)
-        else:
-            rows, validation_rows = _labelled_rows(data, validation, text_field, label_field)
+        rows, validation_rows = task_spec(task).training_rows(
+            data, validation, text_field=text_field, label_field=label_field
+        )
         size_bytes = sum(len(json.dumps(row, ensure_ascii=False)) for row in [*rows, *validation_rows])
         if size_bytes > MAX_TRAINING_DATA_BYTES:
             raise InvalidInputError(
@@ -732,38 +730,6 @@ class HeldAlias:
     checked_at: float
     next: ModelVersion | None = None
     next_since: float = 0.0
-
-
-def _labelled_rows(
-    data: str | os.PathLike[str], validation: str | os.PathLike[str] | None, text_field: str, label_field: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A classifier run's rows ``{"text", "label"}``, checked (and its validation rows, if any)."""
-
-    def rows(path: str | os.PathLike[str], what: str) -> list[dict[str, Any]]:
-        labelled = read_labelled(Path(path), text_field=text_field, label_field=label_field, require_labels=True)
-        check_trainable(labelled, what=what)
-        pairs = zip(labelled.texts, labelled.labels or [], strict=True)
-        return [{"text": text, "label": label} for text, label in pairs]
-
-    return rows(data, "training data"), rows(validation, "validation data") if validation is not None else []
-
-
-def _tagged_rows(
-    data: str | os.PathLike[str], validation: str | os.PathLike[str] | None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """An entity run's rows ``{"tokens", "tags"}`` (spans turned into tags), checked, and its validation rows."""
-    if validation is None:
-        raise InvalidInputError(
-            "an entity model needs validation sentences (CoNLL-style JSONL): they choose the best epoch, gate int8 and "
-            "decide promotion; give validation=FILE (--validation FILE)",
-            issues=[InputIssue("validation", "required for token-classification")],
-        )
-    train_set, validation_set = read_tagged(Path(data)), read_tagged(Path(validation))
-
-    def rows(tagged: Any) -> list[dict[str, Any]]:
-        return [{"tokens": words, "tags": tags} for words, tags in zip(tagged.words, tagged.tags, strict=True)]
-
-    return rows(train_set), rows(validation_set)
 
 
 def _worker_path(path: str | os.PathLike[str] | None) -> str | None:

@@ -20,10 +20,8 @@ from lepton_runtime.jobs.audit import AuditTrail
 from lepton_runtime.jobs.bulk_data import BulkData
 from lepton_runtime.jobs.output_rows import part_table
 from lepton_runtime.jobs.training_runs import RunHeartbeat, StopReason
-from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.prediction import ItemError
 from lepton_runtime.registry import ModelRegistry
-from lepton_runtime.task_names import TOKEN_CLASSIFICATION
 from lepton_runtime.tasks import TaskSpec, task_spec
 
 logger = logging.getLogger(__name__)
@@ -213,7 +211,7 @@ def run_training(
     as the run's tenant (it owns what is published: ``audit`` records the publication);
     beating while it runs; skip runs finished, cancelled or held by a live delivery; honour a cancel; stop,
     finishing nothing, once another delivery took the run over (this one was silent past the timeout)."""
-    from export.training_run import train_and_publish  # torch and transformers: only in training workers
+    from export.queued_training import train_queued  # torch and transformers: only in training workers
 
     decision = runs.start(run_id, holder, heartbeat_timeout_s)
     if decision != "run":
@@ -237,24 +235,10 @@ def run_training(
     try:
         beating = RunHeartbeat(runs, run_id, holder, heartbeat_timeout_s / TRAIN_HEARTBEATS_PER_TIMEOUT)
         with beating, registry.publishing_as(tenant):
-            if request.task == TOKEN_CLASSIFICATION:
-                from export.entity_run import train_queued_entities
-
-                outcome = train_queued_entities(
-                    train_rows, validation_rows, request, registry=registry, checkpoint_dir=checkpoint_dir,
-                    run_id=run_id, on_progress=report, should_stop=should_stop,
-                )  # fmt: skip
-            else:
-                outcome = train_and_publish(
-                    _labelled(train_rows, request.source),
-                    request,
-                    registry=registry,
-                    checkpoint_dir=checkpoint_dir,
-                    run_id=run_id,
-                    validation=_labelled(validation_rows, request.validation_source) if validation_rows else None,
-                    on_progress=report,
-                    should_stop=should_stop,
-                )
+            outcome = train_queued(
+                train_rows, validation_rows, request, registry=registry, checkpoint_dir=checkpoint_dir,
+                run_id=run_id, on_progress=report, should_stop=should_stop,
+            )  # fmt: skip
     except JobCancelledError as error:
         if stop_reason == "superseded":
             return {"run": run_id, "skipped": "superseded", "message": "another delivery took the run over"}
@@ -266,7 +250,3 @@ def run_training(
         detail = f"run {run_id}; {'promoted' if outcome.promoted else 'not promoted'}: {outcome.promotion}"
         audit.record(tenant=tenant, token=f"run:{run_id[:12]}", action="publish", target=outcome.version, detail=detail)
     return {"run": run_id, "state": "succeeded", **outcome.model_dump()}
-
-
-def _labelled(rows: list[dict[str, str]], source: str | None) -> LabelledTexts:
-    return LabelledTexts([row["text"] for row in rows], [row["label"] for row in rows], source or "<rows>")

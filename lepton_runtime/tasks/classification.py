@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from lepton_runtime.labelled_data import check_trainable, read_labelled
 from lepton_runtime.prediction import Prediction, Provenance
 from lepton_runtime.task_names import TEXT_CLASSIFICATION
 from lepton_runtime.tasks.spec import TaskSpec, VectorForm
@@ -25,6 +28,22 @@ class ClassificationSpec(TaskSpec):
     summary: ClassVar[str] = "Classify texts with a classifier: the most probable label, its score, every label's."
     route: ClassVar[str] = "/v1/classify"
     model_description: ClassVar[str] = "a text classifier"
+
+    trainable: ClassVar[bool] = True
+
+    def training_rows(
+        self, data: str | PathLike[str], validation: str | PathLike[str] | None, *, text_field: str = "text",
+        label_field: str = "label",
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+        """Rows ``{"text", "label"}`` of labelled files (JSONL, CSV, Parquet: labelled_data.read_labelled)."""
+
+        def rows(path: str | PathLike[str], what: str) -> list[dict[str, Any]]:
+            labelled = read_labelled(Path(path), text_field=text_field, label_field=label_field, require_labels=True)
+            check_trainable(labelled, what=what)
+            return [{"text": text, "label": label} for text, label in zip(labelled.texts, labelled.labels or [],
+                                                                           strict=True)]  # fmt: skip
+
+        return rows(data, "training data"), rows(validation, "validation data") if validation is not None else []
 
     def result_from_dict(self, item: dict[str, Any], provenance: Provenance) -> Prediction:
         return Prediction(model=provenance, **item)

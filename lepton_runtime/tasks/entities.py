@@ -4,8 +4,12 @@ text), from an entity model (``lepton train --task token-classification``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from lepton_runtime.errors import InputIssue, InvalidInputError
+from lepton_runtime.labelled_data import read_tagged
 from lepton_runtime.prediction import Entities, Entity, Provenance
 from lepton_runtime.task_names import TOKEN_CLASSIFICATION
 from lepton_runtime.tasks.spec import TaskSpec
@@ -25,6 +29,27 @@ class EntitiesSpec(TaskSpec):
     model_description: ClassVar[str] = "an entity extractor"
     example_texts: ClassVar[tuple[str, ...]] = ("Zoë Müller flew from São Paulo to Paris.",)
     example_model: ClassVar[str] = "ner"
+
+    trainable: ClassVar[bool] = True
+
+    def training_rows(
+        self, data: str | PathLike[str], validation: str | PathLike[str] | None, *, text_field: str = "text",
+        label_field: str = "label",
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+        """Rows ``{"tokens", "tags"}`` of CoNLL-style files (BIO tags, or character spans turned into tags); the
+        validation sentences are required: they choose the best epoch, gate int8 and decide promotion."""
+        if validation is None:
+            raise InvalidInputError(
+                "an entity model needs validation sentences (CoNLL-style JSONL): they choose the best epoch, gate int8"
+                " and decide promotion; give validation=FILE (--validation FILE)",
+                issues=[InputIssue("validation", "required for token-classification")],
+            )
+
+        def rows(path: str | PathLike[str]) -> list[dict[str, Any]]:
+            tagged = read_tagged(Path(path))
+            return [{"tokens": words, "tags": tags} for words, tags in zip(tagged.words, tagged.tags, strict=True)]
+
+        return rows(data), rows(validation)
 
     def result_from_dict(self, item: dict[str, Any], provenance: Provenance) -> Entities:
         return Entities([Entity(**entity) for entity in item["entities"]], provenance)

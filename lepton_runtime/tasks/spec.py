@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from os import PathLike
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from lepton_runtime.errors import InputIssue, InvalidInputError
@@ -83,6 +84,21 @@ class TaskSpec:
     def http_body(self, texts: Sequence[str], model: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """The JSON body of a request to its HTTP route."""
         return {"texts": list(texts), "model": model, **params}
+
+    # -- training -----------------------------------------------------------------------------------
+    trainable: ClassVar[bool] = False  # whether `lepton train --task NAME` fine-tunes a model for it
+
+    def training_rows(
+        self, data: str | PathLike[str], validation: str | PathLike[str] | None, *, text_field: str = "text",
+        label_field: str = "label",
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+        """A training run's rows as they travel with it (and its validation rows), read from the files and checked
+        here: a bad row fails at once, naming its line. A task that is not trained says so."""
+        raise InvalidInputError(
+            f"task: {self.name} trains no model (it runs on {self.model_task} models as they are); train a"
+            " text-classification or token-classification model instead",
+            issues=[InputIssue("task", "not trainable")],
+        )
 
     # -- the worker ----------------------------------------------------------------------------------
     def finish(self, engine: Engine, results: list[Any], params: Mapping[str, Any]) -> list[Any]:

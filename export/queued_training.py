@@ -1,0 +1,61 @@
+"""A training run from the training queue, whatever its task: the rows that travelled with it go to the trainer of
+its task (a classifier's: export/training_run.py; an entity model's: export/entity_run.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from export.entity_run import train_queued_entities
+from export.training_run import train_queued_classifier
+from lepton_runtime.errors import InputIssue, InvalidInputError
+from lepton_runtime.jobs.schemas import TrainingOutcome, TrainingProgress, TrainRequest
+from lepton_runtime.registry import ModelRegistry
+from lepton_runtime.task_names import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
+
+
+class QueuedTrainer(Protocol):
+    def __call__(
+        self,
+        train_rows: Iterable[dict[str, Any]],
+        validation_rows: Iterable[dict[str, Any]],
+        request: TrainRequest,
+        *,
+        registry: ModelRegistry,
+        checkpoint_dir: Path,
+        run_id: str,
+        on_progress: Callable[[TrainingProgress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TrainingOutcome: ...
+
+
+# The trainer of each trainable task (a task spec with ``trainable``; tests/export check that each has one)
+QUEUED_TRAINERS: dict[str, QueuedTrainer] = {
+    TEXT_CLASSIFICATION: train_queued_classifier,
+    TOKEN_CLASSIFICATION: train_queued_entities,
+}
+
+
+def train_queued(
+    train_rows: Iterable[dict[str, Any]],
+    validation_rows: Iterable[dict[str, Any]],
+    request: TrainRequest,
+    *,
+    registry: ModelRegistry,
+    checkpoint_dir: Path,
+    run_id: str,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainingOutcome:
+    """Fine-tune, export, publish and promote by the rule, as ``request.task``'s trainer does."""
+    trainer = QUEUED_TRAINERS.get(request.task)
+    if trainer is None:
+        raise InvalidInputError(
+            f"task: {request.task} is not trained here (trainable: {', '.join(sorted(QUEUED_TRAINERS))})",
+            issues=[InputIssue("task", "not trainable")],
+        )
+    return trainer(
+        train_rows, validation_rows, request, registry=registry, checkpoint_dir=checkpoint_dir, run_id=run_id,
+        on_progress=on_progress, should_stop=should_stop,
+    )  # fmt: skip
