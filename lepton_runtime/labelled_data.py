@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lepton_runtime import bio
 from lepton_runtime.errors import InputIssue, InvalidInputError
 from lepton_runtime.text_files import csv_rows, jsonl_rows
 from lepton_runtime.unicode_text import surrogate_problem
@@ -72,7 +73,6 @@ def check_trainable(data: LabelledTexts, *, what: str = "training data") -> None
 
 
 # -- tagged sentences (entity models) --------------------------------------------------------------------------
-OUTSIDE = "O"
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,7 @@ class TaggedSentences:
 
     def labels(self) -> list[str]:
         """Every tag, ``O`` first, then B-/I- pairs of each type in alphabetical order."""
-        kinds = sorted({tag.split("-", 1)[1] for row in self.tags for tag in row if tag != OUTSIDE})
-        return [OUTSIDE, *[f"{prefix}-{kind}" for kind in kinds for prefix in ("B", "I")]]
+        return bio.tag_set(bio.kind_of(tag) for row in self.tags for tag in row if tag != bio.OUTSIDE)
 
 
 def read_tagged(path: Path) -> TaggedSentences:
@@ -107,7 +106,7 @@ def read_tagged(path: Path) -> TaggedSentences:
                     f" {len(tagged) if isinstance(tagged, list) else type(tagged).__name__})",
                     issues=[InputIssue(f"{path.name}:{line}.tags", "not aligned with tokens")],
                 )
-            bad = [tag for tag in tagged if not _is_bio(tag)]
+            bad = [tag for tag in tagged if not bio.is_tag(tag)]
             if bad:
                 raise InvalidInputError(
                     f"{path}: line {line}: tags must be O, B-TYPE or I-TYPE; got {bad[:3]}",
@@ -141,20 +140,16 @@ def _refuse_lone_surrogates(path: Path, line: int, row: dict[str, Any]) -> None:
                 )
 
 
-def _is_bio(tag: Any) -> bool:
-    return tag == OUTSIDE or (isinstance(tag, str) and tag[:2] in {"B-", "I-"} and len(tag) > 2)
-
-
 def _words_of_spans(text: str, spans: list[dict[str, Any]], where: str) -> tuple[list[str], list[str]]:
     """Whitespace words of ``text``, tagged B-/I- where they fall inside a span."""
     words, tags, position = [], [], 0
     for word in text.split():
         start = text.index(word, position)
         position = start + len(word)
-        tag = OUTSIDE
+        tag = bio.OUTSIDE
         for span in spans:
             if span["start"] <= start < span["end"]:
-                tag = ("B-" if start == span["start"] else "I-") + str(span["label"])
+                tag = bio.begin(str(span["label"])) if start == span["start"] else bio.inside(str(span["label"]))
         words.append(word)
         tags.append(tag)
     if not words:

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lepton_runtime import bio
 from lepton_runtime.errors import InvalidInputError
-from lepton_runtime.labelled_data import OUTSIDE, TaggedSentences
+from lepton_runtime.labelled_data import TaggedSentences
 from lepton_runtime.training.finetune import TRAINING_METRICS_FILE
 from lepton_runtime.training.loop import TrainingConfig, choose_device, run_metrics, seed_everything
 from lepton_runtime.training.loop import train as train_loop
@@ -150,8 +151,7 @@ def _encode(
             elif word != previous:
                 row.append(label_ids[tags[word]])
             else:
-                tag = tags[word]
-                row.append(label_ids["I-" + tag[2:] if tag != OUTSIDE else OUTSIDE])
+                row.append(label_ids[bio.inside(tags[word])])
             previous = word
         targets.append(row)
     return list(encoded["input_ids"]), targets
@@ -177,7 +177,7 @@ def evaluate_entities(
             ).to(device)  # fmt: skip
             best = model(**batch).logits.argmax(dim=-1).tolist()
             for position, row in enumerate(rows):
-                tags = [OUTSIDE] * len(data.words[row])
+                tags = [bio.OUTSIDE] * len(data.words[row])
                 previous = None
                 for token, word in enumerate(batch.word_ids(position)):
                     if word is not None and word != previous:

@@ -1,8 +1,8 @@
 """Entity extraction (token classification): a label per token -> entities as character spans of the original text.
 
-Each word takes the label of its first sub-word piece (what training teaches), then BIO tags group words into
-entities: ``B-X`` starts one, ``I-X`` continues an entity of type X (or starts one when none is open), ``O``
-closes it. Spans come from the tokenizer's character offsets, so ``text == original[start:end]`` whatever
+Each word takes the label of its first sub-word piece (what training teaches), then its BIO tag groups words into
+entities (lepton_runtime/bio.py: ``B-X`` starts one, ``I-X`` continues an entity of type X or starts one when none is
+open, ``O`` closes it). Spans come from the tokenizer's character offsets, so ``text == original[start:end]`` whatever
 the whitespace, accents, emoji or CJK. A text longer than the model's window is read in windows that overlap
 by a quarter; each window keeps the entities that start in its own part (up to the middle of each overlap),
 so an entity across a seam is kept once, from the window that saw it whole.
@@ -16,13 +16,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from lepton_runtime import bio
 from lepton_runtime.inference.tasks.base import Task
 from lepton_runtime.inference.tasks.classification import softmax
 from lepton_runtime.inference.tokenization import EncodedText
 from lepton_runtime.prediction import Entities, Entity
 from lepton_runtime.task_names import TOKEN_CLASSIFICATION
-
-OUTSIDE = "O"
 
 
 class TokenClassification(Task):
@@ -63,7 +62,7 @@ class TokenClassification(Task):
                 previous_word = word
         real = text.offsets[text.word_ids >= 0]
         span = (int(real[:, 0].min()), int(real[:, 1].max())) if len(real) else (0, 0)
-        return _Window(_group(words, text.text), span)
+        return _Window(group_words(words, text.text), span)
 
 
 class _Window:
@@ -81,27 +80,11 @@ def _seam(left: _Window, right: _Window) -> float:
     return (right.span[0] + left.span[1]) / 2
 
 
-def _group(words: list[list[Any]], original: str) -> list[Entity]:
-    """BIO grouping of labelled words into entities (a label without a B-/I- prefix counts as B-)."""
-    entities: list[Entity] = []
-    open_kind: str | None = None
-    start = end = 0
-    scores: list[float] = []
-
-    def close() -> None:
-        if open_kind is not None:
-            entities.append(Entity(start, end, open_kind, float(np.mean(scores)), original[start:end]))
-
-    for word_start, word_end, label, score in words:
-        prefix, _, kind = label.partition("-") if "-" in label else ("B", "", label)
-        if label == OUTSIDE:
-            close()
-            open_kind = None
-        elif prefix == "I" and kind == open_kind:
-            end = word_end
-            scores.append(score)
-        else:
-            close()
-            open_kind, start, end, scores = kind, word_start, word_end, [score]
-    close()
-    return entities
+def group_words(words: list[list[Any]], original: str) -> list[Entity]:
+    """Labelled words (``[start, end, label, score]``) grouped into entities by their BIO tags (lepton_runtime.bio);
+    an entity's score is the mean of its words'."""
+    return [
+        Entity(span.start, span.end, span.kind, float(np.mean([words[i][3] for i in span.words])),
+               original[span.start : span.end])
+        for span in bio.group([(start, end, label) for start, end, label, _ in words])
+    ]  # fmt: skip
