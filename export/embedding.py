@@ -10,7 +10,6 @@ its own, and the parity gate covers the pooling too.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from export.parity import RowCosine, row_cosines
-from export.pipeline import VARIANT_FILES, Graph, Reporter, add_int8, build_manifest, export_fp32
+from export.pipeline import VARIANT_FILES, Graph, Reporter, StagedGraph, add_int8, publish_graph
 from export.quality import FLOAT_SLACK, GateResult
 from lepton_runtime import constants
 from lepton_runtime.errors import ExportError, InputIssue, InvalidInputError
@@ -205,27 +204,23 @@ def export_sentence_encoder(
         vocab_size=checkpoint.vocab_size, tokenizer_file=checkpoint.path / "tokenizer.json",
         config=json.loads((checkpoint.path / "config.json").read_text(encoding="utf-8")),
     )  # fmt: skip
-    with registry.begin_publish(name) as staging, tempfile.TemporaryDirectory() as scratch:
-        staged = export_fp32(
-            graph, staging.path, Path(scratch), metric=RowCosine(), max_sequence_length=max_length, opset=opset,
-            report=report,
-        )  # fmt: skip
+
+    def add_variants(staged: StagedGraph, metrics: dict[str, Any]) -> None:
         if "int8" in variants and golden_texts is not None:
-            add_int8(staged, _retrieval_gate(staging.path, max_length, golden_texts), report, what="retrieval gate",
-                     required=required)  # fmt: skip
-        source = {
-            "checkpoint": str(checkpoint.path.resolve()),
-            "sha256": checkpoint.sha256,
-            "golden": str(golden) if golden else None,
-            "pooling": "mean" + (", L2-normalised" if checkpoint.normalize else ""),
-        }
-        manifest = build_manifest(
-            name=name, task=SentenceEmbedding.name, labels=[], graph=graph, staged=staged,
-            max_sequence_length=max_length, opset=opset, source=source, metrics={"dimensions": checkpoint.hidden_size},
-        )  # fmt: skip
-        version = staging.commit(manifest)
-    report(f"published {version.reference}")
-    return version
+            gate = _retrieval_gate(staged.directory, max_length, golden_texts)
+            add_int8(staged, gate, report, what="retrieval gate", required=required)
+
+    source = {
+        "checkpoint": str(checkpoint.path.resolve()),
+        "sha256": checkpoint.sha256,
+        "golden": str(golden) if golden else None,
+        "pooling": "mean" + (", L2-normalised" if checkpoint.normalize else ""),
+    }
+    return publish_graph(
+        registry, name, graph, task=SentenceEmbedding.name, labels=[], metric=RowCosine(),
+        max_sequence_length=max_length, opset=opset, source=source, metrics={"dimensions": checkpoint.hidden_size},
+        add_variants=add_variants, report=report,
+    )  # fmt: skip
 
 
 def _retrieval_gate(directory: Path, max_length: int, texts: list[str]) -> Callable[[str], GateResult]:

@@ -11,13 +11,13 @@ few thousand and takes seconds, at some cost in accuracy (docs/guide/training.md
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from export.embedding import load_sentence_encoder
 from export.parity import LogitDifference
-from export.pipeline import VARIANT_FILES, Graph, Reporter, add_int8, build_manifest, export_fp32
+from export.pipeline import VARIANT_FILES, Graph, Reporter, StagedGraph, add_int8, publish_graph
 from export.publish import classifier_gate
 from export.quality import predicted_labels
 from export.training_run import decide_promotion
@@ -81,32 +81,30 @@ def train_head_and_publish(
         num_attention_heads=encoder.num_attention_heads, hidden_size=encoder.hidden_size,
         vocab_size=encoder.vocab_size, tokenizer_file=base / "tokenizer.json", config=config,
     )  # fmt: skip
-    with registry.begin_publish(name) as staging, tempfile.TemporaryDirectory() as scratch:
-        staged = export_fp32(
-            graph, staging.path, Path(scratch), metric=LogitDifference(), max_sequence_length=max_length,
-            opset=constants.DEFAULT_OPSET, report=report,
-        )  # fmt: skip
-        reference = predicted_labels(staging.path, VARIANT_FILES["fp32"], validation.texts)
-        gate = classifier_gate(staging.path, validation, reference)
-        add_int8(staged, gate, report, what="quality gate", required=False)
-        metrics = {
-            "validation_accuracy": round(head.validation_accuracy, 4),
-            "method": "head",
-            "l2_penalty": head.l2_penalty,
-            "training_seconds": round(training_s, 1),
-            "train_size": len(data),
-            "validation_size": len(validation),
-        }
-        manifest = build_manifest(
-            name=name, task=TEXT_CLASSIFICATION, labels=head.labels, graph=graph, staged=staged,
-            max_sequence_length=max_length, opset=constants.DEFAULT_OPSET,
-            source={"base": str(base), "sha256": encoder.sha256, "method": "head"}, metrics=metrics,
-        )  # fmt: skip
-        version = staging.commit(manifest)
+    metrics = {
+        "validation_accuracy": round(head.validation_accuracy, 4),
+        "method": "head",
+        "l2_penalty": head.l2_penalty,
+        "training_seconds": round(training_s, 1),
+        "train_size": len(data),
+        "validation_size": len(validation),
+    }
+
+    def add_variants(staged: StagedGraph, metrics: dict[str, Any]) -> None:
+        reference = predicted_labels(staged.directory, VARIANT_FILES["fp32"], validation.texts)
+        add_int8(staged, classifier_gate(staged.directory, validation, reference), report, what="quality gate",
+                 required=False)  # fmt: skip
+
+    version = publish_graph(
+        registry, name, graph, task=TEXT_CLASSIFICATION, labels=head.labels, metric=LogitDifference(),
+        max_sequence_length=max_length, opset=constants.DEFAULT_OPSET,
+        source={"base": str(base), "sha256": encoder.sha256, "method": "head"}, metrics=metrics,
+        add_variants=add_variants, report=report,
+    )  # fmt: skip
     promoted, why = decide_promotion(registry, version, promote)
     if promoted:
         registry.promote(version.reference, PRODUCTION_ALIAS)
-    report(f"published {version.reference}: {why}")
+    report(f"{version.reference}: {why}")
     return TrainingOutcome(
         version=version.reference, metrics=metrics, promoted=promoted, promotion=why, checkpoint=str(base),
         variants=sorted(version.manifest.variants),

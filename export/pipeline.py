@@ -1,12 +1,14 @@
 """The one export pipeline every task's graph goes through: PyTorch to ONNX, ONNX Runtime's transformer fusions, the
 parity gate with the task's metric, the tokenizer and config beside the graph, int8 under one gate policy, and the
-one manifest builder. A task brings its loaded module (a ``Graph``), its parity metric and its int8 gate.
+one manifest builder, in one flow (``publish_graph``). A task brings its loaded module (a ``Graph``), its parity
+metric and its variants' gates.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from export.quality import GateResult
 from export.quantization import gated_int8
 from lepton_runtime import constants
 from lepton_runtime.errors import QualityGateError
-from lepton_runtime.registry import Manifest, VariantInfo
+from lepton_runtime.registry import Manifest, ModelRegistry, ModelVersion, VariantInfo
 
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 Reporter = Callable[[str], None]
@@ -97,6 +99,46 @@ def add_int8(
             raise
         report(f"int8 not published: {error}")
         staged.notes.append(f"int8 failed its {what} and was not published")
+
+
+# What a task adds to a staged version after its fp32 graph: reduced-precision variants (add_int8...) and the figures
+# measured on the way (written into the metrics it is handed)
+VariantsHook = Callable[[StagedGraph, dict[str, Any]], None]
+
+
+def publish_graph(
+    registry: ModelRegistry,
+    name: str,
+    graph: Graph,
+    *,
+    task: str,
+    labels: list[str],
+    metric: ParityMetric,
+    max_sequence_length: int,
+    opset: int,
+    source: dict[str, Any],
+    metrics: dict[str, Any],
+    add_variants: VariantsHook | None = None,
+    report: Reporter,
+) -> ModelVersion:
+    """The one way a version is made, whatever its task: staged out of sight, the fp32 graph exported and gated on
+    parity, the task's variants added under their gates, the manifest built, and the version committed by one atomic
+    rename (a gate that raises leaves nothing published)."""
+    metrics = dict(metrics)
+    with registry.begin_publish(name) as staging, tempfile.TemporaryDirectory() as scratch:
+        staged = export_fp32(
+            graph, staging.path, Path(scratch), metric=metric, max_sequence_length=max_sequence_length, opset=opset,
+            report=report,
+        )  # fmt: skip
+        if add_variants is not None:
+            add_variants(staged, metrics)
+        manifest = build_manifest(
+            name=name, task=task, labels=labels, graph=graph, staged=staged, max_sequence_length=max_sequence_length,
+            opset=opset, source=source, metrics=metrics,
+        )  # fmt: skip
+        version = staging.commit(manifest)
+    report(f"published {version.reference}")
+    return version
 
 
 def build_manifest(

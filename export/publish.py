@@ -1,28 +1,27 @@
-"""Export a checkpoint, gate every variant, and publish the version: nothing unverified is published as verified."""
+"""Export a checkpoint, gate every variant, and publish the version: nothing unverified is published as verified.
+Each kind of model has its exporter (``EXPORTERS``: what it loads, its parity metric, its variants' gates); all of
+them publish through the one flow of export/pipeline.py."""
 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from export.checkpoint import load_checkpoint
+from export.checkpoint import Checkpoint, load_checkpoint
 from export.embedding import export_sentence_encoder
 from export.entities import entity_gate, staged_span_f1
 from export.parity import LogitDifference
-from export.pipeline import VARIANT_FILES, Graph, Reporter, StagedGraph, add_int8, build_manifest, export_fp32
+from export.pipeline import VARIANT_FILES, Graph, Reporter, StagedGraph, VariantsHook, add_int8, publish_graph
 from export.quality import GateResult, accuracy, compare_predictions, predicted_labels
 from export.quantization import convert_fp16
 from lepton_runtime import constants
 from lepton_runtime.errors import InputIssue, InvalidInputError, QualityGateError
 from lepton_runtime.inference.providers import cuda_provider_available
-from lepton_runtime.inference.tasks import Classification, SentenceEmbedding, TokenClassification
 from lepton_runtime.labelled_data import LabelledTexts, TaggedSentences, read_labelled, read_tagged
 from lepton_runtime.registry import ModelRegistry, ModelVersion, VariantInfo, validate_model_name
-
-EXPORTED_TASKS = (Classification.name, SentenceEmbedding.name, TokenClassification.name)
+from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 
 def export_checkpoint(
@@ -30,7 +29,7 @@ def export_checkpoint(
     registry: ModelRegistry,
     name: str,
     *,
-    task: str = Classification.name,
+    task: str = TEXT_CLASSIFICATION,
     variants: Sequence[str] | None = None,
     golden: Path | None = None,
     promote: str | None = None,
@@ -41,11 +40,12 @@ def export_checkpoint(
 ) -> ModelVersion:
     """Export ``checkpoint_dir`` to ONNX, pass the parity and quality gates, publish it as ``name`` and promote it.
 
-    ``task`` is ``text-classification`` (a fine-tuned sequence classifier) or ``embedding`` (a
-    sentence-transformers directory; see export/embedding.py). Variants default to fp32, plus int8
-    when a golden set is given (int8 cannot be gated without one). Any gate that fails raises before
-    anything becomes visible in the registry. ``max_sequence_length`` defaults to 128 tokens for a
-    classifier and to the checkpoint's own length for an embedding model.
+    ``task`` names the kind of model and so its exporter (``EXPORTERS``): ``text-classification`` (a fine-tuned
+    sequence classifier), ``token-classification`` (an entity model) or ``embedding`` (a sentence-transformers
+    directory; see export/embedding.py). Variants default to fp32, plus int8 when a golden set is given (int8 cannot
+    be gated without one). Any gate that fails raises before anything becomes visible in the registry.
+    ``max_sequence_length`` defaults to 128 tokens for a classifier and to the checkpoint's own length for an
+    embedding model.
 
     One policy for every reduced-precision variant (export/pipeline.py): variants asked for by name must pass their
     gate or nothing is published; the default ones, and all of them with ``best_effort`` (a training run), are left
@@ -53,68 +53,149 @@ def export_checkpoint(
     """
     validate_model_name(name)
     wanted = _wanted_variants(variants, golden)
-    if task not in EXPORTED_TASKS:
+    exporter = EXPORTERS.get(task)
+    if exporter is None:
         raise InvalidInputError(
-            f"task {task!r} cannot be exported; choose from {sorted(EXPORTED_TASKS)}",
+            f"task {task!r} cannot be exported; choose from {sorted(EXPORTERS)}",
             issues=[InputIssue("task", "unknown")],
         )
-    if task == SentenceEmbedding.name:
-        version = export_sentence_encoder(
-            checkpoint_dir, registry, name, variants=wanted, golden=golden, max_sequence_length=max_sequence_length,
-            opset=opset, required=variants is not None and not best_effort, report=report,
-        )  # fmt: skip
-        return _promoted(registry, version, promote, report)
-    max_sequence_length = max_sequence_length or constants.DEFAULT_MAX_SEQUENCE_LENGTH
-    per_token = task == TokenClassification.name
-    if per_token and "fp16" in wanted:
+    version = exporter(
+        checkpoint_dir, registry, name, variants=wanted, golden=golden, max_sequence_length=max_sequence_length,
+        opset=opset, required=variants is not None and not best_effort, report=report,
+    )  # fmt: skip
+    return _promoted(registry, version, promote, report)
+
+
+class Exporter(Protocol):
+    """One kind of model's export: load the checkpoint, then ``publish_graph`` with its parity metric and the gates of
+    its variants (``variants``: fp32 first; ``required``: a variant that fails its gate fails the export)."""
+
+    def __call__(
+        self,
+        checkpoint_dir: Path,
+        registry: ModelRegistry,
+        name: str,
+        *,
+        variants: list[str],
+        golden: Path | None,
+        max_sequence_length: int | None,
+        opset: int,
+        required: bool,
+        report: Reporter,
+    ) -> ModelVersion: ...
+
+
+def export_classifier(
+    checkpoint_dir: Path,
+    registry: ModelRegistry,
+    name: str,
+    *,
+    variants: list[str],
+    golden: Path | None,
+    max_sequence_length: int | None,
+    opset: int,
+    required: bool,
+    report: Reporter,
+) -> ModelVersion:
+    """A fine-tuned sequence classifier: parity on the logits; int8 gated on accuracy on the golden set (agreement
+    without labels); fp16 gated on a GPU."""
+    golden_set = read_labelled(golden) if golden else None
+    checkpoint, graph, max_length = _loaded(checkpoint_dir, max_sequence_length, per_token=False, report=report)
+    if golden_set and golden_set.labels:
+        _check_golden_labels(golden_set, checkpoint.labels)
+
+    def add_variants(staged: StagedGraph, metrics: dict[str, Any]) -> None:
+        reference = predicted_labels(staged.directory, VARIANT_FILES["fp32"], golden_set.texts) if golden_set else None
+        if golden_set and reference and golden_set.labels:
+            metrics["golden_fp32_accuracy"] = round(accuracy(reference, golden_set.labels), 4)
+        if "int8" in variants and golden_set and reference:
+            add_int8(staged, classifier_gate(staged.directory, golden_set, reference), report, what="quality gate",
+                     required=required)  # fmt: skip
+        if "fp16" in variants:
+            _add_fp16(staged, golden_set, reference, report, required=required)
+
+    return _publish_checkpoint(registry, name, TEXT_CLASSIFICATION, checkpoint, graph, max_length, opset=opset,
+                               golden=golden, add_variants=add_variants, report=report)  # fmt: skip
+
+
+def export_entity_model(
+    checkpoint_dir: Path,
+    registry: ModelRegistry,
+    name: str,
+    *,
+    variants: list[str],
+    golden: Path | None,
+    max_sequence_length: int | None,
+    opset: int,
+    required: bool,
+    report: Reporter,
+) -> ModelVersion:
+    """A token classifier (entities): parity on the logits of real tokens; int8 gated on span F1 of labelled
+    sentences (the golden file: CoNLL-style JSONL)."""
+    if "fp16" in variants:
         raise InvalidInputError(
             "an entity model is exported as fp32, and int8 gated on labelled sentences; fp16 is not built for"
             " entities yet: leave out --variant fp16",
             issues=[InputIssue("variant", "fp32 or int8 for token-classification")],
         )
-    tagged = read_tagged(golden) if per_token and golden else None
-    golden_set = read_labelled(golden) if golden and not per_token else None
+    tagged = read_tagged(golden) if golden else None
+    checkpoint, graph, max_length = _loaded(checkpoint_dir, max_sequence_length, per_token=True, report=report)
+
+    def add_variants(staged: StagedGraph, metrics: dict[str, Any]) -> None:
+        if "int8" in variants and tagged is not None:
+            reference = staged_span_f1(staged.directory, VARIANT_FILES["fp32"], tagged, max_length)
+            metrics["golden_fp32_span_f1"] = reference["f1"]
+            gate = _entity_gate(staged.directory, tagged, max_length, reference)
+            add_int8(staged, gate, report, what="entity gate", required=required)
+
+    return _publish_checkpoint(registry, name, TOKEN_CLASSIFICATION, checkpoint, graph, max_length, opset=opset,
+                               golden=golden, add_variants=add_variants, report=report)  # fmt: skip
+
+
+# The export of each kind of model, by the task its manifest records
+EXPORTERS: dict[str, Exporter] = {
+    TEXT_CLASSIFICATION: export_classifier,
+    EMBEDDING: export_sentence_encoder,
+    TOKEN_CLASSIFICATION: export_entity_model,
+}
+
+
+def _loaded(
+    checkpoint_dir: Path, max_sequence_length: int | None, *, per_token: bool, report: Reporter
+) -> tuple[Checkpoint, Graph, int]:
+    """A classifier checkpoint (``per_token``: a token classifier) as a Graph, and the window it is exported for."""
     report(f"loading checkpoint {checkpoint_dir}")
     checkpoint = load_checkpoint(checkpoint_dir, per_token=per_token)
-    if golden_set and golden_set.labels and not per_token:
-        _check_golden_labels(golden_set, checkpoint.labels)
-    max_sequence_length = min(max_sequence_length, checkpoint.max_position_embeddings)
     graph = Graph(
         model=checkpoint.model, output_name="logits", per_token=per_token, architecture=checkpoint.architecture,
         num_attention_heads=checkpoint.num_attention_heads, hidden_size=checkpoint.hidden_size,
         vocab_size=checkpoint.vocab_size, tokenizer_file=checkpoint.tokenizer_file,
         config=json.loads((checkpoint.path / "config.json").read_text(encoding="utf-8")),
     )  # fmt: skip
-    with registry.begin_publish(name) as staging, tempfile.TemporaryDirectory() as scratch:
-        staged = export_fp32(
-            graph, staging.path, Path(scratch), metric=LogitDifference(), max_sequence_length=max_sequence_length,
-            opset=opset, report=report,
-        )  # fmt: skip
-        directory = staging.path
-        metrics: dict[str, Any] = dict(checkpoint.training_metrics)
-        reference = predicted_labels(directory, VARIANT_FILES["fp32"], golden_set.texts) if golden_set else None
-        if golden_set and reference and golden_set.labels:
-            metrics["golden_fp32_accuracy"] = round(accuracy(reference, golden_set.labels), 4)
-        required = variants is not None and not best_effort
-        if "int8" in wanted and golden_set and reference:
-            add_int8(staged, classifier_gate(directory, golden_set, reference), report, what="quality gate",
-                     required=required)  # fmt: skip
-        if "int8" in wanted and tagged is not None:
-            entity_reference = staged_span_f1(directory, VARIANT_FILES["fp32"], tagged, max_sequence_length)
-            metrics["golden_fp32_span_f1"] = entity_reference["f1"]
-            gate = _entity_gate(directory, tagged, max_sequence_length, entity_reference)
-            add_int8(staged, gate, report, what="entity gate", required=required)
-        if "fp16" in wanted:
-            _add_fp16(staged, golden_set, reference, report, required=required)
-        source = {"checkpoint": str(checkpoint.path.resolve()), "sha256": checkpoint.sha256,
-                  "golden": str(golden) if golden else None}  # fmt: skip
-        manifest = build_manifest(
-            name=name, task=task, labels=checkpoint.labels, graph=graph, staged=staged,
-            max_sequence_length=max_sequence_length, opset=opset, source=source, metrics=metrics,
-        )  # fmt: skip
-        version = staging.commit(manifest)
-    report(f"published {version.reference}")
-    return _promoted(registry, version, promote, report)
+    wanted_length = max_sequence_length or constants.DEFAULT_MAX_SEQUENCE_LENGTH
+    return checkpoint, graph, min(wanted_length, checkpoint.max_position_embeddings)
+
+
+def _publish_checkpoint(
+    registry: ModelRegistry,
+    name: str,
+    task: str,
+    checkpoint: Checkpoint,
+    graph: Graph,
+    max_length: int,
+    *,
+    opset: int,
+    golden: Path | None,
+    add_variants: VariantsHook,
+    report: Reporter,
+) -> ModelVersion:
+    source = {"checkpoint": str(checkpoint.path.resolve()), "sha256": checkpoint.sha256,
+              "golden": str(golden) if golden else None}  # fmt: skip
+    return publish_graph(
+        registry, name, graph, task=task, labels=checkpoint.labels, metric=LogitDifference(),
+        max_sequence_length=max_length, opset=opset, source=source, metrics=dict(checkpoint.training_metrics),
+        add_variants=add_variants, report=report,
+    )  # fmt: skip
 
 
 def _promoted(registry: ModelRegistry, version: ModelVersion, alias: str | None, report: Reporter) -> ModelVersion:
