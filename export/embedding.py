@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from export.parity import RowCosine, row_cosines
-from export.pipeline import VARIANT_FILES, Graph, Reporter, StagedGraph, add_int8, publish_graph
+from export.pipeline import VARIANT_FILES, ExportOptions, Graph, StagedGraph, add_int8, publish_graph
 from export.quality import FLOAT_SLACK, GateResult
 from lepton_runtime import constants
 from lepton_runtime.errors import ExportError, InputIssue, InvalidInputError
@@ -169,19 +169,11 @@ def embedded(directory: Path, onnx_file: str, texts: list[str], max_length: int)
 
 # -- publish ---------------------------------------------------------------------------------------------------
 def export_sentence_encoder(
-    checkpoint_dir: Path,
-    registry: ModelRegistry,
-    name: str,
-    *,
-    variants: list[str],
-    golden: Path | None,
-    max_sequence_length: int | None,
-    opset: int,
-    required: bool,
-    report: Reporter,
+    checkpoint_dir: Path, registry: ModelRegistry, name: str, options: ExportOptions
 ) -> ModelVersion:
     """Export, gate and publish ``checkpoint_dir`` as an embedding model (the caller promotes); a failed int8 gate
     follows the one policy of export/pipeline.py (``required``: int8 was asked for by name)."""
+    variants, golden, report = options.variants, options.golden, options.report
     unknown = sorted(set(variants) - set(EMBEDDING_VARIANTS))
     if unknown:
         raise InvalidInputError(
@@ -197,7 +189,7 @@ def export_sentence_encoder(
         )
     report(f"loading sentence encoder {checkpoint_dir}")
     checkpoint = load_sentence_encoder(checkpoint_dir)
-    max_length = min(max_sequence_length or checkpoint.max_sequence_length, checkpoint.max_sequence_length)
+    max_length = min(options.max_sequence_length or checkpoint.max_sequence_length, checkpoint.max_sequence_length)
     graph = Graph(
         model=checkpoint.model, output_name=OUTPUT_NAME, per_token=False, architecture=checkpoint.architecture,
         num_attention_heads=checkpoint.num_attention_heads, hidden_size=checkpoint.hidden_size,
@@ -208,7 +200,7 @@ def export_sentence_encoder(
     def add_variants(staged: StagedGraph, metrics: dict[str, Any]) -> None:
         if "int8" in variants and golden_texts is not None:
             gate = _retrieval_gate(staged.directory, max_length, golden_texts)
-            add_int8(staged, gate, report, what="retrieval gate", required=required)
+            add_int8(staged, gate, report, what="retrieval gate", required=options.required)
 
     source = {
         "checkpoint": str(checkpoint.path.resolve()),
@@ -218,8 +210,8 @@ def export_sentence_encoder(
     }
     return publish_graph(
         registry, name, graph, task=SentenceEmbedding.name, labels=[], metric=RowCosine(),
-        max_sequence_length=max_length, opset=opset, source=source, metrics={"dimensions": checkpoint.hidden_size},
-        add_variants=add_variants, report=report,
+        max_sequence_length=max_length, opset=options.opset, source=source,
+        metrics={"dimensions": checkpoint.hidden_size}, add_variants=add_variants, report=report,
     )  # fmt: skip
 
 

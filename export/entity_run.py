@@ -19,10 +19,10 @@ from typing import Any
 from export.entities import span_f1_of
 from export.pipeline import Reporter
 from export.publish import export_checkpoint
-from export.training_run import RunTracker, decide_promotion, withdraw_if_cancelled
+from export.training_run import QueuedRun, RunTracker, decide_promotion, withdraw_if_cancelled
 from lepton_runtime.constants import PRODUCTION_ALIAS
 from lepton_runtime.inference.engine import Engine
-from lepton_runtime.jobs.schemas import TrainingOutcome, TrainingPhase, TrainingProgress, TrainRequest
+from lepton_runtime.jobs.schemas import TrainingOutcome, TrainingPhase, TrainRequest
 from lepton_runtime.labelled_data import TaggedSentences, read_tagged
 from lepton_runtime.registry import ModelRegistry, validate_model_name
 from lepton_runtime.task_names import TOKEN_CLASSIFICATION
@@ -92,18 +92,13 @@ def train_queued_entities(
     train_rows: Iterable[dict[str, Any]],
     validation_rows: Iterable[dict[str, Any]],
     request: TrainRequest,
-    *,
-    registry: ModelRegistry,
-    checkpoint_dir: Path,
-    run_id: str,
-    on_progress: Callable[[TrainingProgress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    run: QueuedRun,
 ) -> TrainingOutcome:
     """An entity run from the training queue: its rows (``{"tokens", "tags"}``) are written beside the checkpoint
     and read back with the checks of a local run; progress, phases and cancel as for a classifier."""
-    tracker = RunTracker(request.epochs, on_progress, should_stop)
+    tracker = RunTracker(request.epochs, run.on_progress, run.should_stop)
     tracker.phase("loading")
-    checkpoint = checkpoint_dir / request.name / run_id
+    checkpoint = run.checkpoint_dir / request.name / run.run_id
     checkpoint.mkdir(parents=True, exist_ok=True)
     files = {}
     for file_name, rows in ((TRAIN_ROWS_FILE, train_rows), (VALIDATION_ROWS_FILE, validation_rows)):
@@ -116,9 +111,9 @@ def train_queued_entities(
     )  # fmt: skip
     outcome = train_and_publish_entities(
         read_tagged(files[TRAIN_ROWS_FILE]), read_tagged(files[VALIDATION_ROWS_FILE]), name=request.name,
-        config=config, registry=registry, checkpoint=checkpoint, base=Path(request.base) if request.base else None,
+        config=config, registry=run.registry, checkpoint=checkpoint, base=Path(request.base) if request.base else None,
         golden=files[VALIDATION_ROWS_FILE], promote=request.promote, on_step=tracker.step,
-        on_epoch=tracker.entity_epoch, on_phase=tracker.phase, should_stop=should_stop,
+        on_epoch=tracker.entity_epoch, on_phase=tracker.phase, should_stop=run.should_stop,
     )  # fmt: skip
     tracker.phase("done")
     return outcome

@@ -42,6 +42,20 @@ class Graph:
     config: dict[str, Any]  # written as config.json beside the graph
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """How a checkpoint is exported, whatever its kind: its variants (fp32 first) and the golden file that gates them,
+    the window (None: the kind's default), the opset, whether a variant that fails its gate fails the export
+    (``required``: asked for by name), and where progress messages go."""
+
+    variants: list[str]
+    golden: Path | None = None
+    max_sequence_length: int | None = None
+    opset: int = constants.DEFAULT_OPSET
+    required: bool = False
+    report: Reporter = lambda message: None
+
+
 @dataclass
 class StagedGraph:
     """The fp32 graph in a staged version directory, the unfused export (what int8 quantises), the parity figures,

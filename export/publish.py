@@ -7,13 +7,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from export.checkpoint import Checkpoint, load_checkpoint
 from export.embedding import export_sentence_encoder
 from export.entities import entity_gate, staged_span_f1
 from export.parity import LogitDifference
-from export.pipeline import VARIANT_FILES, Graph, Reporter, StagedGraph, VariantsHook, add_int8, publish_graph
+from export.pipeline import (
+    VARIANT_FILES,
+    ExportOptions,
+    Graph,
+    Reporter,
+    StagedGraph,
+    VariantsHook,
+    add_int8,
+    publish_graph,
+)
 from export.quality import GateResult, accuracy, compare_predictions, predicted_labels
 from export.quantization import convert_fp16
 from lepton_runtime import constants
@@ -59,48 +68,23 @@ def export_checkpoint(
             f"task {task!r} cannot be exported; choose from {sorted(EXPORTERS)}",
             issues=[InputIssue("task", "unknown")],
         )
-    version = exporter(
-        checkpoint_dir, registry, name, variants=wanted, golden=golden, max_sequence_length=max_sequence_length,
-        opset=opset, required=variants is not None and not best_effort, report=report,
+    options = ExportOptions(
+        variants=wanted, golden=golden, max_sequence_length=max_sequence_length, opset=opset,
+        required=variants is not None and not best_effort, report=report,
     )  # fmt: skip
+    version = exporter(checkpoint_dir, registry, name, options)
     return _promoted(registry, version, promote, report)
 
 
-class Exporter(Protocol):
-    """One kind of model's export: load the checkpoint, then ``publish_graph`` with its parity metric and the gates of
-    its variants (``variants``: fp32 first; ``required``: a variant that fails its gate fails the export)."""
-
-    def __call__(
-        self,
-        checkpoint_dir: Path,
-        registry: ModelRegistry,
-        name: str,
-        *,
-        variants: list[str],
-        golden: Path | None,
-        max_sequence_length: int | None,
-        opset: int,
-        required: bool,
-        report: Reporter,
-    ) -> ModelVersion: ...
+# One kind of model's export: load the checkpoint, then ``publish_graph`` with its parity metric and its variants' gates
+Exporter = Callable[[Path, ModelRegistry, str, ExportOptions], ModelVersion]
 
 
-def export_classifier(
-    checkpoint_dir: Path,
-    registry: ModelRegistry,
-    name: str,
-    *,
-    variants: list[str],
-    golden: Path | None,
-    max_sequence_length: int | None,
-    opset: int,
-    required: bool,
-    report: Reporter,
-) -> ModelVersion:
+def export_classifier(checkpoint_dir: Path, registry: ModelRegistry, name: str, options: ExportOptions) -> ModelVersion:
     """A fine-tuned sequence classifier: parity on the logits; int8 gated on accuracy on the golden set (agreement
     without labels); fp16 gated on a GPU."""
-    golden_set = read_labelled(golden) if golden else None
-    checkpoint, graph, max_length = _loaded(checkpoint_dir, max_sequence_length, per_token=False, report=report)
+    golden_set = read_labelled(options.golden) if options.golden else None
+    checkpoint, graph, max_length = _loaded(checkpoint_dir, options, per_token=False)
     if golden_set and golden_set.labels:
         _check_golden_labels(golden_set, checkpoint.labels)
 
@@ -108,48 +92,41 @@ def export_classifier(
         reference = predicted_labels(staged.directory, VARIANT_FILES["fp32"], golden_set.texts) if golden_set else None
         if golden_set and reference and golden_set.labels:
             metrics["golden_fp32_accuracy"] = round(accuracy(reference, golden_set.labels), 4)
-        if "int8" in variants and golden_set and reference:
-            add_int8(staged, classifier_gate(staged.directory, golden_set, reference), report, what="quality gate",
-                     required=required)  # fmt: skip
-        if "fp16" in variants:
-            _add_fp16(staged, golden_set, reference, report, required=required)
+        if "int8" in options.variants and golden_set and reference:
+            gate = classifier_gate(staged.directory, golden_set, reference)
+            add_int8(staged, gate, options.report, what="quality gate", required=options.required)
+        if "fp16" in options.variants:
+            _add_fp16(staged, golden_set, reference, options.report, required=options.required)
 
-    return _publish_checkpoint(registry, name, TEXT_CLASSIFICATION, checkpoint, graph, max_length, opset=opset,
-                               golden=golden, add_variants=add_variants, report=report)  # fmt: skip
+    return _publish_checkpoint(
+        registry, name, TEXT_CLASSIFICATION, checkpoint, graph, max_length, options, add_variants
+    )
 
 
 def export_entity_model(
-    checkpoint_dir: Path,
-    registry: ModelRegistry,
-    name: str,
-    *,
-    variants: list[str],
-    golden: Path | None,
-    max_sequence_length: int | None,
-    opset: int,
-    required: bool,
-    report: Reporter,
+    checkpoint_dir: Path, registry: ModelRegistry, name: str, options: ExportOptions
 ) -> ModelVersion:
     """A token classifier (entities): parity on the logits of real tokens; int8 gated on span F1 of labelled
     sentences (the golden file: CoNLL-style JSONL)."""
-    if "fp16" in variants:
+    if "fp16" in options.variants:
         raise InvalidInputError(
             "an entity model is exported as fp32, and int8 gated on labelled sentences; fp16 is not built for"
             " entities yet: leave out --variant fp16",
             issues=[InputIssue("variant", "fp32 or int8 for token-classification")],
         )
-    tagged = read_tagged(golden) if golden else None
-    checkpoint, graph, max_length = _loaded(checkpoint_dir, max_sequence_length, per_token=True, report=report)
+    tagged = read_tagged(options.golden) if options.golden else None
+    checkpoint, graph, max_length = _loaded(checkpoint_dir, options, per_token=True)
 
     def add_variants(staged: StagedGraph, metrics: dict[str, Any]) -> None:
-        if "int8" in variants and tagged is not None:
+        if "int8" in options.variants and tagged is not None:
             reference = staged_span_f1(staged.directory, VARIANT_FILES["fp32"], tagged, max_length)
             metrics["golden_fp32_span_f1"] = reference["f1"]
             gate = _entity_gate(staged.directory, tagged, max_length, reference)
-            add_int8(staged, gate, report, what="entity gate", required=required)
+            add_int8(staged, gate, options.report, what="entity gate", required=options.required)
 
-    return _publish_checkpoint(registry, name, TOKEN_CLASSIFICATION, checkpoint, graph, max_length, opset=opset,
-                               golden=golden, add_variants=add_variants, report=report)  # fmt: skip
+    return _publish_checkpoint(
+        registry, name, TOKEN_CLASSIFICATION, checkpoint, graph, max_length, options, add_variants
+    )
 
 
 # The export of each kind of model, by the task its manifest records
@@ -160,11 +137,9 @@ EXPORTERS: dict[str, Exporter] = {
 }
 
 
-def _loaded(
-    checkpoint_dir: Path, max_sequence_length: int | None, *, per_token: bool, report: Reporter
-) -> tuple[Checkpoint, Graph, int]:
+def _loaded(checkpoint_dir: Path, options: ExportOptions, *, per_token: bool) -> tuple[Checkpoint, Graph, int]:
     """A classifier checkpoint (``per_token``: a token classifier) as a Graph, and the window it is exported for."""
-    report(f"loading checkpoint {checkpoint_dir}")
+    options.report(f"loading checkpoint {checkpoint_dir}")
     checkpoint = load_checkpoint(checkpoint_dir, per_token=per_token)
     graph = Graph(
         model=checkpoint.model, output_name="logits", per_token=per_token, architecture=checkpoint.architecture,
@@ -172,29 +147,20 @@ def _loaded(
         vocab_size=checkpoint.vocab_size, tokenizer_file=checkpoint.tokenizer_file,
         config=json.loads((checkpoint.path / "config.json").read_text(encoding="utf-8")),
     )  # fmt: skip
-    wanted_length = max_sequence_length or constants.DEFAULT_MAX_SEQUENCE_LENGTH
+    wanted_length = options.max_sequence_length or constants.DEFAULT_MAX_SEQUENCE_LENGTH
     return checkpoint, graph, min(wanted_length, checkpoint.max_position_embeddings)
 
 
 def _publish_checkpoint(
-    registry: ModelRegistry,
-    name: str,
-    task: str,
-    checkpoint: Checkpoint,
-    graph: Graph,
-    max_length: int,
-    *,
-    opset: int,
-    golden: Path | None,
-    add_variants: VariantsHook,
-    report: Reporter,
-) -> ModelVersion:
-    source = {"checkpoint": str(checkpoint.path.resolve()), "sha256": checkpoint.sha256,
-              "golden": str(golden) if golden else None}  # fmt: skip
+    registry: ModelRegistry, name: str, task: str, checkpoint: Checkpoint, graph: Graph, max_length: int,
+    options: ExportOptions, add_variants: VariantsHook,
+) -> ModelVersion:  # fmt: skip
+    golden = str(options.golden) if options.golden else None
+    source = {"checkpoint": str(checkpoint.path.resolve()), "sha256": checkpoint.sha256, "golden": golden}
     return publish_graph(
         registry, name, graph, task=task, labels=checkpoint.labels, metric=LogitDifference(),
-        max_sequence_length=max_length, opset=opset, source=source, metrics=dict(checkpoint.training_metrics),
-        add_variants=add_variants, report=report,
+        max_sequence_length=max_length, opset=options.opset, source=source, metrics=dict(checkpoint.training_metrics),
+        add_variants=add_variants, report=options.report,
     )  # fmt: skip
 
 

@@ -4,30 +4,16 @@ its task (a classifier's: export/training_run.py; an entity model's: export/enti
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from export.entity_run import train_queued_entities
-from export.training_run import train_queued_classifier
+from export.training_run import QueuedRun, train_queued_classifier
 from lepton_runtime.errors import InputIssue, InvalidInputError
-from lepton_runtime.jobs.schemas import TrainingOutcome, TrainingProgress, TrainRequest
-from lepton_runtime.registry import ModelRegistry
+from lepton_runtime.jobs.schemas import TrainingOutcome, TrainRequest
 from lepton_runtime.task_names import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
 
-
-class QueuedTrainer(Protocol):
-    def __call__(
-        self,
-        train_rows: Iterable[dict[str, Any]],
-        validation_rows: Iterable[dict[str, Any]],
-        request: TrainRequest,
-        *,
-        registry: ModelRegistry,
-        checkpoint_dir: Path,
-        run_id: str,
-        on_progress: Callable[[TrainingProgress], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> TrainingOutcome: ...
+# A trainer: the rows that travelled with the run, its request, and where and how it runs
+QueuedTrainer = Callable[[Iterable[dict[str, Any]], Iterable[dict[str, Any]], TrainRequest, QueuedRun], TrainingOutcome]
 
 
 # The trainer of each trainable task (a task spec with ``trainable``; tests/export check that each has one)
@@ -41,12 +27,7 @@ def train_queued(
     train_rows: Iterable[dict[str, Any]],
     validation_rows: Iterable[dict[str, Any]],
     request: TrainRequest,
-    *,
-    registry: ModelRegistry,
-    checkpoint_dir: Path,
-    run_id: str,
-    on_progress: Callable[[TrainingProgress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    run: QueuedRun,
 ) -> TrainingOutcome:
     """Fine-tune, export, publish and promote by the rule, as ``request.task``'s trainer does."""
     trainer = QUEUED_TRAINERS.get(request.task)
@@ -55,7 +36,4 @@ def train_queued(
             f"task: {request.task} is not trained here (trainable: {', '.join(sorted(QUEUED_TRAINERS))})",
             issues=[InputIssue("task", "not trainable")],
         )
-    return trainer(
-        train_rows, validation_rows, request, registry=registry, checkpoint_dir=checkpoint_dir, run_id=run_id,
-        on_progress=on_progress, should_stop=should_stop,
-    )  # fmt: skip
+    return trainer(train_rows, validation_rows, request, run)

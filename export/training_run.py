@@ -154,16 +154,23 @@ def train_and_publish(
     )
 
 
+@dataclass(frozen=True)
+class QueuedRun:
+    """Where a run from the training queue publishes and keeps its checkpoint, its id, and how it reports progress and
+    hears a cancel."""
+
+    registry: ModelRegistry
+    checkpoint_dir: Path
+    run_id: str
+    on_progress: Callable[[TrainingProgress], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
 def train_queued_classifier(
     train_rows: Iterable[dict[str, Any]],
     validation_rows: Iterable[dict[str, Any]],
     request: TrainRequest,
-    *,
-    registry: ModelRegistry,
-    checkpoint_dir: Path,
-    run_id: str,
-    on_progress: Callable[[TrainingProgress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    run: QueuedRun,
 ) -> TrainingOutcome:
     """A classifier run from the training queue: its rows (``{"text", "label"}``), checked as a local run's."""
 
@@ -172,9 +179,9 @@ def train_queued_classifier(
 
     validation = list(validation_rows)
     return train_and_publish(
-        labelled(list(train_rows), request.source), request, registry=registry, checkpoint_dir=checkpoint_dir,
-        run_id=run_id, validation=labelled(validation, request.validation_source) if validation else None,
-        on_progress=on_progress, should_stop=should_stop,
+        labelled(list(train_rows), request.source), request, registry=run.registry, checkpoint_dir=run.checkpoint_dir,
+        run_id=run.run_id, validation=labelled(validation, request.validation_source) if validation else None,
+        on_progress=run.on_progress, should_stop=run.should_stop,
     )  # fmt: skip
 
 

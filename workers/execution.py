@@ -212,6 +212,7 @@ def run_training(
     beating while it runs; skip runs finished, cancelled or held by a live delivery; honour a cancel; stop,
     finishing nothing, once another delivery took the run over (this one was silent past the timeout)."""
     from export.queued_training import train_queued  # torch and transformers: only in training workers
+    from export.training_run import QueuedRun
 
     decision = runs.start(run_id, holder, heartbeat_timeout_s)
     if decision != "run":
@@ -235,10 +236,8 @@ def run_training(
     try:
         beating = RunHeartbeat(runs, run_id, holder, heartbeat_timeout_s / TRAIN_HEARTBEATS_PER_TIMEOUT)
         with beating, registry.publishing_as(tenant):
-            outcome = train_queued(
-                train_rows, validation_rows, request, registry=registry, checkpoint_dir=checkpoint_dir,
-                run_id=run_id, on_progress=report, should_stop=should_stop,
-            )  # fmt: skip
+            run = QueuedRun(registry, checkpoint_dir, run_id, on_progress=report, should_stop=should_stop)
+            outcome = train_queued(train_rows, validation_rows, request, run)
     except JobCancelledError as error:
         if stop_reason == "superseded":
             return {"run": run_id, "skipped": "superseded", "message": "another delivery took the run over"}

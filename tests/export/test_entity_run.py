@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from export.entity_run import train_queued_entities
+from export.training_run import QueuedRun
 from lepton_runtime.errors import JobCancelledError
 from lepton_runtime.jobs.schemas import TrainingProgress, TrainRequest
 from lepton_runtime.registry import ModelRegistry
@@ -32,10 +33,9 @@ def test_a_cancel_during_the_export_withdraws_the_version_and_promotes_nothing(t
             phases.append(progress.phase)
 
     with pytest.raises(JobCancelledError, match="ner@1 was withdrawn"):
-        train_queued_entities(
-            rows(60, seed=1), rows(20, seed=2), request, registry=registry, checkpoint_dir=tmp_path / "checkpoints",
-            run_id="run-1", on_progress=heard, should_stop=lambda: "exporting" in phases,  # cancelled once exporting
-        )  # fmt: skip
+        run = QueuedRun(registry, tmp_path / "checkpoints", "run-1", on_progress=heard,
+                        should_stop=lambda: "exporting" in phases)  # cancelled once exporting  # fmt: skip
+        train_queued_entities(rows(60, seed=1), rows(20, seed=2), request, run)
 
     assert phases == ["loading", "training", "exporting"]
     assert registry.versions("ner") == []
