@@ -200,15 +200,18 @@ def test_b_cannot_publish_or_administer_a_model_of_a_and_a_can(api: RunningApi, 
 
 
 def test_unknown_and_foreign_ids_take_the_same_time(api: RunningApi, alpha_work: dict[str, str]) -> None:
-    """Medians of 200 requests each, interleaved so that the machine's drift falls on both alike."""
+    """Medians of 200 requests each, interleaved (each first in turn) so that the machine's drift and any warm-up of
+    the first of a pair fall on both alike; the same within a millisecond, or a tenth on a loaded machine."""
     paths = {"foreign": f"/v1/jobs/{alpha_work['job']}", "unknown": f"/v1/jobs/{'0' * 32}"}
     timings: dict[str, list[float]] = {"foreign": [], "unknown": []}
-    for _ in range(200):
-        for kind, path in paths.items():
+    for round_number in range(200):
+        pair = list(paths.items())
+        for kind, path in pair if round_number % 2 else reversed(pair):
             started = time.perf_counter()
             answer = api.http.get(path, headers=bearer(BETA))
             timings[kind].append(time.perf_counter() - started)
             assert answer.status_code == 404
     medians_ms = {kind: statistics.median(values) * 1000 for kind, values in timings.items()}
     print(f"medians of 200 answers each: {medians_ms}")  # shown with -s: the figure the README quotes
-    assert abs(medians_ms["foreign"] - medians_ms["unknown"]) < 1.0, medians_ms
+    allowed_ms = max(1.0, 0.1 * min(medians_ms.values()))
+    assert abs(medians_ms["foreign"] - medians_ms["unknown"]) < allowed_ms, medians_ms
