@@ -113,7 +113,7 @@ def train_queued_entities(
         read_tagged(files[TRAIN_ROWS_FILE]), read_tagged(files[VALIDATION_ROWS_FILE]), name=request.name,
         config=config, registry=run.registry, checkpoint=checkpoint, base=Path(request.base) if request.base else None,
         golden=files[VALIDATION_ROWS_FILE], promote=request.promote, on_step=tracker.step,
-        on_epoch=tracker.entity_epoch, on_phase=tracker.phase, should_stop=run.should_stop,
+        on_epoch=tracker.entity_epoch, on_phase=tracker.phase, should_stop=run.should_stop, report=run.report,
     )  # fmt: skip
     tracker.phase("done")
     return outcome

@@ -156,14 +156,15 @@ def train_and_publish(
 
 @dataclass(frozen=True)
 class QueuedRun:
-    """Where a run from the training queue publishes and keeps its checkpoint, its id, and how it reports progress and
-    hears a cancel."""
+    """Where a training run publishes and keeps its checkpoint, its id, and how it reports progress and hears a cancel:
+    a run from the training queue, or `lepton train` here (the same path)."""
 
     registry: ModelRegistry
     checkpoint_dir: Path
     run_id: str
     on_progress: Callable[[TrainingProgress], None] | None = None
     should_stop: Callable[[], bool] | None = None
+    report: Reporter = lambda message: None  # what a person follows (`lepton train` prints it)
 
 
 def train_queued_classifier(
@@ -181,7 +182,7 @@ def train_queued_classifier(
     return train_and_publish(
         labelled(list(train_rows), request.source), request, registry=run.registry, checkpoint_dir=run.checkpoint_dir,
         run_id=run.run_id, validation=labelled(validation, request.validation_source) if validation else None,
-        on_progress=run.on_progress, should_stop=run.should_stop,
+        on_progress=run.on_progress, should_stop=run.should_stop, report=run.report,
     )  # fmt: skip
 
 

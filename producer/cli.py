@@ -33,7 +33,7 @@ from lepton_runtime.jobs.audit import AuditTrail, record_command
 from lepton_runtime.jobs.schemas import PromotePolicy, TrainingOptions
 from lepton_runtime.prediction import ItemError
 from lepton_runtime.settings import load_settings
-from lepton_runtime.tasks import SPECS, TaskSpec
+from lepton_runtime.tasks import SPECS, TaskSpec, task_spec
 from producer.bulk_sources import is_dataset_location
 from producer.client import LeptonClient
 
@@ -474,7 +474,7 @@ def training_option(flag: str, name: str) -> Callable[[Callable[..., Any]], Call
 @click.option("--label-field", default="label", show_default=True, help="JSONL field or CSV column with the label.")
 @click.option(
     "--task",
-    type=click.Choice(["text-classification", "token-classification"]),
+    type=click.Choice(sorted(name for name, spec in SPECS.items() if spec.trainable)),
     default="text-classification",
     show_default=True,
     help="token-classification: entities from CoNLL-style JSONL (tokens + BIO tags, or text + character spans);"
@@ -547,17 +547,9 @@ def train(
         return
     options: dict[str, Any] = {
         "name": name, "base": base, "validation": validation, "epochs": epochs, "learning_rate": learning_rate,
-        "batch_size": batch_size, "max_length": max_length, "promote": promote,
+        "batch_size": batch_size, "max_length": max_length, "promote": promote, "task": task,
+        "text_field": text_field, "label_field": label_field,
     }  # fmt: skip
-    if task == "token-classification":
-        if validation is None:
-            raise click.UsageError("--task token-classification needs --validation FILE (CoNLL-style JSONL)")
-        if not submit:
-            _train_entities_here(data, options.pop("validation"), **options)
-            return
-        options["task"] = task
-    else:
-        options |= {"text_field": text_field, "label_field": label_field}
     if submit:
         _train_on_worker(data, options, no_wait=no_wait, timeout_s=timeout_s, idempotency_key=idempotency_key)
     else:
@@ -587,33 +579,27 @@ def _train_on_worker(
 
 
 def _train_here(data: Path, options: dict[str, Any]) -> None:
-    from export.training_run import train_and_publish
-    from lepton_runtime.labelled_data import check_trainable, read_labelled
+    """The run a training worker would do, here: the task's rows read and checked by its spec, then its trainer."""
+    from export.queued_training import train_queued
+    from export.training_run import QueuedRun
     from lepton_runtime.registry import open_registry
 
     settings = load_settings()
+    validation, base = options.pop("validation"), options.pop("base")
     fields = {"text_field": options.pop("text_field"), "label_field": options.pop("label_field")}
-    train_set = read_labelled(data, require_labels=True, **fields)
-    check_trainable(train_set)
-    validation = options.pop("validation")
-    validation_set = read_labelled(validation, require_labels=True, **fields) if validation else None
-    base = options.pop("base")
+    rows, validation_rows = task_spec(options["task"]).training_rows(data, validation, **fields)
     request = TrainRequest(
         source=str(data), validation_source=str(validation) if validation else None,
         base=str(base.resolve()) if base else None, **options,
     )  # fmt: skip
     run_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     with _training_bar() as (progress, bar):
-        outcome = train_and_publish(
-            train_set,
-            request,
-            registry=open_registry(settings),
-            checkpoint_dir=settings.checkpoint_dir,
-            run_id=run_id,
-            validation=validation_set,
+        run = QueuedRun(
+            open_registry(settings), settings.checkpoint_dir, run_id,
             on_progress=lambda update: _update_bar(progress, bar, update, "running"),
             report=lambda message: progress.console.print(message),
-        )
+        )  # fmt: skip
+        outcome = train_queued(rows, validation_rows, request, run)
     record_command(settings, "publish", outcome.version, outcome.promotion)
     _show_outcome(outcome)
 
@@ -645,38 +631,6 @@ def _train_head_here(data: Path, validation: Path | None, *, name: str, base: Pa
         f" {metrics['validation_accuracy']:.4f}, {metrics['training_seconds']:.0f} s (embeddings and head)"
     )
     click.echo(f"  {outcome.promotion}")
-
-
-def _train_entities_here(data: Path, validation: Path, *, name: str, base: Path | None, promote: str,
-                         **config: Any) -> None:  # fmt: skip
-    from export.entity_run import train_and_publish_entities
-    from lepton_runtime.labelled_data import read_tagged
-    from lepton_runtime.registry import open_registry
-    from lepton_runtime.training import TrainingConfig
-    from lepton_runtime.training.entities import EntityEpoch
-
-    settings = load_settings()
-    train_set, validation_set = read_tagged(data), read_tagged(validation)
-    run_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-    with _training_bar() as (progress, bar):
-
-        def step(done: int, total: int, loss: float) -> None:
-            progress.update(bar, description="training", completed=done, total=total, detail=f"loss {loss:.3f}")
-
-        def epoch(report: EntityEpoch) -> None:
-            progress.console.print(
-                f"epoch {report.epoch}: loss {report.train_loss:.4f}, validation entity F1"
-                f" {report.validation_f1:.4f} ({report.seconds:.0f} s)"
-            )
-
-        outcome = train_and_publish_entities(
-            train_set, validation_set, name=name, config=TrainingConfig(**config),
-            registry=open_registry(settings), checkpoint=settings.checkpoint_dir / name / run_id,
-            base=base, golden=validation, promote=promote, on_step=step, on_epoch=epoch,
-            report=lambda message: progress.console.print(message),
-        )  # fmt: skip
-    record_command(settings, "publish", outcome.version, outcome.promotion)
-    _show_entity_outcome(outcome)
 
 
 def _show_entity_outcome(outcome: TrainingOutcome) -> None:
@@ -714,6 +668,8 @@ def _update_bar(progress: Progress, bar: TaskID, update: TrainingProgress, state
         detail += f", loss {update.loss:.3f}"
     if update.validation_accuracy is not None:
         detail += f", val acc {update.validation_accuracy:.3f}"
+    if update.validation_f1 is not None:
+        detail += f", val entity F1 {update.validation_f1:.3f}"
     description = update.phase if state == "running" else state
     total = update.total_steps or None
     completed = update.total_steps if update.phase == "done" else update.step  # early stopping ends it sooner

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 
 from lepton_runtime.cli import cli
-from lepton_runtime.errors import ModelIntegrityError
+from lepton_runtime.errors import InvalidInputError, ModelIntegrityError
 from lepton_runtime.labelled_data import LabelledTexts
 from lepton_runtime.registry import ModelRegistry, ModelVersion
 from lepton_runtime.settings import LeptonSettings
@@ -254,6 +254,32 @@ def test_lepton_train_runs_here_with_a_progress_bar_and_publishes_the_best_epoch
     assert metrics["best_epoch"] in {1, 2} and len(metrics["epochs"]) == 2
     assert metrics["validation_accuracy"] == max(epoch["validation_accuracy"] for epoch in metrics["epochs"])
     assert (Path(version.manifest.source["checkpoint"]) / "training_curve.png").is_file()
+
+
+def test_lepton_train_runs_an_entity_model_here_on_the_path_a_training_worker_takes(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    from tests.lepton_runtime.training.test_entities import synthetic
+
+    files = {}
+    for name, count, seed in (("train", 200, 1), ("validation", 40, 2)):
+        tagged = synthetic(count, seed=seed)
+        files[name] = tmp_path / f"{name}.jsonl"
+        rows = zip(tagged.words, tagged.tags, strict=True)
+        files[name].write_text("".join(json.dumps({"tokens": w, "tags": t}) + "\n" for w, t in rows))
+    env = {"LEPTON_MODEL_DIR": str(tmp_path / "models"), "LEPTON_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+    arguments = ["train", str(files["train"]), "--task", "token-classification", "--name", "ner", "--base",
+                 str(tiny_base), "--epochs", "2", "--lr", "3e-3", "--max-length", "64"]  # fmt: skip
+
+    refused = CliRunner().invoke(cli, arguments, env=env)  # no --validation: the entity spec says what it needs
+    assert isinstance(refused.exception, InvalidInputError) and "--validation FILE" in str(refused.exception)
+    done = CliRunner().invoke(cli, [*arguments, "--validation", str(files["validation"])], env=env,
+                              catch_exceptions=False)  # fmt: skip
+
+    assert done.exit_code == 0, done.output
+    assert "published ner@1: validation entity F1" in done.output and "promoted to production" in done.output
+    version = ModelRegistry(tmp_path / "models").resolve("ner@production")
+    assert version.manifest.task == "token-classification" and version.manifest.metrics["best_epoch"] in {1, 2}
 
 
 def test_a_cuda_worker_without_cuda_refuses_to_start(queue_env: dict[str, str]) -> None:
