@@ -259,14 +259,12 @@ def test_lepton_train_runs_here_with_a_progress_bar_and_publishes_the_best_epoch
 def test_lepton_train_runs_an_entity_model_here_on_the_path_a_training_worker_takes(
     tiny_base: Path, tmp_path: Path
 ) -> None:
-    from tests.lepton_runtime.training.test_entities import synthetic
+    from tests.lepton_runtime.training.test_entities import write_synthetic
 
-    files = {}
-    for name, count, seed in (("train", 200, 1), ("validation", 40, 2)):
-        tagged = synthetic(count, seed=seed)
-        files[name] = tmp_path / f"{name}.jsonl"
-        rows = zip(tagged.words, tagged.tags, strict=True)
-        files[name].write_text("".join(json.dumps({"tokens": w, "tags": t}) + "\n" for w, t in rows))
+    files = {
+        name: write_synthetic(tmp_path / f"{name}.jsonl", count, seed)
+        for name, count, seed in (("train", 200, 1), ("validation", 40, 2))
+    }
     env = {"LEPTON_MODEL_DIR": str(tmp_path / "models"), "LEPTON_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
     arguments = ["train", str(files["train"]), "--task", "token-classification", "--name", "ner", "--base",
                  str(tiny_base), "--epochs", "2", "--lr", "3e-3", "--max-length", "64"]  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -254,14 +253,12 @@ def test_an_entity_model_trains_on_the_queue_from_the_cli_and_serves_entities(
     tmp_path: Path,
 ) -> None:
     from lepton_runtime.inference import Engine
-    from tests.lepton_runtime.training.test_entities import synthetic
+    from tests.lepton_runtime.training.test_entities import write_synthetic
 
-    files = {}
-    for name, count, seed in (("train", 400, 1), ("validation", 80, 2)):
-        tagged = synthetic(count, seed=seed)
-        files[name] = tmp_path / f"{name}.jsonl"
-        rows = zip(tagged.words, tagged.tags, strict=True)
-        files[name].write_text("".join(json.dumps({"tokens": w, "tags": t}) + "\n" for w, t in rows))
+    files = {
+        name: write_synthetic(tmp_path / f"{name}.jsonl", count, seed)
+        for name, count, seed in (("train", 400, 1), ("validation", 80, 2))
+    }
     with pytest.raises(InvalidInputError, match="validation"):
         client.train(files["train"], name="ner", task="token-classification")
     start_trainer()

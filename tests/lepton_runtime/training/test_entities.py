@@ -49,6 +49,14 @@ def synthetic(count: int, seed: int) -> TaggedSentences:
     return TaggedSentences(words_out, tags_out, "<synthetic>")
 
 
+def write_synthetic(path: Path, count: int, seed: int) -> Path:
+    """``synthetic`` sentences as a CoNLL-style JSONL file (tokens and tags per line)."""
+    tagged = synthetic(count, seed)
+    rows = zip(tagged.words, tagged.tags, strict=True)
+    path.write_text("".join(json.dumps({"tokens": words, "tags": tags}) + "\n" for words, tags in rows))
+    return path
+
+
 def test_both_input_forms_read_to_the_same_words_and_tags(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     rows = [
