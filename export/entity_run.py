@@ -12,14 +12,13 @@ spans: what a user of ``entities()`` gets).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from export.entities import span_f1_of
 from export.pipeline import Reporter
 from export.publish import export_checkpoint
-from export.training_run import QueuedRun, RunTracker, decide_promotion, withdraw_if_cancelled
+from export.training_run import QueuedRun, RunTracker, TrainingRows, decide_promotion, withdraw_if_cancelled
 from lepton_runtime.constants import PRODUCTION_ALIAS
 from lepton_runtime.inference.engine import Engine
 from lepton_runtime.jobs.schemas import TrainingOutcome, TrainingPhase, TrainRequest
@@ -89,13 +88,14 @@ def train_and_publish_entities(
 
 
 def train_queued_entities(
-    train_rows: Iterable[dict[str, Any]],
-    validation_rows: Iterable[dict[str, Any]],
+    train_rows: TrainingRows,
+    validation_rows: TrainingRows,
     request: TrainRequest,
     run: QueuedRun,
 ) -> TrainingOutcome:
-    """An entity run from the training queue: its rows (``{"tokens", "tags"}``) are written beside the checkpoint
-    and read back with the checks of a local run; progress, phases and cancel as for a classifier."""
+    """An entity run from its rows (``{"tokens", "tags"}``): they are written beside the checkpoint and read back
+    with the reader's checks (the validation file is the int8 gate's golden file); progress, phases and cancel as
+    for a classifier."""
     tracker = RunTracker(request.epochs, run.on_progress, run.should_stop)
     tracker.phase("loading")
     checkpoint = run.checkpoint_dir / request.name / run.run_id

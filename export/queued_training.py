@@ -1,19 +1,19 @@
-"""A training run from the training queue, whatever its task: the rows that travelled with it go to the trainer of
-its task (a classifier's: export/training_run.py; an entity model's: export/entity_run.py)."""
+"""A training run, from the training queue or `lepton train` here, whatever its task: the rows it carries (read and
+checked by its task's spec) go to the trainer of its task (a classifier's: export/training_run.py; an entity model's:
+export/entity_run.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 from export.entity_run import train_queued_entities
-from export.training_run import QueuedRun, train_queued_classifier
+from export.training_run import QueuedRun, TrainingRows, train_queued_classifier
 from lepton_runtime.errors import InputIssue, InvalidInputError
 from lepton_runtime.jobs.schemas import TrainingOutcome, TrainRequest
 from lepton_runtime.task_names import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 # A trainer: the rows that travelled with the run, its request, and where and how it runs
-QueuedTrainer = Callable[[Iterable[dict[str, Any]], Iterable[dict[str, Any]], TrainRequest, QueuedRun], TrainingOutcome]
+QueuedTrainer = Callable[[TrainingRows, TrainingRows, TrainRequest, QueuedRun], TrainingOutcome]
 
 
 # The trainer of each trainable task (a task spec with ``trainable``; tests/export check that each has one)
@@ -24,8 +24,8 @@ QUEUED_TRAINERS: dict[str, QueuedTrainer] = {
 
 
 def train_queued(
-    train_rows: Iterable[dict[str, Any]],
-    validation_rows: Iterable[dict[str, Any]],
+    train_rows: TrainingRows,
+    validation_rows: TrainingRows,
     request: TrainRequest,
     run: QueuedRun,
 ) -> TrainingOutcome:

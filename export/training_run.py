@@ -154,6 +154,10 @@ def train_and_publish(
     )
 
 
+# The rows a run carries (``{"text", "label"}`` for a classifier, ``{"tokens", "tags"}`` for an entity model)
+TrainingRows = Iterable[dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class QueuedRun:
     """Where a training run publishes and keeps its checkpoint, its id, and how it reports progress and hears a cancel:
@@ -168,8 +172,8 @@ class QueuedRun:
 
 
 def train_queued_classifier(
-    train_rows: Iterable[dict[str, Any]],
-    validation_rows: Iterable[dict[str, Any]],
+    train_rows: TrainingRows,
+    validation_rows: TrainingRows,
     request: TrainRequest,
     run: QueuedRun,
 ) -> TrainingOutcome:
