@@ -120,8 +120,9 @@ def task_parameters(command: Callable[..., Any]) -> Callable[..., Any]:
     default=None,
     help="Where the output goes. A folder of the data store (s3://..., or a path ending in /): the workers write "
     "the Parquet parts and _manifest.json there. A file: the rows are written to it once the job is done, in input "
-    "order: JSON lines, or for an embedding model .npy (ids beside it in NAME.ids.jsonl) or .parquet, by the "
-    "extension. Default: SOURCE.predictions.jsonl for a local file; the tenant's outputs/<job>/ for a dataset.",
+    "order, by the extension: JSON lines, .parquet (the task's columns), or for an embedding model .npy (ids beside "
+    "it in NAME.ids.jsonl). Default: SOURCE.predictions.jsonl for a local file; the tenant's outputs/<job>/ for a "
+    "dataset.",
 )
 @click.option("--text-field", default="text", show_default=True, help="JSONL field or CSV column with the text.")
 @click.option(

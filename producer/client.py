@@ -591,9 +591,9 @@ class LeptonClient:
                 yield json.loads(line)
 
     def write_results(self, job_id: str, output: str | os.PathLike[str]) -> int:
-        """Write the output to ``output`` in the format its extension names: JSON lines, or for an embedding
-        model's vectors ``.npy`` (ids beside it) or ``.parquet`` (producer/outputs.py). Rows stream from the data
-        store to the file; a partial file never has its name."""
+        """Write the output to ``output`` in the format its extension names: JSON lines, ``.parquet`` (the task's
+        columns), or for an embedding model's vectors ``.npy`` (ids beside it) (producer/outputs.py). The job's parts
+        stream from the data store to the file; a partial file never has its name."""
         with broker_errors(self._url):
             total = self.jobs.status(job_id).total_texts
             return write_output(self.bulk_data.tables(self.jobs, job_id), Path(output), total)
