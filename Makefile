@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 # MkDocs Material's notice about its successor, printed on every build
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: docs docs-serve install wheels images base-image compose-test test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities bench-zero-shot bench-replication bench-scale soak chaos demo clean
+.PHONY: docs docs-serve install wheels images base-image compose-test test test-fast lint format types check bench bench-queue bench-mixed bench-embeddings bench-entities bench-outputs bench-zero-shot bench-replication bench-scale soak chaos demo clean
 
 install: $(VENV)/.installed  ## create .venv with everything for CPU use (inference, training, API, dev tools)
 
@@ -102,6 +102,9 @@ bench-entities: install  ## an entity model trained on the shared CoNLL-2003 (if
 		2>/dev/null || $(VENV)/bin/lepton train ../shared/datasets/conll2003/train.jsonl --task token-classification \
 		--validation ../shared/datasets/conll2003/validation.jsonl --name ner --epochs 3 --lr 1e-4 --batch-size 32
 	$(PYTHON) bench/entities.py
+
+bench-outputs: install  ## a bulk job's output file: its parts' columns copied vs every row through its JSON line
+	$(PYTHON) bench/outputs.py
 
 bench-zero-shot: install  ## bench/zero_shot.py: zero-shot accuracy per template on SST-2 and BANKING77 (needs ../shared)
 	$(PYTHON) bench/zero_shot.py
