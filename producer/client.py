@@ -73,7 +73,7 @@ from lepton_runtime.settings import LeptonSettings, load_settings
 from lepton_runtime.task_names import EMBEDDING, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, require_task
 from lepton_runtime.tasks import SPECS, TaskSpec, task_spec
 from producer.bulk_sources import output_location, plan_input, remove_written
-from producer.outputs import write_output
+from producer.outputs import check_output_file, write_output
 
 logger = logging.getLogger(__name__)
 
@@ -451,6 +451,8 @@ class LeptonClient:
         spec = task_spec(task or version.manifest.task)
         require_task(version.reference, version.manifest.task, spec.model_task)
         checked = spec.check_params(params)
+        if output is not None:
+            check_output_file(Path(output), spec)
         self.check_use(version, tenant)
         key = tenant_scoped(tenant, idempotency_key or None)
         with broker_errors(self._url):

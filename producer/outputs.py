@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lepton_runtime.errors import InvalidInputError
+from lepton_runtime.errors import InputIssue, InvalidInputError
 from lepton_runtime.jobs.output_rows import BOOKKEEPING_COLUMNS, COMMON_ROW_COLUMNS, TASK_METADATA, json_lines
+from lepton_runtime.tasks import TaskSpec
 from lepton_runtime.tasks.embedding import vector_matrix
 
 OUTPUT_FORMATS = (".jsonl", ".npy", ".parquet")
@@ -34,6 +35,15 @@ VECTOR_COLUMN = "embedding"
 ERRORS_ONLY_SCHEMA = pa.schema(
     [("id", pa.string()), ("truncated", pa.bool_()), ("error_code", pa.string()), ("error_message", pa.string())]
 )
+
+
+def check_output_file(output: Path, spec: TaskSpec) -> None:
+    """Refuse, before a job runs, an output file whose format cannot hold its task's rows."""
+    if output.suffix.lower() == ".npy" and not spec.gives_vectors:
+        raise InvalidInputError(
+            f"{output.name}: a .npy file holds vectors, and {spec.name} gives none; write .jsonl or .parquet instead",
+            issues=[InputIssue("output", ".npy holds vectors only")],
+        )
 
 
 def write_output(tables: Iterable[pa.Table], target: Path, total_rows: int) -> int:

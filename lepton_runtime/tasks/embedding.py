@@ -26,6 +26,7 @@ class EmbeddingSpec(TaskSpec):
     route: ClassVar[str] = "/v1/embeddings"
     model_description: ClassVar[str] = "an embedding model"
     example_model: ClassVar[str] = "minilm"
+    gives_vectors: ClassVar[bool] = True
 
     def http_body(self, texts: Sequence[str], model: str, params: Mapping[str, Any]) -> dict[str, Any]:
         return {"input": list(texts), "model": model}  # OpenAI's shape

@@ -115,6 +115,8 @@ class TaskSpec:
         raise NotImplementedError
 
     # -- bulk output ---------------------------------------------------------------------------------
+    gives_vectors: ClassVar[bool] = False  # its part holds an ``embedding`` column: a .npy output file can take it
+
     def part_columns(self, answered: Sequence[Any]) -> dict[str, pa.Array]:
         """This task's columns of a bulk output part: one row per result (None where the text got none)."""
         raise NotImplementedError

@@ -17,7 +17,7 @@ from lepton_runtime.errors import InvalidInputError
 from lepton_runtime.jobs.output_rows import error_table, part_table, with_ids
 from lepton_runtime.prediction import Embedding, Entities, Entity, ItemError, Prediction, Provenance
 from lepton_runtime.tasks import SPECS, task_spec
-from producer.outputs import write_output
+from producer.outputs import check_output_file, write_output
 
 MODEL = Provenance("m", 1, "0" * 64, "fp32", "fp32", "CPU")
 FAILED = {"code": "worker_lost", "message": "the chunk failed"}
@@ -105,11 +105,16 @@ def test_a_job_whose_every_row_failed_still_writes_every_row(tmp_path: Path) -> 
     assert write_output(iter(tables), tmp_path / "out.npy", 5) == 5 and np.load(tmp_path / "out.npy").shape == (5, 0)
 
 
-@pytest.mark.parametrize("task", sorted(name for name in SPECS if name != "embedding"))
-def test_npy_refuses_a_task_without_vectors_and_leaves_nothing(task: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("task", sorted(name for name, spec in SPECS.items() if not spec.gives_vectors))
+def test_npy_refuses_a_task_without_vectors_before_the_job_and_after_it_leaving_nothing(
+    task: str, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidInputError, match=rf"labels\.npy: a \.npy file holds vectors, and {task} gives none"):
+        check_output_file(tmp_path / "labels.npy", task_spec(task))  # at submit: before anything runs
     with pytest.raises(InvalidInputError, match=rf"\.npy file holds vectors.*\({task}\).*\.jsonl or \.parquet"):
         write_output(iter(job_tables(task)), tmp_path / "labels.npy", 30)
     assert list(tmp_path.iterdir()) == []
+    check_output_file(tmp_path / "labels.parquet", task_spec(task))
 
 
 @pytest.mark.parametrize("task", sorted(SPECS))
