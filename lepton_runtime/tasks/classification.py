@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,6 +30,9 @@ class ClassificationSpec(TaskSpec):
     model_description: ClassVar[str] = "a text classifier"
 
     trainable: ClassVar[bool] = True
+    result_fields: ClassVar[Mapping[str, Any]] = {
+        "label": str, "score": float, "scores": dict[str, float], "truncated": bool,
+    }  # fmt: skip
 
     def training_rows(
         self, data: str | PathLike[str], validation: str | PathLike[str] | None, *, text_field: str = "text",

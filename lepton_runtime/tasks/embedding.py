@@ -27,6 +27,7 @@ class EmbeddingSpec(TaskSpec):
     model_description: ClassVar[str] = "an embedding model"
     example_model: ClassVar[str] = "minilm"
     gives_vectors: ClassVar[bool] = True
+    result_fields: ClassVar[Mapping[str, Any]] = {"embedding": list[float], "tokens": int, "truncated": bool}
 
     def http_body(self, texts: Sequence[str], model: str, params: Mapping[str, Any]) -> dict[str, Any]:
         return {"input": list(texts), "model": model}  # OpenAI's shape

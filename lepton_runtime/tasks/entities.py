@@ -3,7 +3,7 @@ text), from an entity model (``lepton train --task token-classification``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,6 +31,7 @@ class EntitiesSpec(TaskSpec):
     example_model: ClassVar[str] = "ner"
 
     trainable: ClassVar[bool] = True
+    result_fields: ClassVar[Mapping[str, Any]] = {"entities": list[dict[str, Any]]}  # start, end, label, score, text
 
     def training_rows(
         self, data: str | PathLike[str], validation: str | PathLike[str] | None, *, text_field: str = "text",

@@ -106,6 +106,10 @@ class TaskSpec:
         return results
 
     # -- the producer --------------------------------------------------------------------------------
+    # The fields of one answered text besides its provenance (what ``as_dict`` of its result gives), with their
+    # types: the answer schema of the task's generated HTTP route
+    result_fields: ClassVar[Mapping[str, Any]] = {}
+
     def result_from_dict(self, item: dict[str, Any], provenance: Provenance) -> Any:
         """One answered item (JSON, without its provenance) as the result object the client returns."""
         raise NotImplementedError

@@ -295,6 +295,10 @@ def test_the_openapi_document_is_valid_and_every_route_declares_its_answer(queue
         assert declared, f"{route.path} has no response model"
         assert route.description or route.summary, f"{route.path} says nothing in /docs"
     assert document["components"]["schemas"]["ClassifyRequest"]["examples"]
+    for route in from_specs:  # a generated route's answer lists its task's result fields
+        spec = next(spec for spec in SPECS.values() if spec.route == route.path)
+        result = route.response_model.model_fields["results"].annotation.__args__[0]
+        assert set(spec.result_fields) <= set(document["components"]["schemas"][result.__name__]["properties"])
 
 
 def test_the_openapi_document_gives_every_route_the_error_shape(queue_settings: LeptonSettings) -> None:

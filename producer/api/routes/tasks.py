@@ -18,9 +18,9 @@ from producer.api.schemas import ErrorBody, ModelProvenance, reference_field
 
 
 class TaskResultOut(BaseModel):
-    """One text's answer: the task's result fields (a label, its score, every label's score...), or an error."""
+    """One text's answer: the task's result fields (its spec's ``result_fields``), or an error."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")  # a field the spec does not declare fails here, not in a client
 
     index: int
     error: ErrorBody | None = Field(default=None, description="Set instead of a result when this text was invalid.")
@@ -29,6 +29,17 @@ class TaskResultOut(BaseModel):
 class TaskResponse(BaseModel):
     results: list[TaskResultOut]
     model: ModelProvenance | None = None
+
+
+def answer_models(spec: TaskSpec) -> tuple[type[TaskResultOut], type[TaskResponse]]:
+    """The answer of ``spec``'s route: each text's index and the spec's result fields (absent for a text that got an
+    error), or its error; the model's provenance."""
+    prefix = "".join(part.capitalize() for part in spec.command.split("-"))
+    fields: dict[str, Any] = {name: (kind | None, None) for name, kind in spec.result_fields.items()}
+    result: type[TaskResultOut] = create_model(f"{prefix}ResultOut", __base__=TaskResultOut, **fields)
+    results: Any = list[result]  # type: ignore[valid-type]
+    answer: type[TaskResponse] = create_model(f"{prefix}Response", __base__=TaskResponse, results=(results, ...))
+    return result, answer
 
 
 def task_routes(served: Iterable[str]) -> APIRouter:
@@ -69,6 +80,7 @@ def request_model(spec: TaskSpec) -> type[BaseModel]:
 
 def _add_route(router: APIRouter, spec: TaskSpec) -> None:
     body_model = request_model(spec)
+    result_model, answer_model = answer_models(spec)
     option_names = [option.name for option in spec.options]
 
     def answer(
@@ -90,12 +102,12 @@ def _add_route(router: APIRouter, spec: TaskSpec) -> None:
         results, provenance = [], None
         for index, result in enumerate(answers):
             if isinstance(result, ItemError):
-                results.append(TaskResultOut(index=index, error=ErrorBody(code=result.code, message=result.message)))
+                results.append(result_model(index=index, error=ErrorBody(code=result.code, message=result.message)))
                 continue
             fields = result.as_dict()
             provenance = fields.pop("model")
-            results.append(TaskResultOut(index=index, **fields))
-        return TaskResponse(results=results, model=ModelProvenance(**provenance) if provenance else None)
+            results.append(result_model(index=index, **fields))
+        return answer_model(results=results, model=ModelProvenance(**provenance) if provenance else None)
 
     answer.__annotations__["body"] = body_model  # the spec's own body schema (annotations here are strings)
     answer.__doc__ = (
@@ -104,6 +116,6 @@ def _add_route(router: APIRouter, spec: TaskSpec) -> None:
     )
     name = spec.command.replace("-", "_")
     router.add_api_route(
-        spec.route, answer, methods=["POST"], response_model=TaskResponse, dependencies=SUBMIT,
+        spec.route, answer, methods=["POST"], response_model=answer_model, dependencies=SUBMIT,
         name=name, summary=spec.summary, tags=[spec.command],
     )  # fmt: skip

@@ -142,6 +142,7 @@ def assert_answers(spec: TaskSpec, answers: list[Any], params: dict[str, Any]) -
     for answer in answers:
         assert not isinstance(answer, ItemError), answer
         assert spec.cli_fields(answer)
+        assert set(answer.as_dict()) - {"model"} == set(spec.result_fields)  # what its route's schema declares
         if "labels" in params:
             assert answer.label in params["labels"]
             assert set(answer.scores) == set(params["labels"])
