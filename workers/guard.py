@@ -8,7 +8,7 @@ the work is already settled       -> (another delivery finished it) a late failu
 the data store does not answer    -> an outage: after a pause the message is given back, as many times as it takes
                                      (a bulk chunk reads and writes its rows there; no retry budget runs out while
                                      the store is down, so a job outlives an outage without a manual step)
-Redis does not answer (refused, timed out, or the time limit struck while waiting on it)
+Redis does not answer (refused, timed out, or the time limit struck while waiting on it), in the task or around it
                                   -> an outage, not the input's fault: the message is given back (redelivered
                                      once Redis answers, here or on another worker) and nothing is recorded,
                                      since every record lives in the Redis that cannot be reached; a retry
@@ -135,7 +135,16 @@ class LeptonTask(Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with soft_time_limit_armed():
-            return self._guarded_call(*args, **kwargs)
+            try:
+                return self._guarded_call(*args, **kwargs)
+            except Reject:
+                raise
+            except Exception as error:
+                # Redis out of reach around the body too (counting the delivery, recording a failure: a Sentinel
+                # failover under way): the message goes back. Raised on, Celery would record the task as failed
+                # once Redis answered again, and a bulk chunk that only met the outage would fail its job
+                self._give_back_if_unreachable(error, self.request.id)
+                raise
 
     def _guarded_call(self, *args: Any, **kwargs: Any) -> Any:
         runtime = current()
@@ -155,15 +164,7 @@ class LeptonTask(Task):  # type: ignore[misc]
         try:
             result = self.run(*args, **kwargs)
         except Exception as error:
-            if redis_unreachable(error):
-                logger.warning(
-                    "%s %s: Redis does not answer (%s); the message goes back to the queue and runs again once "
-                    "Redis answers, here or on another worker",
-                    self.name,
-                    task_id,
-                    type(error).__name__,
-                )
-                raise Reject(f"Redis unreachable while running {task_id}", requeue=True) from error
+            self._give_back_if_unreachable(error, task_id)
             runtime.deliveries.finished(task_id, redelivered=redelivered)
             if isinstance(error, DataStoreUnavailableError):
                 logger.warning(
@@ -183,6 +184,18 @@ class LeptonTask(Task):  # type: ignore[misc]
             raise
         runtime.deliveries.finished(task_id, redelivered=redelivered)
         return result
+
+    def _give_back_if_unreachable(self, error: BaseException, task_id: str) -> None:
+        """Raise Reject (the message goes back to the queue) when ``error`` means Redis is out of reach."""
+        if redis_unreachable(error):
+            logger.warning(
+                "%s %s: Redis does not answer (%s); the message goes back to the queue and runs again once "
+                "Redis answers, here or on another worker",
+                self.name,
+                task_id,
+                type(error).__name__,
+            )
+            raise Reject(f"Redis unreachable while running {task_id}", requeue=True) from error
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: ExceptionInfo
