@@ -94,9 +94,12 @@ class TaskSpec:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
         """A training run's rows as they travel with it (and its validation rows), read from the files and checked
         here: a bad row fails at once, naming its line. A task that is not trained says so."""
+        from lepton_runtime.tasks import SPECS  # the registry imports this module: read it once asked
+
+        trainable = " or ".join(sorted(name for name, spec in SPECS.items() if spec.trainable))
         raise InvalidInputError(
             f"task: {self.name} trains no model (it runs on {self.model_task} models as they are); train a"
-            " text-classification or token-classification model instead",
+            f" {trainable} model instead",
             issues=[InputIssue("task", "not trainable")],
         )
 
