@@ -132,7 +132,7 @@ def publish_graph(
     opset: int,
     source: dict[str, Any],
     metrics: dict[str, Any],
-    add_variants: VariantsHook | None = None,
+    add_variants: VariantsHook,
     report: Reporter,
 ) -> ModelVersion:
     """The one way a version is made, whatever its task: staged out of sight, the fp32 graph exported and gated on
@@ -144,8 +144,7 @@ def publish_graph(
             graph, staging.path, Path(scratch), metric=metric, max_sequence_length=max_sequence_length, opset=opset,
             report=report,
         )  # fmt: skip
-        if add_variants is not None:
-            add_variants(staged, metrics)
+        add_variants(staged, metrics)
         manifest = build_manifest(
             name=name, task=task, labels=labels, graph=graph, staged=staged, max_sequence_length=max_sequence_length,
             opset=opset, source=source, metrics=metrics,

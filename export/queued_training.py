@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from export.entity_run import train_queued_entities
 from export.training_run import QueuedRun, TrainingRows, train_queued_classifier
-from lepton_runtime.errors import InputIssue, InvalidInputError
 from lepton_runtime.jobs.schemas import TrainingOutcome, TrainRequest
 from lepton_runtime.task_names import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
 
@@ -29,11 +28,6 @@ def train_queued(
     request: TrainRequest,
     run: QueuedRun,
 ) -> TrainingOutcome:
-    """Fine-tune, export, publish and promote by the rule, as ``request.task``'s trainer does."""
-    trainer = QUEUED_TRAINERS.get(request.task)
-    if trainer is None:
-        raise InvalidInputError(
-            f"task: {request.task} is not trained here (trainable: {', '.join(sorted(QUEUED_TRAINERS))})",
-            issues=[InputIssue("task", "not trainable")],
-        )
-    return trainer(train_rows, validation_rows, request, run)
+    """Fine-tune, export, publish and promote by the rule, as ``request.task``'s trainer does (the request's schema
+    admits only the trainable tasks, each of which has a trainer: tests/export/test_queued_training.py)."""
+    return QUEUED_TRAINERS[request.task](train_rows, validation_rows, request, run)

@@ -137,13 +137,17 @@ class LeptonTask(Task):  # type: ignore[misc]
         with soft_time_limit_armed():
             try:
                 return self._guarded_call(*args, **kwargs)
-            except Reject:
-                raise
             except Exception as error:
-                # Redis out of reach around the body too (counting the delivery, recording a failure: a Sentinel
+                # Redis out of reach in the body or around it (counting the delivery, recording the end: a Sentinel
                 # failover under way): the message goes back. Raised on, Celery would record the task as failed
                 # once Redis answered again, and a bulk chunk that only met the outage would fail its job
-                self._give_back_if_unreachable(error, self.request.id)
+                if redis_unreachable(error):
+                    logger.warning(
+                        "%s %s: Redis does not answer (%s); the message goes back to the queue and runs again once "
+                        "Redis answers, here or on another worker",
+                        self.name, self.request.id, type(error).__name__,
+                    )  # fmt: skip
+                    raise Reject(f"Redis unreachable while running {self.request.id}", requeue=True) from error
                 raise
 
     def _guarded_call(self, *args: Any, **kwargs: Any) -> Any:
@@ -164,7 +168,8 @@ class LeptonTask(Task):  # type: ignore[misc]
         try:
             result = self.run(*args, **kwargs)
         except Exception as error:
-            self._give_back_if_unreachable(error, task_id)
+            if redis_unreachable(error):
+                raise  # given back by __call__; nothing is recorded in the Redis out of reach
             runtime.deliveries.finished(task_id, redelivered=redelivered)
             if isinstance(error, DataStoreUnavailableError):
                 logger.warning(
@@ -184,18 +189,6 @@ class LeptonTask(Task):  # type: ignore[misc]
             raise
         runtime.deliveries.finished(task_id, redelivered=redelivered)
         return result
-
-    def _give_back_if_unreachable(self, error: BaseException, task_id: str) -> None:
-        """Raise Reject (the message goes back to the queue) when ``error`` means Redis is out of reach."""
-        if redis_unreachable(error):
-            logger.warning(
-                "%s %s: Redis does not answer (%s); the message goes back to the queue and runs again once "
-                "Redis answers, here or on another worker",
-                self.name,
-                task_id,
-                type(error).__name__,
-            )
-            raise Reject(f"Redis unreachable while running {task_id}", requeue=True) from error
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: ExceptionInfo

@@ -39,17 +39,9 @@ def part_table(
 ) -> pa.Table:
     """One chunk's output: a row per input in input order, a result or an ``ItemError`` each."""
     answered = [None if isinstance(result, ItemError) else result for result in results]
-    errors = [result if isinstance(result, ItemError) else None for result in results]
-    columns: dict[str, pa.Array] = {
-        "id": pa.array(ids, pa.string()),
-        "position": pa.array(positions, pa.int64()),
-        **spec.part_columns(answered),
-        "truncated": pa.array([bool(getattr(result, "truncated", False)) for result in answered], pa.bool_()),
-        "error_code": pa.array([error.code if error else None for error in errors], pa.string()),
-        "error_message": pa.array([error.message if error else None for error in errors], pa.string()),
-        "model_version": pa.array([f"{provenance.model}@{provenance.version}"] * len(results), pa.string()),
-        "model_sha256": pa.array([provenance.sha256] * len(results), pa.string()),
-    }
+    columns = _row_columns(ids, positions, results, spec.part_columns(answered))
+    columns["model_version"] = pa.array([f"{provenance.model}@{provenance.version}"] * len(results), pa.string())
+    columns["model_sha256"] = pa.array([provenance.sha256] * len(results), pa.string())
     metadata = {PROVENANCE_METADATA: json.dumps(provenance.as_dict()).encode(), TASK_METADATA: spec.name.encode()}
     return pa.table(columns).replace_schema_metadata(metadata)
 
@@ -57,16 +49,23 @@ def part_table(
 def error_table(ids: Sequence[str | None], positions: Sequence[int | None], detail: dict[str, str]) -> pa.Table:
     """The rows of a chunk that wrote no part (it failed, or never ran): each row the same error, no task columns
     (a reader fills them with nulls)."""
-    count = len(ids)
-    return pa.table(
-        {
-            "id": pa.array(ids, pa.string()),
-            "position": pa.array(positions, pa.int64()),
-            "truncated": pa.array([False] * count, pa.bool_()),
-            "error_code": pa.array([detail["code"]] * count, pa.string()),
-            "error_message": pa.array([detail["message"]] * count, pa.string()),
-        }
-    )
+    errors = [ItemError(index, detail["code"], detail["message"]) for index in range(len(ids))]
+    return pa.table(_row_columns(ids, positions, errors, {}))
+
+
+def _row_columns(
+    ids: Sequence[str | None], positions: Sequence[int | None], results: Sequence[Any], task: dict[str, pa.Array]
+) -> dict[str, pa.Array]:
+    """Every row's columns in order around the ``task`` columns: id, position, then truncated and the error."""
+    errors = [result if isinstance(result, ItemError) else None for result in results]
+    return {
+        "id": pa.array(ids, pa.string()),
+        "position": pa.array(positions, pa.int64()),
+        **task,
+        "truncated": pa.array([bool(getattr(result, "truncated", False)) for result in results], pa.bool_()),
+        "error_code": pa.array([error.code if error else None for error in errors], pa.string()),
+        "error_message": pa.array([error.message if error else None for error in errors], pa.string()),
+    }
 
 
 def with_ids(table: pa.Table, first_position: int) -> pa.Table:

@@ -34,9 +34,9 @@ class ClassificationSpec(TaskSpec):
         "label": str, "score": float, "scores": dict[str, float], "truncated": bool,
     }  # fmt: skip
 
-    def training_rows(
-        self, data: str | PathLike[str], validation: str | PathLike[str] | None, *, text_field: str = "text",
-        label_field: str = "label",
+    def read_training_rows(
+        self, data: str | PathLike[str], validation: str | PathLike[str] | None, *, text_field: str,
+        label_field: str,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
         """Rows ``{"text", "label"}`` of labelled files (JSONL, CSV, Parquet: labelled_data.read_labelled)."""
 

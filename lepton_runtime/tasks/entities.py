@@ -33,9 +33,9 @@ class EntitiesSpec(TaskSpec):
     trainable: ClassVar[bool] = True
     result_fields: ClassVar[Mapping[str, Any]] = {"entities": list[dict[str, Any]]}  # start, end, label, score, text
 
-    def training_rows(
-        self, data: str | PathLike[str], validation: str | PathLike[str] | None, *, text_field: str = "text",
-        label_field: str = "label",
+    def read_training_rows(
+        self, data: str | PathLike[str], validation: str | PathLike[str] | None, *, text_field: str,
+        label_field: str,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
         """Rows ``{"tokens", "tags"}`` of CoNLL-style files (BIO tags, or character spans turned into tags); the
         validation sentences are required: they choose the best epoch, gate int8 and decide promotion."""

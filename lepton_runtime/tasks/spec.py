@@ -93,7 +93,9 @@ class TaskSpec:
         label_field: str = "label",
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
         """A training run's rows as they travel with it (and its validation rows), read from the files and checked
-        here: a bad row fails at once, naming its line. A task that is not trained says so."""
+        here (``read_training_rows``): a bad row fails at once, naming its line. A task that is not trained says so."""
+        if self.trainable:
+            return self.read_training_rows(data, validation, text_field=text_field, label_field=label_field)
         from lepton_runtime.tasks import SPECS  # the registry imports this module: read it once asked
 
         trainable = " or ".join(sorted(name for name, spec in SPECS.items() if spec.trainable))
@@ -102,6 +104,13 @@ class TaskSpec:
             f" {trainable} model instead",
             issues=[InputIssue("task", "not trainable")],
         )
+
+    def read_training_rows(
+        self, data: str | PathLike[str], validation: str | PathLike[str] | None, *, text_field: str,
+        label_field: str,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+        """A trainable task's rows from its files (``training_rows`` asks only where ``trainable``)."""
+        raise NotImplementedError
 
     # -- the worker ----------------------------------------------------------------------------------
     def finish(self, engine: Engine, results: list[Any], params: Mapping[str, Any]) -> list[Any]:

@@ -21,7 +21,7 @@ from lepton_runtime.errors import InputIssue, InvalidInputError
 from lepton_runtime.prediction import Embedding, Prediction, Provenance
 from lepton_runtime.task_names import EMBEDDING
 from lepton_runtime.tasks.classification import ClassificationSpec
-from lepton_runtime.tasks.spec import Option, TaskSpec
+from lepton_runtime.tasks.spec import Option
 
 if TYPE_CHECKING:
     from lepton_runtime.inference.engine import Engine
@@ -59,7 +59,6 @@ class ZeroShotSpec(ClassificationSpec):
     )  # fmt: skip
     example_model: ClassVar[str] = "minilm"
     trainable: ClassVar[bool] = False  # it runs on an embedding model as it is
-    training_rows = TaskSpec.training_rows
     example_params: ClassVar[Mapping[str, Any]] = {"labels": ["card problem", "question about fees", "lost card"]}
 
     def __init__(self) -> None:

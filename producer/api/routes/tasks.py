@@ -34,12 +34,17 @@ class TaskResponse(BaseModel):
 def answer_models(spec: TaskSpec) -> tuple[type[TaskResultOut], type[TaskResponse]]:
     """The answer of ``spec``'s route: each text's index and the spec's result fields (absent for a text that got an
     error), or its error; the model's provenance."""
-    prefix = "".join(part.capitalize() for part in spec.command.split("-"))
+    prefix = _schema_prefix(spec)
     fields: dict[str, Any] = {name: (kind | None, None) for name, kind in spec.result_fields.items()}
     result: type[TaskResultOut] = create_model(f"{prefix}ResultOut", __base__=TaskResultOut, **fields)
     results: Any = list[result]  # type: ignore[valid-type]
     answer: type[TaskResponse] = create_model(f"{prefix}Response", __base__=TaskResponse, results=(results, ...))
     return result, answer
+
+
+def _schema_prefix(spec: TaskSpec) -> str:
+    """What the spec's schemas are called in the OpenAPI document: ``ZeroShot`` for ``zero-shot``."""
+    return "".join(part.capitalize() for part in spec.command.split("-"))
 
 
 def task_routes(served: Iterable[str]) -> APIRouter:
@@ -73,8 +78,7 @@ def request_model(spec: TaskSpec) -> type[BaseModel]:
             ... if option.required else None, description=option.help))  # fmt: skip
     example = spec.http_body(spec.example_texts, spec.example_model, spec.example_params)
     config = ConfigDict(strict=True, json_schema_extra={"examples": [example]})
-    name = "".join(part.capitalize() for part in spec.command.split("-")) + "Request"
-    model: type[BaseModel] = create_model(name, __config__=config, **fields)
+    model: type[BaseModel] = create_model(f"{_schema_prefix(spec)}Request", __config__=config, **fields)
     return model
 
 
